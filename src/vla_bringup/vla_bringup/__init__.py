@@ -1,0 +1,1 @@
+"""Bringup package: ships launch/ and config/."""

@@ -1,0 +1,41 @@
+"""ament_python package that `pip install` also accepts, so the core runs without ROS."""
+
+from setuptools import find_packages, setup
+
+PACKAGE = "vla_policy_node"
+
+MODEL = [
+    "torch>=2.4",  # install `torch==2.13.0` first: a bare `torch` pulls the CUDA build
+    "transformers==5.23.0",
+    "peft==0.21.2",
+    "safetensors>=0.4",
+    "tokenizers>=0.20",
+    "pillow>=10",
+    "tqdm>=4.66",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.26", "pyyaml>=6", "scipy>=1.11"],
+    extras_require={
+        "model": MODEL,
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+    },
+    zip_safe=True,
+    maintainer="VLA ROS team",
+    maintainer_email="team@vla-ros.dev",
+    description="VLA policy runtime for ROS 2 robot arms",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "vla_demo = vla_policy_node.cli.demo:main",
+        ],
+    },
+)
