@@ -26,6 +26,12 @@ setup(
     install_requires=["numpy>=1.26", "pyyaml>=6", "scipy>=1.11"],
     extras_require={
         "model": MODEL,
+        "ros": [  # ROS-free transports: DDS wire-compatible with ROS 2, rosbag2 files, image codecs
+            "cyclonedds==11.0.1",
+            "rosbags==0.11.9",
+            "mcap>=1.2",
+            "opencv-python-headless>=4.9",
+        ],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     zip_safe=True,
