@@ -1,6 +1,14 @@
 """Policy-level types shared by the model, the control runtime and the nodes (numpy only)."""
 
 from vla_policy_node.policy.embodiment import ConfigError, Embodiment, load_embodiment
-from vla_policy_node.policy.types import ActionChunk, Observation, ObservationError
+from vla_policy_node.policy.types import ActionChunk, Observation, ObservationError, RtcPrefix
 
-__all__ = ["ActionChunk", "ConfigError", "Embodiment", "Observation", "ObservationError", "load_embodiment"]
+__all__ = [
+    "ActionChunk",
+    "ConfigError",
+    "Embodiment",
+    "Observation",
+    "ObservationError",
+    "RtcPrefix",
+    "load_embodiment",
+]

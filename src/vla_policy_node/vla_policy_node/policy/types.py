@@ -64,3 +64,35 @@ class ActionChunk:
     def times(self) -> np.ndarray:
         """Absolute time of each action."""
         return self.stamp + self.dt * np.arange(self.horizon)
+
+
+@dataclass(frozen=True)
+class RtcPrefix:
+    """What real-time chunking asks the sampler to respect in the next chunk.
+
+    Built by the control runtime from the chunk that is executing; consumed by the model's guided sampler.
+    `actions[k]` is the previously planned action at the new chunk's time `k` (physical units, [H, D]);
+    `weights[k]` in [0, 1] is how strongly the new chunk must follow it: 1 for actions that will already have
+    been executed when the new chunk arrives (frozen), decaying to 0 over the blend region, 0 after it.
+    """
+
+    actions: np.ndarray
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        actions = np.asarray(self.actions, dtype=np.float64)
+        weights = np.asarray(self.weights, dtype=np.float64)
+        if actions.ndim != 2 or weights.shape != (actions.shape[0],):
+            raise ValueError(f"RtcPrefix needs actions [H, D] and weights [H]; got {actions.shape}, {weights.shape}")
+        if np.any((weights < 0) | (weights > 1)) or not np.all(np.isfinite(actions)):
+            raise ValueError("RtcPrefix weights must lie in [0, 1] and actions must be finite")
+        object.__setattr__(self, "actions", actions)
+        object.__setattr__(self, "weights", weights)
+
+    @property
+    def frozen(self) -> int:
+        """Number of leading actions with weight 1."""
+        n = 0
+        while n < len(self.weights) and self.weights[n] >= 1.0:
+            n += 1
+        return n
