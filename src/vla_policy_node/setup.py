@@ -23,7 +23,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy>=1.26", "pyyaml>=6", "scipy>=1.11"],
+    install_requires=["numpy>=1.26", "pyyaml>=6", "scipy>=1.11", "pillow>=10"],
     extras_require={
         "model": MODEL,
         "ros": [  # ROS-free transports: DDS wire-compatible with ROS 2, rosbag2 files, image codecs
