@@ -1,0 +1,168 @@
+"""Tunables of the control runtime that are not properties of the robot (those live in the Embodiment).
+
+Every value has a default that works for the built-in robots, so `ControlConfig()` is a usable start; each
+dataclass validates itself on construction so a bad value fails at startup, not on the first tick.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+SyncMode = Literal["approximate", "image_trigger"]
+Strategy = Literal["synchronous", "ensemble", "rtc"]
+Interpolation = Literal["linear", "cubic"]
+LatencyQuantile = Literal["p50", "p99"]
+
+# Encodings a ROS image may have been decoded *from* for the sync to accept the RGB array it carries.
+# Depth ("16UC1", "32FC1"), bayer and YUV streams are not colour views of the scene the policy was trained on.
+DEFAULT_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3", "jpeg", "png")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How camera images and joint states are paired into one Observation.
+
+    approximate: message_filters' ApproximateTime over all cameras + joint states (queue_size per input,
+        members of a set lie within `slop` seconds of each other).
+    image_trigger: every image of `trigger_camera` (default: the first camera) makes a set with the joint state
+        nearest before it and the other cameras' images nearest to it, each within `slop`.
+    """
+
+    mode: SyncMode = "approximate"
+    queue_size: int = 10
+    slop: float = 0.05
+    trigger_camera: str | None = None
+    accepted_encodings: tuple[str, ...] = DEFAULT_ENCODINGS
+    joint_history: int = 256
+
+    def __post_init__(self) -> None:
+        _check(self.queue_size >= 1, "sync.queue_size must be >= 1")
+        _check(self.slop > 0 and math.isfinite(self.slop), "sync.slop must be positive")
+        _check(self.joint_history >= 1, "sync.joint_history must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """How chunks become a continuous plan.
+
+    execute_steps: synchronous mode executes this many actions of a chunk, then re-plans.
+    ensemble_decay: ACT's m in w_i = exp(-m * i), i = 0 for the oldest chunk covering a time.
+    blend_steps: after the frozen part, weights decay from 1 to 0 over this many action steps (RTC), and every
+        merge blends from the running plan into the new one over it, so a new chunk never starts with a jump.
+    interpolation: between waypoints; "cubic" (Catmull-Rom) keeps velocity continuous, which keeps a
+        250-500 Hz command stream from hitting the acceleration limit at every waypoint.
+    latency_quantile: which measured latency compensates delay when building an RTC prefix.
+    inference_timeout: an inference running longer than this is reported and holds the policy.
+    """
+
+    strategy: Strategy = "rtc"
+    execute_steps: int = 8
+    ensemble_decay: float = 0.01
+    blend_steps: int = 4
+    interpolation: Interpolation = "cubic"
+    latency_quantile: LatencyQuantile = "p99"
+    latency_window: int = 100
+    default_horizon: int = 16
+    inference_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.execute_steps >= 1, "executor.execute_steps must be >= 1")
+        _check(self.ensemble_decay >= 0 and math.isfinite(self.ensemble_decay), "executor.ensemble_decay must be >= 0")
+        _check(self.blend_steps >= 0, "executor.blend_steps must be >= 0")
+        _check(self.latency_window >= 2, "executor.latency_window must be >= 2")
+        _check(self.default_horizon >= 1, "executor.default_horizon must be >= 1")
+        _check(self.inference_timeout > 0, "executor.inference_timeout must be positive")
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """A twist_mux-style lock: active while its last value is true or its heartbeat is older than `timeout`.
+
+    It blocks every source whose priority is <= `priority`. A `latching` lock (the e-stop) stays engaged after
+    it activates until `reset_estop` is called while it reads false with a fresh heartbeat.
+    timeout <= 0 disables the heartbeat (the lock is then active only while true).
+    """
+
+    name: str
+    priority: int = 255
+    timeout: float = 0.0
+    latching: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.name != "", "lock name must not be empty")
+        _check(math.isfinite(self.timeout), f"lock {self.name}: timeout must be finite")
+
+
+@dataclass(frozen=True)
+class MuxConfig:
+    """Priorities and timeouts of the command sources (policy < teleop < locks).
+
+    teleop_timeout: teleop is a candidate while its last message is younger than this.
+    require_deadman: teleop also needs a deadman input that reads true and is younger than deadman_timeout.
+    handover_speed_fraction: hand-over ramps move the offset between sources at most at this fraction of each
+        joint's max velocity (the safety filter after the mux enforces the hard limits).
+    twist_ramp_time: for velocity (ee_delta) commands, the time a hand-over from zero to full speed takes.
+    """
+
+    policy_priority: int = 10
+    teleop_priority: int = 100
+    teleop_timeout: float = 0.5
+    require_deadman: bool = False
+    deadman_timeout: float = 0.25
+    locks: tuple[LockSpec, ...] = (LockSpec("estop", priority=255, latching=True),)
+    handover_speed_fraction: float = 0.5
+    min_handover_time: float = 0.05
+    twist_ramp_time: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(self.policy_priority < self.teleop_priority, "mux: policy priority must be below teleop priority")
+        _check(self.teleop_timeout > 0, "mux.teleop_timeout must be positive")
+        _check(self.deadman_timeout > 0, "mux.deadman_timeout must be positive")
+        _check(0 < self.handover_speed_fraction <= 1, "mux.handover_speed_fraction must be in (0, 1]")
+        _check(self.min_handover_time >= 0, "mux.min_handover_time must be >= 0")
+        _check(self.twist_ramp_time > 0, "mux.twist_ramp_time must be positive")
+        names = [lock.name for lock in self.locks]
+        _check(len(set(names)) == len(names), f"mux: lock names must be unique: {names}")
+        _check(not {"policy", "teleop", "hold"} & set(names), "mux: locks cannot be named policy/teleop/hold")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Switches of the safety filter beyond the robot's own limits.
+
+    enforce_jerk: apply JointSpec.max_jerk where given (best effort: it yields to position/velocity/acceleration
+        when they cannot all be met, and that is counted).
+    relative_target_from_measured: LeRobot measures `max_relative_target` from the present (measured) position;
+        otherwise it caps the step from the last command.
+    """
+
+    enforce_jerk: bool = True
+    relative_target_from_measured: bool = True
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """hold_on_stale: the policy holds while any observation input is older than its max_age."""
+
+    hold_on_stale: bool = True
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    mux: MuxConfig = field(default_factory=MuxConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    control_hz: float | None = None  # None: the embodiment's rates.control_hz
+
+    def __post_init__(self) -> None:
+        if self.control_hz is not None:
+            _check(self.control_hz > 0 and math.isfinite(self.control_hz), "control_hz must be positive")

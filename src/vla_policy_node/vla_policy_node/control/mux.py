@@ -1,0 +1,241 @@
+"""Command mux for arm commands, twist_mux's design: sources with priorities and timeouts, and locks.
+
+Sources: policy (lowest) and teleop. A source is a candidate while it is fresh (teleop: younger than its
+timeout, and the deadman held when required; policy: the executor has an action for now and it is not
+paused). Locks block every source with priority <= theirs; a lock is active while its last value is true or
+its heartbeat is older than its timeout (a lock never heard from counts as expired, as in twist_mux). A
+latching lock (e-stop) stays engaged until `reset_estop`. With no candidate the mux asks for the safe state:
+hold.
+
+Hand-over is a ramp, not a jump: when the source changes (or after a hold), the offset between the command
+being sent and the new source's target fades out with a smoothstep whose duration keeps the offset's speed
+under `handover_speed_fraction` of each joint's max velocity. The new source is in charge from its first
+tick; it just starts where the robot is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from vla_policy_node.control.command import ArmTarget, CommandSpace
+from vla_policy_node.control.config import LockSpec, MuxConfig
+
+
+class MuxDecision(NamedTuple):
+    """source: "policy", "teleop" or "hold"; arm/gripper: the target (None for hold); reason: why hold."""
+
+    source: str
+    arm: np.ndarray | None
+    gripper: float | None
+    reason: str
+
+
+@dataclass
+class _Lock:
+    spec: LockSpec
+    value: bool = False
+    stamp: float = -math.inf
+    seen: bool = False
+    latched: bool = False
+
+    def engaged(self, now: float) -> bool:
+        expired = self.spec.timeout > 0 and now - self.stamp > self.spec.timeout
+        return self.value or expired
+
+
+@dataclass
+class _Ramp:
+    start: float
+    duration: float
+    offset: np.ndarray
+    gripper_offset: float
+
+
+class CommandMux:
+    def __init__(
+        self, config: MuxConfig, space: CommandSpace, arm_rate: np.ndarray, gripper_rate: float | None
+    ) -> None:
+        """arm_rate: per-dim speed (units/s) the hand-over offset may move at; gripper_rate likewise."""
+        self.config = config
+        self.space = space
+        self._arm_rate = np.asarray(arm_rate, dtype=np.float64) * config.handover_speed_fraction
+        self._gripper_rate = (gripper_rate or 0.0) * config.handover_speed_fraction
+        self._locks = {spec.name: _Lock(spec) for spec in config.locks}
+        self._teleop: ArmTarget | None = None
+        self._teleop_stamp = -math.inf
+        self._deadman = False
+        self._deadman_stamp = -math.inf
+        self._paused = False
+        self._source = "hold"
+        self._ramp: _Ramp | None = None
+        self._ramp_pending = False
+        self._out = np.zeros(space.arm_dim)
+        self.switches = 0
+
+    # --------------------------------------------------------------------------------------------- inputs
+    def on_teleop(self, target: ArmTarget, now: float) -> None:
+        if target.arm.shape != (self.space.arm_dim,):
+            raise ValueError(f"teleop target needs {self.space.arm_dim} values {self.space.arm_names}")
+        self._teleop = target
+        self._teleop_stamp = now
+
+    def on_deadman(self, pressed: bool, now: float) -> None:
+        self._deadman = bool(pressed)
+        self._deadman_stamp = now
+
+    def on_lock(self, name: str, value: bool, now: float) -> None:
+        lock = self._locks.get(name)
+        if lock is None:
+            raise KeyError(f"unknown lock {name!r}; configured: {sorted(self._locks)}")
+        lock.value, lock.stamp, lock.seen = bool(value), now, True
+        if lock.spec.latching and lock.value:
+            lock.latched = True
+
+    def reset_estop(self, now: float) -> tuple[bool, str]:
+        """Release latched locks that are no longer engaged; (success, message) for the service reply."""
+        latched = [lock for lock in self._locks.values() if lock.latched]
+        if not latched:
+            return True, "no e-stop latched"
+        still = [lock.spec.name for lock in latched if lock.engaged(now)]
+        if still:
+            return False, f"cannot reset: {', '.join(still)} still engaged (true or heartbeat lost)"
+        for lock in latched:
+            lock.latched = False
+        return True, f"reset {', '.join(lock.spec.name for lock in latched)}"
+
+    def set_paused(self, paused: bool) -> None:
+        self._paused = bool(paused)
+
+    # --------------------------------------------------------------------------------------------- state
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def estop_latched(self) -> bool:
+        return any(lock.latched for lock in self._locks.values())
+
+    @property
+    def lock_names(self) -> tuple[str, ...]:
+        return tuple(self._locks)
+
+    def active_locks(self, now: float) -> list[str]:
+        """Locks blocking something now (engaged or latched); latches heartbeat losses of latching locks."""
+        active = []
+        for lock in self._locks.values():
+            engaged = lock.engaged(now)
+            if engaged and lock.spec.latching and lock.seen:
+                lock.latched = True
+            if engaged or lock.latched:
+                active.append(lock.spec.name)
+        return active
+
+    def teleop_available(self, now: float) -> bool:
+        if self._teleop is None or now - self._teleop_stamp > self.config.teleop_timeout:
+            return False
+        if self.config.require_deadman:
+            return self._deadman and now - self._deadman_stamp <= self.config.deadman_timeout
+        return True
+
+    # -------------------------------------------------------------------------------------------- select
+    def select(
+        self,
+        now: float,
+        policy_arm: np.ndarray | None,
+        policy_gripper: float | None,
+        current_arm: np.ndarray,
+        current_gripper: float | None,
+        was_held: bool,
+    ) -> MuxDecision:
+        """Pick the source for this tick and its (hand-over ramped) target."""
+        level = -math.inf
+        locked_by = ""
+        for lock in self._locks.values():
+            engaged = lock.engaged(now)
+            if engaged and lock.spec.latching and lock.seen:
+                lock.latched = True
+            if (engaged or lock.latched) and lock.spec.priority > level:
+                level, locked_by = lock.spec.priority, lock.spec.name
+        source, reason = "hold", ""
+        arm: np.ndarray | None = None
+        gripper: float | None = None
+        if self.config.teleop_priority > level and self.teleop_available(now):
+            assert self._teleop is not None
+            source, arm, gripper = "teleop", self._teleop.arm, self._teleop.gripper
+        elif self.config.policy_priority > level and not self._paused and policy_arm is not None:
+            source, arm, gripper = "policy", policy_arm, policy_gripper
+        elif locked_by:
+            reason = f"locked by {locked_by}"
+        elif self._paused:
+            reason = "paused"
+        else:
+            reason = "no command source"
+        if source != self._source:
+            self.switches += 1
+            self._ramp_pending = True
+            self._ramp = None
+        self._source = source
+        if arm is None:
+            self._ramp = None
+            return MuxDecision("hold", None, None, reason)
+        if was_held:
+            self._ramp_pending = True
+            self._ramp = None
+        if gripper is None:
+            gripper = current_gripper
+        return self._ramped(now, source, arm, gripper, current_arm, current_gripper)
+
+    def _ramped(
+        self,
+        now: float,
+        source: str,
+        arm: np.ndarray,
+        gripper: float | None,
+        current_arm: np.ndarray,
+        current_gripper: float | None,
+    ) -> MuxDecision:
+        finite = bool(np.isfinite(arm).all()) and (gripper is None or math.isfinite(gripper))
+        if self._ramp_pending and finite:
+            self._ramp_pending = False
+            self._ramp = self._start_ramp(now, arm, gripper, current_arm, current_gripper)
+        ramp = self._ramp
+        if ramp is None or not finite:
+            return MuxDecision(source, arm, gripper, "")
+        tau = (now - ramp.start) / ramp.duration
+        if tau >= 1.0:
+            self._ramp = None
+            return MuxDecision(source, arm, gripper, "")
+        fade = 1.0 - tau * tau * (3.0 - 2.0 * tau)  # 1 - smoothstep: offset leaves with zero velocity
+        out = np.multiply(ramp.offset, fade, out=self._out)
+        out += arm
+        if gripper is not None:
+            gripper = gripper + ramp.gripper_offset * fade
+        return MuxDecision(source, out.copy(), gripper, "")
+
+    def _start_ramp(
+        self,
+        now: float,
+        arm: np.ndarray,
+        gripper: float | None,
+        current_arm: np.ndarray,
+        current_gripper: float | None,
+    ) -> _Ramp | None:
+        offset = np.asarray(current_arm, dtype=np.float64) - arm
+        g_off = 0.0
+        if gripper is not None and current_gripper is not None:
+            g_off = current_gripper - gripper
+        # smoothstep's peak slope is 1.5 / duration
+        need = float(np.max(np.abs(offset) / self._arm_rate)) if len(offset) else 0.0
+        if self._gripper_rate > 0:
+            need = max(need, abs(g_off) / self._gripper_rate)
+        if need == 0.0:
+            return None
+        return _Ramp(now, max(1.5 * need, self.config.min_handover_time), offset, g_off)

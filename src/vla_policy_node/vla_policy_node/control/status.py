@@ -1,0 +1,58 @@
+"""The status record behind vla_msgs/PolicyStatus and the entries behind /diagnostics.
+
+Plain data: the ROS layer copies fields into messages (DiagnosticStatus.level takes `int(level)`: OK=0,
+WARN=1, ERROR=2 as in diagnostic_msgs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Level(IntEnum):
+    OK = 0
+    WARN = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    level: Level
+    name: str
+    message: str
+    values: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ControlStatus:
+    """One snapshot. Field names up to clamp_counts match vla_msgs/PolicyStatus; `stale_inputs` and
+    `input_ages` are parallel (the stale inputs and how old each one's newest message is; inf = never)."""
+
+    stamp: float
+    active_source: str
+    paused: bool
+    estop_latched: bool
+    starved: bool
+    fault: str
+    instruction: str
+    control_rate: float
+    inference_rate: float
+    inference_latency_p50: float
+    inference_latency_p99: float
+    stale_inputs: tuple[str, ...]
+    input_ages: tuple[float, ...]
+    clamp_names: tuple[str, ...]
+    clamp_counts: tuple[int, ...]
+    hold: bool = False
+    hold_reasons: tuple[str, ...] = ()
+    active_locks: tuple[str, ...] = ()
+    all_input_ages: tuple[tuple[str, float], ...] = ()
+    strategy: str = ""
+    inference_in_flight: bool = False
+    chunks_accepted: int = 0
+    chunks_rejected: int = 0
+    input_rejections: tuple[tuple[str, int], ...] = ()
+
+    def clamp_count(self, name: str) -> int:
+        return dict(zip(self.clamp_names, self.clamp_counts, strict=True)).get(name, 0)

@@ -1,0 +1,215 @@
+"""Observation sync: decoded camera images and joint states in, one consistent Observation out.
+
+Contract with the message layer: it decodes every ROS image to an HxWx3 uint8 RGB array (whatever the source
+layout) and passes along the encoding it decoded *from* (`Image.encoding`, or `CompressedImage.format`). The
+sync accepts only arrays of that layout and encodings in `SyncConfig.accepted_encodings`; anything else
+(depth, bayer, a decoder that gave up and passes None) is counted and reported, never used. Joint states come
+as names + positions and are reordered into the embodiment's `state_names` (arm joints, then the gripper);
+extra names are ignored, missing ones reject the message.
+
+Every input has a staleness limit (CameraSpec.max_age, JointStateInput.max_age). A stale input, or a matched
+set that is too old, blocks new observations and shows in `stale_inputs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla_policy_node.control.config import SyncConfig
+from vla_policy_node.control.pairing import ApproximateTimePairing, MatchedSet, TriggerPairing
+from vla_policy_node.policy.embodiment import Embodiment
+from vla_policy_node.policy.types import Observation
+
+JOINT_STATES = "joint_states"
+SYNC = "sync"  # pseudo-input: the newest matched set
+
+
+@dataclass
+class InputStats:
+    received: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
+
+
+class ObservationSync:
+    def __init__(self, embodiment: Embodiment, config: SyncConfig | None = None) -> None:
+        self.embodiment = embodiment
+        self.config = config or SyncConfig()
+        cams = embodiment.camera_names
+        if JOINT_STATES in cams or SYNC in cams:
+            raise ValueError(f"camera names {JOINT_STATES!r}/{SYNC!r} are reserved")
+        self.inputs: tuple[str, ...] = (*cams, JOINT_STATES)
+        self.max_age = {c.name: c.max_age for c in embodiment.cameras}
+        self.max_age[JOINT_STATES] = embodiment.joint_states.max_age
+        # A matched set is as old as its oldest member; it may be as old as the most tolerant input allows
+        # (joint states are fresher than that, but a set is only renewed at the cameras' rate).
+        self.set_max_age = max(self.max_age.values())
+        self._accepted = {e.lower() for e in self.config.accepted_encodings}
+        self._state_names = embodiment.state_names
+        self._state_index = {n: i for i, n in enumerate(self._state_names)}
+        self._perm_cache: tuple[tuple[str, ...], np.ndarray] | None = None
+        self.stats = {name: InputStats() for name in self.inputs}
+        self.unknown_inputs: Counter[str] = Counter()
+        self._last_stamp = dict.fromkeys(self.inputs, -math.inf)
+        self._latest_state: tuple[float, np.ndarray] | None = None
+        self._ready: MatchedSet | None = None
+        self._ready_stamp = -math.inf
+        self._emitted_stamp = -math.inf
+        self.sets_matched = 0
+        self.instruction = ""
+        if self.config.mode == "approximate":
+            self._pairing: ApproximateTimePairing | TriggerPairing = ApproximateTimePairing(
+                self.inputs, self.config.queue_size, self.config.slop
+            )
+        else:
+            trigger = self.config.trigger_camera or cams[0]
+            if trigger not in cams:
+                raise ValueError(f"sync.trigger_camera {trigger!r} is not a camera of {embodiment.name}: {cams}")
+            self._pairing = TriggerPairing(
+                self.inputs, trigger, (JOINT_STATES,), max(self.config.joint_history, self.config.queue_size),
+                self.config.slop,
+            )
+
+    def set_instruction(self, text: str) -> None:
+        self.instruction = text
+
+    # ---------------------------------------------------------------------------------------------- inputs
+    def add_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str, now: float) -> bool:
+        """An image decoded to HxWx3 uint8 RGB from `encoding`; False (and counted) if it cannot be used."""
+        stats = self.stats.get(camera)
+        if stats is None or camera == JOINT_STATES:
+            self.unknown_inputs[camera] += 1
+            return False
+        stats.received += 1
+        base = encoding.split(";")[0].strip().lower()
+        if base not in self._accepted:
+            return self._reject(stats, "unsupported_encoding", f"{camera}: unsupported encoding {encoding!r}")
+        if not (
+            isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        ):
+            shape = getattr(image, "shape", None)
+            dtype = getattr(image, "dtype", None)
+            return self._reject(stats, "bad_image", f"{camera}: expected HxWx3 uint8 RGB, got {shape} {dtype}")
+        if not self._in_order(camera, stamp, stats):
+            return False
+        stats.accepted += 1
+        self._offer(camera, stamp, image)
+        return True
+
+    def add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
+        """A joint state message; reordered by name into `state_names`. False (and counted) if unusable."""
+        stats = self.stats[JOINT_STATES]
+        stats.received += 1
+        names = tuple(names)
+        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if len(names) != len(positions):
+            return self._reject(stats, "malformed", f"joint state has {len(names)} names, {len(positions)} positions")
+        cache = self._perm_cache
+        if cache is not None and cache[0] == names:
+            perm = cache[1]
+        else:
+            index = {n: i for i, n in enumerate(names)}
+            if len(index) != len(names):
+                return self._reject(stats, "malformed", f"joint state repeats names: {list(names)}")
+            missing = [n for n in self._state_names if n not in index]
+            if missing:
+                return self._reject(stats, "missing_joints", f"joint state lacks {missing}")
+            perm = np.array([index[n] for n in self._state_names], dtype=np.int64)
+            self._perm_cache = (names, perm)
+        state = positions[perm]
+        if not np.all(np.isfinite(state)):
+            return self._reject(stats, "nonfinite", "joint state has NaN/Inf positions")
+        if not self._in_order(JOINT_STATES, stamp, stats):
+            return False
+        stats.accepted += 1
+        self._latest_state = (stamp, state)
+        self._offer(JOINT_STATES, stamp, state)
+        return True
+
+    def _reject(self, stats: InputStats, reason: str, message: str) -> bool:
+        stats.rejected[reason] += 1
+        stats.last_error = message
+        return False
+
+    def _in_order(self, name: str, stamp: float, stats: InputStats) -> bool:
+        if not math.isfinite(stamp):
+            return self._reject(stats, "bad_stamp", f"{name}: non-finite stamp")
+        last = self._last_stamp[name]
+        if stamp <= last:
+            return self._reject(stats, "out_of_order", f"{name}: stamp {stamp:.6f} not after {last:.6f}")
+        self._last_stamp[name] = stamp
+        return True
+
+    def _offer(self, name: str, stamp: float, payload: object) -> None:
+        matched = self._pairing.add(name, stamp, payload)
+        if matched is None:
+            return
+        newest = max(s for s, _ in matched.values())
+        if newest > self._ready_stamp:
+            self._ready, self._ready_stamp = matched, newest
+            self.sets_matched += 1
+
+    # --------------------------------------------------------------------------------------------- output
+    def poll(self, now: float) -> Observation | None:
+        """The newest matched set as an Observation, once; None while any input is stale or nothing is new."""
+        ready = self._ready
+        if ready is None or self._ready_stamp <= self._emitted_stamp or self.any_stale(now):
+            return None
+        self._emitted_stamp = self._ready_stamp
+        stamps = {name: s for name, (s, _) in ready.items()}
+        images = {cam: ready[cam][1] for cam in self.embodiment.camera_names}
+        state = np.array(ready[JOINT_STATES][1])
+        return Observation(
+            stamp=self._ready_stamp,
+            images=images,
+            state=state,
+            instruction=self.instruction,
+            meta={"stamps": stamps, "sync_mode": self.config.mode},
+        )
+
+    def latest_state(self) -> tuple[float, np.ndarray] | None:
+        """(stamp, state in state_names order) of the newest accepted joint state."""
+        return self._latest_state
+
+    def input_ages(self, now: float) -> dict[str, float]:
+        """Age of each input's newest accepted message (inf if none), plus "sync": the age of the oldest member
+        of the newest matched set (stale beyond `set_max_age`)."""
+        ages = {name: now - self._last_stamp[name] for name in self.inputs}
+        ages[SYNC] = self._set_age(now)
+        return ages
+
+    def _set_age(self, now: float) -> float:
+        if self._ready is None:
+            return math.inf
+        return now - min(s for s, _ in self._ready.values())
+
+    def _set_stale(self, now: float) -> bool:
+        return self._set_age(now) > self.set_max_age
+
+    def stale_inputs(self, now: float) -> list[str]:
+        stale = [name for name in self.inputs if now - self._last_stamp[name] > self.max_age[name]]
+        if self._set_stale(now):
+            stale.append(SYNC)
+        return stale
+
+    def any_stale(self, now: float) -> bool:
+        """Tick-path check: any input too old, or no matched set fresh enough to use."""
+        last = self._last_stamp
+        for name, limit in self.max_age.items():
+            if now - last[name] > limit:
+                return True
+        return self._set_stale(now)
+
+    @property
+    def dropped(self) -> int:
+        return self._pairing.dropped if isinstance(self._pairing, ApproximateTimePairing) else 0
+
+    @property
+    def unmatched(self) -> int:
+        return self._pairing.unmatched if isinstance(self._pairing, TriggerPairing) else 0
