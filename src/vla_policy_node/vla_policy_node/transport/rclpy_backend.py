@@ -1,0 +1,267 @@
+"""RclpyTransport: the Transport interface on a real rclpy node, for robots with ROS 2 installed.
+
+Deliberately thin (rclpy is not installable where the tests run): publishers, subscriptions, services and
+clients are the node's own; the only logic here is turning numpy values into what rclpy message setters
+accept (array.array for `sequence<T>`, numpy for `T[N]`, bytes for `octet`) and copying foreign messages
+(rosbags dataclasses, DDS structs) into rclpy classes. rclpy is imported lazily.
+
+Threading: callbacks and service handlers run in whatever executor spins `node`. `RclpyTransport.create()`
+makes its own node and spins it on a background MultiThreadedExecutor, so `ServiceClient.call` can block.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vla_policy_node.msgs.typestore import normalize_msgtype, normalize_service_type
+from vla_policy_node.transport.base import (
+    MessageCallback,
+    Publisher,
+    ServiceClient,
+    ServiceHandler,
+    ServiceServer,
+    ServiceUnavailable,
+    Subscription,
+    Transport,
+)
+from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+
+# rosidl type names (get_fields_and_field_types) -> (numpy dtype, array.array typecode)
+_NUMERIC = {
+    "double": (np.float64, "d"),
+    "float": (np.float32, "f"),
+    "int8": (np.int8, "b"),
+    "uint8": (np.uint8, "B"),
+    "int16": (np.int16, "h"),
+    "uint16": (np.uint16, "H"),
+    "int32": (np.int32, "i"),
+    "uint32": (np.uint32, "I"),
+    "int64": (np.int64, "q"),
+    "uint64": (np.uint64, "Q"),
+}
+
+
+def message_class(msgtype: str) -> type:
+    """rclpy class for 'pkg/msg/T', or for a service's 'pkg/srv/S_Request' / 'pkg/srv/S_Response'."""
+    from rosidl_runtime_py.utilities import get_message, get_service
+
+    msgtype = normalize_msgtype(msgtype)
+    pkg, kind, name = msgtype.split("/")
+    if kind == "srv":
+        base, _, part = name.rpartition("_")
+        return getattr(get_service(f"{pkg}/srv/{base}"), part)
+    return get_message(msgtype)
+
+
+def service_class(srvtype: str) -> type:
+    from rosidl_runtime_py.utilities import get_service
+
+    return get_service(normalize_service_type(srvtype))
+
+
+def rclpy_qos(profile: QosProfile) -> Any:
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=profile.depth,
+        reliability=ReliabilityPolicy.RELIABLE if profile.reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if profile.transient_local else DurabilityPolicy.VOLATILE,
+    )
+
+
+def _base_type(field_type: str) -> tuple[str, bool]:
+    """'sequence<double, 5>' -> ('double', True); 'geometry_msgs/Point[3]' -> ('geometry_msgs/Point', True)."""
+    collection = field_type.startswith("sequence<") or field_type.endswith("]")
+    base = field_type[len("sequence<") : -1].split(",")[0].strip() if field_type.startswith("sequence<") else field_type
+    return base.split("[")[0], collection
+
+
+def _field_value(field_type: str, value: Any) -> Any:
+    """Convert one value to what the rclpy setter of a field typed `field_type` accepts."""
+    base, collection = _base_type(field_type)
+    if collection and base in _NUMERIC:
+        dtype, code = _NUMERIC[base]
+        if field_type.startswith("sequence<"):  # rclpy stores sequences as array.array
+            if isinstance(value, array.array) and value.typecode == code:
+                return value
+            return array.array(code, np.asarray(value, dtype=dtype).tobytes())
+        return np.asarray(value, dtype=dtype)  # fixed-size arrays are numpy in rclpy
+    if collection:
+        return list(value)
+    if field_type == "octet" and isinstance(value, int | np.integer):
+        return bytes([int(value)])
+    if field_type == "boolean":
+        return bool(value)
+    if field_type in ("double", "float"):
+        return float(value)
+    if field_type in _NUMERIC:
+        return int(value)
+    return value
+
+
+def to_rclpy(msgtype: str, obj: Any) -> Any:
+    """Copy any object with ROS field names (rosbags dataclass, DDS struct, dict) into the rclpy class."""
+    cls = message_class(msgtype)
+    if isinstance(obj, cls):
+        return obj
+    get = obj.get if isinstance(obj, dict) else (lambda name: getattr(obj, name, None))
+    fields = {}
+    for name, field_type in cls.get_fields_and_field_types().items():
+        value = get(name)
+        if value is None:
+            continue
+        base, collection = _base_type(field_type)
+        if "/" in base:  # nested message(s), named 'pkg/Type' by rosidl
+            pkg, _, type_name = base.partition("/")
+            nested_type = f"{pkg}/msg/{type_name}"
+            value = [to_rclpy(nested_type, v) for v in value] if collection else to_rclpy(nested_type, value)
+        else:
+            value = _field_value(field_type, value)
+        fields[name] = value
+    return cls(**fields)
+
+
+@dataclass(eq=False)
+class _RclpyPublisher(Publisher):
+    topic: str
+    msgtype: str
+    handle: Any
+    node: Any
+
+    def publish(self, msg: Any) -> None:
+        self.handle.publish(to_rclpy(self.msgtype, msg))
+
+    def close(self) -> None:
+        self.node.destroy_publisher(self.handle)
+
+
+@dataclass(eq=False)
+class _RclpySubscription(Subscription):
+    topic: str
+    msgtype: str
+    handle: Any
+    node: Any
+
+    def close(self) -> None:
+        self.node.destroy_subscription(self.handle)
+
+
+@dataclass(eq=False)
+class _RclpyService(ServiceServer):
+    name: str
+    srvtype: str
+    handle: Any
+    node: Any
+
+    def close(self) -> None:
+        self.node.destroy_service(self.handle)
+
+
+@dataclass(eq=False)
+class _RclpyClient(ServiceClient):
+    name: str
+    srvtype: str
+    handle: Any
+    node: Any
+
+    def wait_for_service(self, timeout: float = 5.0) -> bool:
+        return bool(self.handle.wait_for_service(timeout_sec=timeout))
+
+    def call(self, request: Any, timeout: float = 5.0) -> Any:
+        """Blocks until the reply arrives; the node must be spun by another thread (see module docstring)."""
+        if not self.wait_for_service(timeout):
+            raise ServiceUnavailable(f"service {self.name} ({self.srvtype}) not available after {timeout:.1f} s")
+        request_type = f"{normalize_service_type(self.srvtype)}_Request"
+        future = self.handle.call_async(to_rclpy(request_type, request))
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout) or future.result() is None:
+            raise ServiceUnavailable(f"no reply from {self.name} ({self.srvtype}) within {timeout:.1f} s")
+        return future.result()
+
+    def close(self) -> None:
+        self.node.destroy_client(self.handle)
+
+
+class RclpyTransport(Transport):
+    """Wraps an existing rclpy Node (spun by the caller), or one made by `create()`."""
+
+    def __init__(self, node: Any, *, _owned_executor: Any = None, _spin_thread: threading.Thread | None = None):
+        super().__init__()
+        self.node = node
+        self._executor = _owned_executor
+        self._spin_thread = _spin_thread
+
+    @classmethod
+    def create(cls, node_name: str, namespace: str = "", args: list[str] | None = None) -> RclpyTransport:
+        """Init rclpy if needed, make a node and spin it on a background multi-threaded executor."""
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+
+        if not rclpy.ok():
+            rclpy.init(args=args)
+        node = Node(node_name, namespace=namespace)
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        thread = threading.Thread(target=executor.spin, name=f"rclpy-{node_name}", daemon=True)
+        thread.start()
+        return cls(node, _owned_executor=executor, _spin_thread=thread)
+
+    def publisher(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> Publisher:
+        msgtype = normalize_msgtype(msgtype)
+        handle = self.node.create_publisher(message_class(msgtype), topic, rclpy_qos(qos))
+        return _RclpyPublisher(handle.topic_name, msgtype, handle, self.node)
+
+    def subscribe(
+        self, topic: str, msgtype: str, callback: MessageCallback, qos: QosProfile = DEFAULT_QOS
+    ) -> Subscription:
+        msgtype = normalize_msgtype(msgtype)
+        holder: dict[str, str] = {"topic": topic}
+        handle = self.node.create_subscription(
+            message_class(msgtype), topic, lambda msg: self._deliver(holder["topic"], callback, msg), rclpy_qos(qos)
+        )
+        holder["topic"] = handle.topic_name
+        return _RclpySubscription(handle.topic_name, msgtype, handle, self.node)
+
+    def new_message(self, msgtype: str, /, **fields: Any) -> Any:
+        cls = message_class(msgtype)
+        types = cls.get_fields_and_field_types()
+        unknown = set(fields) - set(types)
+        if unknown:
+            raise TypeError(f"{msgtype} has no field(s) {sorted(unknown)}")
+        return to_rclpy(msgtype, fields)
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def service(self, name: str, srvtype: str, handler: ServiceHandler) -> ServiceServer:
+        response_type = f"{normalize_service_type(srvtype)}_Response"
+
+        def serve(request: Any, response: Any) -> Any:
+            return to_rclpy(response_type, handler(request))
+
+        handle = self.node.create_service(service_class(srvtype), name, serve)
+        return _RclpyService(handle.srv_name, srvtype, handle, self.node)
+
+    def client(self, name: str, srvtype: str) -> ServiceClient:
+        handle = self.node.create_client(service_class(srvtype), name)
+        return _RclpyClient(handle.srv_name, srvtype, handle, self.node)
+
+    def close(self) -> None:
+        if self._executor is None:
+            return
+        self._executor.shutdown()
+        self.node.destroy_node()
+        if self._spin_thread is not None:
+            self._spin_thread.join(timeout=5.0)
+        import rclpy
+
+        rclpy.try_shutdown()
+        self._executor = None
