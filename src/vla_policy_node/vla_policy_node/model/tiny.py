@@ -198,3 +198,19 @@ def tiny_backbone_config(family: str, *, select_layer: int = 2, num_layers: int 
         overrides.setdefault("processor_kwargs", {"image_size": image_size})
     return BackboneConfig(family=get_family(family).name, model_config=config, select_layer=select_layer,
                           **overrides)
+
+
+# A tiny head sized for CPU tests and the demo: same architecture as the default, a few thousand times smaller.
+TINY_HEAD: dict[str, Any] = dict(dim=32, layers=2, heads=4, adapter_layers=1, max_state_dim=16, max_action_dim=8,
+                                 max_embodiments=4, num_future_tokens=4)
+
+def build_tiny_vla(embodiments: list, family: str = "qwen2_5_vl", *, image_size: int | None = None,
+                   backbone_overrides: dict[str, Any] | None = None, **head_overrides: Any):
+    """A randomly initialized tiny VLAModel (backbone + flow head) for the given embodiments.
+
+    The processor resizes camera frames to its own size (TINY_IMAGE_SIZE), whatever the cameras deliver.
+    """
+    from vla_policy_node.model.vla import VLAModel  # local: vla imports this module's siblings
+
+    cfg = tiny_backbone_config(family, image_size=image_size, **(backbone_overrides or {}))
+    return VLAModel.build(cfg, {**TINY_HEAD, **head_overrides}, embodiments)

@@ -1,0 +1,149 @@
+"""The VLA model: a truncated multimodal LLM backbone feeding a flow-matching action head.
+
+Embodiments are slots: each has an index into the head's per-embodiment encoders/decoders, its state and action
+dimensionality (padded to the head's maximum with a mask), and the names and camera order it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla_policy_node.model.backbone import Backbone, BackboneConfig
+from vla_policy_node.model.flow_head import FlowHeadConfig, FlowMatchingHead, HeadContext
+from vla_policy_node.policy.embodiment import Embodiment
+
+
+class UnknownEmbodimentError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class EmbodimentSlot:
+    """What the model knows about one embodiment it was built or trained for."""
+
+    tag: str
+    index: int
+    state_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    camera_names: tuple[str, ...]
+    dt: float
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_names)
+
+    @classmethod
+    def from_embodiment(cls, embodiment: Embodiment, index: int) -> EmbodimentSlot:
+        return cls(
+            tag=embodiment.tag,
+            index=index,
+            state_names=embodiment.state_names,
+            action_names=embodiment.action_names,
+            camera_names=embodiment.camera_names,
+            dt=embodiment.rates.action_dt,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbodimentSlot:
+        return cls(
+            tag=str(data["tag"]),
+            index=int(data["index"]),
+            state_names=tuple(data["state_names"]),
+            action_names=tuple(data["action_names"]),
+            camera_names=tuple(data["camera_names"]),
+            dt=float(data["dt"]),
+        )
+
+    def check_matches(self, embodiment: Embodiment) -> None:
+        """A robot config must describe the same state/action/camera layout the slot was trained with."""
+        for what, mine, theirs in (
+            ("state names", self.state_names, embodiment.state_names),
+            ("action names", self.action_names, embodiment.action_names),
+            ("cameras", self.camera_names, embodiment.camera_names),
+        ):
+            if tuple(mine) != tuple(theirs):
+                raise ValueError(
+                    f"embodiment {embodiment.tag!r}: the checkpoint was trained with {what} {list(mine)}, "
+                    f"but the robot config has {list(theirs)}"
+                )
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    backbone: BackboneConfig
+    head: FlowHeadConfig
+    embodiments: tuple[EmbodimentSlot, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        tags = [s.tag for s in self.embodiments]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"duplicate embodiment tags: {tags}")
+        for slot in self.embodiments:
+            if not 0 <= slot.index < self.head.max_embodiments:
+                raise ValueError(f"embodiment {slot.tag!r} index {slot.index} outside [0, {self.head.max_embodiments})")
+            if slot.state_dim > self.head.max_state_dim or slot.action_dim > self.head.max_action_dim:
+                raise ValueError(
+                    f"embodiment {slot.tag!r} has state/action dims {slot.state_dim}/{slot.action_dim}, "
+                    f"more than the head's maximum {self.head.max_state_dim}/{self.head.max_action_dim}"
+                )
+
+
+def make_slots(embodiments: list[Embodiment]) -> tuple[EmbodimentSlot, ...]:
+    return tuple(EmbodimentSlot.from_embodiment(e, i) for i, e in enumerate(embodiments))
+
+
+class VLAModel(nn.Module):
+    def __init__(self, config: VLAConfig, backbone: Backbone, head: FlowMatchingHead | None = None) -> None:
+        super().__init__()
+        if config.head.backbone_dim != backbone.hidden_size:
+            raise ValueError(
+                f"head expects backbone features of size {config.head.backbone_dim}, "
+                f"backbone gives {backbone.hidden_size}"
+            )
+        self.config = config
+        self.backbone = backbone
+        self.head = head if head is not None else FlowMatchingHead(config.head)
+        self._slots = {s.tag: s for s in config.embodiments}
+
+    @classmethod
+    def build(cls, backbone_config: BackboneConfig, head_overrides: dict[str, Any] | None,
+              embodiments: list[Embodiment]) -> VLAModel:
+        """A fresh model (backbone from its source or config, head randomly initialized)."""
+        backbone = Backbone.build(backbone_config)
+        head_cfg = FlowHeadConfig(backbone_dim=backbone.hidden_size, **(head_overrides or {}))
+        config = VLAConfig(backbone=backbone_config, head=head_cfg, embodiments=make_slots(embodiments))
+        return cls(config, backbone)
+
+    def slot(self, tag: str) -> EmbodimentSlot:
+        if tag not in self._slots:
+            raise UnknownEmbodimentError(f"unknown embodiment {tag!r}; this model knows {sorted(self._slots)}")
+        return self._slots[tag]
+
+    @property
+    def backbone_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
+    def encode(
+        self, inputs: dict[str, torch.Tensor], state: torch.Tensor, category: torch.Tensor
+    ) -> HeadContext:
+        """Backbone prefix (once per chunk) + the head's feature adapter and state token."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trainable):
+            features, mask = self.backbone(inputs)
+        return self.head.encode_context(features, mask, state, category)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """batch: inputs, state [B, S], actions [B, H, A], action_mask [B, H, A], category [B]."""
+        ctx = self.encode(batch["inputs"], batch["state"], batch["category"])
+        return self.head.loss(ctx, batch["actions"], batch["action_mask"])

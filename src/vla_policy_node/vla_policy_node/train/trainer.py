@@ -1,0 +1,193 @@
+"""A minimal, resumable flow-matching trainer: AdamW, linear warmup + cosine decay, grad clipping.
+
+Checkpoints are policy checkpoints (loadable by the node) plus the optimizer/scheduler/RNG state in
+safetensors + JSON, so a run resumes exactly and nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from vla_policy_node.model.checkpoint import load_weights, save_checkpoint
+from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.policy.normalization import NormalizationSet
+from vla_policy_node.train.data import SampleDataset, collate, to_device
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer.safetensors"
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    log_every: int = 10
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = True
+    progress: bool = True
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to 1, then cosine decay to 0 at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    def __init__(
+        self, model: VLAModel, normalization: NormalizationSet, dataset: SampleDataset, config: TrainConfig
+    ) -> None:
+        if len(dataset) == 0:
+            raise ValueError("cannot train on an empty dataset")
+        self.model = model
+        self.normalization = normalization
+        self.dataset = dataset
+        self.config = config
+        self.out = Path(config.output_dir)
+        self.device = torch.device(config.device)
+        self.model.to(self.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps)
+        )
+        self.step = 0
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+
+    # --- state -----------------------------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write checkpoint-<step>/ (policy + trainer state), point `latest` at it, prune old ones."""
+        ckpt = self.out / f"checkpoint-{self.step:07d}"
+        save_checkpoint(self.model, self.normalization, ckpt)
+        tensors, meta = _flatten_optimizer(self.optimizer.state_dict())
+        tensors["rng/torch"] = torch.get_rng_state()
+        save_file(tensors, str(ckpt / OPTIMIZER_STATE))
+        state = {
+            "step": self.step,
+            "optimizer": meta,
+            "scheduler": self.scheduler.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "config": asdict(self.config),
+        }
+        (ckpt / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+        (self.out / LATEST).write_text(ckpt.name)
+        kept = sorted(self.out.glob("checkpoint-*"))
+        for old in kept[: max(0, len(kept) - self.config.keep_checkpoints)]:
+            shutil.rmtree(old)
+        return ckpt
+
+    def try_resume(self) -> bool:
+        latest = self.out / LATEST
+        if not (self.config.resume and latest.is_file()):
+            return False
+        ckpt = self.out / latest.read_text().strip()
+        state = json.loads((ckpt / TRAINER_STATE).read_text())
+        load_weights(self.model, ckpt / "model.safetensors")
+        self.model.to(self.device)
+        tensors = load_file(str(ckpt / OPTIMIZER_STATE))
+        torch.set_rng_state(tensors.pop("rng/torch"))
+        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.step = int(state["step"])
+        return True
+
+    # --- loop ------------------------------------------------------------------------------------------------
+    def train_step(self) -> float:
+        self.model.train()
+        idx = self.rng.integers(0, len(self.dataset), size=self.config.batch_size)
+        batch = collate([self.dataset[int(i)] for i in idx], self.model, self.normalization)
+        dtype = next(self.model.head.parameters()).dtype
+        batch = to_device(batch, self.device, dtype)
+        loss = self.model.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in self.optimizer.param_groups for p in g["params"]], self.config.grad_clip
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return float(loss.item())
+
+    def train(self, until: int | None = None) -> list[float]:
+        """Run to `config.steps` (or stop early at step `until`, e.g. a time-boxed job; the schedule still spans
+        `config.steps`, so a later resume continues the same run). Returns this call's per-step losses."""
+        stop = self.config.steps if until is None else min(until, self.config.steps)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        losses: list[float] = []
+        metrics = (self.out / "metrics.jsonl").open("a")
+        bar = tqdm(total=self.config.steps, initial=self.step, disable=not self.config.progress, desc="train")
+        start = time.perf_counter()
+        try:
+            while self.step < stop:
+                loss = self.train_step()
+                losses.append(loss)
+                bar.update(1)
+                if self.step % self.config.log_every == 0 or self.step == stop:
+                    recent = float(np.mean(losses[-self.config.log_every:]))
+                    bar.set_postfix(loss=f"{recent:.4f}")
+                    metrics.write(json.dumps({
+                        "step": self.step, "loss": recent, "lr": self.scheduler.get_last_lr()[0],
+                        "elapsed_s": round(time.perf_counter() - start, 3),
+                    }) + "\n")
+                    metrics.flush()
+                if self.step % self.config.save_every == 0 or self.step in (stop, self.config.steps):
+                    self.save()
+        finally:
+            bar.close()
+            metrics.close()
+        return losses
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors for safetensors, JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"state/{idx}/{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, idx, key = name.split("/", 2)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, entry in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(entry)
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
