@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vla_policy_node.policy import Embodiment, Observation
-from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet
+from vla_policy_node.policy.normalization import normalization_from_limits as limits_normalization
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 220), "yellow": (230, 220, 30)}
 
@@ -21,11 +21,4 @@ def observation(emb: Embodiment, color: str = "red", stamp: float = 1.0, state=N
         stamp=stamp, images=images, state=np.asarray(state, float), instruction=f"reach the {color} block"
     )
 
-
-def limits_normalization(emb: Embodiment) -> NormalizationSet:
-    """Stats spanning each joint's range, so an untrained model's outputs land in plausible units."""
-    lo = np.array([j.lower for j in emb.joints] + ([emb.gripper.lower] if emb.gripper else []))
-    hi = np.array([j.upper for j in emb.joints] + ([emb.gripper.upper] if emb.gripper else []))
-    rng = np.random.default_rng(0)
-    samples = rng.uniform(lo, hi, size=(256, len(lo)))
-    return NormalizationSet({emb.tag: EmbodimentNormalization.fit(samples, samples)})
+__all__ = ["COLORS", "limits_normalization", "observation"]

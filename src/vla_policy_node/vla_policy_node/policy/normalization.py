@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vla_policy_node.policy.embodiment import Embodiment
+
 NormMode = Literal["mean_std", "quantile"]
 _EPS = 1e-6
 
@@ -171,3 +173,22 @@ class NormalizationSet:
             except ValueError as exc:
                 raise ValueError(f"normalization[{tag!r}]: {exc}") from exc
         return cls(out)
+
+
+def normalization_from_limits(embodiment: Embodiment) -> NormalizationSet:
+    """Stats of a uniform distribution over each joint's (and the gripper's) range.
+
+    For joint-position embodiments before any data exists (a freshly built model, the demo): outputs of an
+    untrained model then land inside the joints' ranges instead of around 0 rad. Trained models use data stats.
+    """
+    if embodiment.action_space.type != "joint_position":
+        raise ValueError(f"limit-based normalization needs joint_position actions, not {embodiment.action_space.type}")
+    ranges = [(j.lower, j.upper) for j in embodiment.joints]
+    if embodiment.gripper is not None:
+        ranges.append((embodiment.gripper.lower, embodiment.gripper.upper))
+    lo, hi = (np.array(v, dtype=np.float64) for v in zip(*ranges, strict=True))
+    span = hi - lo
+    stats = Stats(mean=(lo + hi) / 2, std=span / np.sqrt(12.0), q01=lo + 0.01 * span, q99=lo + 0.99 * span,
+                  min=lo, max=hi)
+    norm = EmbodimentNormalization(Normalizer(stats, "mean_std"), Normalizer(stats, "quantile"))
+    return NormalizationSet({embodiment.tag: norm})
