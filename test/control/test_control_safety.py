@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from ctl_helpers import cartesian_robot, small_robot
 
+from test.control.helpers import cartesian_robot, small_robot
 from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.control.config import SafetyConfig
 from vla_policy_node.control.rotation import quat_from_rpy, rotation_angle

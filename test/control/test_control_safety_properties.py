@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from ctl_helpers import cartesian_robot, small_robot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from test.control.helpers import cartesian_robot, small_robot
 from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.control.config import SafetyConfig
 from vla_policy_node.control.rotation import quat_from_rpy, rotation_angle

@@ -47,7 +47,12 @@ class ControlLoop:
         self.sync = ObservationSync(embodiment, config.sync)
         self.executor = ChunkExecutor(self.space, config.executor, embodiment.rates.inference_hz)
         self.filter = SafetyFilter(embodiment, self.space, self.period, config.safety)
-        self.mux = CommandMux(config.mux, self.space, self._handover_rates(), self._gripper_rate())
+        accel = jerk = None
+        if self.space.kind == "joint_position":
+            accel = np.array([j.max_acceleration for j in embodiment.joints])
+            if config.safety.enforce_jerk:
+                jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
+        self.mux = CommandMux(config.mux, self.space, self._handover_rates(), self._gripper_rate(), accel, jerk)
         self.watchdog = Watchdog(config.watchdog)
         self.tick_rate = RateMeter(200)
         self._lock = threading.RLock()

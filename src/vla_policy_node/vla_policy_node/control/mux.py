@@ -8,9 +8,9 @@ latching lock (e-stop) stays engaged until `reset_estop`. With no candidate the 
 hold.
 
 Hand-over is a ramp, not a jump: when the source changes (or after a hold), the offset between the command
-being sent and the new source's target fades out with a smoothstep whose duration keeps the offset's speed
-under `handover_speed_fraction` of each joint's max velocity. The new source is in charge from its first
-tick; it just starts where the robot is.
+being sent and the new source's target fades out with a smootherstep (quintic) whose duration keeps the
+offset's speed, acceleration and jerk under `handover_speed_fraction` of each joint's limits. The new source
+is in charge from its first tick; it just starts where the robot is.
 """
 
 from __future__ import annotations
@@ -57,13 +57,23 @@ class _Ramp:
 
 class CommandMux:
     def __init__(
-        self, config: MuxConfig, space: CommandSpace, arm_rate: np.ndarray, gripper_rate: float | None
+        self,
+        config: MuxConfig,
+        space: CommandSpace,
+        arm_speed: np.ndarray,
+        gripper_speed: float | None,
+        arm_accel: np.ndarray | None = None,
+        arm_jerk: np.ndarray | None = None,
     ) -> None:
-        """arm_rate: per-dim speed (units/s) the hand-over offset may move at; gripper_rate likewise."""
+        """arm_speed/accel/jerk: per-dim limits (units/s, /s^2, /s^3) that a hand-over ramp stays within
+        (times handover_speed_fraction); gripper_speed likewise. Accel and jerk are optional (twists)."""
         self.config = config
         self.space = space
-        self._arm_rate = np.asarray(arm_rate, dtype=np.float64) * config.handover_speed_fraction
-        self._gripper_rate = (gripper_rate or 0.0) * config.handover_speed_fraction
+        frac = config.handover_speed_fraction
+        self._arm_rate = np.asarray(arm_speed, dtype=np.float64) * frac
+        self._arm_accel = None if arm_accel is None else np.asarray(arm_accel, dtype=np.float64) * frac
+        self._arm_jerk = None if arm_jerk is None else np.asarray(arm_jerk, dtype=np.float64) * frac
+        self._gripper_rate = (gripper_speed or 0.0) * frac
         self._locks = {spec.name: _Lock(spec) for spec in config.locks}
         self._teleop: ArmTarget | None = None
         self._teleop_stamp = -math.inf
@@ -213,7 +223,8 @@ class CommandMux:
         if tau >= 1.0:
             self._ramp = None
             return MuxDecision(source, arm, gripper, "")
-        fade = 1.0 - tau * tau * (3.0 - 2.0 * tau)  # 1 - smoothstep: offset leaves with zero velocity
+        # 1 - smootherstep: the offset leaves with zero velocity and acceleration at both ends
+        fade = 1.0 - tau * tau * tau * (10.0 + tau * (6.0 * tau - 15.0))
         out = np.multiply(ramp.offset, fade, out=self._out)
         out += arm
         if gripper is not None:
@@ -232,10 +243,15 @@ class CommandMux:
         g_off = 0.0
         if gripper is not None and current_gripper is not None:
             g_off = current_gripper - gripper
-        # smoothstep's peak slope is 1.5 / duration
-        need = float(np.max(np.abs(offset) / self._arm_rate)) if len(offset) else 0.0
-        if self._gripper_rate > 0:
-            need = max(need, abs(g_off) / self._gripper_rate)
-        if need == 0.0:
+        # smootherstep over D: peak speed 1.875 |o| / D, acceleration 5.774 |o| / D^2, jerk 60 |o| / D^3
+        size = np.abs(offset)
+        if not size.any() and g_off == 0.0:
             return None
-        return _Ramp(now, max(1.5 * need, self.config.min_handover_time), offset, g_off)
+        duration = float(np.max(1.875 * size / self._arm_rate))
+        if self._arm_accel is not None:
+            duration = max(duration, float(np.max(np.sqrt(5.7735 * size / self._arm_accel))))
+        if self._arm_jerk is not None:
+            duration = max(duration, float(np.max(np.cbrt(60.0 * size / self._arm_jerk))))
+        if self._gripper_rate > 0:
+            duration = max(duration, 1.875 * abs(g_off) / self._gripper_rate)
+        return _Ramp(now, max(duration, self.config.min_handover_time), offset, g_off)

@@ -6,7 +6,7 @@ The position limit is braking-aware (see braking.py): velocity is capped so the 
 inside the limit at max deceleration, so position, velocity and acceleration hold together for any input.
 
 The limits are applied as nested clamps on the step velocity, lowest priority first:
-  no-overshoot approach -> relative target -> jerk -> braking position -> velocity/acceleration.
+  jerk -> no-overshoot approach -> relative target -> braking position -> velocity/acceleration.
 Clamping a value that lies in one interval to an interval that intersects it lands in the intersection, so
 each clamp keeps all earlier ones whenever they are jointly feasible, and the hard ones (last) always hold.
 
@@ -203,15 +203,24 @@ class SafetyFilter:
                 x = (tj - q) * inv_t
                 if tj > hi or tj < lo:
                     flags.add("position")
+                if j_t != math.inf:
+                    hi_j, lo_j = v + (a_prev + j_t) * period, v + (a_prev - j_t) * period
+                    if x > hi_j:
+                        x = hi_j
+                        flags.add("jerk")
+                    elif x < lo_j:
+                        x = lo_j
+                        flags.add("jerk")
                 if not self._on_target[j]:
-                    # Not on the previous target (a clamp happened): approach without overshooting it.
+                    # Off the previous target (a clamp happened): approach without overshooting it, which
+                    # outranks jerk (an overshoot that jerk forces would oscillate around the target).
                     pt = self._prev_target[j]
                     vt = 0.0 if pt != pt else min(vmax, max(-vmax, (tj - pt) * inv_t))
                     e = tj - q
                     if e > 0.0:
-                        x = min(x, vt + braking_velocity(e, amax, period))
+                        x = min(x, vt + self._approach_speed(j, e, max(a_prev, 0.0)))
                     elif e < 0.0:
-                        x = max(x, vt - braking_velocity(-e, amax, period))
+                        x = max(x, vt - self._approach_speed(j, -e, max(-a_prev, 0.0)))
                 if step != math.inf:
                     ref = measured[j] if measured is not None else q
                     hi_m, lo_m = (ref + step - q) * inv_t, (ref - step - q) * inv_t
@@ -221,14 +230,6 @@ class SafetyFilter:
                     elif x < lo_m:
                         x = lo_m
                         flags.add("relative_target")
-                if j_t != math.inf:
-                    hi_j, lo_j = v + (a_prev + j_t) * period, v + (a_prev - j_t) * period
-                    if x > hi_j:
-                        x = hi_j
-                        flags.add("jerk")
-                    elif x < lo_j:
-                        x = lo_j
-                        flags.add("jerk")
             # Braking-aware position limits.
             d_hi = hi - q
             if d_hi < self._brake_zone[j]:
@@ -275,6 +276,18 @@ class SafetyFilter:
                 self._prev_target[j] = target[j]
                 self._on_target[j] = abs(qn - target[j]) <= 1e-9
         return None
+
+    def _approach_speed(self, j: int, distance: float, accel_towards: float) -> float:
+        """Fastest speed towards a target `distance` away that can still stop on it. With a jerk limit the
+        deceleration needs time to build up: the continuous estimate v = A (sqrt(tau^2 + 2d/A) - tau) with
+        tau = time to swing the acceleration to -A (plus a step) starts braking that much earlier."""
+        amax, period = self._amax[j], self.period
+        speed = braking_velocity(distance, amax, period)
+        j_t = self._j_t[j]
+        if j_t != math.inf:
+            tau = (amax + accel_towards) * period / j_t + period
+            speed = min(speed, amax * (math.sqrt(tau * tau + 2.0 * distance / amax) - tau))
+        return speed
 
     # -------------------------------------------------------------------------------------- Cartesian
     def _pose_step(self, target: list[float] | None, flags: set[str]) -> None:
