@@ -4,5 +4,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
-.venv/bin/ruff check src test benchmarks launch
+.venv/bin/ruff check .
 .venv/bin/python -m pytest test "$@"
