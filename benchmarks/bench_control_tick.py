@@ -40,6 +40,7 @@ def run(ticks: int, strategy: str, interpolation: str) -> None:
 
     tick_ns = np.empty(ticks, dtype=np.int64)
     merge_ns = []
+    sources: dict[str, int] = {}
     gc.collect()
     for i in range(ticks):
         now = i * period
@@ -63,6 +64,7 @@ def run(ticks: int, strategy: str, interpolation: str) -> None:
         cmd = loop.tick(now, state)
         tick_ns[i] = time.perf_counter_ns() - t0
         assert cmd is not None
+        sources[cmd.source] = sources.get(cmd.source, 0) + 1
     st = loop.status(ticks * period)
     us = tick_ns[ticks // 10 :] / 1e3  # skip warm-up
     merge_us = np.array(merge_ns) / 1e3
@@ -70,8 +72,8 @@ def run(ticks: int, strategy: str, interpolation: str) -> None:
     print(f"tick   p50 {np.percentile(us, 50):7.1f} us   p99 {np.percentile(us, 99):7.1f} us   max {us.max():7.1f} us")
     print(f"merge  p50 {np.percentile(merge_us, 50):7.1f} us   p99 {np.percentile(merge_us, 99):7.1f} us"
           f"   ({len(merge_us)} chunks, inference thread)")
-    print(f"source {st.active_source}, hold ticks avoided: {not st.hold}, clamps: "
-          + ", ".join(f"{n}={c}" for n, c in zip(st.clamp_names, st.clamp_counts, strict=True) if c))
+    clamps = ", ".join(f"{n}={c}" for n, c in zip(st.clamp_names, st.clamp_counts, strict=True) if c)
+    print(f"ticks by source: {dict(sorted(sources.items()))}; clamps: {clamps or 'none'}")
 
 
 def main() -> None:

@@ -168,3 +168,19 @@ def test_clear_drops_plan(sim_arm):
     ex.merge(arm, g, 0.0, 0.1, 0.0)
     ex.clear()
     assert ex.sample(0.1) is None and ex.should_request_inference(0.1)
+
+
+def test_prepared_merge_is_dropped_if_the_executor_changed_meanwhile(sim_arm):
+    ex = make(sim_arm)
+    arm, g = ramp_chunk()
+    ex.merge(arm, g, 0.0, 0.1, 0.0)
+    prepared = ex.prepare(arm + 1.0, g, 0.1, 0.1, 0.1)
+    assert ex.sample(0.1)[0] == pytest.approx(1.0)  # preparing changed nothing
+    ex.clear()  # e.g. the policy was paused while the chunk was being merged
+    assert not ex.commit(prepared)
+    assert ex.plan is None
+    # and a plan blended from a superseded plan is not installed either
+    first = ex.prepare(arm, g, 0.2, 0.1, 0.2)
+    second = ex.prepare(arm, g, 0.3, 0.1, 0.3)
+    assert ex.commit(first)
+    assert not ex.commit(second)

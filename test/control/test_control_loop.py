@@ -312,3 +312,20 @@ def test_config_validation():
         MuxConfig(policy_priority=200, teleop_priority=100)
     with pytest.raises(ValueError):
         ExecutorConfig(execute_steps=0)
+
+
+@pytest.mark.parametrize("robot", ["franka_fr3", "ur5e", "so101", "sim_arm"])
+def test_every_shipped_robot_starts_in_hold(repo_root, robot):
+    from vla_policy_node.policy import load_embodiment
+
+    emb = load_embodiment(repo_root / "config" / "robots" / f"{robot}.yaml")
+    loop = ControlLoop(emb)
+    state = mid_state(emb)
+    cmd = loop.tick(0.0, state)
+    assert cmd.hold and cmd.source == "hold"
+    assert cmd.gripper == pytest.approx(state[-1])
+    if emb.action_space.type == "ee_delta":
+        assert cmd.kind == "ee_twist" and np.all(cmd.arm == 0.0)  # holding a twist is standing still
+    else:
+        np.testing.assert_allclose(cmd.arm, state[:-1])
+    assert loop.period == pytest.approx(1.0 / emb.rates.control_hz)

@@ -190,3 +190,22 @@ def test_non_finite_target_passes_through_and_ramp_waits(sim_arm):
     assert d.source == "policy" and np.isnan(d.arm).all()  # the filter turns it into a hold + fault
     d = mux.select(0.01, np.full(6, 0.3), 0.02, HERE, 0.02, True)
     np.testing.assert_allclose(d.arm, HERE)  # first finite target: ramp from where we are
+
+
+def test_handover_continues_the_current_velocity(sim_arm):
+    space = CommandSpace.from_embodiment(sim_arm)
+    mux = CommandMux(MuxConfig(min_handover_time=0.0), space, np.full(6, 2.0), None, np.full(6, 8.0))
+    velocity = np.full(6, 1.0)  # the policy was moving the arm at 1 rad/s
+    outs = []
+    for k in range(120):
+        mux.on_teleop(ArmTarget(np.zeros(6)), k * 0.01)  # teleop wants the arm to stay where it is
+        outs.append(mux.select(k * 0.01, POLICY, None, np.zeros(6), None, False, velocity).arm)
+    q = np.array(outs)[:, 0]
+    v = np.diff(np.concatenate([[-0.01], q])) / 0.01  # the command before the switch was at -0.01
+    assert q[0] == 0.0
+    assert abs(v[1] - 1.0) < 0.05  # carries on at ~1 rad/s instead of stopping dead
+    assert np.abs(np.diff(v)).max() / 0.01 < 8.0  # never a jump in velocity: within the acceleration limit
+    # the old motion would brake within 1^2 / (2 * 4) = 0.125 rad; D = 4 * stopping time = 1 s
+    assert 0.07 < q.max() < 0.125
+    np.testing.assert_allclose(q[101:], 0.0, atol=1e-12)  # and settles on the target after the ramp
+    assert abs(q[95]) > 1e-9

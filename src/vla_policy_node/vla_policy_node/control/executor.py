@@ -18,6 +18,7 @@ passed are never executed: the plan is evaluated at wall-clock time.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,11 +32,25 @@ from vla_policy_node.policy.types import RtcPrefix
 _MAX_ENSEMBLE_CHUNKS = 64
 
 
+@dataclass(frozen=True)
+class PreparedMerge:
+    """A plan built by `ChunkExecutor.prepare`, waiting for `commit`."""
+
+    plan: Trajectory
+    chunks: list[Trajectory]
+    stamp: float
+    dt: float
+    horizon: int
+    now: float
+    generation: int
+
+
 class ChunkExecutor:
     """Merges chunks into the executing plan and samples it; tells the node when it wants a new chunk.
 
-    Not thread-safe on its own: ControlLoop serialises calls. `sample` writes into an internal buffer and
-    returns it (valid until the next call).
+    Not thread-safe on its own: ControlLoop serialises calls, except `prepare`, which only reads immutable
+    snapshots (plans are never modified, only replaced) and so may run outside the loop's lock. `sample`
+    writes into an internal buffer and returns it (valid until the next call).
     """
 
     def __init__(self, space: CommandSpace, config: ExecutorConfig, inference_hz: float) -> None:
@@ -54,6 +69,7 @@ class ChunkExecutor:
         self._last_stamp = -math.inf
         self._horizon = config.default_horizon
         self._dt = 0.1
+        self._generation = 0
         self.starved = True
         self.rejected = 0
         self.accepted = 0
@@ -62,18 +78,21 @@ class ChunkExecutor:
     # ----------------------------------------------------------------------------------------- chunks in
     def merge(self, arm: np.ndarray, gripper: np.ndarray | None, stamp: float, dt: float, now: float) -> None:
         """Fold a command-space chunk (see CommandSpace.convert_chunk) into the plan; raises ChunkError if the
-        chunk cannot be used (older than the last one, or all its actions already in the past)."""
-        self._in_flight_since = None
+        chunk cannot be used (LateChunkError: older than the last one, or all its actions already past)."""
         try:
-            self._merge(arm, gripper, stamp, dt, now)
+            prepared = self.prepare(arm, gripper, stamp, dt, now)
         except ChunkError as exc:
-            self.rejected += 1
-            self.last_reject_reason = str(exc)
+            self.mark_rejected(str(exc))
             raise
-        self.accepted += 1
-        self.chunk_rate.mark(now)
+        if not self.commit(prepared):
+            self.mark_rejected("superseded while merging")
+            raise LateChunkError("superseded while merging")
 
-    def _merge(self, arm: np.ndarray, gripper: np.ndarray | None, stamp: float, dt: float, now: float) -> None:
+    def prepare(
+        self, arm: np.ndarray, gripper: np.ndarray | None, stamp: float, dt: float, now: float
+    ) -> PreparedMerge:
+        """Build the next plan without changing the executor: the expensive part of a merge, which the
+        inference thread can run while the control timer keeps sampling the current plan."""
         if stamp <= self._last_stamp:
             raise LateChunkError(f"chunk stamp {stamp:.6f} is not newer than the last chunk's {self._last_stamp:.6f}")
         values = arm if gripper is None else np.column_stack([arm, gripper])
@@ -85,28 +104,47 @@ class ChunkExecutor:
         chunk = Trajectory(stamp, dt, values, self.config.interpolation, self._linear_cols)
         if chunk.t_end < now:
             raise LateChunkError(f"chunk arrived {now - chunk.t_end:.3f}s after its last action was due")
-        self._last_stamp = stamp
-        self._horizon = horizon
+        generation, old_plan, old_chunks = self._generation, self._plan, self._chunks
         # Grid from now to exactly the chunk's last action, spaced at most dt.
         count = max(1, math.ceil((chunk.t_end - now) / dt - 1e-9) + 1)
         spacing = (chunk.t_end - now) / (count - 1) if count > 1 else dt
         grid = now + spacing * np.arange(count)
-        target = self._ensemble(chunk, grid, now) if self.config.strategy == "ensemble" else chunk.evaluate(grid)
-        if self._plan is not None:
+        chunks: list[Trajectory] = []
+        if self.config.strategy == "ensemble":
+            live = [c for c in old_chunks if c.t_end >= now][-(_MAX_ENSEMBLE_CHUNKS - 1) :]
+            chunks = [*live, chunk]
+            target = self._ensemble(chunks, grid)
+        else:
+            target = chunk.evaluate(grid)
+        if old_plan is not None:
             w = blend_weights(grid, now, dt, self.config.blend_steps)[:, None]
-            target = w * self._plan.evaluate(grid) + (1.0 - w) * target
-        self._plan = Trajectory(now, spacing, target, self.config.interpolation, self._linear_cols)
-        self._dt = dt
+            target = w * old_plan.evaluate(grid) + (1.0 - w) * target
+        plan = Trajectory(now, spacing, target, self.config.interpolation, self._linear_cols)
+        return PreparedMerge(plan, chunks, stamp, dt, horizon, now, generation)
 
-    def _ensemble(self, chunk: Trajectory, grid: np.ndarray, now: float) -> np.ndarray:
-        self._chunks = [c for c in self._chunks if c.t_end >= now][-(_MAX_ENSEMBLE_CHUNKS - 1) :]
-        self._chunks.append(chunk)
-        covers = np.array([(grid >= c.t0 - 1e-9) & (grid <= c.t_end + 1e-9) for c in self._chunks])
+    def commit(self, prepared: PreparedMerge) -> bool:
+        """Install a prepared plan (cheap). False if the executor changed since `prepare` (cleared, or another
+        chunk was committed): the plan was blended from a state that no longer exists."""
+        self._in_flight_since = None
+        if prepared.generation != self._generation:
+            return False
+        self._plan = prepared.plan
+        self._chunks = prepared.chunks
+        self._last_stamp = prepared.stamp
+        self._dt = prepared.dt
+        self._horizon = prepared.horizon
+        self._generation += 1
+        self.accepted += 1
+        self.chunk_rate.mark(prepared.now)
+        return True
+
+    def _ensemble(self, chunks: list[Trajectory], grid: np.ndarray) -> np.ndarray:
+        covers = np.array([(grid >= c.t0 - 1e-9) & (grid <= c.t_end + 1e-9) for c in chunks])
         covers[-1] = True  # the newest chunk defines the plan's extent
         rank = np.cumsum(covers, axis=0) - 1  # 0 for the oldest chunk that covers each time
         weights = np.where(covers, np.exp(-self.config.ensemble_decay * rank), 0.0)
         total = np.zeros((len(grid), self.dim))
-        for c, w in zip(self._chunks, weights, strict=True):
+        for c, w in zip(chunks, weights, strict=True):
             total += w[:, None] * c.evaluate(grid)
         return total / weights.sum(axis=0)[:, None]
 
@@ -184,6 +222,8 @@ class ChunkExecutor:
     # ------------------------------------------------------------------------------------------- control
     def clear(self) -> None:
         """Forget the plan (pause, e-stop): the next chunk starts from whatever is commanded then."""
+        if self._plan is not None or self._chunks:
+            self._generation += 1
         self._plan = None
         self._chunks = []
         self.starved = True

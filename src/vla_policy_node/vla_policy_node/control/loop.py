@@ -107,7 +107,8 @@ class ControlLoop:
                     arm = planned[: self._n]
                     gripper = float(planned[self._n]) if self._has_gripper else None
             filt = self.filter
-            decision = mux.select(now, arm, gripper, filt.last_arm, filt.last_gripper, self._last_held)
+            velocity = None if self.space.is_velocity else filt.last_velocity
+            decision = mux.select(now, arm, gripper, filt.last_arm, filt.last_gripper, self._last_held, velocity)
             ee_position = None
             if measured_ee_pose is not None:
                 ee_position = np.asarray(measured_ee_pose, dtype=np.float64)[:3]
@@ -199,7 +200,10 @@ class ControlLoop:
             return self.executor.rtc_prefix(obs_stamp, expected_latency, reference_state=reference_state)
 
     def on_chunk(self, chunk: ActionChunk, latency: float, now: float) -> bool:
-        """A chunk from the model, `latency` seconds of inference. False if it was dropped (see status)."""
+        """A chunk from the model, `latency` seconds of inference. False if it was dropped (see status).
+
+        The new plan is built outside the lock (the control timer keeps ticking meanwhile) and swapped in at
+        once; if the executor changed in between (pause, e-stop) the chunk is dropped."""
         with self._lock:
             self.executor.latency.add(latency)
             if self.mux.paused or self.mux.estop_latched:
@@ -208,18 +212,24 @@ class ControlLoop:
             try:
                 arm, gripper = self.space.convert_chunk(chunk, self._obs_states.get(chunk.stamp))
             except ChunkError as exc:
-                self.executor.mark_rejected(str(exc))
-                self.watchdog.on_model_error(f"bad chunk: {exc}")
-                return False
-            try:
-                self.executor.merge(arm, gripper, chunk.stamp, chunk.dt, now)
-            except LateChunkError:
-                return False
-            except ChunkError as exc:
-                self.watchdog.on_model_error(f"bad chunk: {exc}")
+                return self._reject_chunk(exc)
+        try:
+            prepared = self.executor.prepare(arm, gripper, chunk.stamp, chunk.dt, now)
+        except ChunkError as exc:
+            with self._lock:
+                return self._reject_chunk(exc)
+        with self._lock:
+            if self.mux.paused or self.mux.estop_latched or not self.executor.commit(prepared):
+                self.executor.mark_rejected("dropped: the executor changed while the chunk was merged")
                 return False
             self.watchdog.on_good_chunk()
             return True
+
+    def _reject_chunk(self, exc: ChunkError) -> bool:
+        self.executor.mark_rejected(str(exc))
+        if not isinstance(exc, LateChunkError):  # late is normal under load; malformed is a model fault
+            self.watchdog.on_model_error(f"bad chunk: {exc}")
+        return False
 
     def on_inference_error(self, exc: BaseException, now: float) -> None:
         """The model raised: the policy holds until a good chunk arrives."""

@@ -7,10 +7,11 @@ its heartbeat is older than its timeout (a lock never heard from counts as expir
 latching lock (e-stop) stays engaged until `reset_estop`. With no candidate the mux asks for the safe state:
 hold.
 
-Hand-over is a ramp, not a jump: when the source changes (or after a hold), the offset between the command
-being sent and the new source's target fades out with a smootherstep (quintic) whose duration keeps the
-offset's speed, acceleration and jerk under `handover_speed_fraction` of each joint's limits. The new source
-is in charge from its first tick; it just starts where the robot is.
+Hand-over is a ramp, not a jump: when the source changes (or after a hold), the command blends from the
+last command (carried on at its velocity) into the new source's target with a smootherstep (quintic) weight
+whose duration keeps the offset's speed, acceleration and jerk under `handover_speed_fraction` of each
+joint's limits. Position and velocity are continuous at the switch. The new source is in charge from its
+first tick; it just starts where the robot is, moving as it was moving.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class _Lock:
 class _Ramp:
     start: float
     duration: float
-    offset: np.ndarray
-    gripper_offset: float
+    arm: np.ndarray  # command when the ramp started
+    velocity: np.ndarray  # and its velocity: the ramp leaves the old motion smoothly
+    stop_time: np.ndarray  # when the old motion, braking at `decel`, comes to rest
+    decel: np.ndarray | None  # None: the old command is taken as standing still
+    gripper: float | None
 
 
 class CommandMux:
@@ -164,8 +168,10 @@ class CommandMux:
         current_arm: np.ndarray,
         current_gripper: float | None,
         was_held: bool,
+        current_velocity: np.ndarray | None = None,
     ) -> MuxDecision:
-        """Pick the source for this tick and its (hand-over ramped) target."""
+        """Pick the source for this tick and its (hand-over ramped) target. current_*: the last command sent
+        and its velocity (None: at rest), where a hand-over starts from."""
         level = -math.inf
         locked_by = ""
         for lock in self._locks.values():
@@ -201,7 +207,7 @@ class CommandMux:
             self._ramp = None
         if gripper is None:
             gripper = current_gripper
-        return self._ramped(now, source, arm, gripper, current_arm, current_gripper)
+        return self._ramped(now, source, arm, gripper, current_arm, current_gripper, current_velocity)
 
     def _ramped(
         self,
@@ -211,11 +217,12 @@ class CommandMux:
         gripper: float | None,
         current_arm: np.ndarray,
         current_gripper: float | None,
+        current_velocity: np.ndarray | None,
     ) -> MuxDecision:
         finite = bool(np.isfinite(arm).all()) and (gripper is None or math.isfinite(gripper))
         if self._ramp_pending and finite:
             self._ramp_pending = False
-            self._ramp = self._start_ramp(now, arm, gripper, current_arm, current_gripper)
+            self._ramp = self._start_ramp(now, arm, gripper, current_arm, current_gripper, current_velocity)
         ramp = self._ramp
         if ramp is None or not finite:
             return MuxDecision(source, arm, gripper, "")
@@ -223,13 +230,27 @@ class CommandMux:
         if tau >= 1.0:
             self._ramp = None
             return MuxDecision(source, arm, gripper, "")
-        # 1 - smootherstep: the offset leaves with zero velocity and acceleration at both ends
+        # Blend from "the old command braking to a stop" to the new target with 1 - smootherstep:
+        # position and velocity are continuous at the start, and the weight leaves with zero slope and
+        # curvature at both ends.
         fade = 1.0 - tau * tau * tau * (10.0 + tau * (6.0 * tau - 15.0))
-        out = np.multiply(ramp.offset, fade, out=self._out)
+        out = self._old_motion(ramp, now - ramp.start)
+        out -= arm
+        out *= fade
         out += arm
-        if gripper is not None:
-            gripper = gripper + ramp.gripper_offset * fade
+        if gripper is not None and ramp.gripper is not None:
+            gripper = gripper + (ramp.gripper - gripper) * fade
         return MuxDecision(source, out.copy(), gripper, "")
+
+    def _old_motion(self, ramp: _Ramp, elapsed: float) -> np.ndarray:
+        """Where the old command would be `elapsed` after the switch, braking at the hand-over deceleration."""
+        if ramp.decel is None:
+            return np.copyto(self._out, ramp.arm) or self._out
+        t = np.minimum(elapsed, ramp.stop_time)
+        out = np.multiply(ramp.velocity, t, out=self._out)
+        out -= 0.5 * np.sign(ramp.velocity) * ramp.decel * t * t
+        out += ramp.arm
+        return out
 
     def _start_ramp(
         self,
@@ -238,20 +259,27 @@ class CommandMux:
         gripper: float | None,
         current_arm: np.ndarray,
         current_gripper: float | None,
+        current_velocity: np.ndarray | None,
     ) -> _Ramp | None:
-        offset = np.asarray(current_arm, dtype=np.float64) - arm
-        g_off = 0.0
-        if gripper is not None and current_gripper is not None:
-            g_off = current_gripper - gripper
-        # smootherstep over D: peak speed 1.875 |o| / D, acceleration 5.774 |o| / D^2, jerk 60 |o| / D^3
-        size = np.abs(offset)
+        start = np.array(current_arm, dtype=np.float64)
+        velocity = np.zeros_like(start)
+        if current_velocity is not None and self._arm_accel is not None:
+            velocity = np.array(current_velocity, dtype=np.float64)
+        decel = self._arm_accel if velocity.any() else None
+        stop_time = np.abs(velocity) / decel if decel is not None else np.zeros_like(start)
+        # the gap the blend must close: the offset plus the old motion's braking distance
+        size = np.abs(start - arm) + (np.abs(velocity) * stop_time * 0.5)
+        g_off = abs(current_gripper - gripper) if gripper is not None and current_gripper is not None else 0.0
         if not size.any() and g_off == 0.0:
             return None
-        duration = float(np.max(1.875 * size / self._arm_rate))
+        # smootherstep over D: peak speed 1.875 |o| / D, acceleration 5.774 |o| / D^2, jerk 60 |o| / D^3
+        # 4x the old motion's stopping time keeps the blend's own deceleration near the hand-over budget
+        duration = max(float(np.max(1.875 * size / self._arm_rate)), 4.0 * float(np.max(stop_time)))
         if self._arm_accel is not None:
             duration = max(duration, float(np.max(np.sqrt(5.7735 * size / self._arm_accel))))
         if self._arm_jerk is not None:
             duration = max(duration, float(np.max(np.cbrt(60.0 * size / self._arm_jerk))))
         if self._gripper_rate > 0:
-            duration = max(duration, 1.875 * abs(g_off) / self._gripper_rate)
-        return _Ramp(now, max(duration, self.config.min_handover_time), offset, g_off)
+            duration = max(duration, 1.875 * g_off / self._gripper_rate)
+        duration = max(duration, self.config.min_handover_time)
+        return _Ramp(now, duration, start, velocity, stop_time, decel, current_gripper)

@@ -14,6 +14,7 @@ set that is too old, blocks new observations and shows in `stale_inputs`.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class ObservationSync:
         self._emitted_stamp = -math.inf
         self.sets_matched = 0
         self.instruction = ""
+        # Subscription callbacks may run on several threads; the tick's staleness checks only read values
+        # that are replaced whole (floats, the matched-set dict), so they do not take this lock.
+        self._lock = threading.Lock()
         if self.config.mode == "approximate":
             self._pairing: ApproximateTimePairing | TriggerPairing = ApproximateTimePairing(
                 self.inputs, self.config.queue_size, self.config.slop
@@ -82,6 +86,10 @@ class ObservationSync:
     # ---------------------------------------------------------------------------------------------- inputs
     def add_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str, now: float) -> bool:
         """An image decoded to HxWx3 uint8 RGB from `encoding`; False (and counted) if it cannot be used."""
+        with self._lock:
+            return self._add_image(camera, stamp, image, encoding)
+
+    def _add_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str) -> bool:
         stats = self.stats.get(camera)
         if stats is None or camera == JOINT_STATES:
             self.unknown_inputs[camera] += 1
@@ -104,6 +112,10 @@ class ObservationSync:
 
     def add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
         """A joint state message; reordered by name into `state_names`. False (and counted) if unusable."""
+        with self._lock:
+            return self._add_joint_state(stamp, names, positions)
+
+    def _add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float]) -> bool:
         stats = self.stats[JOINT_STATES]
         stats.received += 1
         names = tuple(names)
@@ -158,6 +170,10 @@ class ObservationSync:
     # --------------------------------------------------------------------------------------------- output
     def poll(self, now: float) -> Observation | None:
         """The newest matched set as an Observation, once; None while any input is stale or nothing is new."""
+        with self._lock:
+            return self._poll(now)
+
+    def _poll(self, now: float) -> Observation | None:
         ready = self._ready
         if ready is None or self._ready_stamp <= self._emitted_stamp or self.any_stale(now):
             return None
