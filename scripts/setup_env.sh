@@ -9,12 +9,22 @@ PY="${PYTHON:-python3}"
 STAMP="$VENV/.vla-installed"
 WANT="$(cat "$ROOT/scripts/setup_env.sh" "$ROOT/src/vla_policy_node/setup.py" | sha256sum | cut -d' ' -f1)"
 
+# pyrealsense2 (the `camera` extra) loads the system library libusb-1.0; install it where we may (root + apt).
+LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"
+if ! "$LDCONFIG" -p 2>/dev/null | grep "libusb-1.0" >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null
+  else
+    echo "setup_env: libusb-1.0 not found; RealSense cameras need it (sudo apt-get install libusb-1.0-0)" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,test]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,camera,test]"
   echo "$WANT" > "$STAMP"
 fi

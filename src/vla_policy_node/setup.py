@@ -32,6 +32,8 @@ setup(
             "mcap>=1.2",
             "opencv-python-headless>=4.9",
         ],
+        # Intel RealSense cameras; the wheel needs the system library libusb-1.0 (Debian: libusb-1.0-0)
+        "camera": ["pyrealsense2>=2.54"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     zip_safe=True,
@@ -42,6 +44,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vla_demo = vla_policy_node.cli.demo:main",
+            "realsense_camera_node = vla_policy_node.ros.realsense_camera:main",
         ],
     },
 )

@@ -1,0 +1,1 @@
+"""Hardware drivers without ROS (numpy out): the camera nodes wrap these."""
