@@ -45,6 +45,7 @@ setup(
         "console_scripts": [
             "vla_demo = vla_policy_node.cli.demo:main",
             "realsense_camera_node = vla_policy_node.ros.realsense_camera:main",
+            "ghost_state_publisher = vla_policy_node.ros.ghost_state_publisher:main",
         ],
     },
 )

@@ -20,17 +20,17 @@ from test.camera.fake_realsense import (
     FakeRealSense,
     intrinsics,
 )
+from test.fake_transport import RecordingTransport
 from vla_policy_node.devices.realsense import RealSenseCamera, RealSenseConfig, RealSenseError, RealSenseFrames
 from vla_policy_node.msgs import decode_depth, decode_image, default_typestore, rosbags_factory
 from vla_policy_node.msgs.camera_info import CameraIntrinsics, decode_camera_info
+from vla_policy_node.ros.entry import strip_ros_args
 from vla_policy_node.ros.realsense_camera import (
     CameraTopics,
     RealSenseCameraNode,
     frames_to_messages,
     run,
-    strip_ros_args,
 )
-from vla_policy_node.transport.base import Publisher, Transport
 
 NO_DEVICE = "no RealSense device connected (pyrealsense2 found 0 devices)"
 INTRINSICS = CameraIntrinsics(8, 6, 600.5, 601.25, 3.75, 2.5, "plumb_bob", (0.1, -0.2, 0.001, 0.002, 0.05))
@@ -180,45 +180,6 @@ def test_frames_become_ros_image_and_camera_info_messages() -> None:
 
     color_only = frames_to_messages(new, RealSenseFrames(color, None, None), INTRINSICS, topics, 0.0)
     assert [topic for topic, _ in color_only] == [topics.color_image, topics.color_info]
-
-
-class RecordingTransport(Transport):
-    """Publishes into a list; the rest of the interface is not needed by a camera."""
-
-    def __init__(self, clock: float = 42.0) -> None:
-        super().__init__()
-        self.sent: list[tuple[str, str, Any]] = []
-        self.clock = clock
-        self._new = rosbags_factory()
-
-    def publisher(self, topic: str, msgtype: str, qos: Any = None) -> Publisher:
-        sent = self.sent
-
-        class _Pub(Publisher):
-            def publish(self, msg: Any) -> None:
-                sent.append((topic, msgtype, msg))
-
-        pub = _Pub()
-        pub.topic, pub.msgtype = topic, msgtype
-        return pub
-
-    def new_message(self, msgtype: str, /, **fields: Any) -> Any:
-        return self._new(msgtype, **fields)
-
-    def now(self) -> float:
-        return self.clock
-
-    def subscribe(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def service(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def client(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 def test_node_publishes_every_frame_set_until_the_camera_fails() -> None:

@@ -17,7 +17,6 @@ message and exit status 1, never a hang.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import signal
 import sys
@@ -30,11 +29,13 @@ from vla_policy_node.devices.realsense import RealSenseCamera, RealSenseConfig, 
 from vla_policy_node.msgs.camera_info import CAMERA_INFO, CameraIntrinsics, encode_camera_info
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.images import IMAGE, encode_image
+from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args, use_rclpy
 from vla_policy_node.transport.base import Publisher, Transport
 
 log = logging.getLogger("realsense_camera")
 
 NODE_NAME = "realsense_camera"
+PROGRAM = "realsense_camera_node"
 
 
 @dataclass(frozen=True)
@@ -116,24 +117,10 @@ class RealSenseCameraNode:
 
 
 # ----------------------------------------------------------------------------------------- command line
-def strip_ros_args(argv: Sequence[str]) -> list[str]:
-    """argv without `--ros-args ... [--]` blocks (what ros2 launch appends), for argparse."""
-    out: list[str] = []
-    inside = False
-    for arg in argv:
-        if arg == "--ros-args":
-            inside = True
-        elif inside and arg == "--":
-            inside = False
-        elif not inside:
-            out.append(arg)
-    return out
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     defaults = RealSenseConfig()
-    parser = argparse.ArgumentParser(prog="realsense_camera_node", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=("auto", "rclpy", "dds"), default="auto",
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS (cyclonedds) without ROS")
     parser.add_argument("--serial-no", default=defaults.serial_no, help="camera serial; empty: the first camera")
     parser.add_argument("--camera-namespace", default="camera")
@@ -180,32 +167,21 @@ def settings_from_ros_parameters(node: Any, fallback: CameraNodeSettings) -> Cam
     return CameraNodeSettings(camera, str(values["camera_namespace"]), str(values["camera_name"]))
 
 
-def _use_rclpy(choice: str) -> bool:
-    if choice == "auto":
-        return importlib.util.find_spec("rclpy") is not None
-    return choice == "rclpy"
-
-
 def run(argv: Sequence[str]) -> int:
     args = parse_args(strip_ros_args(argv))
     settings = settings_from_args(args)
     transport: Transport | None = None
     camera: RealSenseCamera | None = None
     try:
-        if _use_rclpy(args.transport):
-            from vla_policy_node.transport.rclpy_backend import RclpyTransport
-
-            transport = RclpyTransport.create(NODE_NAME, args=["realsense_camera_node", *argv])
+        if use_rclpy(args.transport):
+            transport = make_transport("rclpy", NODE_NAME, argv, PROGRAM)
             settings = settings_from_ros_parameters(transport.node, settings)  # type: ignore[attr-defined]
             camera = RealSenseCamera(settings.camera)
             camera.start()
         else:
             camera = RealSenseCamera(settings.camera)
             camera.start()  # before joining DDS: no participant appears for a camera that is not there
-            from vla_policy_node.transport.dds import DdsTransport
-            from vla_policy_node.transport.dds_config import DdsConfig
-
-            transport = DdsTransport(DdsConfig(node_name=NODE_NAME))
+            transport = make_transport("dds", NODE_NAME, argv, PROGRAM)
         node = RealSenseCameraNode(transport, camera, settings.topics)
         assert camera.intrinsics is not None
         intr = camera.intrinsics
