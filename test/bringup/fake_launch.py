@@ -216,12 +216,15 @@ def run(description: LaunchDescription, overrides: dict[str, str] | None = None,
             cmd = [perform(context, c) for c in entity.cmd]
             started.append(Started("", cmd[0], perform(context, entity.name or ""), {}, cmd[1:], cmd))
         elif isinstance(entity, IncludeLaunchDescription):
-            for key, value in entity.launch_arguments:
-                context.configurations[perform(context, key)] = perform(context, value)
             path = Path(perform(context, entity.launch_description_source.launch_file_path))
             if not path.is_file():
                 raise LaunchError(f"included launch file not found: {path}")
             included = load_launch_file(path).generate_launch_description()
+            given = {perform(context, key): perform(context, value) for key, value in entity.launch_arguments}
+            for argument in included.get_launch_arguments():  # as launch does: only what the include passes counts
+                if argument.default_value is None and argument.name not in given:
+                    raise LaunchError(f"Included launch description missing required argument '{argument.name}'")
+            context.configurations.update(given)
             started += run(included, context=context)[1]
         else:
             raise TypeError(f"unexpected entity {entity!r}")

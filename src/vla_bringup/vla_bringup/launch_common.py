@@ -152,7 +152,9 @@ def robot_launch_description(robot: str, *, device: str = "cuda") -> LaunchDescr
 def replay_launch_description() -> LaunchDescription:
     """Replay a rosbag through the policy: bag play publishes /clock, the robot launch runs on sim time.
 
-    Every argument of the robot launch file (checkpoint, instruction, dry_run, rviz, ...) passes through.
+    The robot launch file's required argument (checkpoint) is forwarded explicitly, because launch checks an
+    include's required arguments against what the include passes; the others (instruction, dry_run, rviz, ...)
+    reach it as launch configurations from the command line.
     """
     bag_play = ExecuteProcess(
         cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--clock", LaunchConfiguration("clock_hz"),
@@ -163,11 +165,13 @@ def replay_launch_description() -> LaunchDescription:
     robot_file = [FindPackageShare(PACKAGE), "/launch/", LaunchConfiguration("robot"), ".launch.py"]
     robot = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(robot_file),
-        launch_arguments={"use_sim_time": "true"}.items(),
+        launch_arguments={"use_sim_time": "true", "checkpoint": LaunchConfiguration("checkpoint")}.items(),
     )
     return LaunchDescription([
         DeclareLaunchArgument(
             "bag", description="rosbag2 directory (or file) to replay (required)"),
+        DeclareLaunchArgument(
+            "checkpoint", description="VLA checkpoint: a local checkpoint directory or a model-hub id (required)"),
         DeclareLaunchArgument(
             "robot", default_value="sim_arm", choices=ROBOTS,
             description="Robot whose launch file runs the policy on the bag's topics"),
