@@ -100,3 +100,22 @@ def test_non_finite_model_output_is_refused(sim_arm: Embodiment) -> None:
         model.head.action_decoder.layer2.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="NaN/Inf actions"):
         make_policy(model, sim_arm).infer(observation(sim_arm))
+
+
+def test_backbone_runs_once_per_chunk_head_once_per_step(model, sim_arm: Embodiment) -> None:
+    policy = VLAPolicy(model, limits_normalization(sim_arm), sim_arm, num_steps=6)
+    calls = {"backbone": 0, "velocity": 0}
+    hook = model.backbone.register_forward_hook(lambda *_: calls.__setitem__("backbone", calls["backbone"] + 1))
+    original = model.head.velocity
+
+    def counting_velocity(*args, **kwargs):
+        calls["velocity"] += 1
+        return original(*args, **kwargs)
+
+    model.head.velocity = counting_velocity
+    try:
+        policy.infer_batch([observation(sim_arm), observation(sim_arm, "blue")])
+    finally:
+        hook.remove()
+        del model.head.velocity
+    assert calls == {"backbone": 1, "velocity": 6}
