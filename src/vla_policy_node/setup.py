@@ -32,6 +32,8 @@ setup(
             "mcap>=1.2",
             "opencv-python-headless>=4.9",
         ],
+        # rosbag tooling (vla_record, vla_replay_test, vla_bag_to_dataset) and the LeRobot dataset reader
+        "bagtools": ["pyarrow>=15", "matplotlib>=3.8", "tqdm>=4.66"],
         # Intel RealSense cameras; the wheel needs the system library libusb-1.0 (Debian: libusb-1.0-0)
         "camera": ["pyrealsense2>=2.54"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
@@ -46,6 +48,12 @@ setup(
             "vla_demo = vla_policy_node.cli.demo:main",
             "realsense_camera_node = vla_policy_node.ros.realsense_camera:main",
             "ghost_state_publisher = vla_policy_node.ros.ghost_state_publisher:main",
+            "vla_record = vla_policy_node.bagtools.record:main",
+            "vla_replay_test = vla_policy_node.bagtools.replay_cli:main",
+            "vla_bag_to_dataset = vla_policy_node.bagtools.dataset:main",
+            "policy_node = vla_policy_node.ros.policy_node:main",
+            "command_mux_node = vla_policy_node.ros.command_mux_node:main",
+            "fake_arm_driver = vla_policy_node.ros.fake_arm_driver:main",
         ],
     },
 )

@@ -37,6 +37,28 @@ from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
 FAULT_DISPLAY_TIME = 2.0  # a one-off fault (a NaN command) stays in the status this long
 
 
+def build_command_mux(embodiment: Embodiment, space: CommandSpace, config: ControlConfig) -> CommandMux:
+    """The CommandMux for `embodiment`, with hand-over ramps bounded by its joint (or Cartesian) limits.
+
+    Shared by ControlLoop and the command mux node, so a hand-over ramps the same way in both."""
+    if space.kind == "joint_position":
+        rates = np.array([j.max_velocity for j in embodiment.joints])
+    else:
+        aspace = embodiment.action_space
+        lin, ang = aspace.max_linear_speed, aspace.max_angular_speed
+        if space.kind == "ee_twist":  # the offset is a velocity: ramp it over twist_ramp_time
+            ramp = config.mux.twist_ramp_time
+            lin, ang = lin / ramp, ang / ramp
+        rates = np.array([lin] * 3 + [ang] * 3)
+    accel = jerk = None
+    if space.kind == "joint_position":
+        accel = np.array([j.max_acceleration for j in embodiment.joints])
+        if config.safety.enforce_jerk:
+            jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
+    gripper_rate = embodiment.gripper.max_velocity if embodiment.gripper else None
+    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk)
+
+
 class ControlLoop:
     def __init__(self, embodiment: Embodiment, config: ControlConfig | None = None) -> None:
         self.embodiment = embodiment
@@ -47,12 +69,7 @@ class ControlLoop:
         self.sync = ObservationSync(embodiment, config.sync)
         self.executor = ChunkExecutor(self.space, config.executor, embodiment.rates.inference_hz)
         self.filter = SafetyFilter(embodiment, self.space, self.period, config.safety)
-        accel = jerk = None
-        if self.space.kind == "joint_position":
-            accel = np.array([j.max_acceleration for j in embodiment.joints])
-            if config.safety.enforce_jerk:
-                jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
-        self.mux = CommandMux(config.mux, self.space, self._handover_rates(), self._gripper_rate(), accel, jerk)
+        self.mux = build_command_mux(embodiment, self.space, config)
         self.watchdog = Watchdog(config.watchdog)
         self.tick_rate = RateMeter(200)
         self._lock = threading.RLock()
@@ -66,19 +83,6 @@ class ControlLoop:
         self._fault_time = -math.inf
         self._diag_counts: dict[str, int] = {}
         self.ticks = 0
-
-    def _handover_rates(self) -> np.ndarray:
-        aspace = self.embodiment.action_space
-        if self.space.kind == "joint_position":
-            return np.array([j.max_velocity for j in self.embodiment.joints])
-        lin, ang = aspace.max_linear_speed, aspace.max_angular_speed
-        if self.space.kind == "ee_twist":  # the offset is a velocity: ramp it over twist_ramp_time
-            ramp = self.config.mux.twist_ramp_time
-            lin, ang = lin / ramp, ang / ramp
-        return np.array([lin] * 3 + [ang] * 3)
-
-    def _gripper_rate(self) -> float | None:
-        return self.embodiment.gripper.max_velocity if self.embodiment.gripper else None
 
     # ------------------------------------------------------------------------------------------------ tick
     def tick(

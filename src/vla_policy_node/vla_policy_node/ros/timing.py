@@ -1,0 +1,118 @@
+"""Periodic work for the nodes: a thread with a fixed-rate schedule, or an rclpy timer under ROS.
+
+Without ROS (DDS transport) each periodic job gets its own thread, so a slow status encode never delays a
+control tick. Under rclpy the job is a node timer in its own mutually exclusive callback group: the
+MultiThreadedExecutor that `RclpyTransport.create` spins runs it alongside the subscriptions, and the timer
+follows the node's clock (so `use_sim_time` and `ros2 bag play --clock` drive it).
+
+The *time stamp* a job works with is always the node's clock (`Transport.now`): wall time over DDS, the ROS
+clock (sim time included) under rclpy. Tests skip both and call the jobs with a scripted clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], object]
+
+
+class Ticker(Protocol):
+    period: float
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class GuardedJob:
+    """`job()` that logs (once per distinct message) and counts exceptions instead of raising them: a periodic
+    job must never take the node down (an exception would also end an rclpy executor's spin)."""
+
+    def __init__(self, job: Job, name: str) -> None:
+        self.job = job
+        self.name = name
+        self.failures = 0
+        self._logged: set[str] = set()
+
+    def __call__(self) -> None:
+        try:
+            self.job()
+        except Exception as error:
+            self.failures += 1
+            key = f"{type(error).__name__}: {error}"
+            if key not in self._logged:
+                self._logged.add(key)
+                log.exception("%s: periodic job raised (logged once per message)", self.name)
+
+
+class ThreadTicker:
+    """Runs `job` every `period` seconds (monotonic schedule, no drift; missed ticks are skipped, not bunched)."""
+
+    def __init__(self, period: float, job: Job, name: str) -> None:
+        if not period > 0:
+            raise ValueError(f"ticker period must be positive, got {period}")
+        self.period = float(period)
+        self.name = name
+        self.overruns = 0
+        self.job = GuardedJob(job, name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"ticker {self.name} already started")
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            self.job()
+            deadline += self.period
+            delay = deadline - time.monotonic()
+            if delay < -self.period:  # fell more than a period behind: restart the schedule from now
+                self.overruns += 1
+                deadline = time.monotonic()
+                continue
+            if delay > 0:
+                self._stop.wait(delay)
+
+
+class RclpyTicker:
+    """An rclpy timer in its own callback group (see the module docstring)."""
+
+    def __init__(self, node: Any, period: float, job: Job, name: str) -> None:
+        self.node = node
+        self.period = float(period)
+        self.name = name
+        self.job = GuardedJob(job, name)
+        self._timer: Any = None
+
+    def start(self) -> None:
+        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+        self._timer = self.node.create_timer(self.period, self.job, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self.node.destroy_timer(self._timer)
+            self._timer = None
+
+
+def make_ticker(transport: object, period: float, job: Job, name: str) -> Ticker:
+    """An rclpy timer when the transport wraps an rclpy node, else a thread."""
+    node = getattr(transport, "node", None)
+    if node is not None:
+        return RclpyTicker(node, period, job, name)
+    return ThreadTicker(period, job, name)

@@ -1,0 +1,80 @@
+"""The fake arm driver's physics and streams, and the node entry points' argument handling."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test.nodes.fakes import ServiceTransport
+from vla_policy_node.kinematics.urdf import default_tip, parse_urdf
+from vla_policy_node.msgs import decode_compressed_image, decode_image, decode_joint_state, encode_joint_trajectory
+from vla_policy_node.ros import command_mux_node, policy_node
+from vla_policy_node.ros.fake_arm_driver import FakeArm, FakeArmParams
+from vla_policy_node.transport.qos import LATCHED_QOS
+
+
+def test_fake_arm_tracks_commands_to_first_order(sim_arm):
+    t = ServiceTransport(clock=10.0)
+    arm = FakeArm(t, sim_arm, FakeArmParams(tau=0.05, initial=(0.0,) * 7))
+    arm.joint_step()
+    target = np.array([0.5, -0.5, 0.2, 0.0, 0.0, 10.0])  # joint6 beyond its limit: clamped to 3.0
+    t.inject("/arm_controller/joint_trajectory",
+             encode_joint_trajectory(t.new_message, sim_arm.joint_names, target[None, :], [0.01]))
+    t.advance(0.05)
+    arm.joint_step()
+    state = decode_joint_state(t.messages("/joint_states")[-1])
+    assert state.names == sim_arm.state_names and state.stamp == pytest.approx(10.05)
+    expected = np.clip(target, -3, 3) * (1 - math.exp(-1))  # one time constant
+    np.testing.assert_allclose(state.positions[:6], expected, rtol=1e-9)
+    np.testing.assert_allclose(state.velocities[:6], expected / 0.05, rtol=1e-9)
+
+
+def test_fake_arm_streams_cameras_until_switched_off(sim_arm):
+    t = ServiceTransport()
+    t.node_name = "fake_arm_driver"
+    arm = FakeArm(t, sim_arm)
+    assert t.qos["/robot_description"] == LATCHED_QOS
+    model = parse_urdf(t.messages("/robot_description")[0].data)
+    assert default_tip(model, sim_arm.joint_names) == "tool" and model.root == sim_arm.base_frame
+    arm.camera_step()
+    frames = [decode_image(t.messages(cam.topic)[-1]) for cam in sim_arm.cameras]
+    assert [f.shape for f in frames] == [(64, 64, 3), (64, 64, 3)]
+    t.inject("~/cameras_enabled", t.new_message("std_msgs/msg/Bool", data=False))
+    arm.camera_step()
+    assert len(t.messages(sim_arm.cameras[0].topic)) == 1
+    import dataclasses
+
+    compressed = dataclasses.replace(sim_arm, cameras=tuple(dataclasses.replace(c, compressed=True)
+                                                            for c in sim_arm.cameras))
+    t2 = ServiceTransport()
+    FakeArm(t2, compressed).camera_step()
+    assert decode_compressed_image(t2.messages(sim_arm.cameras[0].topic)[0]).shape == (64, 64, 3)
+
+
+def test_fake_arm_refuses_servo_robots(repo_root):
+    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.policy.embodiment import ConfigError
+
+    with pytest.raises(ConfigError, match="joint commands only"):
+        FakeArm(ServiceTransport(), load_embodiment(repo_root / "config" / "robots" / "ur5e.yaml"))
+
+
+def test_policy_node_arguments():
+    args = policy_node.parse_args(["--robot-config", "r.yaml", "--checkpoint", "c", "--no-dry-run"])
+    assert (args.robot_config, args.checkpoint, args.dry_run, args.transport) == ("r.yaml", "c", False, "auto")
+    assert policy_node.parse_args([]).dry_run is True
+    mux = command_mux_node.parse_args(["--robot-config", "r.yaml"])
+    assert mux.mux_config.endswith("config/mux.yaml") and mux.node_name == "vla_command_mux"
+
+
+@pytest.mark.parametrize("module", ["policy_node", "command_mux_node"])
+def test_nodes_exit_with_a_message_when_required_settings_are_missing(module, tmp_path):
+    env = {"VLA_DDS_LOOPBACK": "1", "ROS_DOMAIN_ID": "229", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", f"vla_policy_node.ros.{module}", "--transport", "dds",
+                           "--ros-args", "-p", "x:=1"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "robot_config" in done.stderr and "required" in done.stderr
