@@ -159,6 +159,14 @@ class BagReader:
         return self._reader.message_count
 
     @property
+    def message_counts(self) -> dict[str, int]:
+        """topic -> number of messages, as the bag's metadata states them."""
+        counts: dict[str, int] = defaultdict(int)
+        for connection in self._reader.connections:
+            counts[connection.topic] += connection.msgcount
+        return dict(counts)
+
+    @property
     def start_ns(self) -> int:
         return self._reader.start_time
 

@@ -1,0 +1,137 @@
+"""Bag tooling figures on a multi-GB bag: replay throughput with the model excluded, conversion speed, peak RSS.
+
+    python benchmarks/bench_bagtools.py [--gb 3] [--robot franka_fr3] [--storage mcap] [--dir /tmp] [--keep]
+
+Writes a synthetic demonstration bag of about `--gb` GB into a temporary directory (two 640x480 rgb8 cameras at
+25 Hz, joint states and commands at 100 Hz, episode marks), then runs each stage in a fresh process so that its
+peak resident memory (getrusage ru_maxrss) is its own:
+
+- replay: the open-loop replay with a scripted policy that answers in microseconds (the model excluded), so the
+  figure is the replay machinery itself: bag reading, image decoding and resizing, sync, executor, comparison.
+  Prints observations (chunks requested by the executor) per second, camera frames per second, messages per
+  second and bag MB per second;
+- convert: bag -> LeRobot v3 dataset (frames at the policy rate, PNG images): frames per second, bag MB per
+  second.
+The bag and the dataset are deleted at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROBOTS = REPO / "config" / "robots"
+CAMERA_BYTES_PER_S = 2 * 25 * 480 * 640 * 3  # two cameras at 25 Hz
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def stage_generate(bag: Path, robot: str, gb: float, storage: str) -> dict:
+    from vla_policy_node.bagtools.synthetic import ReachPolicy, Session, write_demonstration_bag
+    from vla_policy_node.policy import load_embodiment
+
+    emb = load_embodiment(ROBOTS / f"{robot}.yaml")
+    episode_s, gap_s = 10.0, 1.0
+    episodes = max(1, round(gb * 1e9 / CAMERA_BYTES_PER_S / (episode_s + gap_s)))
+    session = Session(episodes=episodes, episode_s=episode_s, gap_s=gap_s, rate_hz=100.0, camera_every=4,
+                      image_size=(480, 640), noise=4, storage=storage, sensor_latency=0.003)
+    start = time.perf_counter()
+    write_demonstration_bag(bag, emb, ReachPolicy(emb), session)
+    wall = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in bag.iterdir())
+    return {"bag_gb": size / 1e9, "episodes": episodes, "seconds_recorded": episodes * (episode_s + gap_s),
+            "write_s": wall, "write_mb_per_s": size / 1e6 / wall, "peak_rss_mb": _peak_rss_mb()}
+
+
+def stage_replay(bag: Path, robot: str) -> dict:
+    from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
+    from vla_policy_node.bagtools.synthetic import ReachPolicy
+    from vla_policy_node.policy import load_embodiment
+
+    emb = load_embodiment(ROBOTS / f"{robot}.yaml")
+    result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(latency=0.05, progress=True)).run(bag)
+    summary = result.summary
+    wall = summary["throughput"]["wall_s"]
+    frames = sum(v["received"] for k, v in summary["sync"]["inputs"].items() if k != "joint_states")
+    return {"wall_s": wall, "messages": summary["counts"]["messages"],
+            "observations": summary["counts"]["observations"],
+            "observations_per_s": summary["counts"]["observations"] / wall,
+            "camera_frames_per_s": frames / wall, "messages_per_s": summary["throughput"]["messages_per_s"],
+            "bag_mb_per_s": summary["throughput"]["bag_mb_per_s"], "chunk_mae": summary["chunk_error"]["mae"],
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def stage_convert(bag: Path, robot: str, out: Path) -> dict:
+    from vla_policy_node.bagtools.dataset import ConversionConfig, convert_bags
+    from vla_policy_node.policy import load_embodiment
+
+    emb = load_embodiment(ROBOTS / f"{robot}.yaml")
+    summary = convert_bags([bag], emb, out, ConversionConfig(progress=True))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"wall_s": summary.wall_s, "episodes": summary.episodes, "frames": summary.frames,
+            "frames_per_s": summary.frames_per_s, "bag_mb_per_s": summary.bag_mb_per_s,
+            "dataset_mb": size / 1e6, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_stage(*args: str) -> dict:
+    """One stage in a fresh interpreter; its JSON result is the last line of its output."""
+    proc = subprocess.run([sys.executable, __file__, "--stage", *args], check=True, stdout=subprocess.PIPE,
+                          text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gb", type=float, default=3.0, help="approximate bag size")
+    parser.add_argument("--robot", default="franka_fr3")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--dir", default=None, help="where to put the bag (default: the system temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the bag and the dataset")
+    parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        name, *rest = args.stage
+        if name == "generate":
+            result = stage_generate(Path(rest[0]), rest[1], float(rest[2]), rest[3])
+        elif name == "replay":
+            result = stage_replay(Path(rest[0]), rest[1])
+        else:
+            result = stage_convert(Path(rest[0]), rest[1], Path(rest[2]))
+        print(json.dumps(result))
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="bench_bagtools_", dir=args.dir))
+    bag, dataset = work / "bag", work / "dataset"
+    try:
+        generated = run_stage("generate", str(bag), args.robot, str(args.gb), args.storage)
+        print(f"bag: {generated['bag_gb']:.2f} GB {args.storage}, {generated['seconds_recorded']:.0f} s recorded "
+              f"({generated['episodes']} episodes, {args.robot}, 2 x 640x480 rgb8 at 25 Hz), written at "
+              f"{generated['write_mb_per_s']:.0f} MB/s")
+        replay = run_stage("replay", str(bag), args.robot)
+        print(f"replay (model excluded): {replay['wall_s']:.1f} s, {replay['observations_per_s']:.0f} observations/s, "
+              f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
+              f"{replay['bag_mb_per_s']:.0f} MB/s; peak RSS {replay['peak_rss_mb']:.0f} MB")
+        convert = run_stage("convert", str(bag), args.robot, str(dataset))
+        print(f"convert: {convert['wall_s']:.1f} s, {convert['frames']} frames ({convert['episodes']} episodes), "
+              f"{convert['frames_per_s']:.0f} frames/s, {convert['bag_mb_per_s']:.0f} MB/s of bag; dataset "
+              f"{convert['dataset_mb']:.0f} MB; peak RSS {convert['peak_rss_mb']:.0f} MB")
+        print(json.dumps({"generate": generated, "replay": replay, "convert": convert}))
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

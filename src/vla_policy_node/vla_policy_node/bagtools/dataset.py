@@ -1,0 +1,544 @@
+"""Bags -> a LeRobot v3.0 dataset (layout in `train/lerobot_format.py`), streamed, with a train/val split and
+normalization statistics; CLI `vla_bag_to_dataset`.
+
+Episodes come from `BagResampler` (split at the marks, resampled to the policy rate, images resized as the
+node resizes them). Each episode is spooled to a temporary parquet file while it is read and committed to the
+dataset only when its outcome is final: kept outcomes (default: success and unlabelled) get the next episode
+index, failed and discarded ones are dropped. Images are PNG in the data files (LeRobot's `image` feature).
+
+Split: the last `val_fraction` of the kept episodes (in recording order) are the validation split
+(info.json `splits`: {"train": "0:k", "val": "k:N"}); meta/stats.json is computed over the train split only, so
+the normalization a model is trained with never saw validation data. Per-episode stats are in the episodes
+table, as LeRobot writes them. Everything is written under `<output>.partial` and renamed at the end: a failed
+conversion leaves no dataset behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.resample import ActionSource, BagResampler, EpisodeFrames, Frame, choose_action_source
+from vla_policy_node.bagtools.topics import BagContentError, fit_embodiment_to_bag
+from vla_policy_node.policy.embodiment import ConfigError, Embodiment
+from vla_policy_node.train import lerobot_format as fmt
+from vla_policy_node.transport.bag import BagError, BagReader
+
+Outcome = Literal["success", "unknown", "failure", "discarded"]
+
+
+class ConversionError(RuntimeError):
+    """A conversion that could not produce a complete dataset; the message names the bag and the problem."""
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """fps: frames per second (default: 1 / rates.action_dt, which must then be a whole number)."""
+
+    fps: int | None = None
+    action_source: ActionSource = "auto"
+    val_fraction: float = 0.1
+    keep_outcomes: tuple[str, ...] = ("success", "unknown")
+    repo_id: str = "local/vla_demonstrations"
+    max_gap: float = 0.25
+    data_file_mb: int = fmt.DATA_FILE_SIZE_MB
+    row_group_frames: int = 32
+    png_compression: int = 3
+    min_frames: int = 2
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("val_fraction must be in [0, 1)")
+        unknown = set(self.keep_outcomes) - {"success", "unknown", "failure", "discarded"}
+        if unknown:
+            raise ValueError(f"keep_outcomes: unknown outcome(s) {sorted(unknown)}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError("fps must be positive")
+
+
+def dataset_fps(embodiment: Embodiment, fps: int | None) -> int:
+    if fps is not None:
+        return int(fps)
+    rate = 1.0 / embodiment.rates.action_dt
+    if abs(rate - round(rate)) > 1e-6:
+        raise ConfigError(f"rates.action_dt {embodiment.rates.action_dt} s is not a whole number of frames per "
+                          "second (LeRobot needs an integer fps); pass fps explicitly")
+    return round(rate)
+
+
+def dataset_features(embodiment: Embodiment) -> dict[str, dict[str, Any]]:
+    features: dict[str, dict[str, Any]] = {}
+    for cam in embodiment.cameras:
+        features[fmt.image_key(cam.name)] = {"dtype": "image", "shape": [cam.height, cam.width, 3],
+                                             "names": ["height", "width", "channels"]}
+    features[fmt.STATE_KEY] = {"dtype": "float32", "shape": [embodiment.state_dim],
+                               "names": list(embodiment.state_names)}
+    features[fmt.ACTION_KEY] = {"dtype": "float32", "shape": [embodiment.action_dim],
+                                "names": list(embodiment.action_names)}
+    return {**features, **fmt.DEFAULT_FEATURES}
+
+
+@dataclass
+class _ImageStats:
+    """Per-channel pixel histograms (exact and cheap for uint8), reported as LeRobot's image stats: values in
+    [0, 1], shape [3, 1, 1], count = frames."""
+
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros((3, 256), np.int64))
+    frames: int = 0
+
+    def add(self, rgb: np.ndarray) -> None:
+        for c in range(3):
+            self.histogram[c] += np.bincount(rgb[..., c].ravel(), minlength=256)
+        self.frames += 1
+
+    def merge(self, other: _ImageStats) -> None:
+        self.histogram += other.histogram
+        self.frames += other.frames
+
+    def stats(self) -> dict[str, Any]:
+        levels = np.arange(256) / 255.0
+        pixels = self.histogram.sum(1)
+        mean = self.histogram @ levels / pixels
+        std = np.sqrt(np.maximum(self.histogram @ (levels * levels) / pixels - mean * mean, 0.0))
+        present = self.histogram > 0
+        low = np.array([levels[np.argmax(p)] for p in present])
+        high = np.array([levels[255 - np.argmax(p[::-1])] for p in present])
+
+        def shaped(v: np.ndarray) -> list:
+            return v.reshape(3, 1, 1).tolist()
+
+        return {"min": shaped(low), "max": shaped(high), "mean": shaped(mean), "std": shaped(std),
+                "count": [self.frames]}
+
+
+def vector_stats(data: np.ndarray) -> dict[str, list]:
+    """LeRobot's stats of one numeric feature over frames [N, D] (or [N]): each value a list of D."""
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    out = {"min": data.min(0), "max": data.max(0), "mean": data.mean(0), "std": data.std(0)}
+    out.update({name: np.quantile(data, q, axis=0) for name, q in fmt.QUANTILES.items()})
+    result: dict[str, list] = {k: v.tolist() for k, v in out.items()}
+    result["count"] = [int(data.shape[0])]
+    return result
+
+
+@dataclass
+class _Spool:
+    """One episode's frames on disk until its outcome is final."""
+
+    path: Path
+    writer: pq.ParquetWriter | None = None
+    states: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    images: dict[str, _ImageStats] = field(default_factory=dict)
+    frames: int = 0
+
+
+@dataclass
+class _EpisodeRecord:
+    index: int
+    task: str
+    length: int
+    chunk: int
+    file: int
+    start: int
+    states: np.ndarray
+    actions: np.ndarray
+    images: dict[str, _ImageStats]
+    outcome: str
+    source: str
+    source_start: float
+
+
+class LeRobotWriter:
+    """Writes a LeRobot v3 dataset from episodes handed over by BagResampler (it is the resampler's sink)."""
+
+    def __init__(self, output: Path, embodiment: Embodiment, fps: int, config: ConversionConfig) -> None:
+        self.output = output
+        self.partial = output.with_name(output.name + ".partial")
+        shutil.rmtree(self.partial, ignore_errors=True)
+        (self.partial / "spool").mkdir(parents=True)
+        self.emb = embodiment
+        self.fps = fps
+        self.config = config
+        self.features = dataset_features(embodiment)
+        self.schema = fmt.frame_schema(self.features)
+        self.cameras = list(embodiment.camera_names)
+        self.spools: dict[int, _Spool] = {}
+        self.records: list[_EpisodeRecord] = []
+        self.tasks: list[str] = []
+        self.dropped: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.total_frames = 0
+        self.chunk, self.file = 0, 0
+        self.writer: pq.ParquetWriter | None = None
+        self.file_bytes = 0
+        self.current_source = ""
+
+    # --------------------------------------------------------------------------------------- sink protocol
+    def begin(self, episode: EpisodeFrames) -> None:
+        key = id(episode)
+        self.spools[key] = _Spool(self.partial / "spool" / f"{len(self.spools)}-{episode.episode.index}.parquet",
+                                  images={c: _ImageStats() for c in self.cameras})
+
+    def frames(self, episode: EpisodeFrames, frames: list[Frame]) -> None:
+        spool = self.spools[id(episode)]
+        columns: dict[str, list[Any]] = {fmt.image_key(c): [] for c in self.cameras}
+        for frame in frames:
+            for cam in self.cameras:
+                rgb = frame.images[cam]
+                spool.images[cam].add(rgb)
+                columns[fmt.image_key(cam)].append({"bytes": self._png(rgb), "path": None})
+            spool.states.append(frame.state.astype(np.float32))
+            spool.actions.append(frame.action.astype(np.float32))
+        n = len(frames)
+        first = spool.frames
+        spool.frames += n
+        states = np.stack(spool.states[first:])
+        actions = np.stack(spool.actions[first:])
+        frame_index = np.arange(first, first + n)
+        columns.update({
+            fmt.STATE_KEY: _fixed_list(states, self.emb.state_dim),
+            fmt.ACTION_KEY: _fixed_list(actions, self.emb.action_dim),
+            "timestamp": pa.array((frame_index / self.fps).astype(np.float32)),
+            "frame_index": pa.array(frame_index, pa.int64()),
+            "episode_index": pa.array(np.zeros(n, np.int64)),
+            "index": pa.array(np.zeros(n, np.int64)),
+            "task_index": pa.array(np.zeros(n, np.int64)),
+        })
+        table = pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema)
+        if spool.writer is None:
+            spool.writer = pq.ParquetWriter(spool.path, self.schema, compression="snappy")
+        spool.writer.write_table(table, row_group_size=self.config.row_group_frames)
+
+    def end(self, episode: EpisodeFrames) -> None:
+        spool = self.spools.pop(id(episode))
+        if spool.writer is not None:
+            spool.writer.close()
+        ep = episode.episode
+        where = f"{episode.source} episode {ep.index}"
+        if episode.cut:
+            self.warnings.append(f"{where}: {episode.cut}")
+        reason = ""
+        if ep.outcome not in self.config.keep_outcomes:
+            reason = f"outcome {ep.outcome}"
+        elif spool.frames < self.config.min_frames:
+            reason = f"only {spool.frames} frame(s)"
+        if reason:
+            self.dropped.append({"source": episode.source, "episode": ep.index, "reason": reason})
+            spool.path.unlink(missing_ok=True)
+            return
+        self._commit(episode, spool)
+
+    # ---------------------------------------------------------------------------------------------- commit
+    def _png(self, rgb: np.ndarray) -> bytes:
+        ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                  [cv2.IMWRITE_PNG_COMPRESSION, self.config.png_compression])
+        if not ok:
+            raise ConversionError("OpenCV could not encode a PNG")
+        return buffer.tobytes()
+
+    def _commit(self, episode: EpisodeFrames, spool: _Spool) -> None:
+        """Append the spooled episode to the current data file (a new file once this one is full)."""
+        ep = episode.episode
+        task = ep.instruction
+        if task not in self.tasks:
+            self.tasks.append(task)
+        task_index = self.tasks.index(task)
+        spool_bytes = spool.path.stat().st_size
+        if self.writer is not None and self.file_bytes + spool_bytes > self.config.data_file_mb * 1e6:
+            self.writer.close()
+            self.writer = None
+            self.chunk, self.file = fmt.next_file(self.chunk, self.file)
+            self.file_bytes = 0
+        if self.writer is None:
+            path = self.partial / fmt.data_path(self.chunk, self.file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(path, self.schema, compression="snappy")
+        index = len(self.records)
+        start = self.total_frames
+        source = pq.ParquetFile(spool.path)
+        offset = 0
+        for batch in source.iter_batches(batch_size=self.config.row_group_frames):
+            n = batch.num_rows
+            table = pa.Table.from_batches([batch])
+            for name, values in (("episode_index", np.full(n, index)), ("task_index", np.full(n, task_index)),
+                                 ("index", np.arange(start + offset, start + offset + n))):
+                table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.int64()))
+            self.writer.write_table(table, row_group_size=self.config.row_group_frames)
+            offset += n
+        source.close()
+        spool.path.unlink()
+        self.file_bytes += spool_bytes
+        self.total_frames += spool.frames
+        self.records.append(_EpisodeRecord(index, task, spool.frames, self.chunk, self.file, start,
+                                           np.stack(spool.states), np.stack(spool.actions), spool.images,
+                                           ep.outcome, episode.source, ep.start))
+
+    # ---------------------------------------------------------------------------------------------- finish
+    def finish(self, extra_info: dict[str, Any]) -> dict[str, Any]:
+        """Write the metadata and move the dataset into place; returns info.json's content."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if not self.records:
+            raise ConversionError("no episode was kept: " + (
+                "; ".join(f"{d['source']} episode {d['episode']}: {d['reason']}" for d in self.dropped)
+                or "the bags produced no complete frame"))
+        n = len(self.records)
+        n_val = 0
+        if self.config.val_fraction > 0 and n >= 2:
+            n_val = min(n - 1, max(1, round(self.config.val_fraction * n)))
+        n_train = n - n_val
+        splits = {"train": f"0:{n_train}"}
+        if n_val:
+            splits["val"] = f"{n_train}:{n}"
+        else:
+            self.warnings.append(f"{n} episode(s): no validation split")
+        (self.partial / "meta").mkdir(exist_ok=True)
+        pq.write_table(fmt.tasks_table(self.tasks), self.partial / fmt.TASKS_PATH)
+        self._write_episodes(n_train)
+        stats = self._dataset_stats(self.records[:n_train])
+        (self.partial / fmt.STATS_PATH).write_text(json.dumps(stats, indent=4))
+        info = {
+            "codebase_version": fmt.CODEBASE_VERSION,
+            "robot_type": self.emb.name,
+            "total_episodes": n,
+            "total_frames": self.total_frames,
+            "total_tasks": len(self.tasks),
+            "chunks_size": fmt.CHUNKS_SIZE,
+            "data_files_size_in_mb": self.config.data_file_mb,
+            "video_files_size_in_mb": fmt.VIDEO_FILE_SIZE_MB,
+            "fps": self.fps,
+            "splits": splits,
+            "data_path": fmt.DATA_PATH,
+            "video_path": None,
+            "features": self.features,
+            "vla": {"embodiment": self.emb.name, "tag": self.emb.tag, "action_space": self.emb.action_space.type,
+                    "stats_split": "train", "repo_id": self.config.repo_id, **extra_info},
+        }
+        (self.partial / fmt.INFO_PATH).write_text(json.dumps(info, indent=4))
+        shutil.rmtree(self.partial / "spool")
+        if self.output.exists():
+            shutil.rmtree(self.output)
+        self.partial.rename(self.output)
+        return info
+
+    def abort(self) -> None:
+        for spool in self.spools.values():
+            if spool.writer is not None:
+                spool.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def _episode_stats(self, record: _EpisodeRecord) -> dict[str, dict[str, Any]]:
+        n = record.length
+        frame_index = np.arange(n)
+        stats = {fmt.STATE_KEY: vector_stats(record.states), fmt.ACTION_KEY: vector_stats(record.actions),
+                 "timestamp": vector_stats(frame_index / self.fps), "frame_index": vector_stats(frame_index),
+                 "episode_index": vector_stats(np.full(n, record.index)),
+                 "index": vector_stats(np.arange(record.start, record.start + n)),
+                 "task_index": vector_stats(np.full(n, self.tasks.index(record.task)))}
+        for cam in self.cameras:
+            stats[fmt.image_key(cam)] = record.images[cam].stats()
+        return stats
+
+    def _write_episodes(self, n_train: int) -> None:
+        rows: list[dict[str, Any]] = []
+        for record in self.records:
+            row: dict[str, Any] = {
+                "episode_index": record.index,
+                "tasks": [record.task],
+                "length": record.length,
+                "data/chunk_index": record.chunk,
+                "data/file_index": record.file,
+                "dataset_from_index": record.start,
+                "dataset_to_index": record.start + record.length,
+                "meta/episodes/chunk_index": 0,
+                "meta/episodes/file_index": 0,
+                "vla/outcome": record.outcome,
+                "vla/split": "train" if record.index < n_train else "val",
+                "vla/source_bag": record.source,
+                "vla/source_start_s": record.source_start,
+            }
+            for key, feature_stats in self._episode_stats(record).items():
+                for name, value in feature_stats.items():
+                    row[f"stats/{key}/{name}"] = value
+            rows.append(row)
+        table = pa.Table.from_pylist(rows)
+        path = self.partial / fmt.EPISODES_PATH.format(chunk_index=0, file_index=0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+
+    def _dataset_stats(self, records: list[_EpisodeRecord]) -> dict[str, Any]:
+        states = np.concatenate([r.states for r in records])
+        actions = np.concatenate([r.actions for r in records])
+        frame_index = np.concatenate([np.arange(r.length) for r in records])
+        stats: dict[str, Any] = {
+            fmt.STATE_KEY: vector_stats(states), fmt.ACTION_KEY: vector_stats(actions),
+            "timestamp": vector_stats(frame_index / self.fps), "frame_index": vector_stats(frame_index),
+            "episode_index": vector_stats(np.concatenate([np.full(r.length, r.index) for r in records])),
+            "index": vector_stats(np.concatenate([np.arange(r.start, r.start + r.length) for r in records])),
+            "task_index": vector_stats(np.concatenate([np.full(r.length, self.tasks.index(r.task))
+                                                       for r in records])),
+        }
+        for cam in self.cameras:
+            total = _ImageStats()
+            for record in records:
+                total.merge(record.images[cam])
+            stats[fmt.image_key(cam)] = total.stats()
+        return stats
+
+
+def _fixed_list(values: np.ndarray, dim: int) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float32()), dim)
+
+
+# ------------------------------------------------------------------------------------------------- driver
+
+
+@dataclass
+class ConversionSummary:
+    output: Path
+    info: dict[str, Any]
+    episodes: int
+    frames: int
+    dropped: list[dict[str, Any]]
+    warnings: list[str]
+    wall_s: float
+    bag_bytes: int
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def bag_mb_per_s(self) -> float:
+        return self.bag_bytes / 1e6 / self.wall_s if self.wall_s > 0 else math.nan
+
+
+def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str | Path,
+                 config: ConversionConfig | None = None) -> ConversionSummary:
+    """Convert `bags` (in order) into one dataset at `output` (replaced if it exists)."""
+    config = config or ConversionConfig()
+    output = Path(output)
+    fps = dataset_fps(embodiment, config.fps)
+    start = time.perf_counter()
+    writer = LeRobotWriter(output, embodiment, fps, config)
+    total_bytes = 0
+    action_sources = {}
+    try:
+        for bag in bags:
+            path = Path(bag)
+            try:
+                with BagReader(path) as reader:
+                    topics, counts = reader.topics, reader.message_counts
+                    emb = fit_embodiment_to_bag(embodiment, topics, counts)
+                    source = choose_action_source(emb, topics, counts, config.action_source)
+                    action_sources[str(path)] = source
+                    bar = tqdm(total=reader.message_count, unit="msg", desc=f"convert {path.name}",
+                               disable=not config.progress, mininterval=0.5)
+                    resampler = BagResampler(reader, emb, fps, source, writer, max_gap=config.max_gap,
+                                             batch=config.row_group_frames, source=str(path),
+                                             on_message=functools.partial(bar.update, 1))
+                    resampler.run()
+                    bar.close()
+                    writer.warnings += [f"{path}: {w}" for w in resampler.tracker.warnings]
+                    errors = resampler.errors.counts()
+                    if errors:
+                        writer.warnings.append(f"{path}: rejected messages " + ", ".join(
+                            f"{t} {p} x{n}" for (t, p), n in sorted(errors.items())))
+            except (BagError, BagContentError) as error:
+                raise ConversionError(f"{path}: {error}") from error
+            total_bytes += _bag_bytes(path)
+        info = writer.finish({"source_bags": [str(b) for b in bags], "action_source": action_sources,
+                              "dropped_episodes": writer.dropped, "warnings": writer.warnings})
+    except BaseException:
+        writer.abort()
+        raise
+    return ConversionSummary(output, info, info["total_episodes"], info["total_frames"], writer.dropped,
+                             writer.warnings, time.perf_counter() - start, total_bytes)
+
+
+def _bag_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+PROGRAM = "vla_bag_to_dataset"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("bags", nargs="+", help="rosbag2 directories, in recording order")
+    add_robot_argument(parser)
+    parser.add_argument("-o", "--output", required=True, help="dataset directory (LeRobot root)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output")
+    parser.add_argument("--fps", type=int, default=None, help="frame rate (default: 1 / rates.action_dt)")
+    parser.add_argument("--action-source", dest="action_source", choices=("auto", "commands", "next_state"),
+                        default="auto", help="actions from the recorded commands or the next joint state")
+    parser.add_argument("--val-fraction", dest="val_fraction", type=float, default=0.1,
+                        help="share of the (last) episodes in the validation split")
+    parser.add_argument("--keep", default="success,unknown",
+                        help="episode outcomes to keep (of success, unknown, failure, discarded)")
+    parser.add_argument("--repo-id", dest="repo_id", default="local/vla_demonstrations")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.verbose)
+    output = Path(args.output)
+    try:
+        embodiment = load_robot(args.robot)
+        config = ConversionConfig(fps=args.fps, action_source=args.action_source, val_fraction=args.val_fraction,
+                                  keep_outcomes=tuple(s.strip() for s in args.keep.split(",") if s.strip()),
+                                  repo_id=args.repo_id, progress=args.progress)
+        dataset_fps(embodiment, config.fps)
+    except (ConfigError, ValueError) as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
+    if output.exists() and not args.overwrite:
+        print(f"{PROGRAM}: error: {output} exists (use --overwrite to replace it)", file=sys.stderr)
+        return 2
+    try:
+        summary = convert_bags(args.bags, embodiment, output, config)
+    except ConversionError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 1
+    splits = summary.info["splits"]
+    print(f"{PROGRAM}: {summary.episodes} episodes, {summary.frames} frames at {summary.info['fps']} fps -> "
+          f"{output} (splits {splits}); {summary.frames_per_s:.0f} frames/s, {summary.bag_mb_per_s:.1f} MB/s")
+    for dropped in summary.dropped:
+        print(f"  dropped {dropped['source']} episode {dropped['episode']}: {dropped['reason']}")
+    for warning in summary.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

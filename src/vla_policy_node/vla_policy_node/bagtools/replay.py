@@ -1,0 +1,668 @@
+"""Open-loop replay: a bag's observations through a policy at their recorded timing, as the live node runs them.
+
+The node under test is the live node's own `PolicyRuntime` (same decoding, image resizing, observation sync,
+chunk executor, safety filter and command encoding) on a `VirtualClockTransport` whose clock is the bag's
+time. The replay plays the three threads of the live node in virtual time:
+
+- subscriptions: every camera / joint-state / instruction message is delivered at its recorded (receive) time;
+- control timer: `runtime.control_step()` every control period;
+- inference thread: whenever the loop wants a chunk and a fresh observation is ready (checked after every
+  input, every tick and right after a chunk lands), the same steps as `PolicyRuntime.inference_step`
+  (should_request_inference -> sync.poll -> begin_inference -> policy.infer), except that the chunk reaches
+  `loop.on_chunk` when the inference would have finished: observation time + latency, with latency the
+  measured wall time of the call (default) or a fixed value. Meanwhile ticks and inputs go on, as live.
+
+What is compared with the recording (the *reference*): the commands the arm controller received (`commands`:
+the command in effect at a time is the last one sent, as controllers hold it), or the joint states that
+followed (`joint_states`: interpolated). Every predicted chunk, in command space (`CommandSpace.convert_chunk`,
+so joint deltas are made absolute as the executor makes them), is compared step by step: action k of a chunk
+answering the observation stamped s is compared with the reference at s + k*dt. The node's command stream
+(what it would have sent) is compared with the reference at each tick. Only time inside marked episodes counts
+(the whole bag when it has no marks); steps past an episode's end are not compared; discarded episodes are
+reported but left out of the totals.
+
+Memory stays bounded for any bag length: messages stream from the bag, the reference keeps a few seconds of
+samples, errors are accumulated as sums, and plot series are decimated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vla_policy_node.bagtools.episodes import Episode, EpisodeTracker, decode_episode_event
+from vla_policy_node.bagtools.metrics import GripperAgreement, HorizonErrors, latency_summary
+from vla_policy_node.bagtools.signals import PlotSeries, Signal
+from vla_policy_node.bagtools.topics import (
+    EPISODE_EVENT,
+    EPISODE_EVENT_TOPIC,
+    INSTRUCTION_TOPIC,
+    STRING,
+    BagContentError,
+    command_topic,
+    fit_embodiment_to_bag,
+    gripper_command_topic,
+    has_topic,
+)
+from vla_policy_node.bagtools.virtual_transport import VirtualClockTransport
+from vla_policy_node.control.command import ChunkError, Command
+from vla_policy_node.control.config import ControlConfig
+from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
+from vla_policy_node.msgs.joints import decode_float64_array, decode_joint_state
+from vla_policy_node.policy.embodiment import Embodiment
+from vla_policy_node.policy.types import ActionChunk, Observation
+from vla_policy_node.ros.controller_io import decode_command
+from vla_policy_node.ros.policy_runtime import InferencePolicy, PolicyNodeParams, PolicyRuntime
+from vla_policy_node.transport.bag import BagError, BagReader
+
+Target = Literal["auto", "commands", "joint_states"]
+# A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
+# transport latency; header stamps of joint states lag their receive times).
+SETTLE = 0.2
+
+
+class ReplayError(RuntimeError):
+    """The replay could not produce a complete report; the message names the bag and the problem."""
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """target: what predictions are compared with (auto: the recorded commands if the bag has them, else the
+    joint states). latency: seconds of virtual time an inference takes; None = its measured wall time.
+    reference_max_gap: joint-state samples further apart than this are not interpolated across."""
+
+    target: Target = "auto"
+    latency: float | None = None
+    instruction: str = ""
+    control: ControlConfig = field(default_factory=ControlConfig)
+    reference_max_gap: float = 0.25
+    plot_dt: float = 0.02
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.target not in ("auto", "commands", "joint_states"):
+            raise ValueError(f"target must be auto, commands or joint_states, got {self.target!r}")
+        if self.latency is not None and not (math.isfinite(self.latency) and self.latency >= 0):
+            raise ValueError(f"latency must be >= 0 seconds or None (measured), got {self.latency}")
+        if not self.reference_max_gap > 0:
+            raise ValueError("reference_max_gap must be positive")
+
+
+@dataclass
+class EpisodeResult:
+    """Accumulated comparison within one episode."""
+
+    episode: Episode
+    chunk_errors: HorizonErrors
+    command_errors: HorizonErrors
+    gripper: GripperAgreement | None
+    chunks: int = 0
+    policy_ticks: int = 0
+    held_ticks: int = 0
+
+
+@dataclass
+class PlotData:
+    """Decimated series for the report's figures (command-space dims: arm, then gripper)."""
+
+    names: tuple[str, ...]
+    reference: PlotSeries
+    executed: PlotSeries
+    predicted_first: PlotSeries
+    episodes: list[Episode]
+
+
+@dataclass
+class ReplayResult:
+    summary: dict[str, Any]
+    episodes: list[EpisodeResult]
+    plots: PlotData
+    chunk_errors: HorizonErrors
+    command_errors: HorizonErrors
+    gripper: GripperAgreement | None
+
+
+@dataclass
+class _InFlight:
+    started: float
+    arrival: float
+    obs: Observation
+    chunk: ActionChunk | None
+    error: BaseException | None
+    latency: float
+
+
+@dataclass
+class _PendingChunk:
+    result: EpisodeResult
+    times: np.ndarray  # [H]
+    values: np.ndarray  # [H, D] command space (arm, then gripper)
+
+    @property
+    def last_time(self) -> float:
+        return float(self.times[-1])
+
+
+class OpenLoopReplay:
+    """Replays bags through `policy` (anything with `infer(obs, prefix=)`) for `embodiment`."""
+
+    def __init__(self, embodiment: Embodiment, policy: InferencePolicy, config: ReplayConfig | None = None) -> None:
+        self.embodiment = embodiment
+        self.policy = policy
+        self.config = config or ReplayConfig()
+
+    def run(self, bag: str | Path) -> ReplayResult:
+        """Replay one bag. ReplayError (naming the bag and the problem) instead of a partial result."""
+        path = Path(bag)
+        try:
+            with BagReader(path) as reader:
+                return _Session(self, path, reader).run()
+        except BagError as error:
+            raise ReplayError(f"{path}: unreadable bag: {error}") from error
+        except BagContentError as error:
+            raise ReplayError(f"{path}: {error}") from error
+
+
+class _Session:
+    """One replay of one bag (the state of the three virtual threads and of the comparison)."""
+
+    def __init__(self, owner: OpenLoopReplay, path: Path, reader: BagReader) -> None:
+        self.config = config = owner.config
+        self.path = path
+        self.reader = reader
+        self.policy = owner.policy
+        topics, counts = reader.topics, reader.message_counts
+        self.counts = counts
+        self.embodiment = emb = fit_embodiment_to_bag(owner.embodiment, topics, counts)
+        self.command_spec = command_topic(emb)
+        self.gripper_spec = gripper_command_topic(emb)
+        has_commands = has_topic(topics, counts, self.command_spec)
+        self.target = self._choose_target(config.target, has_commands)
+        self.transport = VirtualClockTransport()
+        params = PolicyNodeParams(instruction=config.instruction, dry_run=True, control=config.control)
+        self.runtime = PolicyRuntime(self.transport, emb, self.policy, params)
+        self.loop = self.runtime.loop
+        self.space = space = self.loop.space
+        self.n_arm = space.arm_dim
+        self.has_gripper = space.gripper_name is not None
+        self.names: tuple[str, ...] = space.arm_names + ((space.gripper_name,) if self.has_gripper else ())
+        self.dim = len(self.names)
+        self.horizon = 0  # known with the first chunk
+        self.action_dt = emb.rates.action_dt
+        gripper = emb.gripper
+        self.gripper_threshold = (gripper.lower + gripper.upper) / 2 if gripper is not None else math.nan
+        self.state_index = {name: i for i, name in enumerate(emb.state_names)}
+        # Reference signals (command space). Joint states always feed `state` (the joint_states target and the
+        # gripper when its command is not recorded).
+        gap = config.reference_max_gap
+        self.state = Signal(emb.state_dim, "linear", max_gap=gap)
+        self.arm_command = Signal(self.n_arm, "hold") if self.target == "commands" else None
+        self.gripper_command = None
+        if self.target == "commands" and self.has_gripper and has_topic(topics, counts, self.gripper_spec):
+            self.gripper_command = Signal(1, "hold")
+        self.gripper_reference = "command" if self.gripper_command is not None else "joint_state"
+        self.topic_roles = self._topic_roles(topics, has_commands)
+        self.has_marks = counts.get(EPISODE_EVENT_TOPIC, 0) > 0 and topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT
+        self.tracker = EpisodeTracker()
+        self.implicit_episode = None if self.has_marks else Episode(0, reader.start_ns * 1e-9, None, implicit=True)
+        self.episode_results: dict[int, EpisodeResult] = {}
+        self.decode_errors = MessageErrorCounter()
+        self.stream_time = -math.inf
+        self.period = self.loop.period
+        self.next_tick = math.nan
+        self.in_flight: _InFlight | None = None
+        self.pending: list[_PendingChunk] = []
+        self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
+        self.latencies: list[float] = []
+        self.wall_latencies: list[float] = []
+        self.inference_errors: list[str] = []
+        self.counters = {"messages": 0, "sensor_messages": 0, "observations": 0, "inferences": 0,
+                         "chunks_accepted": 0, "chunks_rejected": 0, "chunks_outside_episodes": 0,
+                         "chunks_unconvertible": 0, "ticks": 0, "commands": 0}
+        plot_dt = config.plot_dt
+        self.plots = PlotData(self.names, PlotSeries(self.dim, plot_dt), PlotSeries(self.dim, plot_dt),
+                              PlotSeries(self.dim, 0.0), [])
+
+    # ---------------------------------------------------------------------------------------------- setup
+    def _choose_target(self, target: Target, has_commands: bool) -> str:
+        spec = self.command_spec
+        joint_space = self.loop_kind() == "joint_position"
+        if target == "commands" and not has_commands:
+            raise BagContentError(f"target 'commands' needs {spec.msgtype} messages on {spec.topic} (the controller "
+                                  f"topic of {self.embodiment.name}); the bag has none. Use target 'joint_states'")
+        if target == "joint_states" and not joint_space:
+            raise BagContentError(f"target 'joint_states' needs a joint action space; {self.embodiment.name} has "
+                                  f"{self.embodiment.action_space.type} (its commands are not joint positions)")
+        if target == "auto":
+            if has_commands:
+                return "commands"
+            if not joint_space:
+                raise BagContentError(f"the bag has no commands on {spec.topic} to compare "
+                                      f"{self.embodiment.action_space.type} predictions with")
+            return "joint_states"
+        return target
+
+    def loop_kind(self) -> str:
+        space_type = self.embodiment.action_space.type
+        return "joint_position" if space_type in ("joint_position", "joint_delta") else space_type
+
+    def _topic_roles(self, topics: dict[str, str], has_commands: bool) -> dict[str, str]:
+        """topic -> role, for every topic this replay reads (the node's subscriptions the bag has, and the
+        reference and episode topics)."""
+        roles: dict[str, str] = {}
+        for topic, msgtype in self.transport.subscribed_types.items():
+            if topics.get(topic) == msgtype:
+                roles[topic] = "node"
+        if self.target == "commands" and has_commands:
+            roles[self.command_spec.topic] = "command"
+        if self.gripper_command is not None and self.gripper_spec is not None:
+            roles[self.gripper_spec.topic] = "gripper_command"
+        if topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT:
+            roles[EPISODE_EVENT_TOPIC] = "episode_event"
+        return roles
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(self) -> ReplayResult:
+        wall_start = time.perf_counter()
+        read_counts: dict[str, int] = dict.fromkeys(self.topic_roles, 0)
+        joint_topic = self.embodiment.joint_states.topic
+        start_ns = self.reader.start_ns
+        self.next_tick = start_ns * 1e-9
+        last = start_ns * 1e-9
+        total = sum(self.counts.get(topic, 0) for topic in self.topic_roles)
+        bar = tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", disable=not self.config.progress,
+                   mininterval=0.5)
+        for item in self.reader.messages(list(self.topic_roles)):
+            t = item.timestamp_ns * 1e-9
+            last = max(last, t)
+            self._advance(t)
+            self.transport.clock = t
+            self.stream_time = t
+            read_counts[item.topic] += 1
+            self.counters["messages"] += 1
+            role = self.topic_roles[item.topic]
+            if role == "node":
+                if item.topic == INSTRUCTION_TOPIC and item.msgtype == STRING:
+                    self.tracker.set_instruction(str(item.msg.data))
+                if item.topic == joint_topic:
+                    self._on_joint_state(item.msg, t)
+                self.transport.deliver(item.topic, item.msg)
+                self.counters["sensor_messages"] += 1
+                self._try_inference(t)
+            elif role == "command":
+                self._on_command_message(item.msg, t)
+            elif role == "gripper_command":
+                self._on_gripper_command(item.msg, t)
+            elif role == "episode_event":
+                self._on_episode_event(item.msg, t)
+            self._evaluate(final=False)
+            bar.update(1)
+        bar.close()
+        self._check_complete(read_counts)
+        self._advance(last)
+        episodes = self._episodes(start_ns * 1e-9, last)
+        self._evaluate(final=True)
+        wall = time.perf_counter() - wall_start
+        return self._result(episodes, wall)
+
+    def _episodes(self, start: float, end: float) -> list[Episode]:
+        if self.implicit_episode is None:
+            return self.tracker.finish(start, end)
+        episode = self.implicit_episode
+        episode.end = end
+        episode.instruction = self.tracker.first_instruction or self.config.instruction
+        return [episode]
+
+    def _check_complete(self, read_counts: dict[str, int]) -> None:
+        short = {t: (n, self.counts.get(t, 0)) for t, n in read_counts.items() if n < self.counts.get(t, 0)}
+        if short:
+            detail = ", ".join(f"{t}: {n} of {want}" for t, (n, want) in sorted(short.items()))
+            raise BagError(f"the bag ended before all messages its metadata lists were read ({detail}); "
+                           "it is truncated or its index is damaged (`ros2 bag reindex` may repair it)")
+
+    # ------------------------------------------------------------------------------------- virtual threads
+    def _advance(self, until: float) -> None:
+        """Run ticks and chunk arrivals due up to `until`, in time order (an arrival first on a tie)."""
+        while True:
+            arrival = self.in_flight.arrival if self.in_flight is not None else math.inf
+            due = min(self.next_tick, arrival)
+            if due > until:
+                return
+            self.transport.clock = due
+            if arrival <= self.next_tick:
+                self._land(due)
+            else:
+                self._tick(due)
+                self.next_tick += self.period
+            self._try_inference(due)
+
+    def _tick(self, now: float) -> None:
+        self.counters["ticks"] += 1
+        command = self.runtime.control_step()
+        if command is None:
+            return
+        self.counters["commands"] += 1
+        values = self._command_values(command)
+        self.plots.executed.add(now, values)
+        result = self._episode_at(now)
+        if result is None:
+            return
+        if command.source != "policy" or command.hold:
+            result.held_ticks += 1
+            return
+        result.policy_ticks += 1
+        self.pending_ticks.append((result, now, values))
+
+    def _command_values(self, command: Command) -> np.ndarray:
+        if self.has_gripper:
+            gripper = command.gripper if command.gripper is not None else math.nan
+            return np.append(command.arm, gripper)
+        return np.asarray(command.arm, dtype=np.float64)
+
+    def _try_inference(self, now: float) -> None:
+        """PolicyRuntime.inference_step, with the chunk landing after the (virtual) inference latency."""
+        if self.in_flight is not None:
+            return
+        loop = self.loop
+        if not loop.should_request_inference(now):
+            return
+        obs = loop.sync.poll(now)
+        if obs is None:
+            return
+        self.counters["observations"] += 1
+        prefix = loop.begin_inference(obs, now)
+        start = time.perf_counter()
+        chunk: ActionChunk | None = None
+        error: BaseException | None = None
+        try:
+            chunk = self.policy.infer(obs, prefix=prefix)
+        except Exception as exc:  # the live node holds and reports; here it is counted and reported
+            error = exc
+        wall = time.perf_counter() - start
+        latency = wall if self.config.latency is None else self.config.latency
+        self.in_flight = _InFlight(now, now + latency, obs, chunk, error, latency)
+        self.wall_latencies.append(wall)
+        if chunk is not None:
+            self._record_prediction(obs, chunk)
+
+    def _land(self, now: float) -> None:
+        flight, self.in_flight = self.in_flight, None
+        assert flight is not None
+        if flight.error is not None or flight.chunk is None:
+            self.loop.on_inference_error(flight.error or RuntimeError("no chunk"), now)
+            if len(self.inference_errors) < 5:
+                self.inference_errors.append(f"{type(flight.error).__name__}: {flight.error}")
+            return
+        self.counters["inferences"] += 1
+        self.latencies.append(flight.latency)
+        accepted = self.loop.on_chunk(flight.chunk, flight.latency, now)
+        self.counters["chunks_accepted" if accepted else "chunks_rejected"] += 1
+
+    # ----------------------------------------------------------------------------------------- reference
+    def _on_joint_state(self, msg: Any, t: float) -> None:
+        data = self.decode_errors.decode(decode_joint_state, msg, topic=self.embodiment.joint_states.topic)
+        if data is None:
+            return
+        try:
+            positions = data.positions_for(self.embodiment.state_names)
+        except MessageError as error:
+            self.decode_errors.record(error, self.embodiment.joint_states.topic)
+            return
+        stamp = data.stamp if data.stamp > 0 else t
+        self.state.append(stamp, positions)
+        if self.target == "joint_states" or self.gripper_command is None:
+            self._plot_reference(stamp)
+
+    def _on_command_message(self, msg: Any, t: float) -> None:
+        assert self.arm_command is not None
+        spec = self.command_spec
+        arm = self.decode_errors.decode(decode_command, msg, self.embodiment.controller.interface,
+                                        self.space.arm_names, topic=spec.topic)
+        if arm is not None:
+            self.arm_command.append(t, arm)
+            self._plot_reference(t)
+
+    def _on_gripper_command(self, msg: Any, t: float) -> None:
+        assert self.gripper_command is not None and self.gripper_spec is not None
+        value = self.decode_errors.decode(decode_float64_array, msg, 1, topic=self.gripper_spec.topic)
+        if value is not None:
+            self.gripper_command.append(t, value)
+
+    def _on_episode_event(self, msg: Any, t: float) -> None:
+        try:
+            event = decode_episode_event(msg)
+        except ValueError as error:
+            self.tracker.warnings.append(f"t={t:.3f}: bad episode event: {error}")
+            return
+        self.tracker.apply_event(event)
+
+    def _reference(self, times: np.ndarray) -> np.ndarray:
+        """The reference at `times` [n] in command space [n, D]; NaN where it is not defined."""
+        out = np.full((times.shape[0], self.dim), np.nan)
+        state, state_ok = self.state.sample(times)
+        state[~state_ok] = np.nan
+        if self.arm_command is not None:
+            arm, ok = self.arm_command.sample(times)
+            arm[~ok] = np.nan
+            out[:, : self.n_arm] = arm
+        else:
+            out[:, : self.n_arm] = state[:, : self.n_arm]
+        if self.has_gripper:
+            if self.gripper_command is not None:
+                grip, ok = self.gripper_command.sample(times)
+                grip[~ok] = np.nan
+                out[:, self.n_arm] = grip[:, 0]
+            else:
+                out[:, self.n_arm] = state[:, self.state_index[self.space.gripper_name]]
+        return out
+
+    def _plot_reference(self, t: float) -> None:
+        if not self.plots.reference.wants(t):
+            return
+        values = self._reference(np.array([t]))[0]
+        if np.any(np.isfinite(values)):
+            self.plots.reference.add(t, values)
+
+    # ---------------------------------------------------------------------------------------- comparison
+    def _episode_at(self, t: float) -> EpisodeResult | None:
+        episode = self.tracker.current(t) if self.implicit_episode is None else self.implicit_episode
+        if episode is None:
+            return None
+        result = self.episode_results.get(episode.index)
+        if result is None:
+            if self.horizon == 0:
+                return None  # nothing to compare before the first chunk fixes the horizon
+            gripper = GripperAgreement(self.horizon, self.gripper_threshold) if self.has_gripper else None
+            result = EpisodeResult(episode, HorizonErrors(self.horizon, self.dim), HorizonErrors(1, self.dim),
+                                   gripper)
+            self.episode_results[episode.index] = result
+        return result
+
+    def _record_prediction(self, obs: Observation, chunk: ActionChunk) -> None:
+        try:
+            arm, gripper = self.space.convert_chunk(chunk, obs.state)
+        except ChunkError:
+            self.counters["chunks_unconvertible"] += 1
+            return
+        if self.horizon == 0:
+            self.horizon, self.action_dt = chunk.horizon, chunk.dt
+        values = np.column_stack([arm, gripper]) if gripper is not None else arm
+        self.plots.predicted_first.add(chunk.stamp, values[0])
+        result = self._episode_at(chunk.stamp)
+        if result is None or chunk.horizon != self.horizon:
+            self.counters["chunks_outside_episodes"] += 1
+            return
+        result.chunks += 1
+        self.pending.append(_PendingChunk(result, chunk.times, values))
+
+    def _evaluate(self, final: bool) -> None:
+        """Compare pending predictions and commands whose reference is settled (all of them when `final`)."""
+        settled = math.inf if final else self.stream_time - SETTLE
+        ready = [p for p in self.pending if p.last_time <= settled]
+        if ready:
+            self.pending = [p for p in self.pending if p.last_time > settled]
+            for item in ready:
+                self._compare_chunk(item)
+        if self.pending_ticks and (final or self.pending_ticks[0][1] <= settled):
+            now_ready = [x for x in self.pending_ticks if x[1] <= settled]
+            self.pending_ticks = [x for x in self.pending_ticks if x[1] > settled]
+            self._compare_ticks(now_ready)
+        if not final:
+            oldest = min([p.times[0] for p in self.pending] + [x[1] for x in self.pending_ticks] + [settled])
+            for signal in (self.state, self.arm_command, self.gripper_command):
+                if signal is not None:
+                    signal.drop_before(oldest - 1.0)
+
+    def _compare_chunk(self, item: _PendingChunk) -> None:
+        times = item.times
+        episode_end = item.result.episode.end
+        keep = np.ones(times.shape[0], bool) if episode_end is None else times <= episode_end + 1e-9
+        reference = self._reference(times)
+        errors = item.values - reference
+        errors[~keep] = np.nan
+        steps = np.arange(times.shape[0])
+        item.result.chunk_errors.add(steps, errors)
+        if item.result.gripper is not None:
+            predicted = np.where(keep, item.values[:, self.n_arm], np.nan)
+            item.result.gripper.add(steps, predicted, reference[:, self.n_arm])
+
+    def _compare_ticks(self, ticks: list[tuple[EpisodeResult, float, np.ndarray]]) -> None:
+        if not ticks:
+            return
+        times = np.array([t for _, t, _ in ticks])
+        values = np.stack([v for _, _, v in ticks])
+        errors = values - self._reference(times)
+        by_result: dict[int, list[int]] = {}
+        for i, (result, _, _) in enumerate(ticks):
+            by_result.setdefault(result.episode.index, []).append(i)
+        for index, rows in by_result.items():
+            result = self.episode_results[index]
+            result.command_errors.add(np.zeros(len(rows), np.int64), errors[rows])
+
+    # ------------------------------------------------------------------------------------------- result
+    def _result(self, episodes: list[Episode], wall: float) -> ReplayResult:
+        sync = self.loop.sync
+        if self.counters["observations"] == 0:
+            raise ReplayError(f"{self.path}: no observation reached the policy. {self._sync_diagnosis()}")
+        if self.counters["inferences"] == 0 and self.inference_errors:
+            raise ReplayError(f"{self.path}: every inference failed; first error: {self.inference_errors[0]}")
+        horizon = max(self.horizon, 1)
+        chunk_total = HorizonErrors(horizon, self.dim)
+        command_total = HorizonErrors(1, self.dim)
+        gripper_total = GripperAgreement(horizon, self.gripper_threshold) if self.has_gripper else None
+        results = [self.episode_results[e.index] for e in episodes if e.index in self.episode_results]
+        for result in results:
+            if result.episode.outcome == "discarded":
+                continue
+            chunk_total.merge(result.chunk_errors)
+            command_total.merge(result.command_errors)
+            if gripper_total is not None and result.gripper is not None:
+                gripper_total.merge(result.gripper)
+        if chunk_total.samples == 0:
+            raise ReplayError(
+                f"{self.path}: no prediction could be compared with the recorded {self.target}: "
+                f"{self.counters['inferences']} chunk(s) predicted, "
+                f"{self.counters['chunks_outside_episodes']} outside episodes; the reference "
+                f"({self._reference_description()}) has no samples at the predicted times")
+        self.plots.episodes = episodes
+        bag_bytes = _bag_bytes(self.path)
+        obs_rate = self.counters["observations"] / wall if wall > 0 else math.nan
+        summary: dict[str, Any] = {
+            "complete": True,
+            "bag": {
+                "path": str(self.path),
+                "start_s": self.reader.start_ns * 1e-9,
+                "bytes": bag_bytes,
+                "duration_s": (self.reader.end_ns - self.reader.start_ns) * 1e-9,
+                "message_count": self.reader.message_count,
+                "topics_read": sorted(self.topic_roles),
+            },
+            "robot": self.embodiment.name,
+            "cameras": {c.name: {"topic": c.topic, "compressed": c.compressed} for c in self.embodiment.cameras},
+            "target": self.target,
+            "reference": self._reference_description(),
+            "latency_model": "measured" if self.config.latency is None else f"fixed {self.config.latency} s",
+            "control_hz": self.loop.control_hz,
+            "executor": self.loop.config.executor.strategy,
+            "names": list(self.names),
+            "horizon": self.horizon,
+            "action_dt": self.action_dt,
+            "counts": dict(self.counters),
+            "chunk_error": chunk_total.summary(self.names),
+            "command_error": command_total.summary(self.names),
+            "gripper": gripper_total.summary() if gripper_total is not None else None,
+            "latency_ms": latency_summary(self.wall_latencies),
+            "virtual_latency_ms": latency_summary(self.latencies),
+            "inference_errors": self.inference_errors,
+            "episodes": [_episode_summary(r, self.names) for r in results],
+            "episode_warnings": self.tracker.warnings,
+            "sync": {
+                "sets_matched": sync.sets_matched,
+                "inputs": {name: {"received": s.received, "accepted": s.accepted, "rejected": dict(s.rejected)}
+                           for name, s in sync.stats.items()},
+            },
+            "message_errors": {f"{topic} {problem}": n for (topic, problem), n in
+                               {**self.runtime.errors.counts(), **self.decode_errors.counts()}.items()},
+            "throughput": {
+                "wall_s": wall,
+                "messages_per_s": self.counters["messages"] / wall if wall > 0 else None,
+                "observations_per_s": obs_rate,
+                "bag_mb_per_s": bag_bytes / 1e6 / wall if wall > 0 else None,
+            },
+        }
+        return ReplayResult(summary, results, self.plots, chunk_total, command_total, gripper_total)
+
+    def _reference_description(self) -> str:
+        if self.target == "commands":
+            gripper = ""
+            if self.has_gripper:
+                gripper = (f"; gripper: commands on {self.gripper_spec.topic}" if self.gripper_command is not None
+                           and self.gripper_spec is not None else "; gripper: its joint state (command not recorded)")
+            return f"commands on {self.command_spec.topic} ({self.command_spec.msgtype}){gripper}"
+        return f"joint states on {self.embodiment.joint_states.topic} (interpolated)"
+
+    def _sync_diagnosis(self) -> str:
+        sync = self.loop.sync
+        parts = []
+        for name, stats in sync.stats.items():
+            if stats.accepted == 0:
+                why = f" ({stats.last_error})" if stats.last_error else ""
+                parts.append(f"{name}: {stats.received} received, none usable{why}")
+            elif stats.rejected:
+                parts.append(f"{name}: rejected {dict(stats.rejected)}")
+        errors = self.runtime.errors.counts()
+        if errors:
+            parts.append("undecodable messages: " + ", ".join(f"{t} {p} x{n}" for (t, p), n in errors.items()))
+        if sync.sets_matched == 0 and not parts:
+            parts.append(f"cameras and joint states never fell within the sync slop ({sync.config.slop} s)")
+        elif not parts:
+            parts.append("observations were always stale (inputs older than their max_age)")
+        return "; ".join(parts)
+
+
+def _episode_summary(result: EpisodeResult, names: tuple[str, ...]) -> dict[str, Any]:
+    chunk = result.chunk_errors.summary(names)
+    command = result.command_errors.summary(names)
+    return {
+        **result.episode.to_dict(),
+        "chunks": result.chunks,
+        "policy_ticks": result.policy_ticks,
+        "held_ticks": result.held_ticks,
+        "chunk_mae": chunk["mae"],
+        "chunk_mae_per_dim": chunk["mae_per_dim"],
+        "command_mae": command["mae"],
+        "gripper_agreement": result.gripper.summary()["agreement"] if result.gripper is not None else None,
+        "in_totals": result.episode.outcome != "discarded",
+    }
+
+
+def _bag_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())

@@ -1,0 +1,100 @@
+"""vla_replay_test: replay a rosbag through a policy open loop and write a report (JSON, Markdown, PNG).
+
+    vla_replay_test BAG --robot franka_fr3 --checkpoint CKPT_DIR [-o REPORT_DIR] [--target commands]
+
+Exit status: 0 with a complete report; 1 when the bag cannot be replayed (missing topic, corrupt or truncated
+bag, nothing comparable): the error names the problem and no report is left behind; 2 for bad arguments.
+To watch a replay in rviz instead, run it on a ROS 2 machine: ros2 launch vla_bringup replay.launch.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
+from vla_policy_node.control.config import ControlConfig, ExecutorConfig
+from vla_policy_node.policy.embodiment import ConfigError
+
+PROGRAM = "vla_replay_test"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("bag", help="rosbag2 directory (mcap or sqlite3)")
+    add_robot_argument(parser)
+    parser.add_argument("--checkpoint", required=True, help="policy checkpoint directory or model-hub id")
+    parser.add_argument("-o", "--output", help="report directory (default: <bag>_replay next to the bag)")
+    parser.add_argument("--target", choices=("auto", "commands", "joint_states"), default="auto",
+                        help="compare with the recorded controller commands or the joint states that followed "
+                             "(auto: commands when the bag has them)")
+    parser.add_argument("--latency", default="measured",
+                        help="inference latency in virtual time: 'measured' (wall time of each call) or seconds")
+    parser.add_argument("--strategy", choices=("rtc", "ensemble", "synchronous"), default=None,
+                        help="chunk executor strategy (default: the node's default)")
+    parser.add_argument("--controller-type", dest="controller_type", default="",
+                        help="override the robot YAML's controller.interface (as the policy node does)")
+    parser.add_argument("--instruction", default="", help="instruction until the bag's /vla/instruction sets one")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the flow-matching head")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(list(argv))
+
+
+def replay_config(args: argparse.Namespace) -> ReplayConfig:
+    latency = None if args.latency == "measured" else float(args.latency)
+    control = ControlConfig()
+    if args.strategy is not None:
+        control = dataclasses.replace(control, executor=ExecutorConfig(strategy=args.strategy))
+    return ReplayConfig(target=args.target, latency=latency, instruction=args.instruction, control=control,
+                        progress=args.progress)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.verbose)
+    try:
+        from vla_policy_node.ros.controller_io import resolve_controller
+
+        embodiment = resolve_controller(load_robot(args.robot), args.controller_type)
+        config = replay_config(args)
+    except (ConfigError, ValueError) as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
+    bag = Path(args.bag)
+    out = Path(args.output) if args.output else bag.parent / f"{bag.name}_replay"
+    from vla_policy_node.bagtools.report import clear_report, write_report
+    from vla_policy_node.model.vla_policy import VLAPolicy
+
+    if out.is_dir():
+        clear_report(out)  # a failed run must not leave an older report looking like this run's
+    try:
+        policy = VLAPolicy.from_checkpoint(args.checkpoint, embodiment, device=args.device, seed=args.seed)
+    except Exception as error:  # checkpoint errors name the file; show them without a traceback
+        print(f"{PROGRAM}: error: cannot load checkpoint {args.checkpoint}: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = OpenLoopReplay(embodiment, policy, config).run(bag)
+    except ReplayError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 1
+    extra = {"policy": f"checkpoint {args.checkpoint} (device {args.device}, seed {args.seed})"}
+    paths = write_report(result, out, extra)
+    summary = result.summary
+    chunk = summary["chunk_error"]
+    first = chunk["mae_per_step"][0]
+    print(f"{PROGRAM}: {summary['counts']['inferences']} chunks compared with the recorded {summary['target']}: "
+          f"MAE {chunk['mae']:.4g} (step 0: {'-' if first is None else f'{first:.4g}'}), "
+          f"latency p50 {summary['latency_ms'].get('p50', float('nan')):.1f} ms")
+    print(f"{PROGRAM}: report: {paths['report.md']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""A bag's episodes as frames at the policy rate: what a training sample is made of, streamed.
+
+For every episode (split at the recorded marks; the whole bag when it has none) frames are taken at
+t_i = start + i / fps up to the episode's end:
+
+- state: the joint states (embodiment state order) interpolated at t_i;
+- images: per camera the newest frame stamped at or before t_i (no peeking ahead, as the live node sees it),
+  at most the camera's max_age old, decoded and resized with `fit_image` exactly as the policy node resizes;
+- action, in the embodiment's action space (`CommandSpace.to_actions`): the command in effect at t_i
+  (`commands`; a controller holds its last command), or the state reached at t_(i+1) (`next_state`). A gripper
+  without a recorded command topic takes its next state.
+
+A frame is emitted once the bag has been read SETTLE seconds past it (late sensor messages are in by then).
+Frames missing data at an episode's start are skipped; a gap in the middle ends the episode there (with a
+warning). An episode's outcome is final when the next one starts or the bag ends (a SUCCESS mark may follow
+its STOP), so episodes are handed over only then. Memory holds a few seconds of messages at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from vla_policy_node.bagtools.episodes import Episode, EpisodeTracker, decode_episode_event
+from vla_policy_node.bagtools.signals import Signal
+from vla_policy_node.bagtools.topics import (
+    EPISODE_EVENT,
+    EPISODE_EVENT_TOPIC,
+    INSTRUCTION_TOPIC,
+    STRING,
+    BagContentError,
+    command_topic,
+    gripper_command_topic,
+    has_topic,
+)
+from vla_policy_node.control.command import CommandSpace
+from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
+from vla_policy_node.msgs.images import decode_compressed_image, decode_image
+from vla_policy_node.msgs.joints import decode_float64_array, decode_joint_state
+from vla_policy_node.msgs.stamps import header_stamp
+from vla_policy_node.policy.embodiment import CameraSpec, Embodiment
+from vla_policy_node.policy.images import fit_image
+from vla_policy_node.ros.controller_io import decode_command
+from vla_policy_node.transport.bag import BagReader
+
+ActionSource = Literal["auto", "commands", "next_state"]
+SETTLE = 0.2
+_TOLERANCE = 1e-6
+
+
+@dataclass
+class Frame:
+    t: float
+    state: np.ndarray  # [S] float
+    action: np.ndarray  # [A] float, action space
+    images: dict[str, np.ndarray]  # camera -> HxWx3 uint8 at the camera's model resolution
+
+
+@dataclass
+class EpisodeFrames:
+    """One episode's frames, handed over as they are made (`frames` is emptied by the consumer)."""
+
+    episode: Episode
+    source: str
+    frames: list[Frame] = field(default_factory=list)
+    count: int = 0
+    began: bool = False
+    skipped_start: int = 0
+    cut: str = ""  # why the episode ended before its mark, if it did
+
+
+class EpisodeSink:
+    """What receives the frames: `begin` an episode, `frames` in batches, `end` once its outcome is final."""
+
+    def begin(self, episode: EpisodeFrames) -> None: ...
+
+    def frames(self, episode: EpisodeFrames, frames: list[Frame]) -> None: ...
+
+    def end(self, episode: EpisodeFrames) -> None: ...
+
+
+def choose_action_source(embodiment: Embodiment, topics: dict[str, str], counts: dict[str, int],
+                         wanted: ActionSource) -> str:
+    spec = command_topic(embodiment)
+    recorded = has_topic(topics, counts, spec)
+    joint_space = embodiment.action_space.type in ("joint_position", "joint_delta")
+    if wanted == "commands" and not recorded:
+        raise BagContentError(f"actions from commands need {spec.msgtype} messages on {spec.topic} (the "
+                              f"controller topic of {embodiment.name}); the bag has none")
+    if wanted == "next_state" and not joint_space:
+        raise BagContentError(f"actions from next states need a joint action space, {embodiment.name} has "
+                              f"{embodiment.action_space.type}")
+    if wanted == "auto":
+        if recorded:
+            return "commands"
+        if joint_space:
+            return "next_state"
+        raise BagContentError(f"the bag has no commands on {spec.topic} and {embodiment.action_space.type} "
+                              "actions cannot be derived from joint states")
+    return wanted
+
+
+class BagResampler:
+    """Streams one bag into a sink (see the module docstring)."""
+
+    def __init__(self, reader: BagReader, embodiment: Embodiment, fps: float, action_source: str, sink: EpisodeSink,
+                 *, max_gap: float = 0.25, batch: int = 32, source: str = "",
+                 on_message: Callable[[], None] | None = None) -> None:
+        self.reader = reader
+        self.emb = embodiment
+        self.period = 1.0 / fps
+        self.action_source = action_source
+        self.sink = sink
+        self.batch = batch
+        self.source = source or str(reader.path)
+        self.on_message = on_message
+        self.space = CommandSpace.from_embodiment(embodiment)
+        self.n_arm = self.space.arm_dim
+        self.has_gripper = self.space.gripper_name is not None
+        topics, counts = reader.topics, reader.message_counts
+        self.state = Signal(embodiment.state_dim, "linear", max_gap=max_gap)
+        self.arm_command = Signal(self.n_arm, "hold") if action_source == "commands" else None
+        gripper_spec = gripper_command_topic(embodiment)
+        self.gripper_command = None
+        if action_source == "commands" and self.has_gripper and has_topic(topics, counts, gripper_spec):
+            self.gripper_command = Signal(1, "hold")
+        self.images: dict[str, deque[tuple[float, Any]]] = {c.name: deque() for c in embodiment.cameras}
+        self.roles: dict[str, tuple[str, Any]] = {c.topic: ("camera", c) for c in embodiment.cameras}
+        self.roles[embodiment.joint_states.topic] = ("joint_states", None)
+        if self.arm_command is not None:
+            self.roles[command_topic(embodiment).topic] = ("command", None)
+        if self.gripper_command is not None and gripper_spec is not None:
+            self.roles[gripper_spec.topic] = ("gripper_command", None)
+        if topics.get(INSTRUCTION_TOPIC) == STRING:
+            self.roles[INSTRUCTION_TOPIC] = ("instruction", None)
+        self.has_marks = topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT and counts.get(EPISODE_EVENT_TOPIC, 0) > 0
+        if self.has_marks:
+            self.roles[EPISODE_EVENT_TOPIC] = ("episode_event", None)
+        self.tracker = EpisodeTracker()
+        self.errors = MessageErrorCounter()
+        self.queue: list[EpisodeFrames] = []  # episodes being made (head) or waiting to be made
+        self.done: list[EpisodeFrames] = []  # made, waiting for their outcome to be final
+        self.next_index = 0  # next frame of the head episode
+        self.stream_time = -math.inf
+        self.seen_episodes = 0
+        self.read_counts: dict[str, int] = dict.fromkeys(self.roles, 0)
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(self) -> None:
+        start = self.reader.start_ns * 1e-9
+        if not self.has_marks:
+            self.queue.append(EpisodeFrames(Episode(0, start, None, implicit=True), self.source))
+        last = start
+        for item in self.reader.messages(list(self.roles)):
+            t = item.timestamp_ns * 1e-9
+            last = max(last, t)
+            self.stream_time = t
+            self.read_counts[item.topic] += 1
+            self._take(item.topic, item.msg, t)
+            self._new_episodes()
+            self._emit(t - SETTLE)
+            if self.on_message is not None:
+                self.on_message()
+        self._check_complete()
+        if self.has_marks:
+            self.tracker.finish(start, last)
+        else:
+            self.queue[0].episode.end = last
+            self.queue[0].episode.instruction = self.tracker.first_instruction
+        self._new_episodes()
+        self._emit(math.inf)
+        self._release(final=True)
+
+    def _check_complete(self) -> None:
+        counts = self.reader.message_counts
+        short = {t: n for t, n in self.read_counts.items() if n < counts.get(t, 0)}
+        if short:
+            detail = ", ".join(f"{t}: {n} of {counts[t]}" for t, n in sorted(short.items()))
+            raise BagContentError(f"the bag ended before all messages its metadata lists were read ({detail}); it "
+                                  "is truncated or its index is damaged (`ros2 bag reindex` may repair it)")
+
+    # ------------------------------------------------------------------------------------------- inputs
+    def _take(self, topic: str, msg: Any, t: float) -> None:
+        role, camera = self.roles[topic]
+        if role == "camera":
+            stamp = header_stamp(msg)
+            self.images[camera.name].append((stamp if stamp > 0 else t, msg))
+        elif role == "joint_states":
+            data = self.errors.decode(decode_joint_state, msg, topic=topic)
+            if data is not None:
+                try:
+                    self.state.append(data.stamp if data.stamp > 0 else t, data.positions_for(self.emb.state_names))
+                except MessageError as error:
+                    self.errors.record(error, topic)
+        elif role == "command":
+            arm = self.errors.decode(decode_command, msg, self.emb.controller.interface, self.space.arm_names,
+                                     topic=topic)
+            if arm is not None and self.arm_command is not None:
+                self.arm_command.append(t, arm)
+        elif role == "gripper_command":
+            value = self.errors.decode(decode_float64_array, msg, 1, topic=topic)
+            if value is not None and self.gripper_command is not None:
+                self.gripper_command.append(t, value)
+        elif role == "instruction":
+            self.tracker.set_instruction(str(msg.data))
+        elif role == "episode_event":
+            try:
+                self.tracker.apply_event(decode_episode_event(msg))
+            except ValueError as error:
+                self.tracker.warnings.append(f"t={t:.3f}: bad episode event: {error}")
+
+    def _new_episodes(self) -> None:
+        """Queue episodes the marks have started; a START also makes earlier outcomes final."""
+        episodes = self.tracker.episodes
+        if len(episodes) > self.seen_episodes:
+            for episode in episodes[self.seen_episodes:]:
+                self.queue.append(EpisodeFrames(episode, self.source))
+            self.seen_episodes = len(episodes)
+            self._release(final=False, before=episodes[-1].start)
+
+    # ------------------------------------------------------------------------------------------- frames
+    def _emit(self, settled: float) -> None:
+        while self.queue:
+            head = self.queue[0]
+            episode = head.episode
+            if not head.began:
+                head.began = True
+                self.sink.begin(head)
+            end = episode.end if episode.end is not None else math.inf
+            batch: list[Frame] = []
+            while not head.cut:
+                t = episode.start + self.next_index * self.period
+                # frame t needs data up to its next frame (the next state); at the end, all data is in
+                if t > end + _TOLERANCE or (t + self.period > settled + _TOLERANCE and settled < end):
+                    break
+                frame, missing = self._frame(t)
+                self.next_index += 1
+                if frame is not None:
+                    batch.append(frame)
+                    head.count += 1
+                elif head.count == 0:
+                    head.skipped_start += 1
+                elif t + self.period > end:  # the last frame has no next state to act towards: not a gap
+                    break
+                else:
+                    head.cut = f"no {missing} at {t - episode.start:.2f} s into the episode; later frames dropped"
+                if len(batch) >= self.batch:
+                    self.sink.frames(head, batch)
+                    batch = []
+            if batch:
+                self.sink.frames(head, batch)
+            finished = head.cut or (episode.end is not None and settled >= episode.end)
+            if not finished:
+                break
+            self.queue.pop(0)
+            self.done.append(head)
+            self.next_index = 0
+        self._forget(settled)
+
+    def _frame(self, t: float) -> tuple[Frame | None, str]:
+        state, ok = self.state.sample(np.array([t]))
+        if not ok[0]:
+            return None, "joint state"
+        images = {}
+        for cam in self.emb.cameras:
+            image = self._image(cam, t)
+            if image is None:
+                return None, f"image of camera {cam.name!r}"
+            images[cam.name] = image
+        action = self._action(t, state[0])
+        if action is None:
+            return None, "command" if self.action_source == "commands" else "next joint state"
+        return Frame(t, state[0], action, images), ""
+
+    def _image(self, cam: CameraSpec, t: float) -> np.ndarray | None:
+        chosen = None
+        for stamp, msg in self.images[cam.name]:
+            if stamp > t + _TOLERANCE:
+                break
+            chosen = (stamp, msg)
+        if chosen is None or t - chosen[0] > cam.max_age:
+            return None
+        decoder = decode_compressed_image if cam.compressed else decode_image
+        rgb = self.errors.decode(decoder, chosen[1], topic=cam.topic)
+        return None if rgb is None else fit_image(rgb, cam)
+
+    def _action(self, t: float, state: np.ndarray) -> np.ndarray | None:
+        times = np.array([t, t + self.period])
+        nxt, nxt_ok = self.state.sample(times[1:])
+        if self.action_source == "next_state":
+            if not nxt_ok[0]:
+                return None
+            values = nxt[0]
+        else:
+            assert self.arm_command is not None
+            arm, ok = self.arm_command.sample(times[:1])
+            if not ok[0]:
+                return None
+            values = arm[0]
+            if self.has_gripper:
+                if self.gripper_command is not None:
+                    grip, grip_ok = self.gripper_command.sample(times[:1])
+                    if not grip_ok[0]:
+                        return None
+                    gripper = grip[0, 0]
+                else:
+                    if not nxt_ok[0]:
+                        return None
+                    gripper = nxt[0][len(self.emb.joints)]
+                values = np.append(values, gripper)
+        if not self.has_gripper:
+            values = values[: self.n_arm]
+        return self.space.to_actions(values[None, :], self.emb.rates.action_dt, reference_state=state)[0]
+
+    def _forget(self, settled: float) -> None:
+        """Drop messages no frame still needs: images older than the newest one at or before the next frame
+        (the bulk of the data: only ~SETTLE seconds of camera frames are held), signal samples a second older."""
+        if self.queue:
+            head = self.queue[0]
+            needed = head.episode.start + self.next_index * self.period
+        else:
+            needed = settled
+        needed = min(needed, self.stream_time)
+        for cam in self.emb.cameras:
+            buffer = self.images[cam.name]
+            while len(buffer) > 1 and buffer[1][0] <= needed:
+                buffer.popleft()
+        for signal in (self.state, self.arm_command, self.gripper_command):
+            if signal is not None:
+                signal.drop_before(needed - 1.0)
+
+    def _release(self, final: bool, before: float = math.inf) -> None:
+        """Hand finished episodes to the sink once their outcome can no longer change."""
+        keep = []
+        for item in self.done:
+            if final or (item.episode.end is not None and item.episode.end <= before):
+                self.sink.end(item)
+            else:
+                keep.append(item)
+        self.done = keep

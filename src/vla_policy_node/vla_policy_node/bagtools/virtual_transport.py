@@ -1,0 +1,141 @@
+"""A Transport on a virtual clock: the replay sets the time and hands messages to the node's own callbacks.
+
+The node under test (PolicyRuntime) subscribes, publishes and serves exactly as it does live; here `now()` is
+whatever the replay says (the bag's time), subscriptions run only when the replay delivers a message, and
+publications go to per-topic sinks (or nowhere), so nothing accumulates over a long bag.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rosbags.typesys.store import Typestore
+
+from vla_policy_node.msgs.typestore import default_typestore, new_rosbags_message, normalize_msgtype
+from vla_policy_node.transport.base import (
+    MessageCallback,
+    Publisher,
+    ServiceClient,
+    ServiceHandler,
+    ServiceServer,
+    ServiceUnavailable,
+    Subscription,
+    Transport,
+)
+from vla_policy_node.transport.names import resolve_name
+from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+
+Sink = Callable[[str, Any], None]
+
+
+@dataclass(eq=False)
+class _Publisher(Publisher):
+    topic: str
+    msgtype: str
+    transport: VirtualClockTransport
+
+    def publish(self, msg: Any) -> None:
+        sink = self.transport.sinks.get(self.topic)
+        if sink is not None:
+            sink(self.topic, msg)
+
+
+@dataclass(eq=False)
+class _Subscription(Subscription):
+    topic: str
+    msgtype: str
+    callback: MessageCallback
+    transport: VirtualClockTransport
+
+    def close(self) -> None:
+        subs = self.transport.subscriptions.get(self.topic, [])
+        if self in subs:
+            subs.remove(self)
+
+
+@dataclass(eq=False)
+class _Service(ServiceServer):
+    name: str
+    srvtype: str
+    handler: ServiceHandler
+    transport: VirtualClockTransport
+
+    def close(self) -> None:
+        self.transport.services.pop(self.name, None)
+
+
+@dataclass(eq=False)
+class _Client(ServiceClient):
+    name: str
+    srvtype: str
+    transport: VirtualClockTransport
+
+    def wait_for_service(self, timeout: float = 5.0) -> bool:
+        return self.name in self.transport.services
+
+    def call(self, request: Any, timeout: float = 5.0) -> Any:
+        server = self.transport.services.get(self.name)
+        if server is None:
+            raise ServiceUnavailable(f"no service {self.name} in this replay")
+        return server.handler(request)
+
+    def close(self) -> None:
+        pass
+
+
+class VirtualClockTransport(Transport):
+    """`clock` is the current time in seconds; `deliver(topic, msg)` runs the topic's subscriptions."""
+
+    def __init__(self, typestore: Typestore | None = None, node_name: str = "vla_policy", namespace: str = "/"):
+        super().__init__()
+        self.typestore = typestore or default_typestore()
+        self.node_name = node_name
+        self.namespace = namespace
+        self.clock = 0.0
+        self.subscriptions: dict[str, list[_Subscription]] = defaultdict(list)
+        self.subscribed_types: dict[str, str] = {}
+        self.services: dict[str, _Service] = {}
+        self.sinks: dict[str, Sink] = {}
+
+    def resolve(self, name: str) -> str:
+        return resolve_name(name, self.namespace, self.node_name)
+
+    def publisher(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> Publisher:
+        return _Publisher(self.resolve(topic), normalize_msgtype(msgtype), self)
+
+    def subscribe(
+        self, topic: str, msgtype: str, callback: MessageCallback, qos: QosProfile = DEFAULT_QOS
+    ) -> Subscription:
+        sub = _Subscription(self.resolve(topic), normalize_msgtype(msgtype), callback, self)
+        self.subscriptions[sub.topic].append(sub)
+        self.subscribed_types[sub.topic] = sub.msgtype
+        return sub
+
+    def deliver(self, topic: str, msg: Any) -> int:
+        """Run every subscription of `topic` on `msg` (the transport's error policy applies); how many ran."""
+        subs = list(self.subscriptions.get(topic, ()))
+        for sub in subs:
+            self._deliver(topic, sub.callback, msg)
+        return len(subs)
+
+    def new_message(self, msgtype: str, /, **fields: Any) -> Any:
+        return new_rosbags_message(self.typestore, msgtype, **fields)
+
+    def now(self) -> float:
+        return self.clock
+
+    def service(self, name: str, srvtype: str, handler: ServiceHandler) -> ServiceServer:
+        server = _Service(self.resolve(name), srvtype, handler, self)
+        self.services[server.name] = server
+        return server
+
+    def client(self, name: str, srvtype: str) -> ServiceClient:
+        return _Client(self.resolve(name), srvtype, self)
+
+    def close(self) -> None:
+        self.subscriptions.clear()
+        self.services.clear()
+        self.sinks.clear()
