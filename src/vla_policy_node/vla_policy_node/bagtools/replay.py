@@ -206,7 +206,6 @@ class _Session:
         self.gripper_command = None
         if self.target == "commands" and self.has_gripper and has_topic(topics, counts, self.gripper_spec):
             self.gripper_command = Signal(1, "hold")
-        self.gripper_reference = "command" if self.gripper_command is not None else "joint_state"
         self.topic_roles = self._topic_roles(topics, has_commands)
         self.has_marks = counts.get(EPISODE_EVENT_TOPIC, 0) > 0 and topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT
         self.tracker = EpisodeTracker()
@@ -232,7 +231,7 @@ class _Session:
     # ---------------------------------------------------------------------------------------------- setup
     def _choose_target(self, target: Target, has_commands: bool) -> str:
         spec = self.command_spec
-        joint_space = self.loop_kind() == "joint_position"
+        joint_space = self.embodiment.action_space.type in ("joint_position", "joint_delta")
         if target == "commands" and not has_commands:
             raise BagContentError(f"target 'commands' needs {spec.msgtype} messages on {spec.topic} (the controller "
                                   f"topic of {self.embodiment.name}); the bag has none. Use target 'joint_states'")
@@ -247,10 +246,6 @@ class _Session:
                                       f"{self.embodiment.action_space.type} predictions with")
             return "joint_states"
         return target
-
-    def loop_kind(self) -> str:
-        space_type = self.embodiment.action_space.type
-        return "joint_position" if space_type in ("joint_position", "joint_delta") else space_type
 
     def _topic_roles(self, topics: dict[str, str], has_commands: bool) -> dict[str, str]:
         """topic -> role, for every topic this replay reads (the node's subscriptions the bag has, and the
