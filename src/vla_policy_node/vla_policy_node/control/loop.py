@@ -28,7 +28,7 @@ from vla_policy_node.control.executor import ChunkExecutor
 from vla_policy_node.control.latency import RateMeter
 from vla_policy_node.control.mux import CommandMux
 from vla_policy_node.control.safety import CLAMP_NAMES, SafetyFilter
-from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
+from vla_policy_node.control.status import ClampReport, ControlStatus, Diagnostic, Level
 from vla_policy_node.control.sync import JOINT_STATES, ObservationSync
 from vla_policy_node.control.watchdog import Watchdog
 from vla_policy_node.policy.embodiment import Embodiment
@@ -81,7 +81,7 @@ class ControlLoop:
         self._hold_reason = "not started"
         self._fault = ""
         self._fault_time = -math.inf
-        self._diag_counts: dict[str, int] = {}
+        self._clamp_report = ClampReport()
         self.ticks = 0
 
     # ------------------------------------------------------------------------------------------------ tick
@@ -369,16 +369,7 @@ class ControlLoop:
                  ("in_flight", str(st.inference_in_flight))),
             )
         )
-        counts = dict(zip(st.clamp_names, st.clamp_counts, strict=True))
-        new = {k: v - self._diag_counts.get(k, 0) for k, v in counts.items() if v > self._diag_counts.get(k, 0)}
-        self._diag_counts = counts
-        if "nonfinite" in new:
-            level, msg = Level.ERROR, f"non-finite commands held ({new['nonfinite']} since last report)"
-        elif new:
-            level, msg = Level.WARN, "clamping: " + ", ".join(f"{k} x{v}" for k, v in sorted(new.items()))
-        else:
-            level, msg = Level.OK, "no clamps since last report"
-        out.append(Diagnostic(level, "safety filter", msg, tuple((k, str(v)) for k, v in counts.items())))
+        out.append(self._clamp_report.diagnostic(st.clamp_names, st.clamp_counts))
         if st.estop_latched:
             level, msg = Level.ERROR, "e-stop latched: reset required"
         elif st.active_locks or st.paused:

@@ -56,3 +56,23 @@ class ControlStatus:
 
     def clamp_count(self, name: str) -> int:
         return dict(zip(self.clamp_names, self.clamp_counts, strict=True)).get(name, 0)
+
+
+class ClampReport:
+    """Turns the safety filter's cumulative clamp counters into a diagnostic about what changed since the last
+    report: an operator needs "clamping now", not "clamped once an hour ago"."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def diagnostic(self, names: tuple[str, ...], counts: tuple[int, ...]) -> Diagnostic:
+        totals = dict(zip(names, counts, strict=True))
+        new = {k: v - self._last.get(k, 0) for k, v in totals.items() if v > self._last.get(k, 0)}
+        self._last = totals
+        if "nonfinite" in new:
+            level, msg = Level.ERROR, f"non-finite commands held ({new['nonfinite']} since last report)"
+        elif new:
+            level, msg = Level.WARN, "clamping: " + ", ".join(f"{k} x{v}" for k, v in sorted(new.items()))
+        else:
+            level, msg = Level.OK, "no clamps since last report"
+        return Diagnostic(level, "safety filter", msg, tuple((k, str(v)) for k, v in totals.items()))

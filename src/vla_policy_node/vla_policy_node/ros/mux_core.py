@@ -27,7 +27,7 @@ from vla_policy_node.control.config import ControlConfig, MuxConfig, SafetyConfi
 from vla_policy_node.control.latency import RateMeter
 from vla_policy_node.control.loop import FAULT_DISPLAY_TIME, build_command_mux
 from vla_policy_node.control.safety import CLAMP_NAMES, SafetyFilter
-from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
+from vla_policy_node.control.status import ClampReport, ControlStatus, Diagnostic, Level
 from vla_policy_node.policy.embodiment import Embodiment
 
 POLICY_INPUT = "policy_command"
@@ -82,7 +82,7 @@ class MuxCore:
         self._hold_reason = "not started"
         self._fault = ""
         self._fault_time = -math.inf
-        self._diag_counts: dict[str, int] = {}
+        self._clamp_report = ClampReport()
         self.ticks = 0
         self.policy_commands = 0
         self.teleop_commands = 0
@@ -280,16 +280,7 @@ class MuxCore:
         out.append(Diagnostic(Level.WARN if st.stale_inputs else Level.OK, "inputs",
                               ("stale: " + ", ".join(st.stale_inputs)) if st.stale_inputs else "all inputs fresh",
                               ages))
-        counts = dict(zip(st.clamp_names, st.clamp_counts, strict=True))
-        new = {k: v - self._diag_counts.get(k, 0) for k, v in counts.items() if v > self._diag_counts.get(k, 0)}
-        self._diag_counts = counts
-        if "nonfinite" in new:
-            level, msg = Level.ERROR, f"non-finite commands held ({new['nonfinite']} since last report)"
-        elif new:
-            level, msg = Level.WARN, "clamping: " + ", ".join(f"{k} x{v}" for k, v in sorted(new.items()))
-        else:
-            level, msg = Level.OK, "no clamps since last report"
-        out.append(Diagnostic(level, "safety filter", msg, tuple((k, str(v)) for k, v in counts.items())))
+        out.append(self._clamp_report.diagnostic(st.clamp_names, st.clamp_counts))
         if st.estop_latched:
             level, msg = Level.ERROR, "e-stop latched: reset required"
         elif st.active_locks:
