@@ -19,12 +19,23 @@ if ! "$LDCONFIG" -p 2>/dev/null | grep "libusb-1.0" >/dev/null; then
   fi
 fi
 
+# The simulated arm renders offscreen through EGL (MUJOCO_GL=egl): libEGL plus Mesa's drivers.
+if ! "$LDCONFIG" -p 2>/dev/null | grep "libEGL.so.1" >/dev/null \
+    || ! ls /usr/lib/*/dri/swrast_dri.so /usr/lib/*/dri/*_dri.so >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      libegl1 libgl1-mesa-dri libgles2 >/dev/null
+  else
+    echo "setup_env: EGL/Mesa not found; the simulated arm needs them (sudo apt-get install libegl1 libgl1-mesa-dri libgles2)" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,bagtools,camera,test]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,bagtools,camera,sim,test]"
   echo "$WANT" > "$STAMP"
 fi

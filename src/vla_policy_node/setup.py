@@ -36,6 +36,9 @@ setup(
         "bagtools": ["pyarrow>=15", "matplotlib>=3.8", "tqdm>=4.66"],
         # Intel RealSense cameras; the wheel needs the system library libusb-1.0 (Debian: libusb-1.0-0)
         "camera": ["pyrealsense2>=2.54"],
+        # the simulated arm (MuJoCo, offscreen EGL rendering; Debian: libegl1 libgl1-mesa-dri libgles2) and the
+        # Meta-World benchmark, which pins mujoco 3.3.0
+        "sim": ["mujoco==3.3.0"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     zip_safe=True,
@@ -54,6 +57,7 @@ setup(
             "policy_node = vla_policy_node.ros.policy_node:main",
             "command_mux_node = vla_policy_node.ros.command_mux_node:main",
             "fake_arm_driver = vla_policy_node.ros.fake_arm_driver:main",
+            "sim_arm_driver = vla_policy_node.ros.sim_arm_driver:main",
         ],
     },
 )

@@ -112,7 +112,10 @@ def test_declared_arguments_match_the_documentation_with_defaults_and_descriptio
 def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(robot: str) -> None:
     config, started = launch(f"{robot}.launch.py", checkpoint="/models/vla", instruction="yes")
     embodiment = load_embodiment(REPO / "config" / "robots" / f"{robot}.yaml")
-    assert set(started) == {"vla_policy", "vla_command_mux", "vla_ghost_state_publisher", "rviz2"}
+    driver = {"sim_arm_driver"} if robot == "sim_arm" else set()  # the simulator is the sim arm's driver
+    assert set(started) == {"vla_policy", "vla_command_mux", "vla_ghost_state_publisher", "rviz2"} | driver
+    if driver:
+        assert started["sim_arm_driver"].executable == "sim_arm_driver"
 
     policy = started["vla_policy"]
     assert (policy.package, policy.executable) == ("vla_policy_node", "policy_node")

@@ -146,7 +146,20 @@ def robot_launch_description(robot: str, *, device: str = "cuda") -> LaunchDescr
     """Policy node, command mux and rviz for one robot of config/robots (device: the `device` default)."""
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot {robot!r}; robots: {ROBOTS}")
-    return LaunchDescription([*robot_arguments(robot, device), *robot_nodes(robot)])
+    extra = [sim_arm_driver_node()] if robot == "sim_arm" else []
+    return LaunchDescription([*robot_arguments(robot, device), *extra, *robot_nodes(robot)])
+
+
+def sim_arm_driver_node() -> Node:
+    """The simulated arm's driver (MuJoCo): the joint states, cameras and controllers a real arm's driver gives."""
+    return Node(
+        package=NODE_PACKAGE,
+        executable="sim_arm_driver",
+        name="sim_arm_driver",
+        output="screen",
+        arguments=["--robot-config", LaunchConfiguration("robot_config")],
+        parameters=[{"use_sim_time": _flag("use_sim_time")}],
+    )
 
 
 def replay_launch_description() -> LaunchDescription:
