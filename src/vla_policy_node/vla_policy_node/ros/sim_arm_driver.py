@@ -142,7 +142,7 @@ class SimArmDriver:
             self._episode_start = self.clock()
             self._last_step = self._episode_start
             self._next_frame = self._episode_start
-        log.info("task %d: %s", seed, task.instruction)
+        log.debug("task %d: %s", seed, task.instruction)
         return task
 
     def on_reset(self, msg: Any) -> None:
