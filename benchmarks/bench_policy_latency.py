@@ -76,8 +76,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); 1 gives stable figures on a shared machine")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(args.dtype or "", default_dtype(device))
