@@ -23,7 +23,7 @@ def test_expert_succeeds_and_demonstrations_round_trip(tmp_path) -> None:
     assert sample.instruction.startswith("reach the ") and sample.instruction.endswith(" block")
     assert set(sample.images) == {"scene", "wrist"} and sample.images["scene"].shape == (64, 64, 3)
     assert sample.state.shape == (robot.state_dim,) and sample.actions.shape == (16, robot.action_dim)
-    # the actions are the expert's streamed commands: they move the arm, and the target dims repeat the state
+    # the actions are the streamed commands: they move the arm; the target dims repeat the state (blocks settle)
     assert np.abs(sample.actions[-1, :6] - sample.state[:6]).max() > 0.1
-    np.testing.assert_allclose(sample.actions[:, 6:9], np.repeat(sample.state[None, 6:9], 16, 0), atol=1e-3)  # blocks settle
+    np.testing.assert_allclose(sample.actions[:, 6:9], np.repeat(sample.state[None, 6:9], 16, 0), atol=1e-3)
     assert EventKind.SUCCESS == 2  # episodes were marked SUCCESS, so the converter kept them all
