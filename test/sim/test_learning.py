@@ -31,7 +31,7 @@ def test_target_state_variant_learns_to_reach_closed_loop(tmp_path) -> None:
     robot = load_embodiment(TARGET_STATE)
     stats, _ = demonstration_dataset(robot, tmp_path / "demos", DEMOS)
     assert stats.successes == DEMOS
-    final, losses, _ = train(robot, tmp_path / "demos" / "dataset", tmp_path / "run", CONFIG)
+    final, _, _ = train(robot, tmp_path / "demos" / "dataset", tmp_path / "run", CONFIG)
     report = evaluate_checkpoint(robot, final, EVAL_LAYOUTS)
     assert report.success_rate >= 0.8, report.summary()
 

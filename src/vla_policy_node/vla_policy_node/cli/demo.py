@@ -59,6 +59,17 @@ def report_timings(timings: list[InferenceTimings]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The closed-loop simulated-arm demo (cli/sim_demo.py); `--chunk` runs the one-chunk model demo below."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--chunk" not in args:
+        from vla_policy_node.cli.sim_demo import main as sim_demo
+
+        return sim_demo(args)
+    args.remove("--chunk")
+    return chunk_demo(args)
+
+
+def chunk_demo(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--robot", default=str(REPO_CONFIG / "sim_arm.yaml"), help="robot config YAML")
     parser.add_argument("--family", default="qwen2_5_vl",
