@@ -9,8 +9,14 @@ select_layer == all layers, that is the last layer's output before the final nor
 models); at such a layer our features include that addition (what the next layer would read), while transformers'
 `hidden_states` records the layer output before it. For a cut at layer >= 4 the two agree.
 
-Padding: batches are RIGHT-padded. The returned mask is True on real tokens; features at padding are zero.
-Instructions may be empty (a single-task policy has none); requiring one is the policy's decision, not ours.
+Padding: batches are RIGHT-padded by default (`padding_side="left"` for token action heads, so that tokens decoded
+after the prompt follow every sample's last real token without a gap). The returned mask is True on real tokens;
+features at padding are zero. Instructions may be empty (a single-task policy has none); requiring one is the
+policy's decision, not ours.
+
+Token action heads (model/asa) also use: the LM's input embeddings (`embed_tokens`), vocabulary growth
+(`add_tokens`) or reuse of rarely used ids (`rare_token_ids`), and KV-cache decoding (`prefill` once per chunk,
+then `decode_step` per action token, fed as `inputs_embeds`).
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class BackboneConfig:
     max_instruction_tokens: int | None = None
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     gradient_checkpointing: bool = False
+    padding_side: str = "right"  # "left" for token action heads (KV-cache decoding after the prompt)
 
     def __post_init__(self) -> None:
         if self.source is None and self.model_config is None:
@@ -100,6 +107,8 @@ class BackboneConfig:
             raise ValueError(f"num_cameras must be >= 1, got {self.num_cameras}")
         if self.max_instruction_tokens is not None and self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
+        if self.padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}")
         if isinstance(self.lora, dict):
             object.__setattr__(self, "lora", LoraSpec(**self.lora))
 
@@ -208,7 +217,7 @@ class Backbone(nn.Module):
         self._validate(images, instructions)
         texts = [self._prompt(len(sample), text) for sample, text in zip(images, instructions, strict=True)]
         batch = self.processor(images=[list(sample) for sample in images], text=texts, return_tensors="pt",
-                               padding=True, padding_side="right")
+                               padding=True, padding_side=self.config.padding_side)
         return {k: v for k, v in batch.items() if k in self._input_names and isinstance(v, torch.Tensor)}
 
     def _prompt(self, num_images: int, instruction: str) -> str:
@@ -260,12 +269,120 @@ class Backbone(nn.Module):
         mask = kwargs["attention_mask"].bool()
         return out.last_hidden_state.masked_fill(~mask[..., None], 0.0), mask
 
+    # ------------------------------------------------------------------ tokens (action heads)
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids -> the LM's input embeddings (what `input_ids` would feed), for `decode_step`."""
+        return self.input_embeddings(ids.to(self.input_embeddings.weight.device))
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.input_embeddings.num_embeddings)
+
+    def add_tokens(self, tokens: Sequence[str]) -> list[int]:
+        """Add `tokens` to the tokenizer (as special tokens: never split, never merged) and grow the embedding
+        matrix to cover them. New rows start at the mean of the existing ones (a neutral, in-distribution
+        input). Returns their ids. Tokens already present keep their ids and rows."""
+        tokenizer = self.processor.tokenizer
+        before = self.vocab_size
+        fresh = [t for t in tokens if t not in tokenizer.get_vocab()]
+        if fresh:
+            tokenizer.add_tokens(list(fresh), special_tokens=True)
+        ids = [int(i) for i in tokenizer.convert_tokens_to_ids(list(tokens))]
+        size = max(before, len(tokenizer))
+        if size > before:
+            self.model.resize_token_embeddings(size, mean_resizing=False)
+            for cfg in (self.model.config, self.model.config.get_text_config()):
+                if hasattr(cfg, "vocab_size"):
+                    cfg.vocab_size = size
+        fresh_ids = sorted(set(tokenizer.convert_tokens_to_ids(fresh)))
+        if fresh_ids:
+            weight = self.input_embeddings.weight
+            with torch.no_grad():
+                keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+                keep[fresh_ids] = False
+                weight[fresh_ids] = weight[keep].mean(0, keepdim=True)
+        # resize builds a new matrix; it trains exactly when the backbone is fully trained (LoRA skips embeddings)
+        self.input_embeddings.weight.requires_grad_(not self.config.freeze)
+        return ids
+
+    def rare_token_ids(self, count: int) -> list[int]:
+        """`count` ids of the base vocabulary that the text uses least: the last ids of the byte-pair vocabulary
+        (merges are learned most-frequent first, so the last ones are the rarest; OpenVLA's convention), skipping
+        special and added tokens. Ascending order."""
+        tokenizer = self.processor.tokenizer
+        reserved = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+        base = [i for i in range(min(tokenizer.vocab_size, self.vocab_size)) if i not in reserved]
+        if count > len(base):
+            raise ValueError(f"asked for {count} rarely used token ids, the vocabulary has only {len(base)} "
+                             "non-special ones; add new tokens instead (token strategy 'new')")
+        return base[len(base) - count:]
+
+    # ------------------------------------------------------------------ KV-cache decoding (action heads)
+    def prefill(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, DecodeState]:
+        """Run the prompt (images + text) once and keep the KV cache. Needs LEFT-padded inputs, so the last
+        position is every sample's last real token. Returns its hidden state [B, H] and the decoding state."""
+        param = next(self.model.parameters())
+        kwargs = {
+            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
+            for k, v in inputs.items() if k in self._input_names
+        }
+        mask = kwargs["attention_mask"]
+        if not bool(mask[:, -1].all()):
+            raise ValueError("prefill needs left-padded inputs (BackboneConfig.padding_side='left')")
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters())
+        with nullcontext() if needs_grad else torch.no_grad():
+            out = self.model(**kwargs, use_cache=True, return_dict=True)
+        if out.past_key_values is None:
+            raise RuntimeError("the model returned no KV cache (gradient checkpointing disables it while training)")
+        if self.family.positions == "mrope":
+            deltas = self.model.rope_deltas.reshape(-1).to(mask.device)
+            next_position = mask.sum(-1) + deltas  # max position of the prompt + 1 (mrope_position_deltas)
+        else:
+            next_position = torch.full_like(mask[:, 0], mask.shape[1] + self.family.position_offset)
+        state = DecodeState(cache=out.past_key_values, attention_mask=mask.long(), next_position=next_position.long())
+        return out.last_hidden_state[:, -1], state
+
+    def decode_step(self, state: DecodeState, embeds: torch.Tensor) -> torch.Tensor:
+        """Append `embeds` [B, T, H] (action-token or state embeddings) after everything decoded so far, using and
+        extending the KV cache in `state`. Returns their hidden states [B, T, H] at the cut layer.
+
+        Runs with gradients whenever autograd is on: even with a frozen backbone the loss must reach the
+        embeddings fed here (the action head's own embedding table and state token)."""
+        b, t, _ = embeds.shape
+        device = state.attention_mask.device
+        steps = torch.arange(t, device=device)
+        positions = state.next_position[:, None] + steps[None, :]
+        if self.family.positions == "mrope":
+            positions = positions[None].expand(3, b, t)
+        mask = torch.cat([state.attention_mask, torch.ones(b, t, dtype=torch.long, device=device)], dim=1)
+        param = next(self.model.parameters())
+        out = self.model(inputs_embeds=embeds.to(param.dtype), attention_mask=mask, position_ids=positions,
+                         past_key_values=state.cache, use_cache=True, return_dict=True)
+        state.cache = out.past_key_values
+        state.attention_mask = mask
+        state.next_position = state.next_position + t
+        return out.last_hidden_state
+
     def train(self, mode: bool = True) -> Backbone:
         """A backbone with nothing to train stays in eval mode (no dropout) when the policy trains its head."""
         super().train(mode)
         if not any(p.requires_grad for p in self.model.parameters()):
             self.model.eval()
         return self
+
+
+@dataclass
+class DecodeState:
+    """What continuing a batch of prompts needs: the KV cache, the attention mask over everything so far
+    (prompt padding included) and each sample's next position id."""
+
+    cache: Any
+    attention_mask: torch.Tensor  # [B, T_so_far] long
+    next_position: torch.Tensor  # [B] long
 
 
 # ---------------------------------------------------------------------- helpers

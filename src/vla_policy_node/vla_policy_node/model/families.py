@@ -27,6 +27,10 @@ class FamilySpec:
     text_model_attr: str  # attribute of the base model holding the decoder (embed_tokens, layers, norm)
     processor_class: type[ProcessorMixin]
     chat_template: str  # used when a processor ships none
+    # Position ids of the decoder, needed to continue a sequence from a KV cache (token action heads):
+    # "mrope" = Qwen-VL 3-axis positions from the model's rope_deltas; "1d" = arange (+ position_offset).
+    positions: str = "1d"
+    position_offset: int = 0  # PaliGemma numbers positions from 1
 
     def model_cls(self) -> type[transformers.PreTrainedModel]:
         return getattr(transformers, self.model_class)
@@ -49,12 +53,12 @@ FAMILIES: dict[str, FamilySpec] = {
     spec.name: spec
     for spec in (
         FamilySpec("qwen2_5_vl", ("qwen2_5_vl",), "Qwen2_5_VLModel", "Qwen2_5_VLConfig", "language_model",
-                   P.Qwen2_5_VLImageTextProcessor, P.QWEN2_5_VL_TEMPLATE),
+                   P.Qwen2_5_VLImageTextProcessor, P.QWEN2_5_VL_TEMPLATE, positions="mrope"),
         FamilySpec("qwen3_vl", ("qwen3_vl",), "Qwen3VLModel", "Qwen3VLConfig", "language_model",
-                   P.Qwen3VLImageTextProcessor, P.QWEN3_VL_TEMPLATE),
+                   P.Qwen3VLImageTextProcessor, P.QWEN3_VL_TEMPLATE, positions="mrope"),
         # PaliGemma 2 is the same model class and model_type with a Gemma 2 decoder.
         FamilySpec("paligemma", ("paligemma",), "PaliGemmaModel", "PaliGemmaConfig", "language_model",
-                   transformers.PaliGemmaProcessor, P.PALIGEMMA_TEMPLATE),
+                   transformers.PaliGemmaProcessor, P.PALIGEMMA_TEMPLATE, position_offset=1),
         FamilySpec("idefics3", ("idefics3",), "Idefics3Model", "Idefics3Config", "text_model",
                    transformers.Idefics3Processor, P.IDEFICS3_TEMPLATE),
         FamilySpec("smolvlm", ("smolvlm",), "SmolVLMModel", "SmolVLMConfig", "text_model",
