@@ -1,0 +1,1 @@
+"""Action tokenizers: Uniform bins, (residual) VQ-VAE codes, FAST (DCT + BPE)."""
