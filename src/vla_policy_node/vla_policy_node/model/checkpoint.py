@@ -1,10 +1,11 @@
 """Checkpoint directory: config JSON, safetensors weights, processor/tokenizer files, normalization stats.
 
     <dir>/vla_config.json      format version, backbone config (truncated transformers config inside),
-                               head config, embodiment slots
+                               head config ("type": flow | asa; none = flow), embodiment slots
     <dir>/model.safetensors    every weight (backbone.* and head.*)
     <dir>/normalization.json   state/action stats per embodiment tag
     <dir>/<processor files>    tokenizer.json, preprocessor_config.json, chat template, ...
+    <dir>/<head files>         what a head needs beyond config and tensors (FAST adapter: fast_bpe.json)
 
 Local directories and model-hub ids share one path: a hub id is first resolved to a local snapshot.
 No pickle anywhere: weights are safetensors, everything else JSON.
@@ -23,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
-from vla_policy_node.model.flow_head import FlowHeadConfig, FlowMatchingHead
+from vla_policy_node.model.heads import build_head, head_config_from_dict, head_config_to_dict
 from vla_policy_node.model.vla import EmbodimentSlot, VLAConfig, VLAModel
 from vla_policy_node.policy.normalization import NormalizationSet
 
@@ -42,7 +43,7 @@ def vla_config_to_dict(config: VLAConfig) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "backbone": config.backbone.to_dict(),
-        "head": config.head.to_dict(),
+        "head": head_config_to_dict(config.head),
         "embodiments": [s.to_dict() for s in config.embodiments],
     }
 
@@ -53,7 +54,7 @@ def vla_config_from_dict(data: dict[str, Any]) -> VLAConfig:
     try:
         return VLAConfig(
             backbone=BackboneConfig.from_dict(data["backbone"]),
-            head=FlowHeadConfig(**data["head"]),
+            head=head_config_from_dict(data["head"]),
             embodiments=tuple(EmbodimentSlot.from_dict(s) for s in data["embodiments"]),
         )
     except KeyError as exc:
@@ -79,6 +80,9 @@ def save_checkpoint(model: VLAModel, normalization: NormalizationSet, directory:
     (directory / CONFIG_FILE).write_text(json.dumps(vla_config_to_dict(config), indent=2))
     (directory / NORMALIZATION_FILE).write_text(json.dumps(normalization.to_dict(), indent=2))
     model.backbone.save_processor(directory)
+    save_files = getattr(model.head, "save_files", None)
+    if save_files is not None:
+        save_files(directory)
     return directory
 
 
@@ -170,9 +174,12 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu",
         raise
     except Exception as exc:  # transformers/tokenizers raise many types for broken processor files
         raise CheckpointError(f"{directory}: could not rebuild the backbone or its processor: {exc}") from exc
-    with torch.device("meta"):
-        head = FlowMatchingHead(config.head)
-    model = VLAModel(config, backbone, head)
+    try:
+        with torch.device("meta"):
+            head = build_head(config.head, directory)
+        model = VLAModel(config, backbone, head)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CheckpointError(f"{directory}: the head in {CONFIG_FILE} cannot be rebuilt: {exc}") from exc
     load_weights(model, directory / WEIGHTS_FILE, assign=True)
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
     model.eval()

@@ -1,4 +1,5 @@
-"""The VLA model: a truncated multimodal LLM backbone feeding a flow-matching action head.
+"""The VLA model: a truncated multimodal LLM backbone feeding an action head (flow matching by default, or an
+action-space adapter: model/heads.py).
 
 Embodiments are slots: each has an index into the head's per-embodiment encoders/decoders, its state and action
 dimensionality (padded to the head's maximum with a mask), and the names and camera order it was trained with.
@@ -13,7 +14,8 @@ import torch
 from torch import nn
 
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
-from vla_policy_node.model.flow_head import FlowHeadConfig, FlowMatchingHead, HeadContext
+from vla_policy_node.model.flow_head import FlowHeadConfig, HeadContext
+from vla_policy_node.model.heads import HeadConfig, build_head, head_type
 from vla_policy_node.policy.embodiment import Embodiment
 
 
@@ -83,7 +85,7 @@ class EmbodimentSlot:
 @dataclass(frozen=True)
 class VLAConfig:
     backbone: BackboneConfig
-    head: FlowHeadConfig
+    head: HeadConfig
     embodiments: tuple[EmbodimentSlot, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -105,7 +107,7 @@ def make_slots(embodiments: list[Embodiment]) -> tuple[EmbodimentSlot, ...]:
 
 
 class VLAModel(nn.Module):
-    def __init__(self, config: VLAConfig, backbone: Backbone, head: FlowMatchingHead | None = None) -> None:
+    def __init__(self, config: VLAConfig, backbone: Backbone, head: nn.Module | None = None) -> None:
         super().__init__()
         if config.head.backbone_dim != backbone.hidden_size:
             raise ValueError(
@@ -114,7 +116,10 @@ class VLAModel(nn.Module):
             )
         self.config = config
         self.backbone = backbone
-        self.head = head if head is not None else FlowMatchingHead(config.head)
+        self.head = head if head is not None else build_head(config.head)
+        check = getattr(self.head, "check_backbone", None)  # token heads: recorded ids must fit the vocabulary
+        if check is not None:
+            check(backbone)
         self._slots = {s.tag: s for s in config.embodiments}
 
     @classmethod
@@ -143,7 +148,13 @@ class VLAModel(nn.Module):
             features, mask = self.backbone(inputs)
         return self.head.encode_context(features, mask, state, category)
 
+    @property
+    def head_type(self) -> str:
+        return head_type(self.config.head)
+
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """batch: inputs, state [B, S], actions [B, H, A], action_mask [B, H, A], category [B]."""
+        if self.head_type != "flow":  # an action-space adapter runs the backbone its own way (KV-cache decoding)
+            return self.head.loss(self.backbone, batch)
         ctx = self.encode(batch["inputs"], batch["state"], batch["category"])
         return self.head.loss(ctx, batch["actions"], batch["action_mask"])

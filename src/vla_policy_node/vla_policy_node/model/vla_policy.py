@@ -1,12 +1,16 @@
 """`infer(observation) -> ActionChunk` on top of a VLAModel: validation, normalization, timing, seeding.
 
-The backbone runs once per chunk; only the head runs per denoising step. Outputs are in physical units with the
-embodiment's action names, stamped with the observation's stamp so the control runtime can compensate latency.
+The backbone runs once per chunk; only the head runs per denoising step (flow head). With an action-space adapter
+head the prompt is prefilled once and each action token is one cached backbone step (`head_steps_ms` per token);
+RTC prefixes cannot steer token decoding and are ignored (with one warning).
+Outputs are in physical units with the embodiment's action names, stamped with the observation's stamp so the
+control runtime can compensate latency.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +26,8 @@ from vla_policy_node.policy.embodiment import Embodiment
 from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet
 from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
 from vla_policy_node.policy.validation import validate_observation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +58,8 @@ class VLAPolicy:
         num_steps: int | None = None,
         sync_timing: bool | None = None,
     ) -> None:
+        if getattr(model.config.head, "discrete", False):
+            raise ValueError("a discrete action-space adapter has no action chunks: use DiscreteActionPolicy")
         self.model = model.eval()
         self._embodiment = embodiment
         self.slot = model.slot(embodiment.tag)
@@ -66,11 +74,12 @@ class VLAPolicy:
         param = next(model.head.parameters())
         self.device = param.device
         self.dtype = param.dtype
-        self.num_steps = num_steps or model.config.head.num_steps
+        self.num_steps = num_steps or getattr(model.config.head, "num_steps", 0)
         self.seed = seed
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
         self._sync = self.device.type == "cuda" if sync_timing is None else sync_timing
         self._lock = threading.Lock()
+        self._warned_prefix = False
         self.last_timings = InferenceTimings()
 
     @classmethod
@@ -128,18 +137,31 @@ class VLAPolicy:
         category = torch.full((b,), self.slot.index, dtype=torch.long, device=self.device)
         prefix_t, weights_t = self._prefix_tensors(prefixes, horizon)
         t1 = self._clock()
-        ctx = self.model.encode(inputs, state_t, category)
-        t2 = self._clock()
-        step_marks: list[float] = [t2]
-        actions = self.model.head.sample(
-            ctx,
-            horizon=horizon,
-            num_steps=self.num_steps,
-            generator=self._generator,
-            prefix=prefix_t,
-            prefix_weights=weights_t,
-            step_callback=lambda _i: step_marks.append(self._clock()),
-        )
+        step_marks: list[float] = []
+        if self.model.head_type == "flow":
+            ctx = self.model.encode(inputs, state_t, category)
+            step_marks.append(self._clock())
+            actions = self.model.head.sample(
+                ctx,
+                horizon=horizon,
+                num_steps=self.num_steps,
+                generator=self._generator,
+                prefix=prefix_t,
+                prefix_weights=weights_t,
+                step_callback=lambda _i: step_marks.append(self._clock()),
+            )
+        else:
+            if prefix_t is not None and not self._warned_prefix:
+                # Token decoding cannot be steered toward a prefix; the executor still blends every new chunk
+                # into the running plan over its blend steps, so commands stay continuous without guidance.
+                log.warning("RTC prefix ignored: the %s action head decodes tokens", self.model.config.head.adapter)
+                self._warned_prefix = True
+            actions = self.model.head.predict(
+                self.model.backbone, inputs, state_t, category, generator=self._generator,
+                on_prefill=lambda: step_marks.append(self._clock()),
+                on_step=lambda _i: step_marks.append(self._clock()),
+            ).actions
+        t2 = step_marks[0]
         normalized = actions[:, :, : self.slot.action_dim].float().cpu().numpy()
         physical = self.norm.action.unnormalize(normalized)
         if not np.all(np.isfinite(physical)):
