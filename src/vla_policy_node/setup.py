@@ -39,6 +39,8 @@ setup(
         # the simulated arm (MuJoCo, offscreen EGL rendering; Debian: libegl1 libgl1-mesa-dri libgles2) and the
         # Meta-World benchmark, which pins mujoco 3.3.0
         "sim": ["mujoco==3.3.0"],
+        # BabyAI (minigrid) with its bot, for the discrete half of the action-space-adapter study
+        "babyai": ["minigrid==3.2.0", "gymnasium==1.4.0"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     zip_safe=True,
@@ -58,6 +60,7 @@ setup(
             "command_mux_node = vla_policy_node.ros.command_mux_node:main",
             "fake_arm_driver = vla_policy_node.ros.fake_arm_driver:main",
             "sim_arm_driver = vla_policy_node.ros.sim_arm_driver:main",
+            "vla_train_action_tokenizer = vla_policy_node.cli.train_action_tokenizer:main",
         ],
     },
 )
