@@ -13,7 +13,7 @@ from vla_policy_node.sim.ik import ToolIK
 from vla_policy_node.sim.tasks import HOME
 from vla_policy_node.simeval.closed_loop import ClosedLoopSystem, evaluate
 
-TARGET_STATE = REPO / "config" / "robots" / "sim_arm_target_state.yaml"
+TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 
 
 class TargetReadingPolicy:

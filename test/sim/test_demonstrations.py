@@ -10,7 +10,7 @@ from vla_policy_node.policy.embodiment import load_embodiment
 from vla_policy_node.simeval.demos import demonstration_dataset
 from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 
-TARGET_STATE = REPO / "config" / "robots" / "sim_arm_target_state.yaml"
+TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 
 
 def test_expert_succeeds_and_demonstrations_round_trip(tmp_path) -> None:

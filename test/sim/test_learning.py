@@ -14,7 +14,7 @@ from vla_policy_node.simeval.demos import demonstration_dataset
 from vla_policy_node.simeval.evaluate import evaluate_checkpoint
 from vla_policy_node.simeval.train import SimTrainConfig, train
 
-TARGET_STATE = REPO / "config" / "robots" / "sim_arm_target_state.yaml"
+TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 CONFIG = SimTrainConfig(steps=1200, batch_size=8, lr=1e-3, threads=1)
 DEMOS = 60
 EVAL_LAYOUTS = range(20)  # task seeds never used for demonstrations

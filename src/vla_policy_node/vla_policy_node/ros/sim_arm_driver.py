@@ -13,7 +13,7 @@
   episode time with every camera frame. The instruction is only reported: whoever runs the episode gives it to
   the policy (here /vla/instruction), as an operator would;
 - a state name `target_x|y|z` in the YAML's joints (the "target as state" variant,
-  `config/robots/sim_arm_target_state.yaml`) is reported in the joint states as the reach point of the task;
+  `config/sim/sim_arm_target_state.yaml`) is reported in the joint states as the reach point of the task;
   commands for those names are ignored.
 Time: physics advances to the node clock on every joint tick (wall clock live; a scripted clock in
 `step(now)` calls from the in-process evaluation), so the simulation runs at real time under DDS/rclpy.
