@@ -152,9 +152,10 @@ class VLAPolicy:
             )
         else:
             if prefix_t is not None and not self._warned_prefix:
-                # Token decoding cannot be steered toward a prefix; the executor still blends every new chunk
-                # into the running plan over its blend steps, so commands stay continuous without guidance.
-                log.warning("RTC prefix ignored: the %s action head decodes tokens", self.model.config.head.adapter)
+                # Adapters predict chunks in one pass or by decoding tokens: nothing to steer toward a prefix. The
+                # executor still blends every new chunk into the running plan, so commands stay continuous.
+                log.warning("RTC prefix ignored: the %s action-space adapter cannot be guided by it",
+                            self.model.config.head.adapter)
                 self._warned_prefix = True
             actions = self.model.head.predict(
                 self.model.backbone, inputs, state_t, category, generator=self._generator,

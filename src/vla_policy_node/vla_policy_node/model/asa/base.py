@@ -118,10 +118,12 @@ class ActionSpaceAdapter(nn.Module, ABC):
         return hidden, decode_state
 
     def embedding_rms(self, backbone: Backbone) -> float:
-        """RMS of the backbone's input embedding entries (computed once; the embeddings are frozen or slow)."""
+        """RMS of the backbone's input embeddings as fed to the decoder (Gemma's embedding module scales its rows),
+        over up to 4096 ids; computed once (the embeddings are frozen or change slowly)."""
         if self._embedding_rms is None:
-            weight = backbone.input_embeddings.weight.detach()
-            self._embedding_rms = float(weight.float().pow(2).mean().sqrt())
+            with torch.no_grad():
+                ids = torch.arange(min(backbone.vocab_size, 4096))
+                self._embedding_rms = float(backbone.embed_tokens(ids).float().pow(2).mean().sqrt())
         return self._embedding_rms
 
     def _dtype(self) -> torch.dtype:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
 CONTINUOUS = ("pred", "uniform", "vq", "rvq", "fast")
@@ -76,7 +76,6 @@ class ASAHeadConfig:
     greedy: bool = True
     temperature: float = 1.0
     top_k: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.adapter not in ADAPTERS:

@@ -8,7 +8,7 @@ The head is the LM's output projection restricted to the tokens the phrases use.
 so the projection is tied to the input embedding rows of those tokens (as in tied-embedding LMs such as
 Qwen2.5-VL-3B and PaliGemma), after a trainable LayerNorm + linear map that stands in for the removed upper layers
 and final norm. The map starts at zero (uniform over the allowed tokens: identity would make a cut model predict
-its input token again) and logits are divided by sqrt(H) * RMS of the embedding entries, with a learned gain, so
+its input token again) and logits are divided by sqrt(H) * RMS of the rows' entries, with a learned gain, so
 their scale does not depend on the model's embedding scale. The embedding fed back is the plain text embedding:
 nothing new is learned per token, which is the point of SemLang (the phrase means something to the LM already).
 """
@@ -74,8 +74,9 @@ class TextActionAdapter(TokenAdapter):
         weight = backbone.input_embeddings.weight
         rows = weight[self.backbone_ids(weight.device)]  # tied to the input embedding (raw rows, as LM heads are)
         x = self.proj(self.norm(hidden.to(self._dtype())))
-        scale = self.log_gain.exp() / (self.embedding_rms(backbone) * x.shape[-1] ** 0.5)
-        return (x @ rows.to(x.dtype).T) * scale
+        rows = rows.to(x.dtype)
+        rms = rows.detach().pow(2).mean().sqrt().clamp_min(1e-8)
+        return (x @ rows.T) * (self.log_gain.exp() / (rms * x.shape[-1] ** 0.5))
 
     def targets(self, batch: dict[str, Any]) -> list[list[int]]:
         index = action_indices(batch, len(self.config.actions))

@@ -14,7 +14,6 @@ decode zero-pads or truncates the coefficients and flags the chunk invalid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -160,6 +159,3 @@ class FastTokenizer(ActionTokenizer):
     def grammar(self) -> LengthBudgetGrammar:
         self._require_fitted()
         return LengthBudgetGrammar(self.token_lengths(), self.horizon * self.action_dim)
-
-    def describe(self) -> str:
-        return json.dumps(self.config_dict())
