@@ -145,7 +145,7 @@ def apply_lora(model: PreTrainedModel, lora: LoraConfig) -> torch.nn.Module:
 def prepare_model(cfg: MLLMConfig, model: PreTrainedModel) -> torch.nn.Module:
     """LoRA and gradient checkpointing as configured; returns the module to train."""
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if cfg.lora is not None:
         return apply_lora(model, cfg.lora)
