@@ -67,3 +67,23 @@ def test_grpo_raises_mean_reward(tmp_path):
     assert {"reward", "format_rate", "accuracy", "kl", "completion_length", "loss"} <= set(rows[-1])
     assert rows[-1]["kl"] > 0 and rows[-1]["completion_length"] <= MAX_NEW
     assert (final / "model.safetensors").is_file()
+
+
+def test_grpo_raises_the_roboalign_reward_after_sft(tmp_path):
+    """The real reward on the toy action task: SFT to a model that is often, not always, right when sampling,
+    then GRPO raises format rate and prefix accuracy."""
+    from vla_policy_node.train.roboalign.mllm import MLLMConfig
+    from vla_policy_node.train.roboalign.sft import SFTConfig, run_sft
+
+    single_thread()
+    actions = toy_actions(8)
+    sft_run = RunConfig(output_dir=str(tmp_path / "sft"), steps=80, batch_size=4, lr=1e-2, warmup_steps=5,
+                        cpu=True, progress=False)
+    aligned, _ = run_sft(SFTConfig(run=sft_run), Mix([actions]))
+    cfg = GRPOConfig(run=RunConfig(output_dir=str(tmp_path / "grpo"), steps=30, batch_size=2, lr=1e-3,
+                                   warmup_steps=0, cpu=True, progress=False, save_every=100),
+                     mllm=MLLMConfig(source=str(aligned)), max_new_tokens=48, kl_coef=0.01)
+    _, history = run_grpo(cfg, Mix([actions]))
+    rewards = [h["reward"] for h in history]
+    assert np.mean(rewards[-8:]) > np.mean(rewards[:8]) + 0.1, rewards
+    assert np.mean([h["format_rate"] for h in history[-8:]]) > np.mean([h["format_rate"] for h in history[:8]])
