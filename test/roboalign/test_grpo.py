@@ -87,3 +87,18 @@ def test_grpo_raises_the_roboalign_reward_after_sft(tmp_path):
     rewards = [h["reward"] for h in history]
     assert np.mean(rewards[-8:]) > np.mean(rewards[:8]) + 0.1, rewards
     assert np.mean([h["format_rate"] for h in history[-8:]]) > np.mean([h["format_rate"] for h in history[:8]])
+
+
+def test_interrupted_grpo_resumes_exactly(tmp_path):
+    single_thread()
+
+    def cfg(out):
+        return GRPOConfig(run=RunConfig(output_dir=str(tmp_path / out), steps=6, batch_size=2, lr=2e-2,
+                                        warmup_steps=1, cpu=True, progress=False), max_new_tokens=MAX_NEW)
+
+    _, straight = run_grpo(cfg("a"), Mix([toy_actions(8)]), reward=action_share)
+    _, first = run_grpo(cfg("b"), Mix([toy_actions(8)]), reward=action_share, until=3)
+    _, rest = run_grpo(cfg("b"), Mix([toy_actions(8)]), reward=action_share)
+    assert [h["step"] for h in first + rest] == list(range(1, 7))
+    for key in ("reward", "loss", "kl"):
+        np.testing.assert_allclose([h[key] for h in first + rest], [h[key] for h in straight], rtol=1e-4, atol=1e-6)

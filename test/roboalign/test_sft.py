@@ -52,3 +52,19 @@ def test_sft_lowers_loss(tmp_path):
     # resumable: a finished run resumes at its last step and does nothing more
     _, more = run_sft(cfg, Mix([actions, vqa], [3.0, 1.0]))
     assert more == []
+
+
+def test_interrupted_sft_resumes_exactly(tmp_path):
+    single_thread()
+    actions = toy_actions(8)
+
+    def cfg(out):
+        return SFTConfig(run=RunConfig(output_dir=str(tmp_path / out), steps=8, batch_size=2, lr=3e-3, warmup_steps=2,
+                                       save_every=100, cpu=True, progress=False))
+
+    _, straight = run_sft(cfg("a"), Mix([actions]))
+    final, first = run_sft(cfg("b"), Mix([actions]), until=5)
+    assert len(first) == 5 and not final.exists()  # a stopped run leaves a checkpoint, no final model
+    _, rest = run_sft(cfg("b"), Mix([actions]))
+    assert len(rest) == 3
+    np.testing.assert_allclose(first + rest, straight, rtol=1e-5)

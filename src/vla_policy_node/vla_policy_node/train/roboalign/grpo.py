@@ -135,9 +135,9 @@ def decode_completions(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> list
 
 
 def run_grpo(cfg: GRPOConfig, prompts: Mix | None = None, reward: Reward | None = None,
-             ) -> tuple[Path, list[dict[str, float]]]:
+             until: int | None = None) -> tuple[Path, list[dict[str, float]]]:
     """Train; returns (final model directory, this call's per-step metrics). `prompts`: a Mix of ActionSamples
-    (overrides cfg.data); `reward` overrides cfg.reward."""
+    (overrides cfg.data); `reward` overrides cfg.reward; `until`: stop early at that step."""
     if prompts is None:
         _, actions = build_sources(cfg.data)
         if not actions:
@@ -165,12 +165,13 @@ def run_grpo(cfg: GRPOConfig, prompts: Mix | None = None, reward: Reward | None 
     rng = np.random.default_rng(run.seed + accelerator.process_index)
     ckpts = Checkpoints(out, run.keep_checkpoints)
     step = ckpts.resume(accelerator, rng)
+    stop = run.steps if until is None else min(until, run.steps)
     metrics = Metrics(out / "metrics.jsonl", accelerator.is_main_process)
     bar = tqdm(total=run.steps, initial=step, desc="grpo", disable=not (run.progress and accelerator.is_main_process))
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     try:
-        while step < run.steps:
+        while step < stop:
             batch = prompts.sample(rng, run.batch_size)
             prompt = to_model_device(encode_prompts(processor, batch, "left", repeat=g), model)
             model.eval()
@@ -207,16 +208,16 @@ def run_grpo(cfg: GRPOConfig, prompts: Mix | None = None, reward: Reward | None 
             history.append(row)
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
-            if step % run.log_every == 0 or step == run.steps:
+            if step % run.log_every == 0 or step == stop:
                 metrics.write(row)
-            if step % run.save_every == 0 or step == run.steps:
+            if step % run.save_every == 0 or step in (stop, run.steps):
                 ckpts.save(accelerator, step, rng)
     finally:
         bar.close()
         metrics.close()
     final = out / FINAL
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and step >= run.steps:
         save_mllm(accelerator.unwrap_model(model), processor, final)
     accelerator.wait_for_everyone()
     return final, history

@@ -50,8 +50,9 @@ class SFTConfig:
     data: list[SourceConfig] = field(default_factory=list)
 
 
-def run_sft(cfg: SFTConfig, mix: Mix | None = None) -> tuple[Path, list[float]]:
-    """Train; returns (final model directory, per-step losses of this call). `mix` overrides cfg.data (tests)."""
+def run_sft(cfg: SFTConfig, mix: Mix | None = None, until: int | None = None) -> tuple[Path, list[float]]:
+    """Train; returns (final model directory, per-step losses of this call). `mix` overrides cfg.data (tests);
+    `until` stops early at that step (a time-boxed job; the schedule still spans run.steps, a resume continues)."""
     actions: list[ActionSamples]
     if mix is None:
         mix, actions = build_sources(cfg.data)
@@ -73,12 +74,13 @@ def run_sft(cfg: SFTConfig, mix: Mix | None = None) -> tuple[Path, list[float]]:
     rng = np.random.default_rng(run.seed + accelerator.process_index)
     ckpts = Checkpoints(out, run.keep_checkpoints)
     step = ckpts.resume(accelerator, rng)
+    stop = run.steps if until is None else min(until, run.steps)
     metrics = Metrics(out / "metrics.jsonl", accelerator.is_main_process)
     bar = tqdm(total=run.steps, initial=step, desc="sft", disable=not (run.progress and accelerator.is_main_process))
     losses: list[float] = []
     start = time.perf_counter()
     try:
-        while step < run.steps:
+        while step < stop:
             model.train()
             for _ in range(run.grad_accum):
                 batch = to_model_device(sft_batch(processor, mix.sample(rng, run.batch_size)), model)
@@ -95,19 +97,19 @@ def run_sft(cfg: SFTConfig, mix: Mix | None = None) -> tuple[Path, list[float]]:
             step += 1
             losses.append(float(loss.item()))
             bar.update(1)
-            if step % run.log_every == 0 or step == run.steps:
+            if step % run.log_every == 0 or step == stop:
                 recent = float(np.mean(losses[-run.log_every:]))
                 bar.set_postfix(loss=f"{recent:.4f}")
                 metrics.write({"step": step, "loss": recent, "lr": scheduler.get_last_lr()[0],
                                "elapsed_s": round(time.perf_counter() - start, 3)})
-            if step % run.save_every == 0 or step == run.steps:
+            if step % run.save_every == 0 or step in (stop, run.steps):
                 ckpts.save(accelerator, step, rng)
     finally:
         bar.close()
         metrics.close()
     final = out / FINAL
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and step >= run.steps:
         save_mllm(accelerator.unwrap_model(model), processor, final)
     accelerator.wait_for_everyone()
     return final, losses
