@@ -137,9 +137,10 @@ class Checkpoints:
     def save(self, accelerator: Accelerator, step: int, rng: np.random.Generator) -> Path:
         ckpt = self.out / f"checkpoint-{step:07d}"
         accelerator.save_state(str(ckpt))
+        # each process samples its own data: its own numpy RNG state
+        (ckpt / f"rng_{accelerator.process_index}.json").write_text(json.dumps(rng.bit_generator.state))
         if accelerator.is_main_process:
-            state = {"step": step, "numpy_rng": rng.bit_generator.state, **self.extra}
-            (ckpt / "run_state.json").write_text(json.dumps(state))
+            (ckpt / "run_state.json").write_text(json.dumps({"step": step, **self.extra}))
             (self.out / LATEST).write_text(ckpt.name)
             kept = sorted(self.out.glob("checkpoint-*"))
             for old in kept[: max(0, len(kept) - self.keep)]:
@@ -154,7 +155,10 @@ class Checkpoints:
         ckpt = self.out / latest.read_text().strip()
         accelerator.load_state(str(ckpt))
         state = json.loads((ckpt / "run_state.json").read_text())
-        rng.bit_generator.state = state["numpy_rng"]
+        rng_file = ckpt / f"rng_{accelerator.process_index}.json"
+        if not rng_file.is_file():
+            raise FileNotFoundError(f"{rng_file}: resume with the number of processes the run was saved with")
+        rng.bit_generator.state = json.loads(rng_file.read_text())
         return int(state["step"])
 
 
