@@ -8,6 +8,7 @@ MODEL = [
     "torch>=2.4",  # install `torch==2.13.0` first: a bare `torch` pulls the CUDA build
     "transformers==5.23.0",
     "peft==0.21.2",
+    "accelerate>=1.0",  # RoboAlign stages: DDP/FSDP, bf16 (also a dependency of peft)
     "safetensors>=0.4",
     "tokenizers>=0.20",
     "pillow>=10",
