@@ -9,6 +9,11 @@ ACTION_START = "<ACTION_START>"
 ACTION_END = "<ACTION_END>"
 
 
+def fast_token_names(vocab_size: int) -> list[str]:
+    """The token string of each FAST BPE id; shared with RoboAlign's MLLM stages so both name them alike."""
+    return [f"<fast_{k}>" for k in range(vocab_size)]
+
+
 class FastAdapter(TokenizedAdapter):
     name = "fast"
     tokenizer_kind = "fast"
@@ -16,4 +21,4 @@ class FastAdapter(TokenizedAdapter):
     @classmethod
     def token_names(cls, tokenizer: ActionTokenizer) -> list[str]:
         """Local ids 0/1 are START/END (the grammar's layout), then one token per BPE id."""
-        return [ACTION_START, ACTION_END, *(f"<fast_{k}>" for k in range(tokenizer.vocab_size))]
+        return [ACTION_START, ACTION_END, *fast_token_names(tokenizer.vocab_size)]

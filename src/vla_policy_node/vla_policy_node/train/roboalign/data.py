@@ -26,11 +26,10 @@ import torch
 from PIL import Image
 from transformers.processing_utils import ProcessorMixin
 
-from vla_policy_node.model.asa.fast import ACTION_END, ACTION_START
+from vla_policy_node.model.asa.fast import ACTION_END, ACTION_START, fast_token_names
 from vla_policy_node.model.asa.tokenizers.fast import FastTokenizer
 from vla_policy_node.policy.normalization import NormalizationSet
 from vla_policy_node.train.data import SampleDataset
-from vla_policy_node.train.roboalign.mllm import fast_token_names
 
 DEFAULT_REASONING = "The task is to {instruction}. I will move the arm accordingly."
 

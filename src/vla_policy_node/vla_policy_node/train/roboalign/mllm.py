@@ -31,11 +31,6 @@ VISION_PREFIXES = ("visual.", "vision_tower.", "vision_model.")  # frozen in eve
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def fast_token_names(vocab_size: int) -> list[str]:
-    """Strings of the FAST BPE tokens, as the FAST adapter names them (`model/asa/fast.py`)."""
-    return [f"<fast_{k}>" for k in range(vocab_size)]
-
-
 @dataclass(frozen=True)
 class LoraConfig:
     r: int = 16

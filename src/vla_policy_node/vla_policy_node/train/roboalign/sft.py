@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vla_policy_node.model.asa.fast import fast_token_names
 from vla_policy_node.train.roboalign.common import (
     Checkpoints,
     Metrics,
@@ -33,7 +34,6 @@ from vla_policy_node.train.roboalign.mllm import (
     FORMAT_TOKENS,
     MLLMConfig,
     add_tokens,
-    fast_token_names,
     load_mllm,
     prepare_model,
     save_mllm,
