@@ -7,7 +7,6 @@ publications go to per-topic sinks (or nowhere), so nothing accumulates over a l
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,10 @@ from vla_policy_node.transport.base import (
     ServiceClient,
     ServiceHandler,
     ServiceServer,
-    ServiceUnavailable,
     Subscription,
     Transport,
 )
+from vla_policy_node.transport.local import LocalEndpoints, LocalService, LocalSubscription
 from vla_policy_node.transport.names import resolve_name
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
 
@@ -43,62 +42,27 @@ class _Publisher(Publisher):
             sink(self.topic, msg)
 
 
-@dataclass(eq=False)
-class _Subscription(Subscription):
-    topic: str
-    msgtype: str
-    callback: MessageCallback
-    transport: VirtualClockTransport
-
-    def close(self) -> None:
-        subs = self.transport.subscriptions.get(self.topic, [])
-        if self in subs:
-            subs.remove(self)
-
-
-@dataclass(eq=False)
-class _Service(ServiceServer):
-    name: str
-    srvtype: str
-    handler: ServiceHandler
-    transport: VirtualClockTransport
-
-    def close(self) -> None:
-        self.transport.services.pop(self.name, None)
-
-
-@dataclass(eq=False)
-class _Client(ServiceClient):
-    name: str
-    srvtype: str
-    transport: VirtualClockTransport
-
-    def wait_for_service(self, timeout: float = 5.0) -> bool:
-        return self.name in self.transport.services
-
-    def call(self, request: Any, timeout: float = 5.0) -> Any:
-        server = self.transport.services.get(self.name)
-        if server is None:
-            raise ServiceUnavailable(f"no service {self.name} in this replay")
-        return server.handler(request)
-
-    def close(self) -> None:
-        pass
-
-
 class VirtualClockTransport(Transport):
     """`clock` is the current time in seconds; `deliver(topic, msg)` runs the topic's subscriptions."""
 
-    def __init__(self, typestore: Typestore | None = None, node_name: str = "vla_policy", namespace: str = "/"):
+    def __init__(self, typestore: Typestore | None = None, node_name: str = "vla_policy", namespace: str = "/",
+                 endpoints: LocalEndpoints | None = None):
         super().__init__()
         self.typestore = typestore or default_typestore()
         self.node_name = node_name
         self.namespace = namespace
         self.clock = 0.0
-        self.subscriptions: dict[str, list[_Subscription]] = defaultdict(list)
+        self.endpoints = endpoints or LocalEndpoints("replay")
         self.subscribed_types: dict[str, str] = {}
-        self.services: dict[str, _Service] = {}
         self.sinks: dict[str, Sink] = {}
+
+    @property
+    def subscriptions(self) -> dict[str, list[LocalSubscription]]:
+        return self.endpoints.subscriptions
+
+    @property
+    def services(self) -> dict[str, LocalService]:
+        return self.endpoints.services
 
     def resolve(self, name: str) -> str:
         return resolve_name(name, self.namespace, self.node_name)
@@ -109,14 +73,13 @@ class VirtualClockTransport(Transport):
     def subscribe(
         self, topic: str, msgtype: str, callback: MessageCallback, qos: QosProfile = DEFAULT_QOS
     ) -> Subscription:
-        sub = _Subscription(self.resolve(topic), normalize_msgtype(msgtype), callback, self)
-        self.subscriptions[sub.topic].append(sub)
+        sub = self.endpoints.subscribe(self.resolve(topic), normalize_msgtype(msgtype), callback)
         self.subscribed_types[sub.topic] = sub.msgtype
         return sub
 
     def deliver(self, topic: str, msg: Any) -> int:
         """Run every subscription of `topic` on `msg` (the transport's error policy applies); how many ran."""
-        subs = list(self.subscriptions.get(topic, ()))
+        subs = self.endpoints.subscribers(topic)
         for sub in subs:
             self._deliver(topic, sub.callback, msg)
         return len(subs)
@@ -128,14 +91,11 @@ class VirtualClockTransport(Transport):
         return self.clock
 
     def service(self, name: str, srvtype: str, handler: ServiceHandler) -> ServiceServer:
-        server = _Service(self.resolve(name), srvtype, handler, self)
-        self.services[server.name] = server
-        return server
+        return self.endpoints.serve(self.resolve(name), srvtype, handler)
 
     def client(self, name: str, srvtype: str) -> ServiceClient:
-        return _Client(self.resolve(name), srvtype, self)
+        return self.endpoints.client(self.resolve(name), srvtype)
 
     def close(self) -> None:
-        self.subscriptions.clear()
-        self.services.clear()
+        self.endpoints.clear()
         self.sinks.clear()

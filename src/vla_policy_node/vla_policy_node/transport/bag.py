@@ -39,11 +39,11 @@ from vla_policy_node.transport.base import (
     ServiceClient,
     ServiceHandler,
     ServiceServer,
-    ServiceUnavailable,
     Subscription,
     Transport,
     TransportError,
 )
+from vla_policy_node.transport.local import LocalEndpoints
 from vla_policy_node.transport.names import resolve_name
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
 
@@ -259,51 +259,6 @@ class _BagPublisher(Publisher):
         self.transport._record(self.topic, self.msgtype, msg)
 
 
-@dataclass(eq=False)
-class _BagSubscription(Subscription):
-    topic: str
-    msgtype: str
-    callback: MessageCallback
-    transport: BagTransport
-
-    def close(self) -> None:
-        subs = self.transport._subscriptions.get(self.topic, [])
-        if self in subs:
-            subs.remove(self)
-
-
-@dataclass(eq=False)
-class _BagService(ServiceServer):
-    name: str
-    srvtype: str
-    handler: ServiceHandler
-    transport: BagTransport
-
-    def close(self) -> None:
-        self.transport._services.pop(self.name, None)
-
-
-@dataclass(eq=False)
-class _BagServiceClient(ServiceClient):
-    """Calls a service registered on the same BagTransport (a bag holds no service servers)."""
-
-    name: str
-    srvtype: str
-    transport: BagTransport
-
-    def wait_for_service(self, timeout: float = 5.0) -> bool:
-        return self.name in self.transport._services
-
-    def call(self, request: Any, timeout: float = 5.0) -> Any:
-        server = self.transport._services.get(self.name)
-        if server is None:
-            raise ServiceUnavailable(f"no service {self.name} in this bag replay")
-        return server.handler(request)
-
-    def close(self) -> None:
-        pass
-
-
 class BagTransport(Transport):
     """Replays `input_path` into subscriptions; records publications to `output_path` and/or memory."""
 
@@ -326,8 +281,7 @@ class BagTransport(Transport):
         self._writer = BagWriter(output_path, storage, self.typestore) if output_path is not None else None
         self.keep_published = keep_published
         self.published: dict[str, list[tuple[float, Any]]] = defaultdict(list)
-        self._subscriptions: dict[str, list[_BagSubscription]] = defaultdict(list)
-        self._services: dict[str, _BagService] = {}
+        self._endpoints = LocalEndpoints("bag replay")
         self._now_ns = self._reader.start_ns if self._reader is not None else 0
         self._closed = False
 
@@ -347,8 +301,7 @@ class BagTransport(Transport):
         recorded = self._reader.topics.get(name) if self._reader is not None else None
         if recorded is not None and recorded != msgtype:
             raise TransportError(f"bag topic {name} holds {recorded}, subscription asks for {msgtype}")
-        sub = _BagSubscription(name, msgtype, callback, self)
-        self._subscriptions[name].append(sub)
+        sub = self._endpoints.subscribe(name, msgtype, callback)
         return sub
 
     def new_message(self, msgtype: str, /, **fields: Any) -> Any:
@@ -359,12 +312,11 @@ class BagTransport(Transport):
 
     def service(self, name: str, srvtype: str, handler: ServiceHandler) -> ServiceServer:
         service_message_types(srvtype)  # validates the name
-        server = _BagService(self.resolve(name), srvtype, handler, self)
-        self._services[server.name] = server
+        server = self._endpoints.serve(self.resolve(name), srvtype, handler)
         return server
 
     def client(self, name: str, srvtype: str) -> ServiceClient:
-        return _BagServiceClient(self.resolve(name), srvtype, self)
+        return self._endpoints.client(self.resolve(name), srvtype)
 
     def play(
         self,
@@ -381,7 +333,7 @@ class BagTransport(Transport):
         """
         if self._reader is None:
             raise TransportError("BagTransport has no input bag to play")
-        topics = [topic for topic, subs in self._subscriptions.items() if subs]
+        topics = [topic for topic, subs in self._endpoints.subscriptions.items() if subs]
         if not topics:
             return 0
         origin_ns = self._reader.start_ns
@@ -404,7 +356,7 @@ class BagTransport(Transport):
                 if delay > 0:
                     time.sleep(delay)
             self._now_ns = item.timestamp_ns
-            for sub in list(self._subscriptions.get(item.topic, ())):
+            for sub in self._endpoints.subscribers(item.topic):
                 self._deliver(item.topic, sub.callback, item.msg)
                 delivered += 1
         return delivered

@@ -19,6 +19,7 @@ from typing import Any
 from vla_policy_node.bagtools.virtual_transport import VirtualClockTransport
 from vla_policy_node.msgs.typestore import default_typestore, normalize_msgtype
 from vla_policy_node.transport.base import Publisher
+from vla_policy_node.transport.local import LocalEndpoints
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
 
 
@@ -37,8 +38,7 @@ class InProcessBus:
     def __init__(self, clock: float = 0.0) -> None:
         self.clock = clock
         self.typestore = default_typestore()
-        self.subscriptions: dict[str, list[Any]] = defaultdict(list)
-        self.services: dict[str, Any] = {}
+        self.endpoints = LocalEndpoints("process")
         self.published: dict[str, int] = defaultdict(int)
 
     def transport(self, node_name: str, namespace: str = "/") -> BusTransport:
@@ -49,10 +49,8 @@ class BusTransport(VirtualClockTransport):
     """One node's view of an InProcessBus."""
 
     def __init__(self, bus: InProcessBus, node_name: str, namespace: str = "/") -> None:
-        super().__init__(bus.typestore, node_name, namespace)
+        super().__init__(bus.typestore, node_name, namespace, endpoints=bus.endpoints)
         self.bus = bus
-        self.subscriptions = bus.subscriptions
-        self.services = bus.services
 
     def publisher(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> Publisher:
         normalize_msgtype(msgtype)
