@@ -20,7 +20,7 @@ from vla_policy_node.policy.embodiment import ConfigError, load_embodiment
 from vla_policy_node.ros.controller_io import resolve_controller
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
 from vla_policy_node.ros.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
-from vla_policy_node.ros.node_support import declare_parameters, node_clock, wait_for_shutdown
+from vla_policy_node.ros.node_support import console_main, declare_parameters, node_clock, wait_for_shutdown
 
 log = logging.getLogger("command_mux_node")
 
@@ -85,8 +85,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    return console_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE, decode_float
 from vla_policy_node.policy.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
 from vla_policy_node.ros.controller_io import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.ros.node_support import BOOL, STRING, wait_for_shutdown
+from vla_policy_node.ros.node_support import BOOL, STRING, console_main, wait_for_shutdown
 from vla_policy_node.ros.timing import Ticker, make_ticker
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
@@ -257,8 +257,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    return console_main(run, argv)
 
 
 if __name__ == "__main__":

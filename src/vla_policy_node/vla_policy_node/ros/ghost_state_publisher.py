@@ -28,6 +28,7 @@ from vla_policy_node.kinematics.urdf import UrdfError, UrdfModel, parse_urdf
 from vla_policy_node.msgs.joints import JOINT_STATE, decode_joint_state
 from vla_policy_node.msgs.tf import TF_MESSAGE, encode_tf_message
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.ros.node_support import console_main
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS
 
@@ -120,8 +121,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    return console_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from vla_policy_node.ros.node_support import (
     DIAGNOSTIC_ARRAY,
     POLICY_STATUS,
     diagnostics_message,
-    message_error_values,
+    message_error_diagnostic,
     policy_status_message,
 )
 from vla_policy_node.ros.robot_model import RobotModel
@@ -210,10 +210,7 @@ class MuxRuntime:
 
     def diagnostics(self, now: float) -> list[Diagnostic]:
         out = self.core.diagnostics(now)
-        errors = self.errors.total
-        out.append(Diagnostic(Level.WARN if errors else Level.OK, "message errors",
-                              f"{errors} input message(s) rejected" if errors else "no bad input messages",
-                              message_error_values(self.errors)))
+        out.append(message_error_diagnostic(self.errors))
         problem = self.gripper.problem
         out.append(Diagnostic(Level.WARN if problem else Level.OK, "gripper",
                               problem or f"{self.gripper.sent} gripper command(s) sent"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from vla_policy_node.control.status import ControlStatus, Diagnostic
+from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
 from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.fields import MessageFactory
@@ -42,6 +43,20 @@ def diagnostics_message(new: MessageFactory, node_name: str, hardware_id: str,
 def message_error_values(errors: MessageErrorCounter) -> tuple[tuple[str, str], ...]:
     """(topic/problem, count) pairs for a diagnostics entry."""
     return tuple((f"{topic} {problem}", str(n)) for (topic, problem), n in sorted(errors.counts().items()))
+
+
+def message_error_diagnostic(errors: MessageErrorCounter) -> Diagnostic:
+    """WARN while any input message has been rejected, with the counts per topic and problem."""
+    total = errors.total
+    return Diagnostic(Level.WARN if total else Level.OK, "message errors",
+                      f"{total} input message(s) rejected" if total else "no bad input messages",
+                      message_error_values(errors))
+
+
+def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
+    """A node executable's main: log format, then `run` on the command-line arguments."""
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
+    return run(sys.argv[1:] if argv is None else argv)
 
 
 def declare_parameters(transport: object, defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from vla_policy_node.policy.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.ros.controller_io import resolve_controller
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.ros.node_support import declare_parameters, node_clock, wait_for_shutdown
+from vla_policy_node.ros.node_support import console_main, declare_parameters, node_clock, wait_for_shutdown
 from vla_policy_node.ros.policy_runtime import PolicyNodeParams, PolicyRuntime
 
 log = logging.getLogger("policy_node")
@@ -109,8 +109,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    return console_main(run, argv)
 
 
 if __name__ == "__main__":

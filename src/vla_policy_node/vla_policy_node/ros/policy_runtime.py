@@ -60,7 +60,7 @@ from vla_policy_node.ros.node_support import (
     POLICY_STATUS,
     STRING,
     diagnostics_message,
-    message_error_values,
+    message_error_diagnostic,
     policy_status_message,
 )
 from vla_policy_node.ros.robot_model import RobotModel
@@ -341,11 +341,7 @@ class PolicyRuntime:
 
     def diagnostics(self, now: float) -> list[Diagnostic]:
         out = self.loop.diagnostics(now)
-        errors = self.errors.total
-        out.append(Diagnostic(
-            Level.WARN if errors else Level.OK, "message errors",
-            f"{errors} input message(s) rejected" if errors else "no bad input messages",
-            message_error_values(self.errors)))
+        out.append(message_error_diagnostic(self.errors))
         topic = self.params.command_topic if self._actuating else self.params.preview_topic
         out.append(Diagnostic(
             Level.OK, "output", ("actuating" if self._actuating else "dry run") + f": commands on {topic}",

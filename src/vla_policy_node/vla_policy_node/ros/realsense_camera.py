@@ -30,6 +30,7 @@ from vla_policy_node.msgs.camera_info import CAMERA_INFO, CameraIntrinsics, enco
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.images import IMAGE, encode_image
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args, use_rclpy
+from vla_policy_node.ros.node_support import console_main
 from vla_policy_node.transport.base import Publisher, Transport
 
 log = logging.getLogger("realsense_camera")
@@ -204,8 +205,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    return console_main(run, argv)
 
 
 if __name__ == "__main__":

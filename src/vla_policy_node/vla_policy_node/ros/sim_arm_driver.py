@@ -45,7 +45,7 @@ from vla_policy_node.msgs.joints import (
 from vla_policy_node.policy.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.ros.controller_io import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.ros.node_support import STRING, wait_for_shutdown
+from vla_policy_node.ros.node_support import STRING, console_main, wait_for_shutdown
 from vla_policy_node.ros.timing import Ticker, make_ticker
 from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.scene import ARM_JOINTS
@@ -278,8 +278,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    return console_main(run, argv)
 
 
 if __name__ == "__main__":
