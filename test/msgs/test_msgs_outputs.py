@@ -1,4 +1,5 @@
-"""Node outputs: ActionChunk, PolicyStatus, diagnostics, twist/pose commands, rviz markers; error counting."""
+"""Node outputs: ActionChunk, PolicyStatus, diagnostics, twist/pose commands, points, rviz markers; error
+counting."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from vla_policy_node.msgs import (
     decode_diagnostics,
     decode_image,
     decode_marker_points,
+    decode_point_stamped,
     decode_policy_status,
     decode_pose_stamped,
     decode_twist_stamped,
     encode_action_chunk,
     encode_diagnostics,
     encode_path_markers,
+    encode_point_stamped,
     encode_policy_status,
     encode_pose_stamped,
     encode_twist_stamped,
@@ -127,6 +130,24 @@ def test_twist_and_pose_round_trip(new, cdr_round_trip):
     pose = decode_pose_stamped(cdr_round_trip(encode_pose_stamped(new, [0.4, 0, 0.3], [0, 0, 0, 2.0])))
     np.testing.assert_array_equal(pose.position, [0.4, 0, 0.3])
     np.testing.assert_allclose(pose.orientation, [0, 0, 0, 1.0])
+
+
+def test_point_round_trip(new, store, cdr_round_trip):
+    msg = encode_point_stamped(new, [0.42, -0.1, 0.035], stamp=1_700_000_000.25, frame_id="world")
+    assert msg.__msgtype__ == "geometry_msgs/msg/PointStamped"
+    assert store.hash_rihs01(msg.__msgtype__).startswith("RIHS01_")  # a bag can declare it
+    point = decode_point_stamped(cdr_round_trip(msg))
+    assert point.frame_id == "world" and point.stamp == pytest.approx(1_700_000_000.25, abs=1e-6)
+    np.testing.assert_array_equal(point.point, [0.42, -0.1, 0.035])
+
+
+def test_bad_point(new):
+    with pytest.raises(ValueError, match="3 finite values"):
+        encode_point_stamped(new, [0.0, 1.0])
+    msg = encode_point_stamped(new, [0.0, 0.0, 0.0])
+    msg.point.z = float("inf")
+    with pytest.raises(MessageError, match="non_finite"):
+        decode_point_stamped(msg)
 
 
 def test_bad_twist_and_pose(new):

@@ -19,6 +19,7 @@ from vla_policy_node.msgs import (
     encode_joint_state,
     encode_joint_trajectory,
     encode_path_markers,
+    encode_point_stamped,
     encode_policy_status,
     rosbags_factory,
 )
@@ -54,6 +55,7 @@ CASES = {
               "clamp_names": ["v"], "clamp_counts": [7], "inference_latency_p99": 0.08}, stamp=3.0),
     "MarkerArray": lambda new: encode_path_markers(new, np.random.default_rng(1).normal(size=(16, 3)), stamp=4.0),
     "DiagnosticArray": lambda new: encode_diagnostics(new, [(1, "vla/x", "slow", {"k": 1})], stamp=5.0),
+    "PointStamped": lambda new: encode_point_stamped(new, [0.4, -0.1, 0.05], stamp=6.5, frame_id="world"),
 }
 
 

@@ -11,10 +11,13 @@ from vla_policy_node.msgs.diagnostics import DiagnosticEntry, decode_diagnostics
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.fields import MessageFactory, rosbags_factory
 from vla_policy_node.msgs.geometry import (
+    PointData,
     PoseData,
     TwistData,
+    decode_point_stamped,
     decode_pose_stamped,
     decode_twist_stamped,
+    encode_point_stamped,
     encode_pose_stamped,
     encode_twist_stamped,
 )
@@ -60,6 +63,7 @@ __all__ = [
     "MessageError",
     "MessageErrorCounter",
     "MessageFactory",
+    "PointData",
     "PoseData",
     "TwistData",
     "build_typestore",
@@ -73,6 +77,7 @@ __all__ = [
     "decode_joint_state",
     "decode_joint_trajectory",
     "decode_marker_points",
+    "decode_point_stamped",
     "decode_policy_status",
     "decode_pose_stamped",
     "decode_twist_stamped",
@@ -88,6 +93,7 @@ __all__ = [
     "encode_joint_state",
     "encode_joint_trajectory",
     "encode_path_markers",
+    "encode_point_stamped",
     "encode_policy_status",
     "encode_pose_stamped",
     "encode_twist_stamped",

@@ -1,4 +1,5 @@
-"""geometry_msgs TwistStamped / PoseStamped <-> numpy (MoveIt Servo's delta_twist_cmds and pose_target_cmds)."""
+"""geometry_msgs TwistStamped / PoseStamped / PointStamped <-> numpy (MoveIt Servo's delta_twist_cmds and
+pose_target_cmds; PointStamped for points such as the simulated task's target)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from vla_policy_node.msgs.stamps import header_stamp, make_header
 
 TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+POINT_STAMPED = "geometry_msgs/msg/PointStamped"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class PoseData:
     frame_id: str
     position: np.ndarray  # [3] m
     orientation: np.ndarray  # [4] unit quaternion x, y, z, w
+
+
+@dataclass(frozen=True)
+class PointData:
+    stamp: float
+    frame_id: str
+    point: np.ndarray  # [3] m
 
 
 def _vector3(new: MessageFactory, values: Any, msgtype: str, what: str) -> Any:
@@ -92,3 +101,14 @@ def decode_pose_stamped(msg: Any) -> PoseData:
         position=_xyz(pose.position, "pose.position", POSE_STAMPED),
         orientation=q / norm,
     )
+
+
+def encode_point_stamped(new: MessageFactory, point: Any, *, stamp: float = 0.0, frame_id: str = "") -> Any:
+    return new(POINT_STAMPED, header=make_header(new, stamp, frame_id),
+               point=_vector3(new, point, "geometry_msgs/msg/Point", "point"))
+
+
+def decode_point_stamped(msg: Any) -> PointData:
+    point = get_field(msg, "point", POINT_STAMPED)
+    return PointData(stamp=header_stamp(msg), frame_id=str(msg.header.frame_id),
+                     point=_xyz(point, "point", POINT_STAMPED))
