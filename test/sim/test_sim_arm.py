@@ -9,14 +9,22 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from test.ros.processes import SIM_ARM
+from test.ros.processes import REPO, SIM_ARM
+from vla_policy_node.msgs.geometry import decode_point_stamped
 from vla_policy_node.msgs.images import decode_image
 from vla_policy_node.msgs.joints import decode_joint_state, encode_float64_array, encode_joint_trajectory
+from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.ros.sim_arm_driver import RESET_TOPIC, TASK_TOPIC, SimArmDriver, SimArmParams
+from vla_policy_node.ros.sim_arm_driver import (
+    RESET_TOPIC,
+    TARGET_POINT_TOPIC,
+    TASK_TOPIC,
+    SimArmDriver,
+    SimArmParams,
+)
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.scene import BLOCK_COLORS
-from vla_policy_node.sim.tasks import HOME, TaskSampler
+from vla_policy_node.sim.tasks import HOME, TaskSampler, reach_point
 from vla_policy_node.transport.inprocess import InProcessBus
 
 
@@ -93,4 +101,48 @@ def test_driver_publishes_and_follows_trajectory_and_gripper_commands() -> None:
     peer.publisher(RESET_TOPIC, "std_msgs/msg/UInt32").publish(peer.new_message("std_msgs/msg/UInt32", data=7))
     assert driver.task.seed == 7
     np.testing.assert_allclose(driver.sim.arm_positions(), driver.task.initial_arm, atol=1e-9)
+    driver.close()
+
+
+def laid_out_reach_point(seed: int) -> np.ndarray:
+    """The reach point of task `seed` in a fresh simulation (blocks as laid out, before any physics step)."""
+    task = TaskSampler().task(seed)
+    with ArmSim({}) as sim:
+        sim.reset(task.layout, task.initial_arm)
+        return reach_point(sim, task.target)
+
+
+def test_driver_publishes_the_target_point_with_every_camera_frame() -> None:
+    robot = load_embodiment(REPO / "config" / "sim" / "sim_arm_target_state.yaml")
+    bus = InProcessBus(clock=1.0)
+    driver = SimArmDriver(bus.transport("sim_arm_driver"), robot, SimArmParams(seed=3))
+    peer = bus.transport("test")
+    seen = Collector()
+    for topic, msgtype in [(robot.joint_states.topic, "sensor_msgs/msg/JointState"),
+                           (robot.cameras[0].topic, "sensor_msgs/msg/Image"),
+                           (TARGET_POINT_TOPIC, "geometry_msgs/msg/PointStamped")]:
+        peer.subscribe(topic, msgtype, seen.sink(topic))
+    for k in range(1, 51):
+        bus.clock = 1.0 + 0.01 * k
+        driver.step()
+    peer.publisher(RESET_TOPIC, "std_msgs/msg/UInt32").publish(peer.new_message("std_msgs/msg/UInt32", data=8))
+    for k in range(51, 101):
+        bus.clock = 1.0 + 0.01 * k
+        driver.step()
+    points = [decode_point_stamped(m) for m in seen.messages[TARGET_POINT_TOPIC]]
+    frames = seen.messages[robot.cameras[0].topic]
+    assert len(points) == len(frames) == 10  # 10 Hz, one per camera frame
+    assert [p.stamp for p in points] == [header_stamp(f) for f in frames]
+    assert {p.frame_id for p in points} == {robot.base_frame} == {"world"}
+    first, second = laid_out_reach_point(3), laid_out_reach_point(8)
+    assert np.linalg.norm(first - second) > 0.05  # another task, another target
+    for p in points[:5]:
+        np.testing.assert_allclose(p.point, first, atol=1e-3)
+    for p in points[5:]:
+        np.testing.assert_allclose(p.point, second, atol=1e-3)
+    # the same value the target-state variant reports as target_x|y|z at the same instant
+    states = {round(s.stamp, 6): s for s in map(decode_joint_state, seen.messages[robot.joint_states.topic])}
+    for p in points:
+        np.testing.assert_array_equal(states[round(p.stamp, 6)].positions_for(("target_x", "target_y", "target_z")),
+                                      p.point)
     driver.close()

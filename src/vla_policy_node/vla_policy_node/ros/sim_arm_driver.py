@@ -12,6 +12,10 @@
   pose; `/sim_arm/task` (std_msgs/String, JSON) reports seed, instruction, target, tool distance, success and
   episode time with every camera frame. The instruction is only reported: whoever runs the episode gives it to
   the policy (here /vla/instruction), as an operator would;
+- ground truth for training and evaluation only: geometry_msgs/PointStamped on `/sim_arm/target_point`, the
+  task's reach point (x, y, z in metres, frame `base_frame`), stamped like and published with every camera
+  frame. Recorded demonstrations carry it into datasets as `observation.environment_state` (privileged
+  supervision); the policy node never subscribes to it, since a real robot has no such topic;
 - a state name `target_x|y|z` in the YAML's joints (the "target as state" variant,
   `config/sim/sim_arm_target_state.yaml`) is reported in the joint states as the reach point of the task;
   commands for those names are ignored.
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
+from vla_policy_node.msgs.geometry import POINT_STAMPED, encode_point_stamped
 from vla_policy_node.msgs.images import encode_image
 from vla_policy_node.msgs.joints import (
     FLOAT64_ARRAY,
@@ -60,6 +65,7 @@ NODE_NAME = "sim_arm_driver"
 UINT32 = "std_msgs/msg/UInt32"
 RESET_TOPIC = "/sim_arm/reset"
 TASK_TOPIC = "/sim_arm/task"
+TARGET_POINT_TOPIC = "/sim_arm/target_point"
 TARGET_STATE_NAMES = ("target_x", "target_y", "target_z")
 COMMAND_QOS = QosProfile(depth=100)
 
@@ -117,6 +123,7 @@ class SimArmDriver:
         self._camera_pubs = [(cam, transport.publisher(cam.topic, "sensor_msgs/msg/Image", DEFAULT_QOS))
                              for cam in embodiment.cameras]
         self._task_pub = transport.publisher(TASK_TOPIC, STRING, LATCHED_QOS)
+        self._target_pub = transport.publisher(TARGET_POINT_TOPIC, POINT_STAMPED, DEFAULT_QOS)
         self._subscriptions = [
             transport.subscribe(embodiment.controller.topic, CONTROLLER_MSGTYPES[interface], self.on_command,
                                 COMMAND_QOS),
@@ -200,6 +207,7 @@ class SimArmDriver:
                 self._next_frame = max(self._next_frame + 1.0 / self.params.camera_rate, now)
                 images = {cam.name: self.sim.render(cam.name) for cam, _ in self._camera_pubs}
                 status = self.task_status(now)
+                target = self.target_point()
         self._joint_pub.publish(encode_joint_state(self.transport.new_message, names, positions, velocities,
                                                    stamp=now))
         if frame_due:
@@ -209,13 +217,22 @@ class SimArmDriver:
                 publisher.publish(encode_image(new, images[cam.name], "rgb8", stamp=now,
                                                frame_id=f"{cam.name}_optical"))
             self._task_pub.publish(new(STRING, data=json.dumps(status)))
+            if target is not None:
+                self._target_pub.publish(encode_point_stamped(new, target, stamp=now,
+                                                              frame_id=self.embodiment.base_frame))
+
+    def target_point(self) -> np.ndarray | None:
+        """The task's reach point [3] (what `target_x|y|z` report); None before a task is laid out."""
+        if self.task is None:
+            return None
+        return reach_point(self.sim, self.task.target, self.sampler.workspace)
 
     def joint_state(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         """The embodiment's state names with the simulated values (target dims: the task's reach point)."""
         arm = dict(zip(ARM_JOINTS, self.sim.arm_positions(), strict=True))
         arm_velocity = dict(zip(ARM_JOINTS, self.sim.arm_velocities(), strict=True))
-        if self.task is not None:
-            point = reach_point(self.sim, self.task.target, self.sampler.workspace)
+        point = self.target_point()
+        if point is not None:
             arm.update(zip(TARGET_STATE_NAMES, point, strict=True))
         gripper = self.embodiment.gripper
         if gripper is not None:
