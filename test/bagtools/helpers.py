@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from vla_policy_node.bagtools.synthetic import ReachPolicy, Session, write_demonstration_bag
+from vla_policy_node.bagtools.synthetic import NS, ReachPolicy, Session, write_demonstration_bag
 from vla_policy_node.policy import Embodiment
 from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.transport.bag import BagReader, BagWriter
 
 SMALL = Session(episodes=2, episode_s=2.0, gap_s=0.6, image_size=(48, 80))
 
@@ -130,4 +133,23 @@ def recompress_mcap(src: Path, dst: Path) -> Path:
         for record in reader.iter_metadata():
             writer.add_metadata(record.name, record.metadata)
         writer.finish()
+    return dst
+
+
+def with_topic(src: Path, dst: Path, topic: str, msgtype: str, messages: Sequence[tuple[float, Any]]) -> Path:
+    """A copy of bag `src` (mcap) with `messages` ((receive time s, message) pairs) added on `topic`, all in time
+    order, as a recorder subscribed to one more topic would have written it."""
+    extra = sorted(((round(t * NS), msg) for t, msg in messages), key=lambda item: item[0])
+    with BagReader(src) as reader, BagWriter(dst) as writer:
+        for name, kind in reader.topics.items():
+            writer.add_topic(name, kind)
+        writer.add_topic(topic, msgtype)
+        k = 0
+        for item in reader.messages():
+            while k < len(extra) and extra[k][0] <= item.timestamp_ns:
+                writer.write(topic, msgtype, extra[k][1], extra[k][0])
+                k += 1
+            writer.write(item.topic, item.msgtype, item.msg, item.timestamp_ns)
+        for stamp_ns, msg in extra[k:]:
+            writer.write(topic, msgtype, msg, stamp_ns)
     return dst

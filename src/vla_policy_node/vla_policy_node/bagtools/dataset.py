@@ -6,6 +6,9 @@ node resizes them). Each episode is spooled to a temporary parquet file while it
 dataset only when its outcome is final: kept outcomes (default: success and unlabelled) get the next episode
 index, failed and discarded ones are dropped. Images are PNG in the data files (LeRobot's `image` feature).
 
+With `environment_state_topic` the dataset also gets `observation.environment_state` (see
+`resample.EnvironmentState`): privileged scene values for auxiliary training losses, never a policy input.
+
 Split: the last `val_fraction` of the kept episodes (in recording order) are the validation split
 (info.json `splits`: {"train": "0:k", "val": "k:N"}); meta/stats.json is computed over the train split only, so
 the normalization a model is trained with never saw validation data. Per-episode stats are in the episodes
@@ -34,7 +37,15 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
-from vla_policy_node.bagtools.resample import ActionSource, BagResampler, EpisodeFrames, Frame, choose_action_source
+from vla_policy_node.bagtools.resample import (
+    ActionSource,
+    BagResampler,
+    EnvironmentState,
+    EpisodeFrames,
+    Frame,
+    choose_action_source,
+    environment_state_spec,
+)
 from vla_policy_node.bagtools.topics import BagContentError, fit_embodiment_to_bag
 from vla_policy_node.policy.embodiment import ConfigError, Embodiment
 from vla_policy_node.train import lerobot_format as fmt
@@ -49,7 +60,9 @@ class ConversionError(RuntimeError):
 
 @dataclass(frozen=True)
 class ConversionConfig:
-    """fps: frames per second (default: 1 / rates.action_dt, which must then be a whole number)."""
+    """fps: frames per second (default: 1 / rates.action_dt, which must then be a whole number).
+    environment_state_topic: a PointStamped, PoseStamped or Float64MultiArray topic every bag must hold, written
+    as observation.environment_state (training-only supervision, e.g. the simulated target's position)."""
 
     fps: int | None = None
     action_source: ActionSource = "auto"
@@ -62,6 +75,7 @@ class ConversionConfig:
     png_compression: int = 3
     min_frames: int = 2
     progress: bool = False
+    environment_state_topic: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1:
@@ -71,6 +85,8 @@ class ConversionConfig:
             raise ValueError(f"keep_outcomes: unknown outcome(s) {sorted(unknown)}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError("fps must be positive")
+        if self.environment_state_topic is not None and not self.environment_state_topic.strip():
+            raise ValueError("environment_state_topic must be a topic name")
 
 
 def dataset_fps(embodiment: Embodiment, fps: int | None) -> int:
@@ -83,13 +99,17 @@ def dataset_fps(embodiment: Embodiment, fps: int | None) -> int:
     return round(rate)
 
 
-def dataset_features(embodiment: Embodiment) -> dict[str, dict[str, Any]]:
+def dataset_features(embodiment: Embodiment,
+                     environment_state: EnvironmentState | None = None) -> dict[str, dict[str, Any]]:
     features: dict[str, dict[str, Any]] = {}
     for cam in embodiment.cameras:
         features[fmt.image_key(cam.name)] = {"dtype": "image", "shape": [cam.height, cam.width, 3],
                                              "names": ["height", "width", "channels"]}
     features[fmt.STATE_KEY] = {"dtype": "float32", "shape": [embodiment.state_dim],
                                "names": list(embodiment.state_names)}
+    if environment_state is not None:
+        features[fmt.ENV_STATE_KEY] = {"dtype": "float32", "shape": [environment_state.dim],
+                                       "names": list(environment_state.names)}
     features[fmt.ACTION_KEY] = {"dtype": "float32", "shape": [embodiment.action_dim],
                                 "names": list(embodiment.action_names)}
     return {**features, **fmt.DEFAULT_FEATURES}
@@ -148,6 +168,7 @@ class _Spool:
     writer: pq.ParquetWriter | None = None
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
+    env_states: list[np.ndarray] = field(default_factory=list)
     images: dict[str, _ImageStats] = field(default_factory=dict)
     frames: int = 0
 
@@ -166,12 +187,14 @@ class _EpisodeRecord:
     outcome: str
     source: str
     source_start: float
+    env_states: np.ndarray | None = None  # [length, E] when the dataset has an environment state
 
 
 class LeRobotWriter:
     """Writes a LeRobot v3 dataset from episodes handed over by BagResampler (it is the resampler's sink)."""
 
-    def __init__(self, output: Path, embodiment: Embodiment, fps: int, config: ConversionConfig) -> None:
+    def __init__(self, output: Path, embodiment: Embodiment, fps: int, config: ConversionConfig,
+                 environment_state: EnvironmentState | None = None) -> None:
         self.output = output
         self.partial = output.with_name(output.name + ".partial")
         shutil.rmtree(self.partial, ignore_errors=True)
@@ -179,7 +202,8 @@ class LeRobotWriter:
         self.emb = embodiment
         self.fps = fps
         self.config = config
-        self.features = dataset_features(embodiment)
+        self.environment_state = environment_state
+        self.features = dataset_features(embodiment, environment_state)
         self.schema = fmt.frame_schema(self.features)
         self.cameras = list(embodiment.camera_names)
         self.spools: dict[int, _Spool] = {}
@@ -209,6 +233,9 @@ class LeRobotWriter:
                 columns[fmt.image_key(cam)].append({"bytes": self._png(rgb), "path": None})
             spool.states.append(frame.state.astype(np.float32))
             spool.actions.append(frame.action.astype(np.float32))
+            if self.environment_state is not None:
+                assert frame.environment_state is not None  # the resampler skips frames without one
+                spool.env_states.append(frame.environment_state.astype(np.float32))
         n = len(frames)
         first = spool.frames
         spool.frames += n
@@ -224,6 +251,8 @@ class LeRobotWriter:
             "index": pa.array(np.zeros(n, np.int64)),
             "task_index": pa.array(np.zeros(n, np.int64)),
         })
+        if self.environment_state is not None:
+            columns[fmt.ENV_STATE_KEY] = _fixed_list(np.stack(spool.env_states[first:]), self.environment_state.dim)
         table = pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema)
         if spool.writer is None:
             spool.writer = pq.ParquetWriter(spool.path, self.schema, compression="snappy")
@@ -291,7 +320,8 @@ class LeRobotWriter:
         self.total_frames += spool.frames
         self.records.append(_EpisodeRecord(index, task, spool.frames, self.chunk, self.file, start,
                                            np.stack(spool.states), np.stack(spool.actions), spool.images,
-                                           ep.outcome, episode.source, ep.start))
+                                           ep.outcome, episode.source, ep.start,
+                                           np.stack(spool.env_states) if spool.env_states else None))
 
     # ---------------------------------------------------------------------------------------------- finish
     def finish(self, extra_info: dict[str, Any]) -> dict[str, Any]:
@@ -358,6 +388,8 @@ class LeRobotWriter:
                  "episode_index": vector_stats(np.full(n, record.index)),
                  "index": vector_stats(np.arange(record.start, record.start + n)),
                  "task_index": vector_stats(np.full(n, self.tasks.index(record.task)))}
+        if record.env_states is not None:
+            stats[fmt.ENV_STATE_KEY] = vector_stats(record.env_states)
         for cam in self.cameras:
             stats[fmt.image_key(cam)] = record.images[cam].stats()
         return stats
@@ -401,6 +433,9 @@ class LeRobotWriter:
             "task_index": vector_stats(np.concatenate([np.full(r.length, self.tasks.index(r.task))
                                                        for r in records])),
         }
+        if self.environment_state is not None:
+            stats[fmt.ENV_STATE_KEY] = vector_stats(np.concatenate([r.env_states for r in records
+                                                                    if r.env_states is not None]))
         for cam in self.cameras:
             total = _ImageStats()
             for record in records:
@@ -443,7 +478,8 @@ def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str
     output = Path(output)
     fps = dataset_fps(embodiment, config.fps)
     start = time.perf_counter()
-    writer = LeRobotWriter(output, embodiment, fps, config)
+    environment_state = _environment_state(bags, config.environment_state_topic)
+    writer = LeRobotWriter(output, embodiment, fps, config, environment_state)
     total_bytes = 0
     action_sources = {}
     try:
@@ -455,11 +491,14 @@ def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str
                     emb = fit_embodiment_to_bag(embodiment, topics, counts)
                     source = choose_action_source(emb, topics, counts, config.action_source)
                     action_sources[str(path)] = source
+                    if environment_state is not None:
+                        _check_environment_state(reader, environment_state)
                     bar = tqdm(total=reader.message_count, unit="msg", desc=f"convert {path.name}",
                                disable=not config.progress, mininterval=0.5)
                     resampler = BagResampler(reader, emb, fps, source, writer, max_gap=config.max_gap,
                                              batch=config.row_group_frames, source=str(path),
-                                             on_message=functools.partial(bar.update, 1))
+                                             on_message=functools.partial(bar.update, 1),
+                                             environment_state=environment_state)
                     resampler.run()
                     bar.close()
                     writer.warnings += [f"{path}: {w}" for w in resampler.tracker.warnings]
@@ -470,13 +509,36 @@ def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str
             except (BagError, BagContentError) as error:
                 raise ConversionError(f"{path}: {error}") from error
             total_bytes += _bag_bytes(path)
-        info = writer.finish({"source_bags": [str(b) for b in bags], "action_source": action_sources,
-                              "dropped_episodes": writer.dropped, "warnings": writer.warnings})
+        extra: dict[str, Any] = {"source_bags": [str(b) for b in bags], "action_source": action_sources,
+                                 "dropped_episodes": writer.dropped, "warnings": writer.warnings}
+        if environment_state is not None:
+            extra["environment_state"] = {"topic": environment_state.topic, "msgtype": environment_state.msgtype}
+        info = writer.finish(extra)
     except BaseException:
         writer.abort()
         raise
     return ConversionSummary(output, info, info["total_episodes"], info["total_frames"], writer.dropped,
                              writer.warnings, time.perf_counter() - start, total_bytes)
+
+
+def _environment_state(bags: Sequence[str | Path], topic: str | None) -> EnvironmentState | None:
+    """The dataset's environment state, as the first bag has it (every bag is checked against it)."""
+    if topic is None or not bags:
+        return None
+    path = Path(bags[0])
+    try:
+        with BagReader(path) as reader:
+            return environment_state_spec(reader, topic)
+    except (BagError, BagContentError) as error:
+        raise ConversionError(f"{path}: {error}") from error
+
+
+def _check_environment_state(reader: BagReader, expected: EnvironmentState) -> None:
+    found = environment_state_spec(reader, expected.topic)
+    if found != expected:
+        raise BagContentError(f"environment state: {expected.topic} is {found.msgtype} with {found.dim} values "
+                              f"here, {expected.msgtype} with {expected.dim} in the first bag; a dataset has one "
+                              "shape")
 
 
 def _bag_bytes(path: Path) -> int:
@@ -504,6 +566,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--keep", default="success,unknown",
                         help="episode outcomes to keep (of success, unknown, failure, discarded)")
     parser.add_argument("--repo-id", dest="repo_id", default="local/vla_demonstrations")
+    parser.add_argument("--environment-state-topic", dest="environment_state_topic", default=None,
+                        help="PointStamped/PoseStamped/Float64MultiArray topic written as "
+                             "observation.environment_state (training-only supervision)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(list(argv))
@@ -517,7 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         embodiment = load_robot(args.robot)
         config = ConversionConfig(fps=args.fps, action_source=args.action_source, val_fraction=args.val_fraction,
                                   keep_outcomes=tuple(s.strip() for s in args.keep.split(",") if s.strip()),
-                                  repo_id=args.repo_id, progress=args.progress)
+                                  repo_id=args.repo_id, progress=args.progress,
+                                  environment_state_topic=args.environment_state_topic)
         dataset_fps(embodiment, config.fps)
     except (ConfigError, ValueError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

@@ -8,7 +8,10 @@ t_i = start + i / fps up to the episode's end:
   at most the camera's max_age old, decoded and resized with `fit_image` exactly as the policy node resizes;
 - action, in the embodiment's action space (`CommandSpace.to_actions`): the command in effect at t_i
   (`commands`; a controller holds its last command), or the state reached at t_(i+1) (`next_state`). A gripper
-  without a recorded command topic takes its next state.
+  without a recorded command topic takes its next state;
+- environment state (optional, `EnvironmentState`): privileged scene values for training only (e.g. the
+  simulated task's target position), sampled like a camera: the newest message stamped at or before t_i (header
+  stamp; receive time for Float64MultiArray, which has none), at most max_gap old.
 
 A frame is emitted once the bag has been read SETTLE seconds past it (late sensor messages are in by then).
 Frames missing data at an episode's start are skipped; a gap in the middle ends the episode there (with a
@@ -40,8 +43,9 @@ from vla_policy_node.bagtools.topics import (
 )
 from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
+from vla_policy_node.msgs.geometry import POINT_STAMPED, POSE_STAMPED, decode_point_stamped, decode_pose_stamped
 from vla_policy_node.msgs.images import decode_compressed_image, decode_image
-from vla_policy_node.msgs.joints import decode_float64_array, decode_joint_state
+from vla_policy_node.msgs.joints import FLOAT64_ARRAY, decode_float64_array, decode_joint_state
 from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.policy.embodiment import CameraSpec, Embodiment
 from vla_policy_node.policy.images import fit_image
@@ -59,6 +63,61 @@ class Frame:
     state: np.ndarray  # [S] float
     action: np.ndarray  # [A] float, action space
     images: dict[str, np.ndarray]  # camera -> HxWx3 uint8 at the camera's model resolution
+    environment_state: np.ndarray | None = None  # [E] float, when an EnvironmentState is read
+
+
+ENVIRONMENT_STATE_TYPES = (POINT_STAMPED, POSE_STAMPED, FLOAT64_ARRAY)
+_FIXED_NAMES = {POINT_STAMPED: ("x", "y", "z"), POSE_STAMPED: ("x", "y", "z", "qx", "qy", "qz", "qw")}
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    """Which topic holds the environment state and its values' names (their number is fixed per dataset)."""
+
+    topic: str
+    msgtype: str
+    names: tuple[str, ...]
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+
+def environment_state_spec(reader: BagReader, topic: str) -> EnvironmentState:
+    """The environment state of `topic` in this bag; BagContentError naming the topic when it cannot be read.
+
+    A Float64MultiArray's length is that of its first valid message (names "0", "1", ...)."""
+    topics = reader.topics
+    msgtype = topics.get(topic)
+    if msgtype is None:
+        raise BagContentError(f"environment state: topic {topic} is not in the bag (topics: {sorted(topics)})")
+    if msgtype not in ENVIRONMENT_STATE_TYPES:
+        raise BagContentError(f"environment state: {topic} is {msgtype}; supported types are "
+                              + ", ".join(ENVIRONMENT_STATE_TYPES))
+    if reader.message_counts.get(topic, 0) == 0:
+        raise BagContentError(f"environment state: topic {topic} has no messages")
+    if msgtype in _FIXED_NAMES:
+        return EnvironmentState(topic, msgtype, _FIXED_NAMES[msgtype])
+    for item in reader.messages([topic]):
+        try:
+            size = decode_float64_array(item.msg).size
+        except MessageError:
+            continue
+        if size == 0:
+            raise BagContentError(f"environment state: {topic} holds empty arrays")
+        return EnvironmentState(topic, msgtype, tuple(str(i) for i in range(size)))
+    raise BagContentError(f"environment state: no valid {msgtype} message on {topic}")
+
+
+def _decode_environment_state(msg: Any, msgtype: str) -> tuple[float, np.ndarray]:
+    """(stamp, values); stamp 0 when the message has no header."""
+    if msgtype == POINT_STAMPED:
+        point = decode_point_stamped(msg)
+        return point.stamp, point.point
+    if msgtype == POSE_STAMPED:
+        pose = decode_pose_stamped(msg)
+        return pose.stamp, np.concatenate([pose.position, pose.orientation])
+    return 0.0, decode_float64_array(msg)
 
 
 @dataclass
@@ -110,7 +169,8 @@ class BagResampler:
 
     def __init__(self, reader: BagReader, embodiment: Embodiment, fps: float, action_source: str, sink: EpisodeSink,
                  *, max_gap: float = 0.25, batch: int = 32, source: str = "",
-                 on_message: Callable[[], None] | None = None) -> None:
+                 on_message: Callable[[], None] | None = None,
+                 environment_state: EnvironmentState | None = None) -> None:
         self.reader = reader
         self.emb = embodiment
         self.period = 1.0 / fps
@@ -141,6 +201,15 @@ class BagResampler:
         self.has_marks = topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT and counts.get(EPISODE_EVENT_TOPIC, 0) > 0
         if self.has_marks:
             self.roles[EPISODE_EVENT_TOPIC] = ("episode_event", None)
+        self.environment_state = environment_state
+        self.env_signal: Signal | None = None
+        if environment_state is not None:
+            taken = self.roles.get(environment_state.topic)
+            if taken is not None:
+                raise BagContentError(f"environment state: {environment_state.topic} is already read as the "
+                                      f"{taken[0].replace('_', ' ')}")
+            self.env_signal = Signal(environment_state.dim, "hold", max_age=max_gap)
+            self.roles[environment_state.topic] = ("environment_state", None)
         self.tracker = EpisodeTracker()
         self.errors = MessageErrorCounter()
         self.queue: list[EpisodeFrames] = []  # episodes being made (head) or waiting to be made
@@ -206,6 +275,8 @@ class BagResampler:
             value = self.errors.decode(decode_float64_array, msg, 1, topic=topic)
             if value is not None and self.gripper_command is not None:
                 self.gripper_command.append(t, value)
+        elif role == "environment_state":
+            self._take_environment_state(topic, msg, t)
         elif role == "instruction":
             self.tracker.set_instruction(str(msg.data))
         elif role == "episode_event":
@@ -213,6 +284,17 @@ class BagResampler:
                 self.tracker.apply_event(decode_episode_event(msg))
             except ValueError as error:
                 self.tracker.warnings.append(f"t={t:.3f}: bad episode event: {error}")
+
+    def _take_environment_state(self, topic: str, msg: Any, t: float) -> None:
+        assert self.environment_state is not None and self.env_signal is not None
+        decoded = self.errors.decode(_decode_environment_state, msg, self.environment_state.msgtype, topic=topic)
+        if decoded is None:
+            return
+        stamp, values = decoded
+        if values.size != self.environment_state.dim:  # the dataset feature has one shape
+            raise BagContentError(f"environment state: {topic} changed length from {self.environment_state.dim} to "
+                                  f"{values.size} values at t={t:.3f}; it must be fixed")
+        self.env_signal.append(stamp if stamp > 0 else t, values)
 
     def _new_episodes(self) -> None:
         """Queue episodes the marks have started; a START also makes earlier outcomes final."""
@@ -272,10 +354,16 @@ class BagResampler:
             if image is None:
                 return None, f"image of camera {cam.name!r}"
             images[cam.name] = image
+        environment_state = None
+        if self.env_signal is not None and self.environment_state is not None:
+            values, ok = self.env_signal.sample(np.array([t]))
+            if not ok[0]:
+                return None, f"environment state on {self.environment_state.topic}"
+            environment_state = values[0]
         action = self._action(t, state[0])
         if action is None:
             return None, "command" if self.action_source == "commands" else "next joint state"
-        return Frame(t, state[0], action, images), ""
+        return Frame(t, state[0], action, images, environment_state), ""
 
     def _image(self, cam: CameraSpec, t: float) -> np.ndarray | None:
         chosen = None
@@ -330,7 +418,7 @@ class BagResampler:
             buffer = self.images[cam.name]
             while len(buffer) > 1 and buffer[1][0] <= needed:
                 buffer.popleft()
-        for signal in (self.state, self.arm_command, self.gripper_command):
+        for signal in (self.state, self.arm_command, self.gripper_command, self.env_signal):
             if signal is not None:
                 signal.drop_before(needed - 1.0)
 

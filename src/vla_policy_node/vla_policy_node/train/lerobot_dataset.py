@@ -3,8 +3,10 @@ features): the `SampleDataset` the Trainer reads.
 
 Sample i is frame i of the chosen split: its images and state, the instruction of its task, and the H actions
 from that frame on (padded with the episode's last action past its end, `valid` False there), in physical
-units. Numeric columns are loaded once (small); images stay in the parquet files and are read per row group
-through a small cache, so memory does not grow with the dataset. Needs pyarrow, numpy and OpenCV only.
+units; `env_state` is the frame's observation.environment_state when the dataset has one (training-only
+supervision), else None. Numeric columns are loaded once (small); images stay in the parquet files and are
+read per row group through a small cache, so memory does not grow with the dataset. Needs pyarrow, numpy and
+OpenCV only.
 """
 
 from __future__ import annotations
@@ -66,11 +68,16 @@ class LeRobotSamples:
     def _load_columns(self) -> None:
         """State, action, episode, task and each row's place (file, row group, offset); images stay on disk."""
         columns = [fmt.STATE_KEY, fmt.ACTION_KEY, "episode_index", "task_index", "index"]
-        states, actions, episodes, tasks, indices, places = [], [], [], [], [], []
+        has_env = fmt.ENV_STATE_KEY in self.info.features
+        if has_env:
+            columns.append(fmt.ENV_STATE_KEY)
+        states, actions, episodes, tasks, indices, places, env_states = [], [], [], [], [], [], []
         for f, path in enumerate(self._files):
             parquet = pq.ParquetFile(path)
             table = parquet.read(columns=columns)
             states.append(_matrix(table.column(fmt.STATE_KEY)))
+            if has_env:
+                env_states.append(_matrix(table.column(fmt.ENV_STATE_KEY)))
             actions.append(_matrix(table.column(fmt.ACTION_KEY)))
             episodes.append(table.column("episode_index").to_numpy())
             tasks.append(table.column("task_index").to_numpy())
@@ -84,6 +91,7 @@ class LeRobotSamples:
         self._episode = np.concatenate(episodes)[order]
         self._task = np.concatenate(tasks)[order]
         self._place = np.concatenate(places)[order]
+        self._env_state = np.concatenate(env_states)[order] if has_env else None
         # the row after each episode's last frame
         change = np.nonzero(np.diff(self._episode))[0] + 1
         bounds = np.concatenate([[0], change, [len(self._episode)]])
@@ -108,6 +116,7 @@ class LeRobotSamples:
             instruction=self.tasks[task] if 0 <= task < len(self.tasks) else "",
             tag=self.tag,
             valid=valid,
+            env_state=None if self._env_state is None else self._env_state[row].astype(np.float64),
         )
 
     def _images(self, row: int) -> dict[str, np.ndarray]:
@@ -134,6 +143,17 @@ class LeRobotSamples:
                 raise fmt.DatasetFormatError(f"{self._files[f]}: cannot decode the {key} image of row {offset}")
             images[camera] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return images
+
+    @property
+    def env_state_names(self) -> tuple[str, ...] | None:
+        """Names of the env_state values (e.g. x, y, z); None when the dataset has no environment state."""
+        feature = self.info.features.get(fmt.ENV_STATE_KEY)
+        if feature is None:
+            return None
+        names = feature.get("names")
+        if isinstance(names, list) and names:
+            return tuple(str(n) for n in names)
+        return tuple(str(i) for i in range(int(feature["shape"][0])))  # unnamed (other writers): by index
 
     @property
     def episodes(self) -> list[int]:

@@ -8,6 +8,10 @@
     data/chunk-{chunk:03d}/file-{file:03d}.parquet  one row per frame: observation.state, action,
                                                     observation.images.<camera> (PNG, as HF `Image`), timestamp,
                                                     frame_index, episode_index, index, task_index
+                                                    [, observation.environment_state]
+
+observation.environment_state (LeRobot's name for privileged scene state, e.g. a target's position) is
+optional: training may use it for auxiliary losses, the policy never sees it.
 
 Images are stored as LeRobot stores features of dtype "image": an Arrow struct {bytes, path} holding the PNG.
 Only pyarrow and numpy are needed here (no torch, no ROS).
@@ -37,6 +41,7 @@ EPISODES_PATH = EPISODES_DIR + "/" + CHUNK_FILE_PATTERN + ".parquet"
 VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE_PATTERN + ".mp4"
 
 STATE_KEY = "observation.state"
+ENV_STATE_KEY = "observation.environment_state"
 ACTION_KEY = "action"
 IMAGE_PREFIX = "observation.images."
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
