@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from test.ros.processes import REPO
+from test.ros.processes import REPO, SIM_ARM
+from test.sim.helpers import laid_out_reach_point
 from vla_policy_node.bagtools.episodes import EventKind
+from vla_policy_node.msgs.geometry import decode_point_stamped
 from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.simeval.demos import demonstration_dataset
+from vla_policy_node.ros.sim_arm_driver import TARGET_POINT_TOPIC
+from vla_policy_node.simeval.demos import TRAIN_SEEDS_FROM, demonstration_dataset
+from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+from vla_policy_node.transport.bag import read_bag
 
 TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 
@@ -27,3 +33,26 @@ def test_expert_succeeds_and_demonstrations_round_trip(tmp_path) -> None:
     assert np.abs(sample.actions[-1, :6] - sample.state[:6]).max() > 0.1
     np.testing.assert_allclose(sample.actions[:, 6:9], np.repeat(sample.state[None, 6:9], 16, 0), atol=1e-3)
     assert EventKind.SUCCESS == 2  # episodes were marked SUCCESS, so the converter kept them all
+
+
+def test_demonstrations_carry_the_target_as_environment_state(tmp_path) -> None:
+    robot = load_embodiment(SIM_ARM)  # images + joints only: the target is nowhere in the state
+    stats, summary = demonstration_dataset(robot, tmp_path, 3)
+    assert stats.successes == summary.episodes == 3  # all kept: dataset episode i is task TRAIN_SEEDS_FROM + i
+    points = [decode_point_stamped(m.msg) for m in read_bag(tmp_path / "bag", [TARGET_POINT_TOPIC])]
+    cameras = list(read_bag(tmp_path / "bag", [robot.cameras[0].topic]))
+    assert len(points) == len(cameras) and {p.frame_id for p in points} == {robot.base_frame}
+    assert summary.info["features"][fmt.ENV_STATE_KEY] == {"dtype": "float32", "shape": [3],
+                                                           "names": ["x", "y", "z"]}
+    samples = LeRobotSamples(tmp_path / "dataset", split=None, horizon=1)
+    assert samples.env_state_names == ("x", "y", "z")
+    episode = pq.read_table(tmp_path / "dataset" / fmt.data_path(0, 0), columns=["episode_index"]).column(0)
+    episode = episode.to_numpy()
+    targets = [laid_out_reach_point(TRAIN_SEEDS_FROM + i) for i in range(3)]
+    # the tasks' targets lie farther apart than the tolerance below: each episode must have its own
+    assert min(np.linalg.norm(targets[i] - targets[j]) for i in range(3) for j in range(i)) > 0.005
+    for i, target in enumerate(targets):
+        rows = np.nonzero(episode == i)[0]
+        assert len(rows) > 10
+        for row in rows:
+            np.testing.assert_allclose(samples[int(row)].env_state, target, atol=2e-3)

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from test.ros.processes import REPO, SIM_ARM
+from test.sim.helpers import laid_out_reach_point
 from vla_policy_node.msgs.geometry import decode_point_stamped
 from vla_policy_node.msgs.images import decode_image
 from vla_policy_node.msgs.joints import decode_joint_state, encode_float64_array, encode_joint_trajectory
@@ -24,7 +25,7 @@ from vla_policy_node.ros.sim_arm_driver import (
 )
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.scene import BLOCK_COLORS
-from vla_policy_node.sim.tasks import HOME, TaskSampler, reach_point
+from vla_policy_node.sim.tasks import HOME, TaskSampler
 from vla_policy_node.transport.inprocess import InProcessBus
 
 
@@ -102,14 +103,6 @@ def test_driver_publishes_and_follows_trajectory_and_gripper_commands() -> None:
     assert driver.task.seed == 7
     np.testing.assert_allclose(driver.sim.arm_positions(), driver.task.initial_arm, atol=1e-9)
     driver.close()
-
-
-def laid_out_reach_point(seed: int) -> np.ndarray:
-    """The reach point of task `seed` in a fresh simulation (blocks as laid out, before any physics step)."""
-    task = TaskSampler().task(seed)
-    with ArmSim({}) as sim:
-        sim.reset(task.layout, task.initial_arm)
-        return reach_point(sim, task.target)
 
 
 def test_driver_publishes_the_target_point_with_every_camera_frame() -> None:

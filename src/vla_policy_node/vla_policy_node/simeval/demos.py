@@ -8,6 +8,10 @@ one-point JointTrajectory messages at the control rate on the arm controller's t
 (START, then SUCCESS/FAILURE); `vla_bag_to_dataset`'s converter turns the bag into a LeRobot v3 dataset whose
 actions are the recorded commands. Everything runs in one process on a simulated clock (InProcessBus), so 100
 demonstrations take seconds, not minutes, and are the same on every machine.
+
+The recorder also takes the driver's ground-truth target (`/sim_arm/target_point`, PointStamped), and the
+dataset carries it as `observation.environment_state` [x, y, z]: supervision for auxiliary training losses only,
+which the policy never receives.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import numpy as np
 from vla_policy_node.bagtools.dataset import ConversionConfig, ConversionSummary, convert_bags
 from vla_policy_node.bagtools.episodes import EventKind
 from vla_policy_node.bagtools.record import RecordConfig, Recorder
+from vla_policy_node.msgs.geometry import POINT_STAMPED
 from vla_policy_node.msgs.joints import JOINT_TRAJECTORY, encode_float64_array, encode_joint_trajectory
 from vla_policy_node.policy.embodiment import Embodiment, load_embodiment
-from vla_policy_node.ros.sim_arm_driver import SimArmDriver, SimArmParams
+from vla_policy_node.ros.sim_arm_driver import TARGET_POINT_TOPIC, SimArmDriver, SimArmParams
 from vla_policy_node.sim.arm import GRIPPER_OPEN
 from vla_policy_node.sim.expert import ExpertConfig, ReachExpert
 from vla_policy_node.transport.inprocess import InProcessBus
@@ -50,7 +55,8 @@ def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[in
     start_wall = time.perf_counter()
     bus = InProcessBus(clock=1.0)
     driver = SimArmDriver(bus.transport("sim_arm_driver"), robot, SimArmParams(seed=int(seeds[0])))
-    recorder = Recorder(bus.transport("vla_record"), robot, bag, RecordConfig(storage=storage))
+    recorder = Recorder(bus.transport("vla_record"), robot, bag,
+                        RecordConfig(storage=storage, extra_topics={TARGET_POINT_TOPIC: POINT_STAMPED}))
     teleop = bus.transport("sim_expert")
     arm_pub = teleop.publisher(robot.controller.topic, JOINT_TRAJECTORY)
     gripper_pub = teleop.publisher(robot.gripper.topic, "std_msgs/msg/Float64MultiArray") if robot.gripper else None
@@ -103,7 +109,8 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
 
         shutil.rmtree(bag)
     stats = record_demonstrations(robot, bag, range(first_seed, first_seed + episodes), storage=storage)
-    summary = convert_bags([bag], robot, output / "dataset", ConversionConfig(val_fraction=0.0))
+    summary = convert_bags([bag], robot, output / "dataset",
+                           ConversionConfig(val_fraction=0.0, environment_state_topic=TARGET_POINT_TOPIC))
     return stats, summary
 
 
