@@ -42,6 +42,9 @@ setup(
         "sim": ["mujoco==3.3.0"],
         # BabyAI (minigrid) with its bot, for the discrete half of the action-space-adapter study
         "babyai": ["minigrid==3.2.0", "gymnasium==1.4.0"],
+        # Meta-World (MT1 tasks and their scripted experts) for the benchmark evaluation; metaworld 3.1.1 pins
+        # mujoco==3.3.0 (the `sim` pin) and needs gymnasium>=1.1 (the `babyai` pin satisfies it)
+        "metaworld": ["metaworld==3.1.1", "mujoco==3.3.0", "gymnasium==1.4.0"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     zip_safe=True,
