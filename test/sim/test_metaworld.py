@@ -1,0 +1,189 @@
+"""Meta-World bench: seeded layouts render and replay exactly, the scripted expert solves its task (it is the
+teacher), samples line up with the expert's steps, the policy runs in receding horizon, and a short training run
+lowers the loss. The real closed-loop measurement is the CLI's (README); these take well under a minute."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("metaworld")
+
+from test.ros.processes import REPO
+from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.policy.embodiment import load_embodiment
+from vla_policy_node.simeval import metaworld_eval
+from vla_policy_node.simeval.metaworld_data import demonstrations, episode_samples, expert_episode
+from vla_policy_node.simeval.metaworld_env import MetaWorldEnv, MetaWorldEnvConfig
+from vla_policy_node.simeval.metaworld_eval import (
+    ChunkController,
+    ExpertController,
+    MetaWorldEvalConfig,
+    build_model,
+    run_episodes,
+    train_model,
+)
+from vla_policy_node.train.data import fit_normalization
+
+ROBOT = load_embodiment(REPO / "config" / "sim" / "metaworld_sawyer.yaml")
+CAMERA = ROBOT.cameras[0]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reach():
+    env = MetaWorldEnv(MetaWorldEnvConfig(task="reach-v3", height=CAMERA.height, width=CAMERA.width))
+    yield env
+    env.close()
+
+
+def test_embodiment_is_the_robot_part_of_metaworld() -> None:
+    assert ROBOT.state_names == ("hand_x", "hand_y", "hand_z", "gripper")
+    assert ROBOT.action_names == ("delta_hand_x", "delta_hand_y", "delta_hand_z", "gripper")
+    assert (ROBOT.gripper.lower, ROBOT.gripper.upper) == (-1.0, 1.0)
+
+
+def test_renders_the_configured_size(reach) -> None:
+    reach.reset(0)
+    image = reach.render()
+    assert image.shape == (CAMERA.height, CAMERA.width, 3) and image.dtype == np.uint8
+    assert image.std() > 10  # a scene, not a blank buffer
+    env = MetaWorldEnv(MetaWorldEnvConfig(task="push-v3", height=48, width=64))  # a second GL context, not square
+    try:
+        env.reset(0)
+        other = env.render()
+        assert other.shape == (48, 64, 3) and other.std() > 10
+    finally:
+        env.close()
+
+
+def test_a_layout_replays_exactly_whatever_ran_before(reach) -> None:
+    actions = np.random.default_rng(0).uniform(-1, 1, (15, 4))
+
+    def rollout(layout: int) -> tuple[np.ndarray, np.ndarray]:
+        obs = reach.reset(layout)
+        first = reach.render()
+        for a in actions:
+            obs, _ = reach.step(a)
+        return np.concatenate([first.ravel(), reach.render().ravel()]), obs
+
+    image_a, obs_a = rollout(7)
+    image_other, obs_other = rollout(8)
+    image_b, obs_b = rollout(7)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    np.testing.assert_array_equal(image_a, image_b)
+    assert not np.array_equal(obs_a[-3:], obs_other[-3:])  # another layout: another goal
+    assert not np.array_equal(image_a, image_other)
+
+
+def test_layouts_beyond_one_benchmark_are_distinct(reach) -> None:
+    goals = [reach.reset(k)[-3:] for k in (0, 49, 50, 10_000)]
+    assert len({tuple(g) for g in goals}) == 4
+
+
+def test_expert_solves_reach(reach) -> None:
+    report = run_episodes(reach, ExpertController(), range(10))
+    assert report.success_rate >= 0.9, report.summary()
+
+
+def test_samples_line_up_with_the_expert_steps(reach) -> None:
+    episode = expert_episode(reach, 10_003)
+    assert episode.success
+    horizon = 16
+    samples = episode_samples(episode, horizon=horizon, camera=CAMERA.name, instruction="reach", tag=ROBOT.tag)
+    steps = len(episode.actions)
+    assert len(samples) == steps > horizon
+    for t, s in enumerate(samples):
+        assert s.images[CAMERA.name].shape == (CAMERA.height, CAMERA.width, 3)
+        assert s.state.shape == (4,) and s.actions.shape == (horizon, 4)
+        np.testing.assert_array_equal(s.actions[0], episode.actions[t])
+        live = min(horizon, steps - t)
+        np.testing.assert_array_equal(s.valid, np.arange(horizon) < live)
+        np.testing.assert_array_equal(s.actions[:live], np.asarray(episode.actions[t:t + live]))
+        assert np.all(np.abs(s.actions) <= 1.0)
+    # sample t shows the scene before step t: replay t expert actions and compare image and state
+    t = 9
+    obs = reach.reset(10_003)
+    for a in episode.actions[:t]:
+        obs, _ = reach.step(a)
+    np.testing.assert_array_equal(samples[t].images[CAMERA.name], reach.render())
+    np.testing.assert_array_equal(samples[t].state, obs[:4])
+
+
+def test_failed_expert_episodes_are_left_out(reach) -> None:
+    short = MetaWorldEnv(MetaWorldEnvConfig(task="reach-v3", height=32, width=32, max_steps=5))
+    try:
+        samples, stats = demonstrations(short, [0, 1], horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
+        kept, _ = demonstrations(short, [0, 1], horizon=16, camera=CAMERA.name, tag=ROBOT.tag, keep_failures=True)
+    finally:
+        short.close()
+    assert samples == [] and stats.successes == [False, False]
+    assert len(kept) == 10
+
+
+class RecordingPolicy(VLAPolicy):
+    chunks: list[np.ndarray]
+
+    def infer(self, observation, *, prefix=None):
+        chunk = super().infer(observation, prefix=prefix)
+        self.chunks.append(chunk.actions)
+        return chunk
+
+
+class RecordingEnv(MetaWorldEnv):
+    sent: list[np.ndarray]
+
+    def step(self, action):
+        self.sent.append(np.array(action))
+        return super().step(action)
+
+
+def test_policy_runs_receding_horizon(reach) -> None:
+    config = MetaWorldEvalConfig(image_size=56)
+    samples, _ = demonstrations(reach, [10_000], horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
+    policy = RecordingPolicy(build_model(ROBOT, config), fit_normalization(samples), ROBOT)
+    policy.chunks = []
+    env = RecordingEnv(MetaWorldEnvConfig(task="reach-v3", height=CAMERA.height, width=CAMERA.width, max_steps=14))
+    env.sent = []
+    try:
+        report = run_episodes(env, ChunkController(policy, execute=6), [3])
+    finally:
+        env.close()
+    assert report.lengths == [14] and len(report.latency_ms) == len(policy.chunks) == 3  # ceil(14 / 6)
+    assert all(c.shape == (16, 4) for c in policy.chunks)
+    np.testing.assert_array_equal(np.asarray(env.sent),
+                                  np.concatenate([policy.chunks[0][:6], policy.chunks[1][:6], policy.chunks[2][:2]]))
+
+
+def test_short_training_lowers_the_loss(reach, tmp_path) -> None:
+    samples, _ = demonstrations(reach, range(10_000, 10_004), horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
+    config = MetaWorldEvalConfig(steps=100, batch_size=8, warmup_steps=10, image_size=56)
+    _, _, losses, _ = train_model(ROBOT, samples, config, tmp_path / "run")
+    first, last = float(np.mean(losses[:10])), float(np.mean(losses[-20:]))
+    assert last <= 0.7 * first, (first, last)
+
+
+def test_cli_writes_the_summary(tmp_path) -> None:
+    out = tmp_path / "out"
+    assert metaworld_eval.main(["--task", "reach-v3", "--demos", "2", "--steps", "3", "--warmup-steps", "1",
+                                "--batch-size", "2", "--image-size", "56", "--episodes", "2", "--max-steps", "80",
+                                "--robot-config", str(REPO / "config/sim/metaworld_sawyer.yaml"),
+                                "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["demonstrations"]["episodes"] == 2 and summary["training"]["steps"] == 3
+    evaluation = summary["evaluation"]
+    for name in ("trained", "expert", "random_init"):
+        assert evaluation[name]["episodes"] == 2
+    trained = evaluation["trained"]
+    assert trained["latency_ms"]["inferences"] == sum(-(-n // 8) for n in trained["lengths"])  # execute=8
+    assert "latency_ms" not in evaluation["expert"]
