@@ -78,6 +78,10 @@ class BackboneConfig:
     processor_kwargs: forwarded to the processor's `from_pretrained` (e.g. Qwen's `max_pixels`, the per-camera
         token budget) or, without a source, to `tiny.build_tiny_processor` (e.g. `image_size`). Not used by
         `from_checkpoint_dir`: the saved processor already carries them.
+    instruction_first: put the instruction before the camera images in the prompt. In a causal decoder the
+        image tokens can then attend to the task text (language-conditioned vision, as FiLM does in RT-1), which
+        lets a small model learn which object the instruction names; with images first only the text tokens see
+        both. Default False: the order the families' chat formats use for image questions.
     """
 
     family: str = "qwen2_5_vl"  # qwen2_5_vl | qwen3_vl | paligemma | idefics3 | smolvlm | auto
@@ -93,6 +97,7 @@ class BackboneConfig:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     gradient_checkpointing: bool = False
     padding_side: str = "right"  # "left" for token action heads (KV-cache decoding after the prompt)
+    instruction_first: bool = False
 
     def __post_init__(self) -> None:
         if self.source is None and self.model_config is None:
@@ -227,7 +232,8 @@ class Backbone(nn.Module):
             if len(ids) > limit:
                 instruction = self.processor.tokenizer.decode(ids[:limit])
         content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
-        content.append({"type": "text", "text": instruction})
+        text = {"type": "text", "text": instruction}
+        content = [text, *content] if self.config.instruction_first else [*content, text]
         return self.processor.apply_chat_template([{"role": "user", "content": content}],
                                                   add_generation_prompt=True, tokenize=False)
 

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
 from vla_policy_node.model.heads import build_head, head_config_from_dict, head_config_to_dict
 from vla_policy_node.model.vla import EmbodimentSlot, VLAConfig, VLAModel
@@ -45,6 +46,7 @@ def vla_config_to_dict(config: VLAConfig) -> dict[str, Any]:
         "backbone": config.backbone.to_dict(),
         "head": head_config_to_dict(config.head),
         "embodiments": [s.to_dict() for s in config.embodiments],
+        **({"aux": config.aux.to_dict()} if config.aux is not None else {}),
     }
 
 
@@ -56,6 +58,7 @@ def vla_config_from_dict(data: dict[str, Any]) -> VLAConfig:
             backbone=BackboneConfig.from_dict(data["backbone"]),
             head=head_config_from_dict(data["head"]),
             embodiments=tuple(EmbodimentSlot.from_dict(s) for s in data["embodiments"]),
+            aux=AuxProbeConfig.from_dict(data.get("aux")),
         )
     except KeyError as exc:
         raise CheckpointError(f"{CONFIG_FILE}: missing entry {exc}") from exc

@@ -8,6 +8,7 @@ Model configs take their token ids and vocabulary size from that tokenizer, so t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +163,9 @@ def tiny_model_config(family: str, processor: ProcessorMixin, *, num_layers: int
         if name == "qwen2_5_vl":
             vision.update(window_size=2 * patch * 2, fullatt_block_indexes=[1])
         else:
-            vision.update(num_position_embeddings=16, deepstack_visual_indexes=[0])
+            # one learnt absolute position per patch of the configured image (Qwen3-VL interpolates otherwise)
+            side = math.isqrt(processor.image_processor.size["shortest_edge"]) // patch
+            vision.update(num_position_embeddings=side * side, deepstack_visual_indexes=[0])
         return {
             "model_type": name, "text_config": text, "vision_config": vision,
             "image_token_id": ids("<|image_pad|>"), "video_token_id": ids("<|video_pad|>"),
@@ -204,8 +207,9 @@ def tiny_backbone_config(family: str, *, select_layer: int = 2, num_layers: int 
 TINY_HEAD: dict[str, Any] = dict(dim=32, layers=2, heads=4, adapter_layers=1, max_state_dim=16, max_action_dim=8,
                                  max_embodiments=4, num_future_tokens=4)
 
+
 def build_tiny_vla(embodiments: list, family: str = "qwen2_5_vl", *, image_size: int | None = None,
-                   backbone_overrides: dict[str, Any] | None = None, **head_overrides: Any):
+                   backbone_overrides: dict[str, Any] | None = None, aux: Any = None, **head_overrides: Any):
     """A randomly initialized tiny VLAModel (backbone + flow head) for the given embodiments.
 
     The processor resizes camera frames to its own size (TINY_IMAGE_SIZE), whatever the cameras deliver.
@@ -213,4 +217,4 @@ def build_tiny_vla(embodiments: list, family: str = "qwen2_5_vl", *, image_size:
     from vla_policy_node.model.vla import VLAModel  # local: vla imports this module's siblings
 
     cfg = tiny_backbone_config(family, image_size=image_size, **(backbone_overrides or {}))
-    return VLAModel.build(cfg, {**TINY_HEAD, **head_overrides}, embodiments)
+    return VLAModel.build(cfg, {**TINY_HEAD, **head_overrides}, embodiments, aux=aux)

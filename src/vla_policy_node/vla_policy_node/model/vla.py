@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vla_policy_node.model.aux_probe import AuxProbe, AuxProbeConfig
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
 from vla_policy_node.model.flow_head import FlowHeadConfig, HeadContext
 from vla_policy_node.model.heads import HeadConfig, build_head, head_type
@@ -87,8 +88,12 @@ class VLAConfig:
     backbone: BackboneConfig
     head: HeadConfig
     embodiments: tuple[EmbodimentSlot, ...] = field(default_factory=tuple)
+    aux: AuxProbeConfig | None = None  # auxiliary env-state target (training loss only; model/aux_probe.py)
 
     def __post_init__(self) -> None:
+        if self.aux is not None and head_type(self.head) != "flow":
+            raise ValueError("the auxiliary env-state probe reads the flow head's context; this head is "
+                             f"{head_type(self.head)!r}")
         tags = [s.tag for s in self.embodiments]
         if len(set(tags)) != len(tags):
             raise ValueError(f"duplicate embodiment tags: {tags}")
@@ -121,14 +126,16 @@ class VLAModel(nn.Module):
         if check is not None:
             check(backbone)
         self._slots = {s.tag: s for s in config.embodiments}
+        self.aux_probe = AuxProbe(config.aux, config.head.dim) if config.aux is not None else None
+        self.last_loss_terms: dict[str, float] = {}
 
     @classmethod
     def build(cls, backbone_config: BackboneConfig, head_overrides: dict[str, Any] | None,
-              embodiments: list[Embodiment]) -> VLAModel:
+              embodiments: list[Embodiment], aux: AuxProbeConfig | None = None) -> VLAModel:
         """A fresh model (backbone from its source or config, head randomly initialized)."""
         backbone = Backbone.build(backbone_config)
         head_cfg = FlowHeadConfig(backbone_dim=backbone.hidden_size, **(head_overrides or {}))
-        config = VLAConfig(backbone=backbone_config, head=head_cfg, embodiments=make_slots(embodiments))
+        config = VLAConfig(backbone=backbone_config, head=head_cfg, embodiments=make_slots(embodiments), aux=aux)
         return cls(config, backbone)
 
     def slot(self, tag: str) -> EmbodimentSlot:
@@ -153,8 +160,28 @@ class VLAModel(nn.Module):
         return head_type(self.config.head)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """batch: inputs, state [B, S], actions [B, H, A], action_mask [B, H, A], category [B]."""
+        """batch: inputs, state [B, S], actions [B, H, A], action_mask [B, H, A], category [B]; with an aux probe
+        also env_state [B, E] (normalized). The terms of the last call are kept in `last_loss_terms` (logging)."""
         if self.head_type != "flow":  # an action-space adapter runs the backbone its own way (KV-cache decoding)
             return self.head.loss(self.backbone, batch)
         ctx = self.encode(batch["inputs"], batch["state"], batch["category"])
-        return self.head.loss(ctx, batch["actions"], batch["action_mask"])
+        action_loss = self.head.loss(ctx, batch["actions"], batch["action_mask"])
+        self.last_loss_terms = {"action_loss": float(action_loss.detach())}
+        if self.aux_probe is None:
+            return action_loss
+        if "env_state" not in batch:
+            raise ValueError("this model has an auxiliary env-state probe; the batch has no env_state")
+        aux_loss = self.aux_probe.loss(ctx.features, ctx.mask, batch["env_state"])
+        self.last_loss_terms["aux_loss"] = float(aux_loss.detach())
+        return action_loss + self.aux_probe.config.weight * aux_loss
+
+    @torch.inference_mode()
+    def predict_env_state(self, inputs: dict[str, torch.Tensor], state: torch.Tensor,
+                          category: torch.Tensor) -> torch.Tensor:
+        """The aux probe's estimate in physical units [B, E] (diagnostics; the policy never needs it)."""
+        if self.aux_probe is None:
+            raise ValueError("this model has no auxiliary env-state probe")
+        ctx = self.encode(inputs, state, category)
+        cfg = self.aux_probe.config
+        pred = self.aux_probe(ctx.features, ctx.mask).float()
+        return pred * torch.tensor(cfg.std, device=pred.device) + torch.tensor(cfg.mean, device=pred.device)

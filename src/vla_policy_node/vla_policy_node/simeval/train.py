@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.policy.embodiment import Embodiment, load_embodiment
 from vla_policy_node.train.data import Sample
@@ -35,8 +37,12 @@ class SimTrainConfig:
     batch_size: int = 16
     lr: float = 3e-4
     warmup_steps: int = 100
-    image_size: int = 56  # the tiny processor's input: a multiple of 28
+    family: str = "qwen2_5_vl"  # a supported transformers family (model/families.py), tiny config
+    image_size: int = 56  # the tiny processor's input: a multiple of 2 patches (28 for Qwen2.5-VL, 32 for Qwen3-VL)
     head_dim: int = 64
+    horizon: int = 16
+    instruction_first: bool = False  # prompt layout (BackboneConfig.instruction_first)
+    aux_weight: float = 0.0  # > 0: auxiliary env-state target (the dataset's observation.environment_state)
     seed: int = 0
     threads: int = 2
 
@@ -54,19 +60,32 @@ class InMemorySamples:
         return self.samples[index]
 
 
-def build_model(robot: Embodiment, config: SimTrainConfig):
+def build_model(robot: Embodiment, config: SimTrainConfig, aux: AuxProbeConfig | None = None):
     torch.manual_seed(config.seed)
-    return build_tiny_vla([robot], image_size=config.image_size, backbone_overrides={"freeze": False},
-                          dim=config.head_dim, max_state_dim=16, max_action_dim=16)
+    return build_tiny_vla([robot], config.family, image_size=config.image_size, aux=aux,
+                          backbone_overrides={"freeze": False, "instruction_first": config.instruction_first},
+                          dim=config.head_dim, horizon=config.horizon, max_state_dim=16, max_action_dim=16)
+
+
+def aux_config(source: LeRobotSamples, samples: InMemorySamples, weight: float) -> AuxProbeConfig | None:
+    """The aux probe for the dataset's environment state (None when weight is 0)."""
+    if weight <= 0:
+        return None
+    values = [s.env_state for s in samples.samples]
+    if any(v is None for v in values):
+        raise ValueError(f"aux_weight {weight} needs observation.environment_state in {source.root}; record the "
+                         "demonstrations with it (simeval.demos does)")
+    return AuxProbeConfig.fit(tuple(source.env_state_names), np.stack(values), weight)
 
 
 def train(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config: SimTrainConfig,
           *, until: int | None = None, progress: bool = False) -> tuple[Path, list[float], float]:
     """Train from scratch (or resume) into `output`; (final checkpoint dir, losses, seconds)."""
     torch.set_num_threads(config.threads)
-    model = build_model(robot, config)
-    source = LeRobotSamples(dataset_dir, split=None, horizon=model.config.head.horizon, tag=robot.tag)
-    trainer = Trainer(model, source.normalization(), InMemorySamples(source), TrainConfig(
+    source = LeRobotSamples(dataset_dir, split=None, horizon=config.horizon, tag=robot.tag)
+    samples = InMemorySamples(source)
+    model = build_model(robot, config, aux_config(source, samples, config.aux_weight))
+    trainer = Trainer(model, source.normalization(), samples, TrainConfig(
         output_dir=str(output), steps=config.steps, batch_size=config.batch_size, lr=config.lr,
         warmup_steps=config.warmup_steps, save_every=max(config.steps // 4, 1), keep_checkpoints=1,
         seed=config.seed, progress=progress, log_every=25))
@@ -91,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True)
     defaults = SimTrainConfig()
     for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=value)
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=value)
+        else:
+            parser.add_argument(flag, dest=name, type=type(value), default=value)
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     robot = load_embodiment(args.pop("robot_config"))
     dataset, output = args.pop("dataset"), args.pop("output")

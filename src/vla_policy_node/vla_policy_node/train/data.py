@@ -26,6 +26,9 @@ class Sample:
     instruction: str
     tag: str  # embodiment tag
     valid: np.ndarray | None = None  # [H] bool: False for steps padded past an episode's end
+    # [E] privileged scene state for auxiliary training losses only (LeRobot's observation.environment_state,
+    # e.g. the target object's position); never an input to the policy
+    env_state: np.ndarray | None = None
 
 
 class SampleDataset(Protocol):
@@ -72,13 +75,31 @@ def collate(samples: Sequence[Sample], model: VLAModel, normalization: Normaliza
         except KeyError as exc:
             raise ValueError(f"sample {i}: missing camera {exc} (needs {slot.camera_names})") from exc
     inputs = model.backbone.prepare(images, [s.instruction for s in samples])
-    return {
+    batch = {
         "inputs": inputs,
         "state": torch.from_numpy(state),
         "actions": torch.from_numpy(actions),
         "action_mask": torch.from_numpy(mask),
         "category": torch.from_numpy(category),
     }
+    aux = model.config.aux
+    if aux is not None:
+        batch["env_state"] = torch.from_numpy(_env_state(samples, aux.normalize, aux.dim))
+    return batch
+
+
+def _env_state(samples: Sequence[Sample], normalize: Any, dim: int) -> np.ndarray:
+    """Normalized env state [B, E] for the aux probe; every sample must carry it, finite and of the probe's size."""
+    out = np.zeros((len(samples), dim), np.float32)
+    for i, s in enumerate(samples):
+        if s.env_state is None:
+            raise ValueError(f"sample {i}: the model's aux probe needs env_state (observation.environment_state), "
+                             "and this sample has none")
+        values = np.asarray(s.env_state, np.float64)
+        if values.shape != (dim,) or not np.all(np.isfinite(values)):
+            raise ValueError(f"sample {i}: env_state must be {dim} finite values, got {values}")
+        out[i] = normalize(values)
+    return out
 
 
 def to_device(batch: Any, device: torch.device, dtype: torch.dtype | None = None) -> Any:

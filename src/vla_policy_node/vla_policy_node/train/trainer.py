@@ -77,6 +77,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps)
         )
         self.step = 0
+        self.loss_terms: dict[str, list[float]] = {}  # per-term losses of a multi-term model loss (logging)
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
 
@@ -136,6 +137,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        terms = getattr(self.model, "last_loss_terms", None)
+        if terms and len(terms) > 1:
+            for name, value in terms.items():
+                self.loss_terms.setdefault(name, []).append(value)
         return float(loss.item())
 
     def train(self, until: int | None = None) -> list[float]:
@@ -158,6 +163,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{recent:.4f}")
                     metrics.write(json.dumps({
                         "step": self.step, "loss": recent, "lr": self.scheduler.get_last_lr()[0],
+                        **{k: float(np.mean(v[-self.config.log_every:])) for k, v in self.loss_terms.items()},
                         "elapsed_s": round(time.perf_counter() - start, 3),
                     }) + "\n")
                     metrics.flush()
