@@ -10,7 +10,8 @@ the physics and publishes what is due, runs one inference when the policy loop a
 for it, so results do not depend on the machine's speed; the wall-clock latency is measured and reported), then
 the policy's and the mux's control steps. The operator's part is played here: the instruction goes to
 /vla/instruction, the layout to /sim_arm/reset. The policy and mux runtimes are created afresh per episode (a
-node restart), since the arm is teleported between episodes.
+node restart), since the arm is teleported between episodes; a stopped node's transport is closed, so its
+latched messages go with it, and each new node gets the driver's latched /robot_description as over DDS.
 """
 
 from __future__ import annotations
@@ -101,17 +102,17 @@ class ClosedLoopSystem:
             self.mux_node = MuxRuntime(self.bus.transport("vla_command_mux"), self.robot, mux_params)
 
     def stop_nodes(self) -> None:
-        if self.policy_node is not None:
-            self.policy_node.close()
-            self.policy_node = None
+        self.kill_policy()
         if self.mux_node is not None:
             self.mux_node.close()
+            self.mux_node.transport.close()
             self.mux_node = None
 
     def kill_policy(self) -> None:
-        """The policy node dies: no more commands from it (the mux must hold the arm)."""
+        """The policy node dies: no more commands from it (the mux must hold the arm), its latched ones gone."""
         if self.policy_node is not None:
             self.policy_node.close()
+            self.policy_node.transport.close()
             self.policy_node = None
 
     def tick(self) -> float | None:
