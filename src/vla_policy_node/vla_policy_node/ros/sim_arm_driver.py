@@ -18,7 +18,12 @@
   supervision); the policy node never subscribes to it, since a real robot has no such topic;
 - a state name `target_x|y|z` in the YAML's joints (the "target as state" variant,
   `config/sim/sim_arm_target_state.yaml`) is reported in the joint states as the reach point of the task;
-  commands for those names are ignored.
+  commands for those names are ignored;
+- the arm's URDF, generated from the MuJoCo model (`vla_policy_node.sim.urdf`: root `base_frame`, the YAML's
+  joint and gripper names, a `tool` frame at the tool site, target_x|y|z as prismatic joints to a `target`
+  link), once on `/robot_description` (std_msgs/String, latched), as a robot_state_publisher would: the policy
+  node draws the predicted tool path from it, rviz and the ghost show the arm. `--no-description` (or
+  `SimArmParams.publish_description=False`) leaves the topic to someone else.
 Time: physics advances to the node clock on every joint tick (wall clock live; a scripted clock in
 `step(now)` calls from the in-process evaluation), so the simulation runs at real time under DDS/rclpy.
 """
@@ -55,7 +60,8 @@ from vla_policy_node.ros.timing import Ticker, make_ticker
 from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.scene import ARM_JOINTS
 from vla_policy_node.sim.tasks import Task, TaskSampler, reach_distance, reach_point, reach_success
-from vla_policy_node.transport.base import Transport
+from vla_policy_node.sim.urdf import TargetJoint, sim_arm_urdf
+from vla_policy_node.transport.base import Publisher, Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
 
 log = logging.getLogger("sim_arm_driver")
@@ -66,6 +72,7 @@ UINT32 = "std_msgs/msg/UInt32"
 RESET_TOPIC = "/sim_arm/reset"
 TASK_TOPIC = "/sim_arm/task"
 TARGET_POINT_TOPIC = "/sim_arm/target_point"
+DESCRIPTION_TOPIC = "/robot_description"
 TARGET_STATE_NAMES = ("target_x", "target_y", "target_z")
 COMMAND_QOS = QosProfile(depth=100)
 
@@ -75,6 +82,7 @@ class SimArmParams:
     joint_rate: float = 100.0
     camera_rate: float = 10.0
     seed: int = 0  # the task laid out at start
+    publish_description: bool = True  # the URDF on /robot_description (off when another node publishes one)
 
 
 class _Trajectory:
@@ -124,6 +132,10 @@ class SimArmDriver:
                              for cam in embodiment.cameras]
         self._task_pub = transport.publisher(TASK_TOPIC, STRING, LATCHED_QOS)
         self._target_pub = transport.publisher(TARGET_POINT_TOPIC, POINT_STAMPED, DEFAULT_QOS)
+        self._description_pub: Publisher | None = None
+        if params.publish_description:
+            self._description_pub = transport.publisher(DESCRIPTION_TOPIC, STRING, LATCHED_QOS)
+            self._description_pub.publish(transport.new_message(STRING, data=self.robot_description()))
         self._subscriptions = [
             transport.subscribe(embodiment.controller.topic, CONTROLLER_MSGTYPES[interface], self.on_command,
                                 COMMAND_QOS),
@@ -221,6 +233,18 @@ class SimArmDriver:
                 self._target_pub.publish(encode_point_stamped(new, target, stamp=now,
                                                               frame_id=self.embodiment.base_frame))
 
+    def robot_description(self) -> str:
+        """The URDF of the simulated arm with this robot config's frame and names (what /robot_description gets)."""
+        emb = self.embodiment
+        velocities = {j.name: j.max_velocity for j in emb.joints}
+        if emb.gripper is not None:
+            velocities[emb.gripper.name] = emb.gripper.max_velocity
+        target = [TargetJoint(j.name, TARGET_STATE_NAMES.index(j.name), j.lower, j.upper)
+                  for j in emb.joints if j.name in TARGET_STATE_NAMES]
+        return sim_arm_urdf(self.sim.model, name=emb.name, base_frame=emb.base_frame,
+                            gripper=emb.gripper.name if emb.gripper is not None else "", velocities=velocities,
+                            target=target)
+
     def target_point(self) -> np.ndarray | None:
         """The task's reach point [3] (what `target_x|y|z` report); None before a task is laid out."""
         if self.task is None:
@@ -270,6 +294,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0)
     parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0, help="the task laid out at start")
+    parser.add_argument("--no-description", dest="description", action="store_false",
+                        help="do not publish the arm's URDF on /robot_description")
     parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
     return parser.parse_args(list(argv))
 
@@ -283,7 +309,8 @@ def run(argv: Sequence[str]) -> int:
         return 2
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        driver = SimArmDriver(transport, embodiment, SimArmParams(args.joint_rate, args.camera_rate, args.seed))
+        driver = SimArmDriver(transport, embodiment, SimArmParams(args.joint_rate, args.camera_rate, args.seed,
+                                                                   args.description))
         driver.start()
         log.info("%s: joints on %s, %d camera(s), commands from %s", embodiment.name, embodiment.joint_states.topic,
                  len(embodiment.cameras), embodiment.controller.topic)
