@@ -27,12 +27,18 @@ def test_expert_succeeds_and_demonstrations_round_trip(tmp_path) -> None:
     samples = LeRobotSamples(tmp_path / "dataset", split=None, horizon=16, tag=robot.tag)
     sample = samples[0]
     assert sample.instruction.startswith("reach the ") and sample.instruction.endswith(" block")
-    assert set(sample.images) == {"scene", "wrist"} and sample.images["scene"].shape == (64, 64, 3)
+    assert set(sample.images) == {"scene", "wrist"} and sample.images["scene"].shape == (128, 128, 3)
     assert sample.state.shape == (robot.state_dim,) and sample.actions.shape == (16, robot.action_dim)
     # the actions are the streamed commands: they move the arm; the target dims repeat the state (blocks settle)
     assert np.abs(sample.actions[-1, :6] - sample.state[:6]).max() > 0.1
     np.testing.assert_allclose(sample.actions[:, 6:9], np.repeat(sample.state[None, 6:9], 16, 0), atol=1e-3)
     assert EventKind.SUCCESS == 2  # episodes were marked SUCCESS, so the converter kept them all
+    # each episode's frames are numbered from 0 (the trainer's start-frame weighting relies on it)
+    frames = samples.frame_in_episode
+    starts = np.nonzero(frames == 0)[0]
+    assert len(starts) == 12 and starts[0] == 0
+    for begin, end in zip(starts, [*starts[1:], len(samples)], strict=True):
+        np.testing.assert_array_equal(frames[begin:end], np.arange(end - begin))
 
 
 def test_demonstrations_carry_the_target_as_environment_state(tmp_path) -> None:

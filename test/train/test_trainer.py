@@ -93,3 +93,31 @@ def test_rejects_bad_samples(tmp_path: Path, sim_arm: Embodiment) -> None:
         Trainer(model, norm, bad, cfg).train()
     with pytest.raises(ValueError, match="empty dataset"):
         Trainer(model, norm, [], cfg)
+
+
+class _Counting(list):
+    """A dataset that records which samples the trainer draws."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        super().__init__(samples)
+        self.drawn: list[int] = []
+
+    def __getitem__(self, index):
+        self.drawn.append(int(index))
+        return super().__getitem__(index)
+
+
+def test_sample_weights_set_how_often_each_sample_is_drawn(tmp_path: Path, sim_arm: Embodiment) -> None:
+    torch.manual_seed(0)
+    model = build_tiny_vla([sim_arm])
+    data = _Counting(dataset(sim_arm))
+    norm = fit_normalization(list(data))
+    cfg = TrainConfig(output_dir=str(tmp_path), steps=25, batch_size=8, save_every=1000, progress=False)
+    Trainer(model, norm, data, cfg, sample_weights=np.array([0.0, 1.0, 0.0, 3.0])).train()
+    counts = np.bincount(data.drawn, minlength=4)
+    assert counts[0] == counts[2] == 0  # weight 0: never drawn
+    assert counts.sum() == 200 and 2.0 < counts[3] / counts[1] < 4.5  # 3:1 up to sampling noise (n = 200)
+    for bad in (np.ones(3), np.array([0.0, 0.0, 0.0, 0.0]), np.array([1.0, -1.0, 1.0, 1.0]),
+                np.array([1.0, np.nan, 1.0, 1.0])):
+        with pytest.raises(ValueError, match="sample_weights"):
+            Trainer(model, norm, data, cfg, sample_weights=bad)

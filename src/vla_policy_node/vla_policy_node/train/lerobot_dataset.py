@@ -96,6 +96,12 @@ class LeRobotSamples:
         change = np.nonzero(np.diff(self._episode))[0] + 1
         bounds = np.concatenate([[0], change, [len(self._episode)]])
         self._episode_end = np.repeat(bounds[1:], np.diff(bounds))
+        self._episode_start = np.repeat(bounds[:-1], np.diff(bounds))
+
+    @property
+    def frame_in_episode(self) -> np.ndarray:
+        """[len(self)] each sample's frame number within its episode (0 = the episode's first frame)."""
+        return self._rows - self._episode_start[self._rows]
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -58,10 +58,20 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 class Trainer:
     def __init__(
-        self, model: VLAModel, normalization: NormalizationSet, dataset: SampleDataset, config: TrainConfig
+        self, model: VLAModel, normalization: NormalizationSet, dataset: SampleDataset, config: TrainConfig,
+        sample_weights: np.ndarray | None = None,
     ) -> None:
+        """sample_weights: relative probability of drawing each sample (default uniform), e.g. to show rare but
+        decisive frames more often."""
         if len(dataset) == 0:
             raise ValueError("cannot train on an empty dataset")
+        self.sample_p: np.ndarray | None = None
+        if sample_weights is not None:
+            weights = np.asarray(sample_weights, np.float64)
+            if weights.shape != (len(dataset),) or not np.all(np.isfinite(weights)) or np.any(weights < 0) \
+                    or weights.sum() <= 0:
+                raise ValueError(f"sample_weights must be {len(dataset)} finite non-negative values, not all 0")
+            self.sample_p = weights / weights.sum()
         self.model = model
         self.normalization = normalization
         self.dataset = dataset
@@ -122,7 +132,10 @@ class Trainer:
     # --- loop ------------------------------------------------------------------------------------------------
     def train_step(self) -> float:
         self.model.train()
-        idx = self.rng.integers(0, len(self.dataset), size=self.config.batch_size)
+        if self.sample_p is None:
+            idx = self.rng.integers(0, len(self.dataset), size=self.config.batch_size)
+        else:
+            idx = self.rng.choice(len(self.dataset), size=self.config.batch_size, p=self.sample_p)
         batch = collate([self.dataset[int(i)] for i in idx], self.model, self.normalization)
         dtype = next(self.model.head.parameters()).dtype
         batch = to_device(batch, self.device, dtype)
