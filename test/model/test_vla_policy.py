@@ -79,7 +79,7 @@ def test_bad_inputs_raise_clear_errors(model, sim_arm: Embodiment, franka: Embod
         policy.infer(dataclasses.replace(obs, images={"scene": obs.images["scene"]}))
     with pytest.raises(ObservationError, match="HxWx3"):
         policy.infer(dataclasses.replace(obs, images={**obs.images, "wrist": obs.images["wrist"][..., :1]}))
-    with pytest.raises(ObservationError, match="expects 64x64"):
+    with pytest.raises(ObservationError, match="expects 128x128"):
         policy.infer(dataclasses.replace(obs, images={**obs.images, "wrist": np.zeros((32, 64, 3), np.uint8)}))
     with pytest.raises(ObservationError, match="state must have 7 values"):
         policy.infer(dataclasses.replace(obs, state=np.zeros(6)))
@@ -91,6 +91,24 @@ def test_bad_inputs_raise_clear_errors(model, sim_arm: Embodiment, franka: Embod
                                                    *sim_arm.joints[1:]))
     with pytest.raises(ValueError, match="trained with state names"):
         make_policy(model, renamed)
+    no_wrist = dataclasses.replace(sim_arm, cameras=sim_arm.cameras[:1])
+    with pytest.raises(ValueError, match=r"has no camera \['wrist'\]"):
+        make_policy(model, no_wrist)
+
+
+def test_policy_on_a_subset_of_the_robot_cameras_reads_only_those(sim_arm: Embodiment) -> None:
+    """A robot may carry more cameras than a policy was trained with; the others are not fed to the model."""
+    torch.manual_seed(0)
+    scene_only = dataclasses.replace(sim_arm, cameras=sim_arm.cameras[:1])
+    model = build_tiny_vla([scene_only])
+    obs = observation(sim_arm)
+
+    def infer(images):  # a fresh policy per call: the same seeded noise
+        return make_policy(model, sim_arm).infer(dataclasses.replace(obs, images=images)).actions  # scene + wrist
+
+    chunk = infer(obs.images)
+    np.testing.assert_array_equal(infer({**obs.images, "wrist": np.zeros_like(obs.images["wrist"])}), chunk)
+    assert not np.array_equal(infer({**obs.images, "scene": np.zeros_like(obs.images["scene"])}), chunk)
 
 
 def test_non_finite_model_output_is_refused(sim_arm: Embodiment) -> None:

@@ -48,10 +48,12 @@ class AuxProbeConfig:
         return len(self.names)
 
     @classmethod
-    def fit(cls, names: tuple[str, ...], values: np.ndarray, weight: float = 1.0) -> AuxProbeConfig:
-        """Normalization from the training values [N, E] (a floor on std keeps constant values finite)."""
+    def fit(cls, names: tuple[str, ...], values: np.ndarray, weight: float = 1.0, min_std: float = 1e-2,
+            ) -> AuxProbeConfig:
+        """Normalization from the training values [N, E]. The std floor keeps values that barely vary (e.g. a
+        block's resting height, in m) from being amplified into a noise target."""
         values = np.asarray(values, np.float64)
-        return cls(names, tuple(values.mean(0)), tuple(np.maximum(values.std(0), 1e-3)), weight)
+        return cls(names, tuple(values.mean(0)), tuple(np.maximum(values.std(0), min_std)), weight)
 
     def normalize(self, values: np.ndarray) -> np.ndarray:
         return (np.asarray(values, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)

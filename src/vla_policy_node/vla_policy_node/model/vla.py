@@ -70,17 +70,23 @@ class EmbodimentSlot:
         )
 
     def check_matches(self, embodiment: Embodiment) -> None:
-        """A robot config must describe the same state/action/camera layout the slot was trained with."""
+        """A robot config must describe the same state/action layout the slot was trained with, and have every
+        camera it was trained with (a robot may have more cameras than a policy uses: those are not fed)."""
         for what, mine, theirs in (
             ("state names", self.state_names, embodiment.state_names),
             ("action names", self.action_names, embodiment.action_names),
-            ("cameras", self.camera_names, embodiment.camera_names),
         ):
             if tuple(mine) != tuple(theirs):
                 raise ValueError(
                     f"embodiment {embodiment.tag!r}: the checkpoint was trained with {what} {list(mine)}, "
                     f"but the robot config has {list(theirs)}"
                 )
+        missing = [name for name in self.camera_names if name not in embodiment.camera_names]
+        if missing:
+            raise ValueError(
+                f"embodiment {embodiment.tag!r}: the checkpoint was trained with cameras {list(self.camera_names)}, "
+                f"but the robot config has no camera {missing} (it has {list(embodiment.camera_names)})"
+            )
 
 
 @dataclass(frozen=True)
