@@ -42,7 +42,7 @@ def test_fake_arm_streams_cameras_until_switched_off(sim_arm):
     assert default_tip(model, sim_arm.joint_names) == "tool" and model.root == sim_arm.base_frame
     arm.camera_step()
     frames = [decode_image(t.messages(cam.topic)[-1]) for cam in sim_arm.cameras]
-    assert [f.shape for f in frames] == [(64, 64, 3), (64, 64, 3)]
+    assert [f.shape for f in frames] == [(128, 128, 3), (128, 128, 3)]
     t.inject("~/cameras_enabled", t.new_message("std_msgs/msg/Bool", data=False))
     arm.camera_step()
     assert len(t.messages(sim_arm.cameras[0].topic)) == 1
@@ -52,7 +52,7 @@ def test_fake_arm_streams_cameras_until_switched_off(sim_arm):
                                                             for c in sim_arm.cameras))
     t2 = ServiceTransport()
     FakeArm(t2, compressed).camera_step()
-    assert decode_compressed_image(t2.messages(sim_arm.cameras[0].topic)[0]).shape == (64, 64, 3)
+    assert decode_compressed_image(t2.messages(sim_arm.cameras[0].topic)[0]).shape == (128, 128, 3)
 
 
 def test_fake_arm_refuses_servo_robots(repo_root):

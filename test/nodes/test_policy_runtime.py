@@ -317,12 +317,12 @@ def test_compressed_cameras_are_decoded_and_resized_for_the_model(sim_arm):
     for _ in range(20):
         now = h.t.advance(PERIOD)
         h.t.inject("/joint_states", joint_state_msg(h.t, emb, h.state, now))
-        for cam in cams:  # 120x160 frames for a 64x64 model input
+        for cam in cams:  # 120x160 frames for a 128x128 model input
             h.t.inject(cam.topic, encode_compressed_image(h.t.new_message, np.full((120, 160, 3), 90, np.uint8),
                                                           stamp=now))
         h.runtime.inference_step()
     obs = h.policy.calls[-1]
-    assert {name: img.shape for name, img in obs.images.items()} == {"scene": (64, 64, 3), "wrist": (64, 64, 3)}
+    assert {name: img.shape for name, img in obs.images.items()} == {"scene": (128, 128, 3), "wrist": (128, 128, 3)}
 
 
 def test_twist_robot_streams_twists_in_the_action_frame(repo_root):

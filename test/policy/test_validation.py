@@ -27,7 +27,7 @@ def test_good_observation_passes(sim_arm: Embodiment) -> None:
         (lambda o: {"images": {"scene": o.images["scene"]}}, r"missing camera\(s\) \['wrist'\]"),
         (lambda o: {"images": {**o.images, "scene": np.zeros((64, 64, 4), np.uint8)}}, "must be HxWx3 RGB"),
         (lambda o: {"images": {**o.images, "scene": np.zeros((64, 64), np.uint8)}}, "must be HxWx3 RGB"),
-        (lambda o: {"images": {**o.images, "wrist": np.zeros((48, 64, 3), np.uint8)}}, "is 48x64 .* expects 64x64"),
+        (lambda o: {"images": {**o.images, "wrist": np.zeros((48, 64, 3), np.uint8)}}, "is 48x64 .* expects 128x128"),
         (lambda o: {"images": {**o.images, "scene": np.zeros((64, 64, 3), np.float32)}}, "dtype must be uint8"),
         (lambda o: {"state": np.zeros(3)}, "state must have 7 values"),
         (lambda o: {"state": np.array([0, 0, np.nan, 0, 0, 0, 0.0])}, r"NaN/Inf in \['joint3'\]"),
@@ -47,5 +47,5 @@ def test_fit_image_resizes_to_camera(sim_arm: Embodiment) -> None:
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, 320:] = (255, 0, 0)
     out = fit_image(frame, sim_arm.camera("scene"))
-    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
-    assert out[32, 60, 0] == 255 and out[32, 4, 0] == 0  # right half stays red, left half black
+    assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+    assert out[64, 120, 0] == 255 and out[64, 8, 0] == 0  # right half stays red, left half black

@@ -96,7 +96,7 @@ def test_driver_publishes_and_follows_trajectory_and_gripper_commands() -> None:
     halfway = states[49].positions[:6]  # linear interpolation over 1 s: half-way after 0.5 s (servo lag aside)
     assert np.all(np.abs(halfway - driver.task.initial_arm) < np.abs(goal - driver.task.initial_arm) * 0.75 + 0.02)
     frames = seen.messages[robot.cameras[0].topic]
-    assert len(frames) == 20 and decode_image(frames[0]).shape == (64, 64, 3)  # 10 Hz
+    assert len(frames) == 20 and decode_image(frames[0]).shape == (128, 128, 3)  # 10 Hz
     status = json.loads(seen.messages[TASK_TOPIC][-1].data)
     assert status["seed"] == 3 and status["instruction"].startswith("reach the ")
     peer.publisher(RESET_TOPIC, "std_msgs/msg/UInt32").publish(peer.new_message("std_msgs/msg/UInt32", data=7))
