@@ -37,7 +37,7 @@ def test_layout_and_info_follow_lerobot_v3(dataset, sim_arm):
     assert info["splits"] == {"train": "0:1", "val": "1:2"} and info["total_episodes"] == 2
     assert info["total_tasks"] == 2 and info["video_path"] is None
     features = info["features"]
-    assert features["observation.images.scene"] == {"dtype": "image", "shape": [64, 64, 3],
+    assert features["observation.images.scene"] == {"dtype": "image", "shape": [128, 128, 3],
                                                     "names": ["height", "width", "channels"]}
     assert features["observation.state"]["names"] == list(sim_arm.state_names)
     assert features["action"] == {"dtype": "float32", "shape": [7], "names": list(sim_arm.action_names)}
