@@ -49,7 +49,8 @@ class MetaWorldEvalConfig:
     batch_size: int = 16
     lr: float = 1e-3
     warmup_steps: int = 100
-    image_size: int = 112  # the tiny processor's input: a multiple of 28
+    family: str = "qwen2_5_vl"  # tiny backbone family (qwen3_vl: absolute patch positions; image_size % 32 == 0)
+    image_size: int = 112  # the tiny processor's input: a multiple of 2 patches (28 for Qwen2.5-VL, 32 for Qwen3-VL)
     head_dim: int = 64
     horizon: int = 16
     execute: int = 8  # actions of each chunk executed before re-planning
@@ -61,7 +62,7 @@ class MetaWorldEvalConfig:
 def build_model(robot: Embodiment, config: MetaWorldEvalConfig) -> VLAModel:
     """The tiny VLA as simeval/train.py builds it; the same seed gives the same initialization."""
     torch.manual_seed(config.seed)
-    return build_tiny_vla([robot], image_size=config.image_size,
+    return build_tiny_vla([robot], config.family, image_size=config.image_size,
                           backbone_overrides={"freeze": False, "instruction_first": True},
                           dim=config.head_dim, horizon=config.horizon, max_state_dim=16, max_action_dim=16)
 
