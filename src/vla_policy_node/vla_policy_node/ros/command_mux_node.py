@@ -20,7 +20,7 @@ from vla_policy_node.policy.embodiment import ConfigError, load_embodiment
 from vla_policy_node.ros.controller_io import resolve_controller
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
 from vla_policy_node.ros.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
-from vla_policy_node.ros.node_support import console_main, declare_parameters, node_clock, wait_for_shutdown
+from vla_policy_node.ros.node_support import console_main, declare_parameters, node_clock, serve
 
 log = logging.getLogger("command_mux_node")
 
@@ -75,11 +75,7 @@ def run(argv: Sequence[str]) -> int:
             log.error("%s", error)
             return 2
         runtime = MuxRuntime(transport, embodiment, params, node_clock(transport, args.use_sim_time))
-        runtime.start()
-        log.info("running; Ctrl-C to stop")
-        wait_for_shutdown()
-        runtime.close()
-        return 0
+        return serve(runtime, log)
     finally:
         transport.close()
 

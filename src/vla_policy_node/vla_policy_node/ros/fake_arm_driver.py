@@ -34,7 +34,7 @@ from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE, decode_float
 from vla_policy_node.policy.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
 from vla_policy_node.ros.controller_io import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.ros.node_support import BOOL, STRING, console_main, wait_for_shutdown
+from vla_policy_node.ros.node_support import BOOL, STRING, console_main, driver_summary, serve
 from vla_policy_node.ros.timing import Ticker, make_ticker
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
@@ -245,13 +245,7 @@ def run(argv: Sequence[str]) -> int:
                            tuple(args.initial) if args.initial else None, args.description)
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        arm = FakeArm(transport, embodiment, params)
-        arm.start()
-        log.info("%s: joints on %s, %d camera(s), commands from %s", embodiment.name, embodiment.joint_states.topic,
-                 len(embodiment.cameras), embodiment.controller.topic)
-        wait_for_shutdown()
-        arm.close()
-        return 0
+        return serve(FakeArm(transport, embodiment, params), log, driver_summary(embodiment))
     finally:
         transport.close()
 

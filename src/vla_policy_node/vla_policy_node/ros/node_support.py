@@ -8,13 +8,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
 from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.status import encode_policy_status, status_fields
+from vla_policy_node.policy.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,27 @@ def node_clock(transport: Transport, use_sim_time: bool) -> Callable[[], float]:
 
         return TopicClock(transport).now
     return transport.now
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def serve(node: Startable, log: logging.Logger, message: str = "running; Ctrl-C to stop") -> int:
+    """A node executable's life: start its runtime, log, run until SIGINT/SIGTERM, close; 0 for a clean stop."""
+    node.start()
+    log.info("%s", message)
+    wait_for_shutdown()
+    node.close()
+    return 0
+
+
+def driver_summary(embodiment: Embodiment) -> str:
+    """The start-up line of a (fake or simulated) robot driver."""
+    return (f"{embodiment.name}: joints on {embodiment.joint_states.topic}, {len(embodiment.cameras)} camera(s), "
+            f"commands from {embodiment.controller.topic}")
 
 
 def wait_for_shutdown() -> None:

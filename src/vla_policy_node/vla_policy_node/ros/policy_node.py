@@ -19,7 +19,7 @@ from typing import Any
 from vla_policy_node.policy.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.ros.controller_io import resolve_controller
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.ros.node_support import console_main, declare_parameters, node_clock, wait_for_shutdown
+from vla_policy_node.ros.node_support import console_main, declare_parameters, node_clock, serve
 from vla_policy_node.ros.policy_runtime import PolicyNodeParams, PolicyRuntime
 
 log = logging.getLogger("policy_node")
@@ -99,11 +99,7 @@ def run(argv: Sequence[str]) -> int:
             latch_estop=bool(settings["latch_estop"]),
         )
         runtime = PolicyRuntime(transport, embodiment, policy, params, node_clock(transport, args.use_sim_time))
-        runtime.start()
-        log.info("running; Ctrl-C to stop")
-        wait_for_shutdown()
-        runtime.close()
-        return 0
+        return serve(runtime, log)
     finally:
         transport.close()
 

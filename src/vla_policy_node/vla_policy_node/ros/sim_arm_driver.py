@@ -55,7 +55,7 @@ from vla_policy_node.msgs.joints import (
 from vla_policy_node.policy.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.ros.controller_io import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.ros.entry import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.ros.node_support import STRING, console_main, wait_for_shutdown
+from vla_policy_node.ros.node_support import STRING, console_main, driver_summary, serve
 from vla_policy_node.ros.timing import Ticker, make_ticker
 from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.scene import ARM_JOINTS
@@ -309,14 +309,8 @@ def run(argv: Sequence[str]) -> int:
         return 2
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        driver = SimArmDriver(transport, embodiment, SimArmParams(args.joint_rate, args.camera_rate, args.seed,
-                                                                   args.description))
-        driver.start()
-        log.info("%s: joints on %s, %d camera(s), commands from %s", embodiment.name, embodiment.joint_states.topic,
-                 len(embodiment.cameras), embodiment.controller.topic)
-        wait_for_shutdown()
-        driver.close()
-        return 0
+        params = SimArmParams(args.joint_rate, args.camera_rate, args.seed, args.description)
+        return serve(SimArmDriver(transport, embodiment, params), log, driver_summary(embodiment))
     finally:
         transport.close()
 
