@@ -7,7 +7,7 @@
 Every adapter trains on the same data with the same Trainer, backbone (a tiny Qwen2.5-VL built from a config,
 random init, LoRA as in the paper unless --backbone says otherwise), steps, batch and seed, and is evaluated the
 same way:
-- continuous (Pred, Uniform, VQ, RVQ, FAST): closed loop on the simulated arm's reach tasks (sim/ + simeval/: the
+- continuous (Pred, Uniform, VQ, RVQ, FAST): closed loop on the simulated arm's reach tasks (sim/ + experiments/: the
   policy node and command mux on a simulated clock) on layouts never used for demonstrations; also the open-loop
   chunk MSE on held-out demonstrations and each tokenizer's reconstruction MSE on them (normalized units).
   The default robot config gives the target position in the state (as the team's CI learning test does): a
@@ -39,9 +39,9 @@ from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
 from vla_policy_node.model.tiny import tiny_backbone_config
 from vla_policy_node.model.vla import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Observation
-from vla_policy_node.policy.embodiment import Embodiment, load_embodiment
-from vla_policy_node.policy.normalization import NormalizationSet
+from vla_policy_node.spec import Observation
+from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
+from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.action_tokenizer import TokenizerSpec
 from vla_policy_node.train.data import Sample, SampleDataset
 from vla_policy_node.train.trainer import TrainConfig, Trainer
@@ -49,7 +49,7 @@ from vla_policy_node.train.trainer import TrainConfig, Trainer
 REPO = Path(__file__).resolve().parents[1]
 CONTINUOUS = ("pred", "uniform", "vq", "rvq", "fast")
 DISCRETE = ("discrete_pred", "lang", "semlang")
-HELDOUT_SEEDS_FROM = 2_000_000  # held-out demonstrations; training ones start at simeval's TRAIN_SEEDS_FROM
+HELDOUT_SEEDS_FROM = 2_000_000  # held-out demonstrations; training ones start at demos.TRAIN_SEEDS_FROM
 BABYAI_TRAIN_SEEDS_FROM = 100_000  # evaluation layouts are seeds 0..N-1
 
 
@@ -100,7 +100,7 @@ class Samples:
 
 # --- continuous: the simulated arm ----------------------------------------------------------------------------
 def load_demos(robot: Embodiment, directory: Path, episodes: int, first_seed: int, horizon: int):
-    from vla_policy_node.simeval.demos import demonstration_dataset
+    from vla_policy_node.experiments.sim_arm.demos import demonstration_dataset
     from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 
     stats, _ = demonstration_dataset(robot, directory, episodes, first_seed=first_seed)
@@ -149,8 +149,8 @@ def evaluation_robot(robot: Embodiment, inference_hz: float) -> Embodiment:
 
 
 def continuous_study(args: argparse.Namespace, out: Path) -> list[Row]:
-    from vla_policy_node.simeval.closed_loop import ClosedLoopSystem, evaluate
-    from vla_policy_node.simeval.demos import TRAIN_SEEDS_FROM
+    from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, evaluate
+    from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 
     robot = load_embodiment(args.robot)
     h = args.horizon
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="  [%(name)s] %(message)s")
-    logging.getLogger("vla_policy_node.ros").setLevel(logging.ERROR)  # per-episode node restarts: repeated notes
+    logging.getLogger("vla_policy_node.nodes").setLevel(logging.ERROR)  # per-episode node restarts: repeated notes
     logging.getLogger("vla_policy_node.model.vla_policy").setLevel(logging.ERROR)  # RTC note: in the summary
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -38,7 +38,7 @@ def _peak_rss_mb() -> float:
 
 def stage_generate(bag: Path, robot: str, gb: float, storage: str) -> dict:
     from vla_policy_node.bagtools.synthetic import ReachPolicy, Session, write_demonstration_bag
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
     episode_s, gap_s = 10.0, 1.0
@@ -56,7 +56,7 @@ def stage_generate(bag: Path, robot: str, gb: float, storage: str) -> dict:
 def stage_replay(bag: Path, robot: str) -> dict:
     from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
     from vla_policy_node.bagtools.synthetic import ReachPolicy
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
     result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(latency=0.05, progress=True)).run(bag)
@@ -73,7 +73,7 @@ def stage_replay(bag: Path, robot: str) -> dict:
 
 def stage_convert(bag: Path, robot: str, out: Path) -> dict:
     from vla_policy_node.bagtools.dataset import ConversionConfig, convert_bags
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
     summary = convert_bags([bag], emb, out, ConversionConfig(progress=True))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_policy_node.control import ControlConfig, ControlLoop, ExecutorConfig
-from vla_policy_node.policy import ActionChunk, load_embodiment
+from vla_policy_node.spec import ActionChunk, load_embodiment
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,8 +42,8 @@ def build_checkpoint(directory: Path) -> Path:
 
     from vla_policy_node.model.checkpoint import save_checkpoint
     from vla_policy_node.model.tiny import build_tiny_vla
-    from vla_policy_node.policy import load_embodiment
-    from vla_policy_node.policy.normalization import normalization_from_limits
+    from vla_policy_node.spec import load_embodiment
+    from vla_policy_node.spec.normalization import normalization_from_limits
 
     robot = load_embodiment(ROBOT)
     torch.manual_seed(0)
@@ -103,7 +103,7 @@ def main() -> int:
     domain = args.domain if args.domain is not None else random.SystemRandom().randint(1, 230)
 
     from vla_policy_node.msgs import encode_image, encode_joint_state, header_stamp
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
     from vla_policy_node.transport import DdsConfig, DdsTransport
 
     robot = load_embodiment(ROBOT)
@@ -111,12 +111,12 @@ def main() -> int:
         tmp_path = Path(tmp)
         checkpoint = build_checkpoint(tmp_path)
         common = ["--transport", "dds", "--robot-config", str(ROBOT)]
-        children = [start("vla_policy_node.ros.policy_node", [*common, "--checkpoint", str(checkpoint),
+        children = [start("vla_policy_node.nodes.policy_node", [*common, "--checkpoint", str(checkpoint),
                                                                "--no-dry-run", "--instruction", "reach",
                                                                "--torch-threads", str(args.torch_threads)],
                           domain, tmp_path / "policy.log")]
         if args.mux:
-            children.append(start("vla_policy_node.ros.command_mux_node", common, domain, tmp_path / "mux.log"))
+            children.append(start("vla_policy_node.nodes.command_mux_node", common, domain, tmp_path / "mux.log"))
         t = DdsTransport(DdsConfig(node_name="bench_driver", loopback=True, domain_id=domain))
         try:
             published: dict[int, float] = {}

@@ -27,9 +27,9 @@ from vla_policy_node.model.backbone import BackboneConfig
 from vla_policy_node.model.tiny import TINY_HEAD, tiny_backbone_config
 from vla_policy_node.model.vla import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy, default_dtype
-from vla_policy_node.policy import Observation, load_embodiment
-from vla_policy_node.policy.embodiment import CameraSpec
-from vla_policy_node.policy.normalization import normalization_from_limits
+from vla_policy_node.spec import Observation, load_embodiment
+from vla_policy_node.spec.embodiment import CameraSpec
+from vla_policy_node.spec.normalization import normalization_from_limits
 
 ROBOT = Path(__file__).resolve().parents[1] / "config" / "robots" / "franka_fr3.yaml"
 

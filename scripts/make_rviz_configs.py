@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vla_policy_node.policy import Embodiment, load_embodiment
+from vla_policy_node.spec import Embodiment, load_embodiment
 
 REPO = Path(__file__).resolve().parent.parent
 GHOST_PREFIX = "predicted"

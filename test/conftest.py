@@ -17,13 +17,13 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def sim_arm():
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     return load_embodiment(ROBOTS / "sim_arm.yaml")
 
 
 @pytest.fixture(scope="session")
 def franka():
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     return load_embodiment(ROBOTS / "franka_fr3.yaml")

@@ -10,8 +10,8 @@ from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
 from vla_policy_node.model.backbone import LoraSpec
 from vla_policy_node.model.tiny import tiny_backbone_config
 from vla_policy_node.model.vla import VLAModel
-from vla_policy_node.policy import Embodiment
-from vla_policy_node.policy.normalization import NormalizationSet
+from vla_policy_node.spec import Embodiment
+from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.action_tokenizer import TokenizerSpec
 from vla_policy_node.train.data import Sample, fit_normalization
 

@@ -16,9 +16,9 @@ from vla_policy_node.model.asa.policy import DiscreteActionPolicy
 from vla_policy_node.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Embodiment
-from vla_policy_node.policy.normalization import normalization_from_limits
-from vla_policy_node.policy.types import ActionChunk, RtcPrefix
+from vla_policy_node.spec import Embodiment
+from vla_policy_node.spec.normalization import normalization_from_limits
+from vla_policy_node.spec.types import ActionChunk, RtcPrefix
 
 TOKEN_COUNTS = {"uniform": 16, "vq": 8, "rvq": 16}  # tokenizer vocabularies in test.asa.helpers
 EXPECTED_STEPS = {"pred": 1, "uniform": 2 * 7, "vq": 1, "rvq": 2}  # chunk units are whole chunks (H=2, D=7)

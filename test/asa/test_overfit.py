@@ -13,7 +13,7 @@ from test.asa.helpers import CONTINUOUS, DISCRETE, TARGETS, build
 from test.model.helpers import observation
 from vla_policy_node.model.asa.policy import DiscreteActionPolicy
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Embodiment
+from vla_policy_node.spec import Embodiment
 from vla_policy_node.train.trainer import TrainConfig, Trainer
 
 # Pred adapters read one hidden state and get no token feedback; on a random tiny backbone they need twice the

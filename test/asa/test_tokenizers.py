@@ -11,7 +11,7 @@ from vla_policy_node.model.asa.tokenizers.base import load_tokenizer, reconstruc
 from vla_policy_node.model.asa.tokenizers.fast import FastConfig, FastTokenizer
 from vla_policy_node.model.asa.tokenizers.rvq import RVQConfig, RVQTokenizer
 from vla_policy_node.model.asa.tokenizers.uniform import UniformConfig, UniformTokenizer
-from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet
+from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 
 H, D = 8, 3
 SIGMA = 0.05

@@ -25,7 +25,7 @@ def tiny_checkpoint(tmp_path_factory, sim_arm) -> Path:
 
     from vla_policy_node.model.checkpoint import save_checkpoint
     from vla_policy_node.model.tiny import build_tiny_vla
-    from vla_policy_node.policy.normalization import normalization_from_limits
+    from vla_policy_node.spec.normalization import normalization_from_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

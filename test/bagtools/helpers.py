@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from vla_policy_node.bagtools.synthetic import NS, ReachPolicy, Session, write_demonstration_bag
-from vla_policy_node.policy import Embodiment
-from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.spec import Embodiment
+from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 from vla_policy_node.transport.bag import BagReader, BagWriter
 
 SMALL = Session(episodes=2, episode_s=2.0, gap_s=0.6, image_size=(48, 80))

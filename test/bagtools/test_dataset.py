@@ -14,7 +14,7 @@ from test.bagtools.helpers import demo_bag, drop_topic, humble_layout
 from vla_policy_node.bagtools import dataset as dataset_cli
 from vla_policy_node.bagtools.dataset import ConversionConfig, ConversionError, convert_bags
 from vla_policy_node.msgs import decode_image
-from vla_policy_node.policy.images import fit_image
+from vla_policy_node.spec.images import fit_image
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 from vla_policy_node.transport.bag import read_bag

@@ -13,7 +13,7 @@ import yaml
 
 from test.bringup.fake_launch import REPO, LaunchError, Started, fake_launch_modules, load_launch_file, run
 from vla_policy_node.control.mux_file import load_mux_file
-from vla_policy_node.policy import load_embodiment
+from vla_policy_node.spec import load_embodiment
 
 LAUNCH = REPO / "launch"
 COMMON = REPO / "src" / "vla_bringup" / "vla_bringup" / "launch_common.py"

@@ -11,7 +11,7 @@ import yaml
 from vla_policy_node.control.command import ArmTarget, CommandSpace
 from vla_policy_node.control.mux import CommandMux
 from vla_policy_node.control.mux_file import MuxFileError, load_mux_file, mux_file_from_dict
-from vla_policy_node.policy import load_embodiment
+from vla_policy_node.spec import load_embodiment
 
 REPO = Path(__file__).resolve().parents[2]
 MUX_YAML = REPO / "config" / "mux.yaml"

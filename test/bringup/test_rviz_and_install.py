@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from vla_policy_node.msgs.markers import encode_path_markers
-from vla_policy_node.policy import load_embodiment
-from vla_policy_node.ros.ghost_state_publisher import DEFAULTS as GHOST_DEFAULTS
+from vla_policy_node.nodes.ghost_state_publisher import DEFAULTS as GHOST_DEFAULTS
+from vla_policy_node.spec import load_embodiment
 
 REPO = Path(__file__).resolve().parents[2]
 ROBOTS = sorted(p.stem for p in (REPO / "config" / "robots").glob("*.yaml"))

@@ -24,13 +24,13 @@ from test.fake_transport import RecordingTransport
 from vla_policy_node.devices.realsense import RealSenseCamera, RealSenseConfig, RealSenseError, RealSenseFrames
 from vla_policy_node.msgs import decode_depth, decode_image, default_typestore, rosbags_factory
 from vla_policy_node.msgs.camera_info import CameraIntrinsics, decode_camera_info
-from vla_policy_node.ros.entry import strip_ros_args
-from vla_policy_node.ros.realsense_camera import (
+from vla_policy_node.nodes.realsense_camera import (
     CameraTopics,
     RealSenseCameraNode,
     frames_to_messages,
     run,
 )
+from vla_policy_node.transport.factory import strip_ros_args
 
 NO_DEVICE = "no RealSense device connected (pyrealsense2 found 0 devices)"
 INTRINSICS = CameraIntrinsics(8, 6, 600.5, 601.25, 3.75, 2.5, "plumb_bob", (0.1, -0.2, 0.001, 0.002, 0.05))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_policy_node.policy import ActionChunk, Embodiment
+from vla_policy_node.spec import ActionChunk, Embodiment
 
 IMAGE = np.zeros((4, 4, 3), np.uint8)
 

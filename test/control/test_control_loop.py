@@ -10,7 +10,7 @@ import pytest
 from test.control.helpers import cartesian_robot, feed_observation, make_chunk, mid_state, small_robot
 from vla_policy_node.control import ArmTarget, ControlConfig, ControlLoop, ExecutorConfig, Level, MuxConfig
 from vla_policy_node.control.config import WatchdogConfig
-from vla_policy_node.policy import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.spec import ActionChunk, Observation, RtcPrefix
 
 
 class Harness:
@@ -316,7 +316,7 @@ def test_config_validation():
 
 @pytest.mark.parametrize("robot", ["franka_fr3", "ur5e", "so101", "sim_arm"])
 def test_every_shipped_robot_starts_in_hold(repo_root, robot):
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(repo_root / "config" / "robots" / f"{robot}.yaml")
     loop = ControlLoop(emb)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from test.control.helpers import IMAGE
 from vla_policy_node.control import ArmTarget, ControlConfig, ControlLoop, ExecutorConfig, LockSpec, MuxConfig
-from vla_policy_node.policy import ActionChunk, load_embodiment
+from vla_policy_node.spec import ActionChunk, load_embodiment
 
 ROBOTS = Path(__file__).resolve().parents[2] / "config" / "robots"
 EMBODIMENTS = {name: load_embodiment(ROBOTS / f"{name}.yaml") for name in ("sim_arm", "franka_fr3", "so101")}

@@ -10,8 +10,8 @@ import pytest
 from test.control.helpers import cartesian_robot, small_robot
 from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.control.config import SafetyConfig
-from vla_policy_node.control.rotation import quat_from_rpy, rotation_angle
 from vla_policy_node.control.safety import SafetyFilter
+from vla_policy_node.kinematics.rotation import quat_from_rpy, rotation_angle
 
 
 def make_filter(emb, start=None, gripper=0.04, config=None):

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from test.control.helpers import cartesian_robot, small_robot
 from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.control.config import SafetyConfig
-from vla_policy_node.control.rotation import quat_from_rpy, rotation_angle
 from vla_policy_node.control.safety import SafetyFilter
+from vla_policy_node.kinematics.rotation import quat_from_rpy, rotation_angle
 
 wild = st.one_of(
     st.floats(-2.0, 2.0),

@@ -10,7 +10,7 @@ from test.fake_transport import RecordingTransport
 from test.kinematics.test_urdf_fk import L1, L2, L3, PLANAR, planar_tip
 from vla_policy_node.msgs import encode_joint_state
 from vla_policy_node.msgs.stamps import time_to_seconds
-from vla_policy_node.ros.ghost_state_publisher import GhostStatePublisher
+from vla_policy_node.nodes.ghost_state_publisher import GhostStatePublisher
 from vla_policy_node.transport.qos import LATCHED_QOS
 
 

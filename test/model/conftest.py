@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from test.model.helpers import observation
-from vla_policy_node.policy import Embodiment, Observation
+from vla_policy_node.spec import Embodiment, Observation
 
 
 @pytest.fixture()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_policy_node.policy import Embodiment, Observation
-from vla_policy_node.policy.normalization import normalization_from_limits as limits_normalization
+from vla_policy_node.spec import Embodiment, Observation
+from vla_policy_node.spec.normalization import normalization_from_limits as limits_normalization
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 220), "yellow": (230, 220, 30)}
 

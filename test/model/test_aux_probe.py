@@ -15,7 +15,7 @@ from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.checkpoint import load_checkpoint, save_checkpoint
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Embodiment
+from vla_policy_node.spec import Embodiment
 from vla_policy_node.train.data import Sample, collate
 
 AUX = AuxProbeConfig(("x", "y"), mean=(0.45, 0.0), std=(0.07, 0.12), weight=0.5)

@@ -14,7 +14,7 @@ from vla_policy_node.model.backbone import Backbone, BackboneConfig, LoraSpec, t
 from vla_policy_node.model.families import FAMILIES, get_family
 from vla_policy_node.model.processors import load_processor
 from vla_policy_node.model.tiny import build_tiny_processor, tiny_backbone_config
-from vla_policy_node.policy.types import ObservationError
+from vla_policy_node.spec.types import ObservationError
 
 # paligemma2 = PaliGemma with a Gemma 2 decoder (sliding/full layer_types, eager attention).
 VARIANTS = ["qwen2_5_vl", "qwen3_vl", "paligemma", "paligemma2", "idefics3", "smolvlm"]

@@ -18,7 +18,7 @@ from vla_policy_node.model.backbone import LoraSpec
 from vla_policy_node.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Embodiment
+from vla_policy_node.spec import Embodiment
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_hub_id_loads_through_the_same_path(saved, tmp_path: Path, sim_arm: Embo
         "import numpy as np, sys\n"
         "from test.model.helpers import observation\n"
         "from vla_policy_node.model.vla_policy import VLAPolicy\n"
-        "from vla_policy_node.policy import load_embodiment\n"
+        "from vla_policy_node.spec import load_embodiment\n"
         "emb = load_embodiment('config/robots/sim_arm.yaml')\n"
         "a = VLAPolicy.from_checkpoint('acme/tiny-vla', emb, seed=7).infer(observation(emb)).actions\n"
         "np.save(sys.argv[1], a)\n"

@@ -12,8 +12,8 @@ from test.model.helpers import limits_normalization, observation
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla import UnknownEmbodimentError
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Embodiment, ObservationError, RtcPrefix
-from vla_policy_node.policy.protocol import Policy
+from vla_policy_node.spec import Embodiment, ObservationError, RtcPrefix
+from vla_policy_node.spec.protocol import Policy
 
 
 @pytest.fixture(scope="module")

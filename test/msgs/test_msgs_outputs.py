@@ -28,7 +28,7 @@ from vla_policy_node.msgs import (
     encode_pose_stamped,
     encode_twist_stamped,
 )
-from vla_policy_node.policy.types import ActionChunk
+from vla_policy_node.spec.types import ActionChunk
 
 
 def _chunk() -> ActionChunk:

@@ -10,8 +10,8 @@ import numpy as np
 
 from test.fake_transport import RecordingTransport
 from vla_policy_node.msgs import encode_image, encode_joint_state
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 
 
 class ServiceTransport(RecordingTransport):

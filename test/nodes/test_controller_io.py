@@ -11,19 +11,15 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vla_policy_node.control.command import Command
+from vla_policy_node.control.gripper import GripperGate, gripper_gate_for
+from vla_policy_node.kinematics.rotation import rpy_from_matrix
 from vla_policy_node.msgs import rosbags_factory
+from vla_policy_node.msgs.commands import CommandEncoder, decode_command, resolve_controller
 from vla_policy_node.msgs.stamps import time_to_seconds
-from vla_policy_node.policy.embodiment import ActionSpace, ConfigError, ControllerSpec
-from vla_policy_node.ros.controller_io import (
-    CommandEncoder,
-    GripperGate,
-    decode_command,
-    gripper_gate_for,
-    resolve_controller,
-)
-from vla_policy_node.ros.fake_arm_driver import chain_urdf
-from vla_policy_node.ros.robot_model import RobotModel, rpy_from_matrix
-from vla_policy_node.ros.timing import ThreadTicker
+from vla_policy_node.nodes.fake_arm_driver import chain_urdf
+from vla_policy_node.nodes.robot_model import RobotModel
+from vla_policy_node.nodes.timing import ThreadTicker
+from vla_policy_node.spec.embodiment import ActionSpace, ConfigError, ControllerSpec
 
 NEW = rosbags_factory()
 
@@ -68,7 +64,7 @@ def test_joint_commands_round_trip(sim_arm, interface):
 
 
 def test_cartesian_commands_round_trip(repo_root):
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     ur5e = load_embodiment(repo_root / "config" / "robots" / "ur5e.yaml")
     twist = CommandEncoder(ur5e, NEW, 0.008)
@@ -146,9 +142,9 @@ def test_thread_ticker_keeps_its_rate_and_survives_exceptions():
 def test_topic_clock_follows_clock_messages_and_nodes_wait_for_it(sim_arm):
     from test.nodes.fakes import ScriptedPolicy, ServiceTransport
     from vla_policy_node.msgs.stamps import make_time
-    from vla_policy_node.ros.mux_runtime import MuxRuntime
-    from vla_policy_node.ros.policy_runtime import PolicyRuntime
-    from vla_policy_node.ros.sim_clock import TopicClock
+    from vla_policy_node.nodes.mux_runtime import MuxRuntime
+    from vla_policy_node.nodes.policy_runtime import PolicyRuntime
+    from vla_policy_node.nodes.topic_clock import TopicClock
 
     t = ServiceTransport(clock=1e9)  # the wall clock: must not be used
     clock = TopicClock(t)

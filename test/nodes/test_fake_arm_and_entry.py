@@ -12,8 +12,8 @@ import pytest
 from test.nodes.fakes import ServiceTransport
 from vla_policy_node.kinematics.urdf import default_tip, parse_urdf
 from vla_policy_node.msgs import decode_compressed_image, decode_image, decode_joint_state, encode_joint_trajectory
-from vla_policy_node.ros import command_mux_node, policy_node
-from vla_policy_node.ros.fake_arm_driver import FakeArm, FakeArmParams
+from vla_policy_node.nodes import command_mux_node, policy_node
+from vla_policy_node.nodes.fake_arm_driver import FakeArm, FakeArmParams
 from vla_policy_node.transport.qos import LATCHED_QOS
 
 
@@ -56,8 +56,8 @@ def test_fake_arm_streams_cameras_until_switched_off(sim_arm):
 
 
 def test_fake_arm_refuses_servo_robots(repo_root):
-    from vla_policy_node.policy import load_embodiment
-    from vla_policy_node.policy.embodiment import ConfigError
+    from vla_policy_node.spec import load_embodiment
+    from vla_policy_node.spec.embodiment import ConfigError
 
     with pytest.raises(ConfigError, match="joint commands only"):
         FakeArm(ServiceTransport(), load_embodiment(repo_root / "config" / "robots" / "ur5e.yaml"))
@@ -74,7 +74,7 @@ def test_policy_node_arguments():
 @pytest.mark.parametrize("module", ["policy_node", "command_mux_node"])
 def test_nodes_exit_with_a_message_when_required_settings_are_missing(module, tmp_path):
     env = {"VLA_DDS_LOOPBACK": "1", "ROS_DOMAIN_ID": "229", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", f"vla_policy_node.ros.{module}", "--transport", "dds",
+    done = subprocess.run([sys.executable, "-m", f"vla_policy_node.nodes.{module}", "--transport", "dds",
                            "--ros-args", "-p", "x:=1"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2, done.stderr
     assert "robot_config" in done.stderr and "required" in done.stderr

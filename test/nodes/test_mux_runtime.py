@@ -19,8 +19,8 @@ from vla_policy_node.msgs import (
     encode_joint_trajectory,
     encode_twist_stamped,
 )
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.ros.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
+from vla_policy_node.nodes.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
+from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.qos import LATCHED_QOS, SENSOR_DATA_QOS
 
 PERIOD = 0.01
@@ -207,7 +207,7 @@ def test_gripper_action_over_dds_is_reported_not_faked(franka):
 
 
 def test_forward_command_controller_gets_float_arrays(sim_arm):
-    from vla_policy_node.ros.controller_io import resolve_controller
+    from vla_policy_node.msgs.commands import resolve_controller
 
     emb = resolve_controller(sim_arm, "forward_command")
     h = MuxHarness(emb)

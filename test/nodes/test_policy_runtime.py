@@ -18,11 +18,11 @@ from vla_policy_node.msgs import (
     decode_policy_status,
     encode_compressed_image,
 )
+from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.msgs.stamps import time_to_seconds
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.ros.controller_io import resolve_controller
-from vla_policy_node.ros.fake_arm_driver import chain_urdf
-from vla_policy_node.ros.policy_runtime import PolicyNodeParams, PolicyRuntime
+from vla_policy_node.nodes.fake_arm_driver import chain_urdf
+from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
+from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.qos import LATCHED_QOS, SENSOR_DATA_QOS
 
 PERIOD = 0.01  # sim_arm: 100 Hz
@@ -326,7 +326,7 @@ def test_compressed_cameras_are_decoded_and_resized_for_the_model(sim_arm):
 
 
 def test_twist_robot_streams_twists_in_the_action_frame(repo_root):
-    from vla_policy_node.policy import load_embodiment
+    from vla_policy_node.spec import load_embodiment
 
     ur5e = resolve_controller(load_embodiment(repo_root / "config" / "robots" / "ur5e.yaml"))
 

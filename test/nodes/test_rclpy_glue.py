@@ -11,9 +11,9 @@ import types
 
 import pytest
 
-from vla_policy_node.ros.controller_io import GripperActionOutput, make_gripper_output
-from vla_policy_node.ros.node_support import declare_parameters, node_clock
-from vla_policy_node.ros.timing import RclpyTicker, ThreadTicker, make_ticker
+from vla_policy_node.nodes.gripper_output import GripperActionOutput, make_gripper_output
+from vla_policy_node.nodes.node_support import declare_parameters, node_clock
+from vla_policy_node.nodes.timing import RclpyTicker, ThreadTicker, make_ticker
 
 
 class FakeParameter:

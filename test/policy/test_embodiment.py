@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vla_policy_node.policy import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec import ConfigError, Embodiment, load_embodiment
 
 ROBOTS = Path(__file__).resolve().parents[2] / "config" / "robots"
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vla_policy_node.policy.normalization import (
+from vla_policy_node.spec.normalization import (
     EmbodimentNormalization,
     NormalizationSet,
     Normalizer,

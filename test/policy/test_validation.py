@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vla_policy_node.policy import Embodiment, Observation, ObservationError
-from vla_policy_node.policy.images import fit_image
-from vla_policy_node.policy.validation import validate_observation
+from vla_policy_node.spec import Embodiment, Observation, ObservationError
+from vla_policy_node.spec.images import fit_image
+from vla_policy_node.spec.validation import validate_observation
 
 
 def good(emb: Embodiment) -> Observation:

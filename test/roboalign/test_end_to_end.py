@@ -8,11 +8,11 @@ import yaml
 
 from test.model.helpers import observation
 from test.roboalign.toy import single_thread
-from test.ros.processes import REPO
+from test.system.processes import REPO
 from vla_policy_node.cli import train_action_tokenizer
+from vla_policy_node.experiments.sim_arm.demos import demonstration_dataset
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.simeval.demos import demonstration_dataset
+from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.train.roboalign import grpo, sft, vla
 
 ROBOT = REPO / "config" / "sim" / "sim_arm_target_state.yaml"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from test.ros.processes import REPO
+from test.system.processes import REPO
+from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, evaluate
 from vla_policy_node.msgs.joints import JOINT_STATE, encode_joint_state
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.policy.types import ActionChunk
 from vla_policy_node.sim.ik import ToolIK
 from vla_policy_node.sim.tasks import HOME
-from vla_policy_node.simeval.closed_loop import ClosedLoopSystem, evaluate
+from vla_policy_node.spec.embodiment import load_embodiment
+from vla_policy_node.spec.types import ActionChunk
 
 TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 

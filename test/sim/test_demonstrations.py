@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from test.ros.processes import REPO, SIM_ARM
 from test.sim.helpers import laid_out_reach_point
+from test.system.processes import REPO, SIM_ARM
 from vla_policy_node.bagtools.episodes import EventKind
+from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM, demonstration_dataset
 from vla_policy_node.msgs.geometry import decode_point_stamped
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.ros.sim_arm_driver import TARGET_POINT_TOPIC
-from vla_policy_node.simeval.demos import TRAIN_SEEDS_FROM, demonstration_dataset
+from vla_policy_node.nodes.sim_arm_driver import TARGET_POINT_TOPIC
+from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 from vla_policy_node.transport.bag import read_bag

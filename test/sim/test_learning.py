@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from test.ros.processes import REPO, SIM_ARM
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.simeval.demos import demonstration_dataset
-from vla_policy_node.simeval.evaluate import evaluate_checkpoint
-from vla_policy_node.simeval.train import SimTrainConfig, train
+from test.system.processes import REPO, SIM_ARM
+from vla_policy_node.experiments.sim_arm.demos import demonstration_dataset
+from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
+from vla_policy_node.experiments.sim_arm.train import SimTrainConfig, train
+from vla_policy_node.spec.embodiment import load_embodiment
 
 TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 # the target-state variant needs no grounding, so no auxiliary target-position loss

@@ -12,13 +12,11 @@ import torch
 
 pytest.importorskip("metaworld")
 
-from test.ros.processes import REPO
-from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.simeval import metaworld_eval
-from vla_policy_node.simeval.metaworld_data import demonstrations, episode_samples, expert_episode
-from vla_policy_node.simeval.metaworld_env import MetaWorldEnv, MetaWorldEnvConfig
-from vla_policy_node.simeval.metaworld_eval import (
+from test.system.processes import REPO
+from vla_policy_node.experiments import metaworld_eval
+from vla_policy_node.experiments.metaworld.data import demonstrations, episode_samples, expert_episode
+from vla_policy_node.experiments.metaworld.env import MetaWorldEnv, MetaWorldEnvConfig
+from vla_policy_node.experiments.metaworld.evaluate import (
     ChunkController,
     ExpertController,
     MetaWorldEvalConfig,
@@ -26,6 +24,8 @@ from vla_policy_node.simeval.metaworld_eval import (
     run_episodes,
     train_model,
 )
+from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.train.data import fit_normalization
 
 ROBOT = load_embodiment(REPO / "config" / "sim" / "metaworld_sawyer.yaml")

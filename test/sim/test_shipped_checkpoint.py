@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 
-from test.ros.processes import REPO, SIM_ARM
+from test.system.processes import REPO, SIM_ARM
+from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
+from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
+from vla_policy_node.experiments.sim_arm.grounding import probe_grounding
 from vla_policy_node.model.checkpoint import load_checkpoint
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.simeval.demos import TRAIN_SEEDS_FROM
-from vla_policy_node.simeval.evaluate import evaluate_checkpoint
-from vla_policy_node.simeval.grounding import probe_grounding
+from vla_policy_node.spec.embodiment import load_embodiment
 
 CHECKPOINT = REPO / "checkpoints" / "sim_reach" / "checkpoint"
 UNSEEN_LAYOUTS = range(20)

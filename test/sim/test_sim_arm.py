@@ -9,14 +9,13 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from test.ros.processes import REPO, SIM_ARM
 from test.sim.helpers import laid_out_reach_point
+from test.system.processes import REPO, SIM_ARM
 from vla_policy_node.msgs.geometry import decode_point_stamped
 from vla_policy_node.msgs.images import decode_image
 from vla_policy_node.msgs.joints import decode_joint_state, encode_float64_array, encode_joint_trajectory
 from vla_policy_node.msgs.stamps import header_stamp
-from vla_policy_node.policy.embodiment import load_embodiment
-from vla_policy_node.ros.sim_arm_driver import (
+from vla_policy_node.nodes.sim_arm_driver import (
     RESET_TOPIC,
     TARGET_POINT_TOPIC,
     TASK_TOPIC,
@@ -26,6 +25,7 @@ from vla_policy_node.ros.sim_arm_driver import (
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.scene import BLOCK_COLORS
 from vla_policy_node.sim.tasks import HOME, TaskSampler
+from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.transport.inprocess import InProcessBus
 
 

@@ -14,19 +14,19 @@ pytest.importorskip("mujoco")
 
 import mujoco
 
-from test.ros.processes import SIM_ARM
 from test.sim.test_closed_loop_takeover import TARGET_STATE, make_system
+from test.system.processes import SIM_ARM
 from vla_policy_node.kinematics.urdf import UrdfModel, default_tip, parse_urdf
 from vla_policy_node.msgs.chunks import decode_action_chunk
 from vla_policy_node.msgs.markers import decode_marker_points
-from vla_policy_node.policy.embodiment import Embodiment, load_embodiment
-from vla_policy_node.ros.node_support import STRING
-from vla_policy_node.ros.robot_model import RobotModel
-from vla_policy_node.ros.sim_arm_driver import DESCRIPTION_TOPIC, SimArmDriver, SimArmParams
+from vla_policy_node.nodes.node_support import STRING
+from vla_policy_node.nodes.robot_model import RobotModel
+from vla_policy_node.nodes.sim_arm_driver import DESCRIPTION_TOPIC, SimArmDriver, SimArmParams
 from vla_policy_node.sim.arm import ArmSim
+from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
 from vla_policy_node.sim.ik import ToolIK
 from vla_policy_node.sim.scene import ARM_JOINTS, TOOL_SITE
-from vla_policy_node.sim.urdf import TargetJoint, sim_arm_urdf
+from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.transport.inprocess import InProcessBus
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS
 

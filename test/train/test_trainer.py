@@ -12,7 +12,7 @@ import torch
 from test.model.helpers import COLORS, observation
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla_policy import VLAPolicy
-from vla_policy_node.policy import Embodiment
+from vla_policy_node.spec import Embodiment
 from vla_policy_node.train.data import Sample, fit_normalization
 from vla_policy_node.train.trainer import TrainConfig, Trainer, lr_factor
 

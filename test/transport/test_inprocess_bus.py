@@ -3,7 +3,7 @@ messages of every live latched publisher; volatile subscribers and closed publis
 
 from __future__ import annotations
 
-from vla_policy_node.ros.node_support import STRING
+from vla_policy_node.nodes.node_support import STRING
 from vla_policy_node.transport.inprocess import InProcessBus
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, Durability, QosProfile
 

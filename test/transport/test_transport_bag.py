@@ -21,7 +21,7 @@ from vla_policy_node.msgs import (
 )
 from vla_policy_node.msgs.definitions import InterfaceDefinitions
 from vla_policy_node.msgs.typestore import build_typestore, default_typestore, register_interfaces
-from vla_policy_node.policy.types import ActionChunk
+from vla_policy_node.spec.types import ActionChunk
 from vla_policy_node.transport import SENSOR_DATA_QOS, TransportError
 from vla_policy_node.transport.bag import BagError, BagReader, BagTransport, BagWriter, read_bag
 

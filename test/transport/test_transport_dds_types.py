@@ -23,7 +23,7 @@ from vla_policy_node.msgs import (
     encode_policy_status,
     rosbags_factory,
 )
-from vla_policy_node.policy.types import ActionChunk
+from vla_policy_node.spec.types import ActionChunk
 from vla_policy_node.transport.dds_types import DdsTypeRegistry
 
 

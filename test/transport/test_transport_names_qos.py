@@ -6,7 +6,7 @@ import pytest
 from cyclonedds.qos import Policy
 
 from vla_policy_node.transport import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS, QosProfile
-from vla_policy_node.transport.dds import dds_qos
+from vla_policy_node.transport.dds_participant import dds_qos
 from vla_policy_node.transport.dds_types import dds_type_name
 from vla_policy_node.transport.names import resolve_name, service_to_dds, topic_to_dds
 

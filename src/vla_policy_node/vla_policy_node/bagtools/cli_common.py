@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from vla_policy_node.policy.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 
 _REPO_ROBOTS = Path(__file__).resolve().parents[4] / "config" / "robots"
 

@@ -47,7 +47,7 @@ from vla_policy_node.bagtools.resample import (
     environment_state_spec,
 )
 from vla_policy_node.bagtools.topics import BagContentError, fit_embodiment_to_bag
-from vla_policy_node.policy.embodiment import ConfigError, Embodiment
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.transport.bag import BagError, BagReader
 

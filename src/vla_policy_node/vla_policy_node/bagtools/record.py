@@ -38,7 +38,7 @@ from vla_policy_node.bagtools.topics import (
     TopicSpec,
     robot_topics,
 )
-from vla_policy_node.policy.embodiment import ConfigError, Embodiment
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.transport.bag import BagError, BagWriter
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS
@@ -211,7 +211,7 @@ def handle_key(recorder: Recorder, line: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from vla_policy_node.ros.entry import make_transport, strip_ros_args
+    from vla_policy_node.transport.factory import make_transport, strip_ros_args
 
     args = parse_args(strip_ros_args(argv))
     setup_logging(args.verbose)

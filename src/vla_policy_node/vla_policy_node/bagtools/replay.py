@@ -50,16 +50,16 @@ from vla_policy_node.bagtools.topics import (
     gripper_command_topic,
     has_topic,
 )
-from vla_policy_node.bagtools.virtual_transport import VirtualClockTransport
 from vla_policy_node.control.command import ChunkError, Command
 from vla_policy_node.control.config import ControlConfig
+from vla_policy_node.msgs.commands import decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.joints import decode_float64_array, decode_joint_state
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.types import ActionChunk, Observation
-from vla_policy_node.ros.controller_io import decode_command
-from vla_policy_node.ros.policy_runtime import InferencePolicy, PolicyNodeParams, PolicyRuntime
+from vla_policy_node.nodes.policy_runtime import InferencePolicy, PolicyNodeParams, PolicyRuntime
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.types import ActionChunk, Observation
 from vla_policy_node.transport.bag import BagError, BagReader
+from vla_policy_node.transport.virtual_clock import VirtualClockTransport
 
 Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their

@@ -18,7 +18,7 @@ from pathlib import Path
 from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
-from vla_policy_node.policy.embodiment import ConfigError
+from vla_policy_node.spec.embodiment import ConfigError
 
 PROGRAM = "vla_replay_test"
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(args.verbose)
     try:
-        from vla_policy_node.ros.controller_io import resolve_controller
+        from vla_policy_node.msgs.commands import resolve_controller
 
         embodiment = resolve_controller(load_robot(args.robot), args.controller_type)
         config = replay_config(args)

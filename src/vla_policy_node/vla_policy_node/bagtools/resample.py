@@ -42,14 +42,14 @@ from vla_policy_node.bagtools.topics import (
     has_topic,
 )
 from vla_policy_node.control.command import CommandSpace
+from vla_policy_node.msgs.commands import decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.geometry import POINT_STAMPED, POSE_STAMPED, decode_point_stamped, decode_pose_stamped
 from vla_policy_node.msgs.images import decode_compressed_image, decode_image
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, decode_float64_array, decode_joint_state
 from vla_policy_node.msgs.stamps import header_stamp
-from vla_policy_node.policy.embodiment import CameraSpec, Embodiment
-from vla_policy_node.policy.images import fit_image
-from vla_policy_node.ros.controller_io import decode_command
+from vla_policy_node.spec.embodiment import CameraSpec, Embodiment
+from vla_policy_node.spec.images import fit_image
 from vla_policy_node.transport.bag import BagReader
 
 ActionSource = Literal["auto", "commands", "next_state"]

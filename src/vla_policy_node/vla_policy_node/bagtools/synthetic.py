@@ -35,9 +35,9 @@ from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.msgs.fields import rosbags_factory
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE, encode_compressed_image, encode_image
 from vla_policy_node.msgs.joints import JOINT_STATE, encode_float64_array, encode_joint_state, encode_joint_trajectory
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.images import fit_image
-from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.images import fit_image
+from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 from vla_policy_node.transport.bag import BagWriter
 from vla_policy_node.transport.qos import LATCHED_QOS, SENSOR_DATA_QOS
 

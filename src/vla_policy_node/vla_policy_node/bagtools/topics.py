@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE
-from vla_policy_node.policy.embodiment import CameraSpec, Embodiment
-from vla_policy_node.ros.controller_io import CONTROLLER_MSGTYPES
+from vla_policy_node.spec.embodiment import CameraSpec, Embodiment
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS, QosProfile
 
 INSTRUCTION_TOPIC = "/vla/instruction"

@@ -20,8 +20,8 @@ import torch
 from vla_policy_node.model.checkpoint import save_checkpoint
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla_policy import InferenceTimings, VLAPolicy
-from vla_policy_node.policy import Embodiment, Observation, load_embodiment
-from vla_policy_node.policy.normalization import normalization_from_limits
+from vla_policy_node.spec import Embodiment, Observation, load_embodiment
+from vla_policy_node.spec.normalization import normalization_from_limits
 
 REPO_CONFIG = Path(__file__).resolve().parents[4] / "config" / "robots"
 BLOCKS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 210), "yellow": (220, 200, 40)}

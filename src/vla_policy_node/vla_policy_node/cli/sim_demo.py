@@ -64,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from vla_policy_node.policy.embodiment import load_embodiment
-    from vla_policy_node.simeval.closed_loop import ClosedLoopSystem, evaluate
-    from vla_policy_node.simeval.evaluate import load_policy
+    from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, evaluate
+    from vla_policy_node.experiments.sim_arm.evaluate import load_policy
+    from vla_policy_node.spec.embodiment import load_embodiment
 
     torch.set_num_threads(args.threads)
     robot = load_embodiment(args.robot_config)

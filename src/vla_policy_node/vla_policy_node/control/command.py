@@ -20,8 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.types import ActionChunk
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.types import ActionChunk
 
 CommandKind = Literal["joint_position", "ee_pose", "ee_twist"]
 

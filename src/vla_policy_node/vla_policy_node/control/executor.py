@@ -27,7 +27,7 @@ from vla_policy_node.control.config import ExecutorConfig
 from vla_policy_node.control.latency import LatencyTracker, RateMeter
 from vla_policy_node.control.rtc import blend_weights, frozen_steps, prefix_weights
 from vla_policy_node.control.trajectory import Trajectory
-from vla_policy_node.policy.types import RtcPrefix
+from vla_policy_node.spec.types import RtcPrefix
 
 _MAX_ENSEMBLE_CHUNKS = 64
 

@@ -31,8 +31,8 @@ from vla_policy_node.control.safety import CLAMP_NAMES, SafetyFilter
 from vla_policy_node.control.status import ClampReport, ControlStatus, Diagnostic, Level
 from vla_policy_node.control.sync import JOINT_STATES, ObservationSync
 from vla_policy_node.control.watchdog import Watchdog
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 
 FAULT_DISPLAY_TIME = 2.0  # a one-off fault (a NaN command) stays in the status this long
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from vla_policy_node.control.config import LockSpec, MuxConfig
-from vla_policy_node.policy.embodiment import is_valid_topic
+from vla_policy_node.spec.embodiment import is_valid_topic
 
 
 class MuxFileError(ValueError):

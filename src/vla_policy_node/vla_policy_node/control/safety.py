@@ -27,8 +27,8 @@ import numpy as np
 from vla_policy_node.control.braking import braking_velocity, stopping_distance
 from vla_policy_node.control.command import CommandSpace
 from vla_policy_node.control.config import SafetyConfig
-from vla_policy_node.control.rotation import quat_from_rpy, rotate_towards, rpy_from_quat
-from vla_policy_node.policy.embodiment import ConfigError, Embodiment
+from vla_policy_node.kinematics.rotation import quat_from_rpy, rotate_towards, rpy_from_quat
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 
 CLAMP_NAMES = (
     "position",

@@ -23,8 +23,8 @@ import numpy as np
 
 from vla_policy_node.control.config import SyncConfig
 from vla_policy_node.control.pairing import ApproximateTimePairing, MatchedSet, TriggerPairing
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.types import Observation
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.types import Observation
 
 JOINT_STATES = "joint_states"
 SYNC = "sync"  # pseudo-input: the newest matched set

@@ -21,6 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from vla_policy_node.kinematics.rotation import axis_angle_matrix, rpy_matrix, skew_matrix
+
 JointType = Literal["revolute", "continuous", "prismatic", "fixed", "floating", "planar"]
 JOINT_TYPES: tuple[str, ...] = ("revolute", "continuous", "prismatic", "fixed", "floating", "planar")
 MOVABLE: tuple[str, ...] = ("revolute", "continuous", "prismatic")
@@ -68,29 +70,6 @@ class Joint:
     def transform(self, value: float) -> np.ndarray:
         """4x4 parent-link -> child-link transform at joint position `value`."""
         return self.origin @ self.motion(value)
-
-
-def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """URDF's rpy: fixed-axis rotations about x, then y, then z, i.e. Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
-    cr, sr = math.cos(roll), math.sin(roll)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cy, sy = math.cos(yaw), math.sin(yaw)
-    return np.array([
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ])
-
-
-def _skew(axis: np.ndarray) -> np.ndarray:
-    x, y, z = axis
-    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-
-
-def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation about a unit `axis` by `angle` (Rodrigues)."""
-    k = _skew(axis)
-    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -361,7 +340,7 @@ class KinematicChain:
             else:
                 head = pending
             mimic = joint.mimic
-            skew = _skew(joint.axis)
+            skew = skew_matrix(joint.axis)
             steps.append(_Step(
                 kind="rotational" if joint.type in ROTATIONAL else "prismatic",
                 axis=joint.axis,

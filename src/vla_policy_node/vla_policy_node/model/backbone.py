@@ -40,7 +40,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from vla_policy_node.model.families import FamilySpec, family_for_model_type, get_family
 from vla_policy_node.model.processors import load_processor
-from vla_policy_node.policy.types import ObservationError
+from vla_policy_node.spec.types import ObservationError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
 from vla_policy_node.model.heads import build_head, head_config_from_dict, head_config_to_dict
 from vla_policy_node.model.vla import EmbodimentSlot, VLAConfig, VLAModel
-from vla_policy_node.policy.normalization import NormalizationSet
+from vla_policy_node.spec.normalization import NormalizationSet
 
 FORMAT = "vla_policy_node/1"
 CONFIG_FILE = "vla_config.json"

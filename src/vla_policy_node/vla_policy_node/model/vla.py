@@ -17,7 +17,7 @@ from vla_policy_node.model.aux_probe import AuxProbe, AuxProbeConfig
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
 from vla_policy_node.model.flow_head import FlowHeadConfig, HeadContext
 from vla_policy_node.model.heads import HeadConfig, build_head, head_type
-from vla_policy_node.policy.embodiment import Embodiment
+from vla_policy_node.spec.embodiment import Embodiment
 
 
 class UnknownEmbodimentError(KeyError):

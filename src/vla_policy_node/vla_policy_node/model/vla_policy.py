@@ -22,10 +22,10 @@ import torch
 
 from vla_policy_node.model.checkpoint import load_checkpoint
 from vla_policy_node.model.vla import VLAModel
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet
-from vla_policy_node.policy.types import ActionChunk, Observation, RtcPrefix
-from vla_policy_node.policy.validation import validate_observation
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
+from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.spec.validation import validate_observation
 
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ from vla_policy_node.msgs.joints import (
     encode_joint_trajectory,
 )
 from vla_policy_node.msgs.markers import decode_marker_points, encode_delete_markers, encode_path_markers
+from vla_policy_node.msgs.policy_status import decode_policy_status, encode_policy_status
 from vla_policy_node.msgs.stamps import (
     duration_to_seconds,
     header_stamp,
@@ -52,7 +53,6 @@ from vla_policy_node.msgs.stamps import (
     seconds_to_sec_nanosec,
     time_to_seconds,
 )
-from vla_policy_node.msgs.status import decode_policy_status, encode_policy_status
 from vla_policy_node.msgs.typestore import build_typestore, default_typestore, type_hash
 
 __all__ = [

@@ -10,7 +10,7 @@ import numpy as np
 from vla_policy_node.msgs.errors import MessageError
 from vla_policy_node.msgs.fields import MessageFactory, check_unique, float_array, get_field, string_list
 from vla_policy_node.msgs.stamps import header_stamp, make_header
-from vla_policy_node.policy.types import ActionChunk
+from vla_policy_node.spec.types import ActionChunk
 
 ACTION_CHUNK = "vla_msgs/msg/ActionChunk"
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from vla_policy_node.kinematics.rotation import quat_from_matrix
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.stamps import make_header
 
@@ -20,7 +20,7 @@ def encode_transform(new: MessageFactory, parent: str, child: str, matrix: np.nd
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (4, 4) or not np.all(np.isfinite(m)):
         raise ValueError(f"transform {parent} -> {child} must be a finite 4x4 matrix, got shape {m.shape}")
-    x, y, z, w = Rotation.from_matrix(m[:3, :3]).as_quat()
+    w, x, y, z = quat_from_matrix(m[:3, :3])
     return new(
         TRANSFORM_STAMPED,
         header=make_header(new, stamp, parent),

@@ -17,7 +17,7 @@ from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer, reconstru
 from vla_policy_node.model.asa.tokenizers.fast import FastConfig, FastTokenizer
 from vla_policy_node.model.asa.tokenizers.rvq import RVQConfig, RVQTokenizer
 from vla_policy_node.model.asa.tokenizers.uniform import UniformConfig, UniformTokenizer
-from vla_policy_node.policy.normalization import NormalizationSet
+from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.data import Sample, SampleDataset, fit_normalization
 
 KINDS = ("uniform", "vq", "rvq", "fast")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vla_policy_node.model.vla import VLAModel
-from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet
+from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet, Normalizer, Stats
+from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet, Normalizer, Stats
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.data import Sample
 

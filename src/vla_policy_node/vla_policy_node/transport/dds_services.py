@@ -27,7 +27,7 @@ from cyclonedds.util import duration
 
 from vla_policy_node.msgs.typestore import normalize_service_type, service_message_types
 from vla_policy_node.transport.base import ServiceClient, ServiceHandler, ServiceServer, ServiceUnavailable
-from vla_policy_node.transport.dds import ANY_SAMPLE_STATE
+from vla_policy_node.transport.dds_participant import ANY_SAMPLE_STATE, DdsParticipant
 from vla_policy_node.transport.names import service_to_dds
 from vla_policy_node.transport.qos import SERVICES_QOS
 
@@ -55,25 +55,25 @@ def user_data_value(qos: Any, key: str) -> str | None:
 
 
 class DdsServiceServer(ServiceServer):
-    def __init__(self, transport: Any, name: str, srvtype: str, handler: ServiceHandler) -> None:
+    def __init__(self, transport: DdsParticipant, name: str, srvtype: str, handler: ServiceHandler) -> None:
         self.name = name
         self.srvtype = normalize_service_type(srvtype)
         self._transport = transport
         self._handler = handler
         request_type, response_type = service_message_types(self.srvtype)
         request_cls, self._reply_cls = transport.types.service_wire_types(self.srvtype)
-        user_data = f"serviceid={client_service_id_string(transport._next_client_service_id())};"
+        user_data = f"serviceid={client_service_id_string(transport.next_client_service_id())};"
         request_topic, reply_topic = service_to_dds(name)
-        self._writer, _ = transport._create_writer(
+        self._writer, _ = transport.create_writer(
             reply_topic, response_type, SERVICES_QOS,
             sample_type=self._reply_cls, hash_type=self.srvtype, extra_user_data=user_data,
         )
-        reader, _ = transport._create_reader(
+        reader, _ = transport.create_reader(
             request_topic, request_type, SERVICES_QOS,
             sample_type=request_cls, hash_type=self.srvtype, extra_user_data=user_data,
         )
         self._reader = reader
-        self._entry = transport._register_reader(reader, request_cls, self._on_requests)
+        self._entry = transport.register_reader(reader, request_cls, self._on_requests)
         self._closed = False
 
     def _on_requests(self, samples: list[Any]) -> None:
@@ -109,24 +109,24 @@ class DdsServiceServer(ServiceServer):
         if self._closed:
             return
         self._closed = True
-        self._transport._unregister_reader(self._entry)
-        self._transport._delete_writer(self._writer)
+        self._transport.unregister_reader(self._entry)
+        self._transport.delete_writer(self._writer)
 
 
 class DdsServiceClient(ServiceClient):
-    def __init__(self, transport: Any, name: str, srvtype: str) -> None:
+    def __init__(self, transport: DdsParticipant, name: str, srvtype: str) -> None:
         self.name = name
         self.srvtype = normalize_service_type(srvtype)
         self._transport = transport
         request_type, response_type = service_message_types(self.srvtype)
         self._request_cls, reply_cls = transport.types.service_wire_types(self.srvtype)
-        user_data = f"clientid={client_service_id_string(transport._next_client_service_id())};"
+        user_data = f"clientid={client_service_id_string(transport.next_client_service_id())};"
         request_topic, reply_topic = service_to_dds(name)
-        self._writer, _ = transport._create_writer(
+        self._writer, _ = transport.create_writer(
             request_topic, request_type, SERVICES_QOS,
             sample_type=self._request_cls, hash_type=self.srvtype, extra_user_data=user_data,
         )
-        self._reader, self._reply_cls = transport._create_reader(
+        self._reader, self._reply_cls = transport.create_reader(
             reply_topic, response_type, SERVICES_QOS,
             sample_type=reply_cls, hash_type=self.srvtype, extra_user_data=user_data,
         )
@@ -171,5 +171,5 @@ class DdsServiceClient(ServiceClient):
             return
         self._closed = True
         self._waitset.detach(self._condition)
-        self._transport._delete_writer(self._writer)
-        self._transport._delete_reader(self._reader)
+        self._transport.delete_writer(self._writer)
+        self._transport.delete_reader(self._reader)

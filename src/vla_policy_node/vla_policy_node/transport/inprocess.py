@@ -22,11 +22,11 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from vla_policy_node.bagtools.virtual_transport import VirtualClockTransport
 from vla_policy_node.msgs.typestore import default_typestore, normalize_msgtype
 from vla_policy_node.transport.base import MessageCallback, Publisher, Subscription
 from vla_policy_node.transport.local import LocalEndpoints
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+from vla_policy_node.transport.virtual_clock import VirtualClockTransport
 
 
 @dataclass(eq=False)

@@ -19,8 +19,8 @@ from vla_policy_node.model.asa.tokenized import TokenizedAdapter
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer, tokenizer_to_dict
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
 from vla_policy_node.model.vla import EmbodimentSlot, VLAConfig, VLAModel, make_slots
-from vla_policy_node.policy.embodiment import Embodiment
-from vla_policy_node.policy.normalization import EmbodimentNormalization, NormalizationSet
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 
 ACTION_NAME = "action"  # the one "dimension" of a discrete action: its index in the vocabulary
 

@@ -28,7 +28,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from vla_policy_node.model.asa.fast import ACTION_END, ACTION_START, fast_token_names
 from vla_policy_node.model.asa.tokenizers.fast import FastTokenizer
-from vla_policy_node.policy.normalization import NormalizationSet
+from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.data import SampleDataset
 
 DEFAULT_REASONING = "The task is to {instruction}. I will move the arm accordingly."

@@ -179,7 +179,7 @@ def load_tokenizer(directory: str | Path) -> tuple[ActionTokenizer, Any]:
     """-> (tokenizer, NormalizationSet or None) from `save_tokenizer`'s directory."""
     from safetensors.torch import load_file
 
-    from vla_policy_node.policy.normalization import NormalizationSet
+    from vla_policy_node.spec.normalization import NormalizationSet
 
     directory = Path(directory)
     path = directory / CONFIG_FILE

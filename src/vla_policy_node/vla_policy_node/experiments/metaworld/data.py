@@ -1,0 +1,80 @@
+"""Scripted-expert episodes on Meta-World as training samples for the project's trainer.
+
+Sample t of an episode is what the policy sees before step t (the camera image and the robot state: hand xyz
+and finger opening, never the object or goal positions) with the expert's actions for steps t .. t+H-1; steps
+past the episode's end are padded and marked invalid, so the loss ignores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla_policy_node.experiments.metaworld.env import MetaWorldEnv
+from vla_policy_node.train.data import Sample
+
+
+@dataclass(frozen=True)
+class ExpertEpisode:
+    layout: int
+    images: list[np.ndarray]  # [T] before each step
+    states: list[np.ndarray]  # [T] robot state before each step
+    actions: list[np.ndarray]  # [T] the action taken at each step
+    success: bool
+
+
+@dataclass
+class DemoStats:
+    layouts: list[int] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | int]:
+        return {"episodes": len(self.layouts), "expert_successes": int(sum(self.successes)),
+                "mean_length": float(np.mean(self.lengths)) if self.lengths else 0.0}
+
+
+def expert_episode(env: MetaWorldEnv, layout: int) -> ExpertEpisode:
+    """Run the scripted expert on one layout until it succeeds or the step limit, recording what a policy sees."""
+    obs = env.reset(layout)
+    images: list[np.ndarray] = []
+    states: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    success = False
+    while not success and env.steps < env.config.max_steps:
+        images.append(env.render())
+        states.append(env.state(obs))
+        action = env.expert_action(obs)
+        actions.append(action)
+        obs, success = env.step(action)
+    return ExpertEpisode(layout, images, states, actions, success)
+
+
+def episode_samples(episode: ExpertEpisode, *, horizon: int, camera: str, instruction: str, tag: str) -> list[Sample]:
+    """One sample per step: its observation and the next `horizon` expert actions (zero-padded, masked)."""
+    actions = np.asarray(episode.actions, np.float64)
+    steps, dim = actions.shape
+    padded = np.concatenate([actions, np.zeros((horizon, dim))])
+    samples = []
+    for t in range(steps):
+        valid = np.arange(t, t + horizon) < steps
+        samples.append(Sample(images={camera: episode.images[t]}, state=episode.states[t],
+                              actions=padded[t:t + horizon].copy(), instruction=instruction, tag=tag, valid=valid))
+    return samples
+
+
+def demonstrations(env: MetaWorldEnv, layouts: Iterable[int], *, horizon: int, camera: str, tag: str,
+                   keep_failures: bool = False) -> tuple[list[Sample], DemoStats]:
+    """Expert episodes on `layouts` as samples; failed episodes are left out unless `keep_failures`."""
+    samples: list[Sample] = []
+    stats = DemoStats()
+    for layout in layouts:
+        episode = expert_episode(env, layout)
+        stats.layouts.append(layout)
+        stats.successes.append(episode.success)
+        stats.lengths.append(len(episode.actions))
+        if episode.success or keep_failures:
+            samples += episode_samples(episode, horizon=horizon, camera=camera, instruction=env.instruction, tag=tag)
+    return samples, stats

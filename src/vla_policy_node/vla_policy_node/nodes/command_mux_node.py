@@ -1,0 +1,88 @@
+"""command_mux_node: policy < teleop < e-stop in front of the arm's controller, over ROS 2 (rclpy) or plain DDS.
+
+    python -m vla_policy_node.nodes.command_mux_node --transport dds --robot-config config/robots/sim_arm.yaml \\
+        [--mux-config config/mux.yaml]
+    ros2 run vla_policy_node command_mux_node --ros-args -p robot_config:=... -p mux_config:=...   (or ros2 launch)
+
+Under rclpy the ROS parameters (robot_config, controller_type, mux_config, ...) override the command line.
+See mux_runtime.py for topics and mux_core.py for the behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from vla_policy_node.control.mux_file import MuxFileError, load_mux_file
+from vla_policy_node.msgs.commands import resolve_controller
+from vla_policy_node.nodes.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
+from vla_policy_node.nodes.node_support import console_main, declare_parameters, node_clock, serve
+from vla_policy_node.spec.embodiment import ConfigError, load_embodiment
+from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+
+log = logging.getLogger("command_mux_node")
+
+PROGRAM = "command_mux_node"
+NODE_NAME = "vla_command_mux"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
+                        help="auto: rclpy when it is importable, else DDS")
+    parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
+    default_mux = default_mux_config_path()
+    parser.add_argument("--mux-config", dest="mux_config", default=str(default_mux) if default_mux else "",
+                        help="mux YAML (default: the installed config/mux.yaml)")
+    parser.add_argument("--controller-type", dest="controller_type", default="",
+                        help="override the robot YAML's controller.interface")
+    parser.add_argument("--controller-topic", dest="controller_topic", default="",
+                        help="with --controller-type: the controller's topic (default: derived from the YAML's)")
+    parser.add_argument("--urdf", default="", help="URDF file (Cartesian robots; default: /robot_description)")
+    parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
+                        help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
+    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    return parser.parse_args(list(argv))
+
+
+def run(argv: Sequence[str]) -> int:
+    args = parse_args(strip_ros_args(argv))
+    logging.getLogger().setLevel(args.log_level.upper())
+    transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
+    try:
+        settings = declare_parameters(transport, {
+            "robot_config": args.robot_config, "mux_config": args.mux_config,
+            "controller_type": args.controller_type, "controller_topic": args.controller_topic, "urdf": args.urdf,
+        })
+        if not settings["robot_config"]:
+            log.error("robot_config is required (--robot-config or the ROS parameter)")
+            return 2
+        node = getattr(transport, "node", None)
+        name = node.get_name() if node is not None else args.node_name
+        try:
+            embodiment = resolve_controller(load_embodiment(settings["robot_config"]), settings["controller_type"],
+                                            settings["controller_topic"])
+            if settings["mux_config"]:
+                params = MuxNodeParams.from_mux_file(load_mux_file(settings["mux_config"]), node_name=name,
+                                                     urdf_path=str(settings["urdf"]))
+            else:
+                log.warning("no mux config found: built-in defaults (policy < teleop < /vla/estop)")
+                params = MuxNodeParams(node_name=name, urdf_path=str(settings["urdf"]))
+        except (ConfigError, MuxFileError) as error:
+            log.error("%s", error)
+            return 2
+        runtime = MuxRuntime(transport, embodiment, params, node_clock(transport, args.use_sim_time))
+        return serve(runtime, log)
+    finally:
+        transport.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return console_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

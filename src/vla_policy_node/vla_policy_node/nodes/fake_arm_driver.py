@@ -1,0 +1,258 @@
+"""fake_arm_driver: a stand-in for an arm's driver, controllers and cameras, for tests and dry runs without
+hardware or a simulator.
+
+    python -m vla_policy_node.nodes.fake_arm_driver --transport dds --robot-config config/robots/sim_arm.yaml
+
+- listens on the robot YAML's controller topic (joint_trajectory: the last point of each trajectory is the
+  target; forward_command: the array is) and on a forward_command gripper topic;
+- tracks the target to first order (time constant `tau`), clamped to the joint limits, and publishes the
+  joints (+ gripper) on the joint_states topic at `joint_rate`;
+- publishes every camera of the YAML (Image rgb8, or CompressedImage jpeg when `compressed`) at the camera
+  resolution and `camera_rate`: a gradient with a block that moves with the first joint, so the policy sees
+  the arm move;
+- publishes a serial-chain URDF of the robot's joints on /robot_description (latched), like a
+  robot_state_publisher would, so the policy node can draw its predicted path;
+- `~/cameras_enabled` (std_msgs/Bool, latched) switches the camera streams off and on (a camera failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
+from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
+from vla_policy_node.msgs.images import encode_compressed_image, encode_image
+from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE, decode_float64_array, encode_joint_state
+from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, serve
+from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
+from vla_policy_node.transport.base import Transport
+from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
+
+log = logging.getLogger("fake_arm_driver")
+
+PROGRAM = "fake_arm_driver"
+NODE_NAME = "fake_arm_driver"
+COMMAND_QOS = QosProfile(depth=100)  # reliable, deep: a test reading every command must not lose one
+
+
+def chain_urdf(embodiment: Embodiment, link_length: float = 0.1) -> str:
+    """A serial chain of the robot's joints (axes alternating z, y), a fixed `tool` link, and the gripper as a
+    prismatic finger: enough kinematics for path markers and ghosts of robots without a description."""
+    base = embodiment.base_frame
+    parts = [f'<robot name="{embodiment.name}_chain">', f'<link name="{base}"/>']
+    parent = base
+    for i, joint in enumerate(embodiment.joints):
+        child = f"link{i + 1}"
+        axis = "0 0 1" if i % 2 == 0 else "0 1 0"
+        parts += [f'<link name="{child}"/>',
+                  f'<joint name="{joint.name}" type="revolute"><parent link="{parent}"/><child link="{child}"/>'
+                  f'<origin xyz="0 0 {link_length}"/><axis xyz="{axis}"/>'
+                  f'<limit lower="{joint.lower}" upper="{joint.upper}" effort="10" velocity="{joint.max_velocity}"/>'
+                  "</joint>"]
+        parent = child
+    parts += ['<link name="tool"/>', f'<joint name="tool_joint" type="fixed"><parent link="{parent}"/>'
+              f'<child link="tool"/><origin xyz="0 0 {link_length}"/></joint>']
+    if embodiment.gripper is not None:
+        g = embodiment.gripper
+        parts += ['<link name="finger"/>', f'<joint name="{g.name}" type="prismatic"><parent link="tool"/>'
+                  '<child link="finger"/><axis xyz="0 1 0"/>'
+                  f'<limit lower="{g.lower}" upper="{g.upper}" effort="10" velocity="{g.max_velocity}"/></joint>']
+    parts.append("</robot>")
+    return "".join(parts)
+
+
+def camera_frame(camera: CameraSpec, shift: float, tick: int) -> np.ndarray:
+    """HxWx3 RGB: a fixed gradient, a block whose column follows `shift` (radians), a pixel that counts."""
+    h, w = camera.height, camera.width
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)), np.full_like(x, 96)], axis=-1)
+    img = img.astype(np.uint8)
+    size = max(2, w // 8)
+    col = int((0.5 + 0.15 * math.sin(shift)) * (w - size))
+    img[h // 2 - size // 2: h // 2 + size // 2, col: col + size] = (230, 40, 40)
+    img[0, 0] = (tick % 256, 0, 0)
+    return img
+
+
+@dataclass(frozen=True)
+class FakeArmParams:
+    joint_rate: float = 100.0
+    camera_rate: float = 30.0
+    tau: float = 0.05
+    initial: tuple[float, ...] | None = None  # arm (+ gripper) positions; None: mid-range, gripper open
+    publish_description: bool = True
+
+
+class FakeArm:
+    def __init__(self, transport: Transport, embodiment: Embodiment, params: FakeArmParams | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        interface = embodiment.controller.interface
+        if interface not in ("joint_trajectory", "forward_command"):
+            raise ConfigError(f"the fake arm follows joint commands only, not {interface!r}")
+        self.transport = transport
+        self.embodiment = embodiment
+        self.params = params = params or FakeArmParams()
+        self.clock = clock or transport.now
+        self.interface = interface
+        self.names = embodiment.state_names
+        n = len(embodiment.joints)
+        self.lower = np.array([j.lower for j in embodiment.joints] + ([embodiment.gripper.lower]
+                                                                       if embodiment.gripper else []))
+        self.upper = np.array([j.upper for j in embodiment.joints] + ([embodiment.gripper.upper]
+                                                                       if embodiment.gripper else []))
+        if params.initial is not None:
+            if len(params.initial) != len(self.names):
+                raise ValueError(f"initial needs {len(self.names)} values {self.names}")
+            q = np.clip(np.array(params.initial, dtype=np.float64), self.lower, self.upper)
+        else:
+            q = (self.lower + self.upper) / 2
+            if embodiment.gripper is not None:
+                q[n] = embodiment.gripper.upper
+        self.positions = q
+        self.velocities = np.zeros_like(q)
+        self.target = q.copy()
+        self.cameras_enabled = True
+        self.errors = MessageErrorCounter()
+        self.commands_received = 0
+        self._n = n
+        self._lock = threading.Lock()
+        self._last_step: float | None = None
+        self._frames = 0
+        self._joint_pub = transport.publisher(embodiment.joint_states.topic, JOINT_STATE, DEFAULT_QOS)
+        self._camera_pubs = [
+            (cam, transport.publisher(cam.topic, "sensor_msgs/msg/CompressedImage" if cam.compressed
+                                      else "sensor_msgs/msg/Image", DEFAULT_QOS))
+            for cam in embodiment.cameras
+        ]
+        self._subscriptions = [
+            transport.subscribe(embodiment.controller.topic, CONTROLLER_MSGTYPES[interface], self.on_command,
+                                COMMAND_QOS),
+            transport.subscribe("~/cameras_enabled", BOOL, self.on_cameras_enabled, LATCHED_QOS),
+        ]
+        gripper = embodiment.gripper
+        if gripper is not None and gripper.interface == "forward_command":
+            self._subscriptions.append(transport.subscribe(gripper.topic, FLOAT64_ARRAY, self.on_gripper,
+                                                           COMMAND_QOS))
+        self._description_pub = None
+        if params.publish_description:
+            self._description_pub = transport.publisher("/robot_description", STRING, LATCHED_QOS)
+            self._description_pub.publish(transport.new_message(STRING, data=chain_urdf(embodiment)))
+        self._tickers: list[Ticker] = []
+
+    def on_command(self, msg: Any) -> None:
+        try:
+            arm = decode_command(msg, self.interface, self.embodiment.joint_names)
+        except MessageError as error:
+            self.errors.record(error, self.embodiment.controller.topic)
+            return
+        if self.interface == "joint_trajectory":
+            last = msg.points[-1].positions  # the goal of the trajectory; decode_command gave its first point
+            names = list(msg.joint_names)
+            arm = np.array([float(last[names.index(name)]) for name in self.embodiment.joint_names])
+        with self._lock:
+            self.target[: self._n] = arm
+            self.commands_received += 1
+
+    def on_gripper(self, msg: Any) -> None:
+        try:
+            value = decode_float64_array(msg, expected_size=1)
+        except MessageError as error:
+            self.errors.record(error, "gripper")
+            return
+        with self._lock:
+            self.target[self._n] = float(value[0])
+
+    def on_cameras_enabled(self, msg: Any) -> None:
+        self.cameras_enabled = bool(msg.data)
+        log.info("cameras %s", "on" if self.cameras_enabled else "off")
+
+    def joint_step(self) -> None:
+        """Track the target for the time since the last step and publish the joint state."""
+        now = self.clock()
+        with self._lock:
+            dt = 0.0 if self._last_step is None else max(0.0, now - self._last_step)
+            self._last_step = now
+            target = np.clip(self.target, self.lower, self.upper)
+            previous = self.positions.copy()
+            self.positions = target + (self.positions - target) * math.exp(-dt / self.params.tau)
+            self.velocities = (self.positions - previous) / dt if dt > 0 else np.zeros_like(previous)
+            positions, velocities = self.positions.copy(), self.velocities.copy()
+        self._joint_pub.publish(encode_joint_state(self.transport.new_message, self.names, positions, velocities,
+                                                   stamp=now))
+
+    def camera_step(self) -> None:
+        if not self.cameras_enabled:
+            return
+        now = self.clock()
+        shift = float(self.positions[0])
+        self._frames += 1
+        new = self.transport.new_message
+        for cam, publisher in self._camera_pubs:
+            rgb = camera_frame(cam, shift, self._frames)
+            if cam.compressed:
+                publisher.publish(encode_compressed_image(new, rgb, "jpeg", stamp=now, frame_id=f"{cam.name}_optical"))
+            else:
+                publisher.publish(encode_image(new, rgb, "rgb8", stamp=now, frame_id=f"{cam.name}_optical"))
+
+    def start(self) -> None:
+        self._tickers = [
+            make_ticker(self.transport, 1.0 / self.params.joint_rate, self.joint_step, "fake-arm-joints"),
+            make_ticker(self.transport, 1.0 / self.params.camera_rate, self.camera_step, "fake-arm-cameras"),
+        ]
+        for ticker in self._tickers:
+            ticker.start()
+
+    def close(self) -> None:
+        for ticker in self._tickers:
+            ticker.stop()
+        for subscription in self._subscriptions:
+            subscription.close()
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto")
+    parser.add_argument("--robot-config", dest="robot_config", required=True)
+    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0)
+    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=30.0)
+    parser.add_argument("--tau", type=float, default=0.05, help="first-order tracking time constant (s)")
+    parser.add_argument("--initial", type=float, nargs="+", help="initial joint (+ gripper) positions")
+    parser.add_argument("--no-description", dest="description", action="store_false",
+                        help="do not publish the chain URDF on /robot_description")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
+    return parser.parse_args(list(argv))
+
+
+def run(argv: Sequence[str]) -> int:
+    args = parse_args(strip_ros_args(argv))
+    try:
+        embodiment = load_embodiment(args.robot_config)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    params = FakeArmParams(args.joint_rate, args.camera_rate, args.tau,
+                           tuple(args.initial) if args.initial else None, args.description)
+    transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
+    try:
+        return serve(FakeArm(transport, embodiment, params), log, driver_summary(embodiment))
+    finally:
+        transport.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return console_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

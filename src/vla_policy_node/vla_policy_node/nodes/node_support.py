@@ -1,0 +1,115 @@
+"""Pieces both runtime nodes share: status/diagnostics messages, ROS parameters, and waiting for shutdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
+from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
+from vla_policy_node.msgs.errors import MessageErrorCounter
+from vla_policy_node.msgs.fields import MessageFactory
+from vla_policy_node.msgs.policy_status import encode_policy_status, status_fields
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+POLICY_STATUS = "vla_msgs/msg/PolicyStatus"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+BOOL = "std_msgs/msg/Bool"
+STRING = "std_msgs/msg/String"
+
+
+def policy_status_message(new: MessageFactory, status: ControlStatus, stamp: float) -> Any:
+    """ControlStatus -> vla_msgs/PolicyStatus (the message's fields only; the rest goes to diagnostics)."""
+    fields = set(status_fields())
+    values = {f.name: getattr(status, f.name) for f in dataclasses.fields(status) if f.name in fields}
+    return encode_policy_status(new, values, stamp=stamp)
+
+
+def diagnostics_message(new: MessageFactory, node_name: str, hardware_id: str,
+                        diagnostics: Iterable[Diagnostic], stamp: float) -> Any:
+    """Entries named `<node>: <component>`, as diagnostic_aggregator expects."""
+    entries = [DiagnosticEntry(int(d.level), f"{node_name}: {d.name}", d.message, d.values, hardware_id)
+               for d in diagnostics]
+    return encode_diagnostics(new, entries, stamp=stamp, hardware_id=hardware_id)
+
+
+def message_error_values(errors: MessageErrorCounter) -> tuple[tuple[str, str], ...]:
+    """(topic/problem, count) pairs for a diagnostics entry."""
+    return tuple((f"{topic} {problem}", str(n)) for (topic, problem), n in sorted(errors.counts().items()))
+
+
+def message_error_diagnostic(errors: MessageErrorCounter) -> Diagnostic:
+    """WARN while any input message has been rejected, with the counts per topic and problem."""
+    total = errors.total
+    return Diagnostic(Level.WARN if total else Level.OK, "message errors",
+                      f"{total} input message(s) rejected" if total else "no bad input messages",
+                      message_error_values(errors))
+
+
+def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
+    """A node executable's main: log format, then `run` on the command-line arguments."""
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
+    return run(sys.argv[1:] if argv is None else argv)
+
+
+def declare_parameters(transport: object, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Under rclpy: declare each parameter (command-line value as default) and return the node's values, so
+    `ros2 launch` parameters win. Without rclpy: the defaults unchanged."""
+    node = getattr(transport, "node", None)
+    if node is None:
+        return dict(defaults)
+    values = {}
+    for name, default in defaults.items():
+        if node.has_parameter(name):
+            values[name] = node.get_parameter(name).value
+        else:
+            values[name] = node.declare_parameter(name, default).value
+    return values
+
+
+def node_clock(transport: Transport, use_sim_time: bool) -> Callable[[], float]:
+    """The time source of a node: `transport.now` (the ROS clock under rclpy, which follows use_sim_time
+    itself), or the /clock topic over DDS when `use_sim_time`."""
+    if use_sim_time and getattr(transport, "node", None) is None:
+        from vla_policy_node.nodes.topic_clock import TopicClock
+
+        return TopicClock(transport).now
+    return transport.now
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def serve(node: Startable, log: logging.Logger, message: str = "running; Ctrl-C to stop") -> int:
+    """A node executable's life: start its runtime, log, run until SIGINT/SIGTERM, close; 0 for a clean stop."""
+    node.start()
+    log.info("%s", message)
+    wait_for_shutdown()
+    node.close()
+    return 0
+
+
+def driver_summary(embodiment: Embodiment) -> str:
+    """The start-up line of a (fake or simulated) robot driver."""
+    return (f"{embodiment.name}: joints on {embodiment.joint_states.topic}, {len(embodiment.cameras)} camera(s), "
+            f"commands from {embodiment.controller.topic}")
+
+
+def wait_for_shutdown() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
