@@ -13,11 +13,9 @@ import types
 import pytest
 
 from test.ros_env import ros2_missing
-
 from vla_policy_node.nodes.gripper_output import GripperActionOutput, make_gripper_output
 from vla_policy_node.nodes.node_support import declare_parameters, node_clock
 from vla_policy_node.nodes.timing import RclpyTicker, ThreadTicker, make_ticker
-
 
 pytestmark = pytest.mark.skipif(not ros2_missing(), reason="real ROS 2 present: test/ros2 covers the rclpy glue")
 
