@@ -101,7 +101,11 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     from vla_policy_node.model.checkpoint import save_checkpoint
     from vla_policy_node.model.tiny import build_tiny_vla
     from vla_policy_node.spec import load_embodiment
-    from vla_policy_node.spec.normalization import normalization_from_limits
+    from vla_policy_node.spec.normalization import (
+        EmbodimentNormalization,
+        NormalizationSet,
+        normalization_from_limits,
+    )
 
     out = {}
     root = tmp_path_factory.mktemp("tiny_ckpts")
@@ -109,19 +113,27 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
         embodiment = load_embodiment(config)
         torch.manual_seed(0)
         model = build_tiny_vla([embodiment])
-        out[config.stem] = save_checkpoint(model, normalization_from_limits(embodiment), root / config.stem)
+        if embodiment.action_space.type == "joint_position":
+            normalization = normalization_from_limits(embodiment)
+        else:  # Cartesian deltas: unit stats (the safety filter bounds the speeds)
+            normalization = NormalizationSet({embodiment.tag: EmbodimentNormalization.identity(
+                embodiment.state_dim, embodiment.action_dim)})
+        out[config.stem] = save_checkpoint(model, normalization, root / config.stem)
     return out
 
 
 @pytest.fixture
-def rclpy_context(ros_env: dict[str, str]) -> Iterator[object]:
-    """rclpy in this process, on the module's domain and loopback discovery (its own context, shut down after)."""
+def rclpy_context(domain: int) -> Iterator[object]:
+    """rclpy in this process, on the module's domain and loopback discovery (its own context, shut down after);
+    needs no colcon build."""
+    if ros2_missing():
+        pytest.skip(ros2_missing())
     import rclpy
 
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "CYCLONEDDS_URI")}
-    os.environ.update(ROS_DOMAIN_ID=ros_env["ROS_DOMAIN_ID"], CYCLONEDDS_URI=ros_env["CYCLONEDDS_URI"])
+    os.environ.update(ROS_DOMAIN_ID=str(domain), CYCLONEDDS_URI=loopback_uri())
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    rclpy.init(context=context, domain_id=domain)
     try:
         yield context
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -56,9 +57,19 @@ def message_error_diagnostic(errors: MessageErrorCounter) -> Diagnostic:
 
 
 def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
-    """A node executable's main: log format, then `run` on the command-line arguments."""
+    """A node executable's main: log format, then `run` on the command-line arguments.
+
+    As a program (argv None) it ends with os._exit once `run` has closed everything: the interpreter's own
+    teardown (torch, mujoco, DDS finalizers) takes seconds on a loaded machine, longer than `ros2 launch`
+    waits after SIGINT before it escalates to SIGTERM and reports the node as died."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    if argv is not None:
+        return run(argv)
+    code = run(sys.argv[1:])
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ See policy_runtime.py for topics and threads.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 import threading
@@ -200,9 +199,8 @@ class PolicyNode:
         with self._lock:
             if self.runtime is not None:
                 self.runtime.close()
-            self.runtime = self.policy = self.embodiment = None
-            gc.collect()
-            if "torch" in sys.modules:
+            self.runtime = self.policy = self.embodiment = None  # no gc.collect(): DDS entities' finalizers
+            if "torch" in sys.modules:  # can block in it; the model's tensors go with their last reference
                 import torch
 
                 if torch.cuda.is_available():
