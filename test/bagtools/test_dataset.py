@@ -30,7 +30,7 @@ def dataset(tmp_path_factory, sim_arm, mcap_bag):
 def test_layout_and_info_follow_lerobot_v3(dataset, sim_arm):
     files = sorted(str(p.relative_to(dataset)) for p in dataset.rglob("*") if p.is_file())
     assert files == ["data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet",
-                     "meta/info.json", "meta/stats.json", "meta/tasks.parquet"]
+                     "meta/info.json", "meta/stats.json", "meta/tasks.parquet", "meta/vla.json"]
     info = json.loads((dataset / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["fps"] == 10 and info["robot_type"] == "sim_arm"
     assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"

@@ -77,7 +77,7 @@ def test_feature_schema_and_stats(held, mcap_bag, sim_arm, tmp_path):
     bag, out, _, _ = held
     info = json.loads((out / fmt.INFO_PATH).read_text())
     assert info["features"][fmt.ENV_STATE_KEY] == {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"]}
-    assert info["vla"]["environment_state"] == {"topic": TOPIC, "msgtype": POINT}
+    assert fmt.read_vla(out)["environment_state"] == {"topic": TOPIC, "msgtype": POINT}
     column = pq.read_schema(out / "data/chunk-000/file-000.parquet").field(fmt.ENV_STATE_KEY).type
     assert pa.types.is_fixed_size_list(column) and (column.list_size, column.value_type) == (3, pa.float32())
     data = frames(out)

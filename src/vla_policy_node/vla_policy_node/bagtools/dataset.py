@@ -434,9 +434,11 @@ class LeRobotWriter:
             "video_path": fmt.VIDEO_PATH if self.video is not None else None,
             "features": self.features,
             "vla": {"embodiment": self.emb.name, "tag": self.emb.tag, "action_space": self.emb.action_space.type,
-                    "stats_split": "train", "repo_id": self.config.repo_id, **extra_info},
+                    "splits": splits, "stats_split": "train", "repo_id": self.config.repo_id, **extra_info},
         }
-        (self.partial / fmt.INFO_PATH).write_text(json.dumps(info, indent=4))
+        lerobot_info = {k: v for k, v in info.items() if k != "vla"}
+        (self.partial / fmt.INFO_PATH).write_text(json.dumps(lerobot_info, indent=4))
+        (self.partial / fmt.VLA_PATH).write_text(json.dumps(info["vla"], indent=4))
         shutil.rmtree(self.partial / "spool")
         if self.output.exists():
             shutil.rmtree(self.output)

@@ -49,7 +49,7 @@ class LeRobotSamples:
         if horizon < 1:
             raise ValueError("horizon must be >= 1")
         self.horizon = horizon
-        vla = info.raw.get("vla") or {}
+        vla = fmt.read_vla(self.root, info.raw)
         self.tag = tag or str(vla.get("tag") or info.raw.get("robot_type") or "")
         for key in (fmt.STATE_KEY, fmt.ACTION_KEY):
             if key not in info.features:
