@@ -34,7 +34,8 @@ setup(
             "opencv-python-headless>=4.9",
         ],
         # rosbag tooling (vla_record, vla_replay_test, vla_bag_to_dataset) and the LeRobot dataset reader
-        "bagtools": ["pyarrow>=15", "matplotlib>=3.8", "tqdm>=4.66"],
+        # PyAV: LeRobot video features (MP4: AV1/H.264 decode and encode, FFmpeg bundled in the wheel)
+        "bagtools": ["pyarrow>=15", "matplotlib>=3.8", "tqdm>=4.66", "av==18.1.0"],
         # Intel RealSense cameras; the wheel needs the system library libusb-1.0 (Debian: libusb-1.0-0)
         "camera": ["pyrealsense2>=2.54"],
         # the simulated arm (MuJoCo, offscreen EGL rendering; Debian: libegl1 libgl1-mesa-dri libgles2) and the
