@@ -17,6 +17,8 @@ SHIPPED = REPO / "checkpoints" / "sim_reach" / "checkpoint"  # what the README l
 
 @pytest.mark.parametrize("robot", ROBOTS)
 def test_robot_launch_file(robot: str, ros_env: dict[str, str], tiny_checkpoints, tmp_path) -> None:
+    if robot == "ur5e":
+        pytest.skip("ur5e commands MoveIt Servo twists; the fake arm driver follows joint commands only")
     checkpoint = SHIPPED if robot == "sim_arm" else tiny_checkpoints[robot]
     env = dict(ros_env, VLA_TEST_ROBOT=robot, VLA_TEST_CHECKPOINT=str(checkpoint))
     result = subprocess.run([sys.executable, "-m", "launch_testing.launch_test", str(SYSTEM_TEST),
