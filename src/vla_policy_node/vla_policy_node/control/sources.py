@@ -73,6 +73,10 @@ class ChunkSource:
     def clear(self) -> None:
         self.executor.clear()
 
+    def set_strategy(self, strategy: str) -> None:
+        self.executor.set_strategy(strategy)
+        self.strategy = strategy
+
     # ------------------------------------------------------------------------------------------ inference
     def begin(self, obs: Observation, now: float) -> RtcPrefix | None:
         """Mark `obs` as sent to the model; the RTC prefix to condition on (rtc strategy, once a plan exists).

@@ -18,6 +18,7 @@ stops its runtime first and `close()` then shuts down executor, node and context
 from __future__ import annotations
 
 import array
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from vla_policy_node.transport.base import (
     Transport,
 )
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+from vla_policy_node.transport.rosout import InstalledHandler, RcutilsForwarder
 
 # rosidl type names (get_fields_and_field_types) -> (numpy dtype, array.array typecode)
 _NUMERIC = {
@@ -204,12 +206,17 @@ class RclpyTransport(Transport):
         self.node = node
         self._executor = _owned_executor
         self._spin_thread = _spin_thread
+        self._log_forwarder: InstalledHandler | None = None
 
     @classmethod
     def create(cls, node_name: str, namespace: str = "", args: list[str] | None = None,
-               lifecycle: LifecycleHandlers | None = None) -> RclpyTransport:
+               lifecycle: LifecycleHandlers | None = None, forward_logging: bool = False,
+               threads: int | None = None) -> RclpyTransport:
         """Init rclpy if needed (no signal handlers: see the module docstring), make a node (a managed node
-        whose transitions call `lifecycle`'s handlers, when given) and spin it on a background executor."""
+        whose transitions call `lifecycle`'s handlers, when given) and spin it on a background executor with
+        `threads` threads (default: the CPUs + 2, at least 4: an action goal's execute callback waits in one).
+        `forward_logging`: Python log records go to rcutils under the node's name (console and /rosout)
+        until `close()` (transport/rosout.py)."""
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
@@ -221,11 +228,14 @@ class RclpyTransport(Transport):
             node = _lifecycle_node_class()(node_name, namespace=namespace, handlers=lifecycle)
         else:
             node = Node(node_name, namespace=namespace)
-        executor = MultiThreadedExecutor()
+        executor = MultiThreadedExecutor(num_threads=threads or max(4, (os.cpu_count() or 1) + 2))
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name=f"rclpy-{node_name}", daemon=True)
         thread.start()
-        return cls(node, _owned_executor=executor, _spin_thread=thread)
+        transport = cls(node, _owned_executor=executor, _spin_thread=thread)
+        if forward_logging:
+            transport._log_forwarder = InstalledHandler(RcutilsForwarder(node.get_logger().name), exclusive=True)
+        return transport
 
     def publisher(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> Publisher:
         msgtype = normalize_msgtype(msgtype)
@@ -269,6 +279,9 @@ class RclpyTransport(Transport):
 
     def close(self) -> None:
         """Stop spinning, destroy the node, shut rclpy down (a node made by `create()`; else nothing)."""
+        if self._log_forwarder is not None:
+            self._log_forwarder.remove()
+            self._log_forwarder = None
         if self._executor is None:
             return
         executor, self._executor = self._executor, None
