@@ -10,8 +10,9 @@
   of the YAML (rgb8, the YAML's resolution, rendered offscreen) at `camera_rate`;
 - tasks: std_msgs/UInt32 on `/sim_arm/reset` (a task seed) lays out a new scene and puts the arm at its start
   pose; `/sim_arm/task` (std_msgs/String, JSON) reports seed, instruction, target, tool distance, success and
-  episode time with every camera frame. The instruction is only reported: whoever runs the episode gives it to
-  the policy (here /vla/instruction), as an operator would;
+  episode time with every camera frame, and `/vla/task_done` (std_msgs/Bool) whether the task has succeeded,
+  the success signal of the policy node's ExecuteInstruction action. The instruction is only reported:
+  whoever runs the episode gives it to the policy (here /vla/instruction, or the action), as an operator would;
 - ground truth for training and evaluation only: geometry_msgs/PointStamped on `/sim_arm/target_point`, the
   task's reach point (x, y, z in metres, frame `base_frame`), stamped like and published with every camera
   frame. Recorded demonstrations carry it into datasets as `observation.environment_state` (privileged
@@ -53,7 +54,7 @@ from vla_policy_node.msgs.joints import (
     decode_joint_trajectory,
     encode_joint_state,
 )
-from vla_policy_node.nodes.node_support import STRING, console_main, driver_summary, serve
+from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, serve
 from vla_policy_node.nodes.timing import Ticker, make_ticker
 from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
@@ -72,6 +73,7 @@ UINT32 = "std_msgs/msg/UInt32"
 RESET_TOPIC = "/sim_arm/reset"
 TASK_TOPIC = "/sim_arm/task"
 TARGET_POINT_TOPIC = "/sim_arm/target_point"
+TASK_DONE_TOPIC = "/vla/task_done"
 DESCRIPTION_TOPIC = "/robot_description"
 TARGET_STATE_NAMES = ("target_x", "target_y", "target_z")
 COMMAND_QOS = QosProfile(depth=100)
@@ -132,6 +134,7 @@ class SimArmDriver:
                              for cam in embodiment.cameras]
         self._task_pub = transport.publisher(TASK_TOPIC, STRING, LATCHED_QOS)
         self._target_pub = transport.publisher(TARGET_POINT_TOPIC, POINT_STAMPED, DEFAULT_QOS)
+        self._done_pub = transport.publisher(TASK_DONE_TOPIC, BOOL, DEFAULT_QOS)
         self._description_pub: Publisher | None = None
         if params.publish_description:
             self._description_pub = transport.publisher(DESCRIPTION_TOPIC, STRING, LATCHED_QOS)
@@ -229,6 +232,8 @@ class SimArmDriver:
                 publisher.publish(encode_image(new, images[cam.name], "rgb8", stamp=now,
                                                frame_id=f"{cam.name}_optical"))
             self._task_pub.publish(new(STRING, data=json.dumps(status)))
+            if status:
+                self._done_pub.publish(new(BOOL, data=bool(status["success"])))
             if target is not None:
                 self._target_pub.publish(encode_point_stamped(new, target, stamp=now,
                                                               frame_id=self.embodiment.base_frame))
