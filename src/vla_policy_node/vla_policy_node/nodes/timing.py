@@ -90,7 +90,10 @@ class ThreadTicker:
 
 
 class RclpyTicker:
-    """An rclpy timer in its own callback group (see the module docstring)."""
+    """An rclpy timer in its own callback group (see the module docstring). After `stop()` returns the job
+    does not run again: a call the executor had already taken from the timer (and queued on one of its
+    threads) is skipped, one in progress is waited for. Without that, a control tick queued before shutdown
+    ran after the node was destroyed ("cannot use Destroyable because destruction was requested")."""
 
     def __init__(self, node: Any, period: float, job: Job, name: str) -> None:
         self.node = node
@@ -98,13 +101,23 @@ class RclpyTicker:
         self.name = name
         self.job = GuardedJob(job, name)
         self._timer: Any = None
+        self._running = threading.RLock()  # reentrant: a job may stop its own ticker
+        self._stopped = False
 
     def start(self) -> None:
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-        self._timer = self.node.create_timer(self.period, self.job, callback_group=MutuallyExclusiveCallbackGroup())
+        self._stopped = False
+        self._timer = self.node.create_timer(self.period, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _tick(self) -> None:
+        with self._running:
+            if not self._stopped:
+                self.job()
 
     def stop(self) -> None:
+        with self._running:
+            self._stopped = True
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
             self._timer = None
