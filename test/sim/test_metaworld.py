@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("metaworld")
 
 from test.system.processes import REPO
-from vla_policy_node.experiments import metaworld_eval
+from vla_policy_node.experiments.metaworld import evaluate as metaworld_eval
 from vla_policy_node.experiments.metaworld.data import demonstrations, episode_samples, expert_episode
 from vla_policy_node.experiments.metaworld.env import MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.experiments.metaworld.evaluate import (
@@ -27,6 +27,8 @@ from vla_policy_node.experiments.metaworld.evaluate import (
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.train.data import fit_normalization
+
+pytestmark = pytest.mark.slow  # Meta-World environments, experts and training
 
 ROBOT = load_embodiment(REPO / "config" / "sim" / "metaworld_sawyer.yaml")
 CAMERA = ROBOT.cameras[0]
