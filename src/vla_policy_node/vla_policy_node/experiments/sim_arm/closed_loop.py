@@ -34,6 +34,8 @@ from vla_policy_node.transport.inprocess import InProcessBus
 from vla_policy_node.transport.qos import LATCHED_QOS
 
 log = logging.getLogger(__name__)
+# simulated seconds an episode may take: about 3x the expert's (reach ~1.5 s, pick-and-place ~5.5 s)
+TIME_LIMITS = {"reach": 6.0, "pick_place": 15.0}
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,14 @@ class EvaluationReport:
 class ClosedLoopSystem:
     """The sim arm, a policy node and a command mux on one in-process bus (see the module docstring)."""
 
-    def __init__(self, robot: Embodiment, policy: InferencePolicy, *, time_limit: float = 6.0,
-                 mux: bool = True) -> None:
+    def __init__(self, robot: Embodiment, policy: InferencePolicy, *, time_limit: float | None = None,
+                 mux: bool = True, task: str = "reach") -> None:
+        """time_limit: simulated seconds per episode (default: the task kind's, TIME_LIMITS)."""
         self.robot = robot
         self.policy = policy
-        self.time_limit = time_limit
+        self.time_limit = TIME_LIMITS[task] if time_limit is None else time_limit
         self.bus = InProcessBus(clock=1.0)
-        self.driver = SimArmDriver(self.bus.transport("sim_arm_driver"), robot, SimArmParams())
+        self.driver = SimArmDriver(self.bus.transport("sim_arm_driver"), robot, SimArmParams(task=task))
         self.operator = self.bus.transport("operator")
         self._instruction_pub = self.operator.publisher("/vla/instruction", STRING, LATCHED_QOS)
         self.use_mux = mux
