@@ -101,6 +101,7 @@ def rvq_bound(codes: int) -> float:
     return 4.0 * codes ** (-2.0 / p)
 
 
+@pytest.mark.slow
 def test_rvq_reconstructs_smooth_chunks_within_the_quantization_bound(rvq_results) -> None:
     tok, report = rvq_results["smooth"]
     chunks = RVQ_DATA["smooth"]

@@ -43,6 +43,7 @@ def test_lr_schedule_hand_values() -> None:
     assert lr_factor(100, 10, 100) == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_overfits_small_dataset(tmp_path: Path, sim_arm: Embodiment) -> None:
     torch.manual_seed(0)
     model = build_tiny_vla([sim_arm])
@@ -61,6 +62,7 @@ def test_overfits_small_dataset(tmp_path: Path, sim_arm: Embodiment) -> None:
     assert metrics[-1]["step"] == 300 and metrics[0]["lr"] > 0
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path, sim_arm: Embodiment) -> None:
     data = dataset(sim_arm)
     norm = fit_normalization(data)
