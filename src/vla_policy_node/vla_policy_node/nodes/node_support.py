@@ -8,8 +8,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
+from vla_policy_node.cli.guard import run_guarded, wants_debug
 from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
 from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
@@ -57,7 +59,9 @@ def message_error_diagnostic(errors: MessageErrorCounter) -> Diagnostic:
 def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
     """A node executable's main: log format, then `run` on the command-line arguments."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    return run(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    program = Path(sys.argv[0]).name if argv is None else getattr(run, "__module__", "node").rsplit(".", 1)[-1]
+    return run_guarded(program, lambda: run(args), wants_debug(args))
 
 
 def declare_parameters(transport: object, defaults: Mapping[str, Any]) -> dict[str, Any]:

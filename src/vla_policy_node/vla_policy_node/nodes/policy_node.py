@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.node_support import console_main, declare_parameters, node_clock, serve
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
@@ -29,12 +30,12 @@ NODE_NAME = "vla_policy"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
-    parser.add_argument("--instruction", default="")
+    parser.add_argument("--instruction", default="", help="task instruction until /vla/instruction sets one")
     parser.add_argument("--dry-run", dest="dry_run", action=argparse.BooleanOptionalAction, default=True,
                         help="commands on /vla/preview_command only (default) until ~/set_actuation enables them")
     parser.add_argument("--controller-type", dest="controller_type", default="",
@@ -51,8 +52,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="latch /vla/estop here too (when no command mux runs downstream)")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(list(argv))
 
 
