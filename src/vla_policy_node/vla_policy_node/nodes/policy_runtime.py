@@ -241,8 +241,8 @@ class PolicyRuntime:
         self.prediction.publish(result.chunk, result.request.obs, result.latency, self.clock())
         return True
 
-    def _inference_loop(self) -> None:
-        while not self._stop.is_set():
+    def _inference_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 ran = self.inference_step()
             except Exception:  # a bug in the glue must not end inference silently either
@@ -311,18 +311,33 @@ class PolicyRuntime:
         ]
         for ticker in self._tickers:
             ticker.start()
-        self._inference_thread = threading.Thread(target=self._inference_loop, name=f"{name}-inference",
-                                                  daemon=True)
+        self._inference_thread = threading.Thread(target=self._inference_loop, args=(self._stop,),
+                                                  name=f"{name}-inference", daemon=True)
         self._inference_thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the threads; a model stuck in `infer` is left behind (daemon thread), not waited for."""
+        """Stop the threads; a model stuck in `infer` is left behind (daemon thread), not waited for. A later
+        `start()` runs the node again (a lifecycle deactivate / activate)."""
         self._stop.set()
         self._wake.set()
         for ticker in self._tickers:
             ticker.stop()
         if self._inference_thread is not None:
             self._inference_thread.join(timeout)
+        self._tickers, self._inference_thread = [], None
+        self._stop = threading.Event()  # a thread left in `infer` keeps the old (set) event and ends after it
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tickers)
+
+    def holding_still(self) -> bool:
+        """The last command is a hold that no longer moves (the brake ramp is over), or nothing was sent."""
+        last = self.last_command
+        if last is None or not self.running:
+            return True
+        return last.hold and self.loop.filter.last_velocity is not None and bool(
+            np.all(np.abs(self.loop.filter.last_velocity) < 1e-6))
 
     def close(self) -> None:
         self.stop()
