@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.episodes import EpisodeTracker, EventKind, decode_episode_event, encode_episode_event
 from vla_policy_node.bagtools.topics import (
     EPISODE_EVENT,
@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from vla_policy_node.transport.factory import make_transport
 
     try:
-        embodiment = load_robot(args.robot)
+        embodiment = robot_from_args(args)
         config = RecordConfig(args.storage, _extra_topics(args.topic), args.instruction)
     except (ConfigError, ValueError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

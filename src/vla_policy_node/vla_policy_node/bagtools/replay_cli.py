@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
 from vla_policy_node.cli.guard import CliParser, run_guarded
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from vla_policy_node.msgs.commands import resolve_controller
 
-        embodiment = resolve_controller(load_robot(args.robot), args.controller_type)
+        embodiment = resolve_controller(robot_from_args(args), args.controller_type)
         config = replay_config(args)
     except (ConfigError, ValueError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

@@ -24,6 +24,9 @@ def load_dataset(path: Path, *, horizon: int, split: str | None) -> tuple[Any, A
     """-> (samples, normalization from the dataset's stats or None, action names or None)."""
     from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 
+    if not path.is_dir():
+        raise UsageError(f"dataset {path} not found (a LeRobot v3 dataset directory)")
+
     dataset = LeRobotSamples(path, split=split, horizon=horizon)
     try:
         normalization = dataset.normalization()
@@ -79,8 +82,6 @@ def _run(args: argparse.Namespace) -> int:
     from vla_policy_node.model.asa.tokenizers.base import save_tokenizer
     from vla_policy_node.train.action_tokenizer import TokenizerSpec, train_action_tokenizer
 
-    if not args.dataset.is_dir():
-        raise UsageError(f"dataset {args.dataset} not found (a LeRobot v3 dataset directory)")
     spec = TokenizerSpec(kind=args.kind, bins=args.bins, codebook_size=args.codebook_size, depth=args.depth,
                          unit=args.unit, scale=args.scale, vocab_size=args.vocab_size)
     dataset, normalization, names = load_dataset(args.dataset, horizon=args.horizon,
