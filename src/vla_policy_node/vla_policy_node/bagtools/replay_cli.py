@@ -17,8 +17,8 @@ from pathlib import Path
 
 from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
-from vla_policy_node.cli.guard import CliParser, run_guarded
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
+from vla_policy_node.spec.cli import CliParser, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError
 
 PROGRAM = "vla_replay_test"
