@@ -35,6 +35,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,7 +66,6 @@ from vla_policy_node.nodes.node_support import (
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.timing import Ticker, make_ticker
 from vla_policy_node.spec.embodiment import CameraSpec, Embodiment
-from vla_policy_node.spec.images import fit_image
 from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
@@ -183,15 +183,17 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------------------------------- inputs
     def _image_callback(self, camera: CameraSpec):
-        decoder = decode_compressed_image if camera.compressed else decode_image
+        decoder = decode_compressed_image if camera.compressed else partial(decode_image, copy=False)
 
         def on_image(msg: Any) -> None:
+            # No resize here: the sync keeps the frame as received and the observation fits it to the model's
+            # size when the policy reads it (only frames that reach the model are resized, off this thread).
             rgb = self.errors.decode(decoder, msg, topic=camera.topic)
             if rgb is None:
                 return
             stamp = header_stamp(msg)
             encoding = str(msg.format if camera.compressed else msg.encoding)
-            self.loop.sync.add_image(camera.name, stamp, fit_image(rgb, camera), encoding, self.clock())
+            self.loop.sync.add_image(camera.name, stamp, rgb, encoding, self.clock())
             self._wake.set()
 
         return on_image
