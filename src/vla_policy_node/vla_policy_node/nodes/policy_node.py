@@ -11,6 +11,7 @@ The model runs in its own process by default (`--inference process`, transport/i
 then runs no model code, so the control timer is never stalled by it (benchmarks/bench_control_jitter.py), and a
 crashed or hung model is a hold with the reason in the status, followed by a restart. `--inference thread` keeps
 the model in this process (less memory and start-up time; the model shares the GIL with the control timer).
+`--inference remote` leaves it to vla_inference_server on another machine (a GPU box) over DDS/ROS.
 Either way the model is warmed up before the node starts, so the first command is not slow.
 """
 
@@ -30,13 +31,14 @@ from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.nodes.timing import set_realtime_priority
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.transport.inference_dds import RemotePolicy
 from vla_policy_node.transport.inference_ipc import InferenceProcessError, ProcessPolicy, warm_up
 
 log = logging.getLogger("policy_node")
 
 PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
-INFERENCE_MODES = ("process", "thread")
+INFERENCE_MODES = ("process", "thread", "remote")
 CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
 
 
@@ -61,10 +63,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--inference", choices=INFERENCE_MODES, default="process",
                         help="process (default): the model in its own process, frames through shared memory, "
                              "so it can never stall a control tick; thread: in this process (the model shares "
-                             "the GIL with the control timer)")
-    parser.add_argument("--inference-timeout", dest="inference_timeout", type=float, default=10.0,
+                             "the GIL with the control timer); remote: on another machine running "
+                             "vla_inference_server, over this node's DDS/ROS transport")
+    parser.add_argument("--inference-timeout", dest="inference_timeout", type=float, default=0.0,
                         help="process: seconds one inference may take before the process counts as hung and "
-                             "is restarted (the watchdog holds the arm long before)")
+                             "is restarted (the watchdog holds the arm long before); remote: seconds to wait for "
+                             "the server's chunk before asking again. 0: 10 s (process), 1 s (remote)")
     parser.add_argument("--realtime-priority", dest="realtime_priority", type=int, default=0,
                         help="SCHED_FIFO priority 1-99 for this node's threads (never a model's), as ros2_control "
                              "runs; needs CAP_SYS_NICE or an rtprio limit. 0: off")
@@ -158,8 +162,11 @@ def run(argv: Sequence[str]) -> int:
             return 2
         loader = PolicyLoader(str(settings["checkpoint"]), embodiment, str(settings["device"]),
                               int(settings["seed"]), int(settings["torch_threads"]))
-        if mode == "process":
-            policy = ProcessPolicy(loader, embodiment, timeout=float(settings["inference_timeout"]))
+        timeout = float(settings["inference_timeout"]) or (1.0 if mode == "remote" else 10.0)
+        if mode == "remote":
+            policy = RemotePolicy(transport, embodiment, timeout=timeout)
+        elif mode == "process":
+            policy = ProcessPolicy(loader, embodiment, timeout=timeout)
             try:
                 policy.start()
             except InferenceProcessError as error:
