@@ -5,7 +5,7 @@
     ros2 run vla_policy_node command_mux_node --ros-args -p robot_config:=... -p mux_config:=...   (or ros2 launch)
 
 Under rclpy the ROS parameters (robot_config, controller_type, mux_config, ...) override the command line.
-See mux_runtime.py for topics and mux_core.py for the behaviour.
+See mux_runtime.py for topics and control/loop.py for the behaviour.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from vla_policy_node.control.mux_file import MuxFileError, load_mux_file
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
-from vla_policy_node.nodes.node_support import console_main, declare_parameters, node_clock, serve
+from vla_policy_node.nodes.node_support import (
+    Param,
+    console_main,
+    declare_parameters,
+    node_clock,
+    serve,
+    watch_parameters,
+)
 from vla_policy_node.spec.embodiment import ConfigError, load_embodiment
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 
@@ -53,10 +60,15 @@ def run(argv: Sequence[str]) -> int:
     logging.getLogger().setLevel(args.log_level.upper())
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        settings = declare_parameters(transport, {
-            "robot_config": args.robot_config, "mux_config": args.mux_config,
-            "controller_type": args.controller_type, "controller_topic": args.controller_topic, "urdf": args.urdf,
-        })
+        params = {
+            "robot_config": Param(args.robot_config, "robot YAML (config/robots/*.yaml)"),
+            "mux_config": Param(args.mux_config, "mux YAML (priorities, timeouts, locks)"),
+            "controller_type": Param(args.controller_type, "override of the robot YAML's controller.interface"),
+            "controller_topic": Param(args.controller_topic, "with controller_type: the controller's topic"),
+            "urdf": Param(args.urdf, "URDF file (Cartesian robots; empty: /robot_description)"),
+        }
+        settings = declare_parameters(transport, params)
+        watch_parameters(transport, params, lambda name, value: "not settable while running")
         if not settings["robot_config"]:
             log.error("robot_config is required (--robot-config or the ROS parameter)")
             return 2
@@ -66,15 +78,15 @@ def run(argv: Sequence[str]) -> int:
             embodiment = resolve_controller(load_embodiment(settings["robot_config"]), settings["controller_type"],
                                             settings["controller_topic"])
             if settings["mux_config"]:
-                params = MuxNodeParams.from_mux_file(load_mux_file(settings["mux_config"]), node_name=name,
-                                                     urdf_path=str(settings["urdf"]))
+                mux_params = MuxNodeParams.from_mux_file(load_mux_file(settings["mux_config"]), node_name=name,
+                                                         urdf_path=str(settings["urdf"]))
             else:
                 log.warning("no mux config found: built-in defaults (policy < teleop < /vla/estop)")
-                params = MuxNodeParams(node_name=name, urdf_path=str(settings["urdf"]))
+                mux_params = MuxNodeParams(node_name=name, urdf_path=str(settings["urdf"]))
         except (ConfigError, MuxFileError) as error:
             log.error("%s", error)
             return 2
-        runtime = MuxRuntime(transport, embodiment, params, node_clock(transport, args.use_sim_time))
+        runtime = MuxRuntime(transport, embodiment, mux_params, node_clock(transport, args.use_sim_time))
         return serve(runtime, log)
     finally:
         transport.close()

@@ -275,7 +275,9 @@ class SimArmDriver:
 
     def start(self) -> None:
         self._last_step = self.clock()
-        self._tickers = [make_ticker(self.transport, 1.0 / self.params.joint_rate, self.step, "sim-arm")]
+        # one thread owns the simulation and its EGL renderer (see timing.make_ticker's own_thread)
+        self._tickers = [make_ticker(self.transport, 1.0 / self.params.joint_rate, self.step, "sim-arm",
+                                     own_thread=True)]
         for ticker in self._tickers:
             ticker.start()
 

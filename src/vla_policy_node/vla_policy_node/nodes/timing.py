@@ -139,9 +139,12 @@ def drop_realtime_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
-def make_ticker(transport: object, period: float, job: Job, name: str) -> Ticker:
-    """An rclpy timer when the transport wraps an rclpy node, else a thread."""
+def make_ticker(transport: object, period: float, job: Job, name: str, own_thread: bool = False) -> Ticker:
+    """An rclpy timer when the transport wraps an rclpy node, else a thread. `own_thread`: always one thread
+    of its own, for jobs bound to a thread (an EGL context is current in one thread only: a renderer driven by
+    a MultiThreadedExecutor, which runs each timer call on whichever thread is free, fails with
+    EGL_BAD_ACCESS) or that must not follow a simulated clock."""
     node = getattr(transport, "node", None)
-    if node is not None:
+    if node is not None and not own_thread:
         return RclpyTicker(node, period, job, name)
     return ThreadTicker(period, job, name)
