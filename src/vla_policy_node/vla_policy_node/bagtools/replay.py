@@ -262,10 +262,12 @@ class _Session:
     def _node_handlers(self) -> dict[str, tuple[str, Any]]:
         """topic -> (type, handler) of every input the live policy node subscribes to."""
         emb, loop = self.embodiment, self.loop
-        handlers: dict[str, tuple[str, Any]] = {
-            cam.topic: (COMPRESSED_IMAGE if cam.compressed else IMAGE, self.inputs.image_handler(cam))
-            for cam in emb.cameras
-        }
+        handlers: dict[str, tuple[str, Any]] = {}
+        for cam in emb.cameras:  # cameras may share a topic (one fed from another's): each gets the frame
+            handler = self.inputs.image_handler(cam)
+            if cam.topic in handlers:
+                handler = _both(handlers[cam.topic][1], handler)
+            handlers[cam.topic] = (COMPRESSED_IMAGE if cam.compressed else IMAGE, handler)
         handlers[emb.joint_states.topic] = (JOINT_STATE, self.inputs.on_joint_state)
         handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: loop.set_instruction(str(msg.data)))
         handlers[ESTOP_TOPIC] = (BOOL, lambda msg: loop.on_lock("estop", bool(msg.data), self.now))
@@ -688,3 +690,11 @@ def _bag_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def _both(first: Any, second: Any) -> Any:
+    def handle(msg: Any) -> None:
+        first(msg)
+        second(msg)
+
+    return handle

@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.control.mux_file import MuxFileError, load_mux_file
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
@@ -36,7 +37,7 @@ NODE_NAME = "vla_command_mux"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
@@ -50,8 +51,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--urdf", default="", help="URDF file (Cartesian robots; default: /robot_description)")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(list(argv))
 
 

@@ -10,8 +10,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from vla_policy_node.cli.guard import run_guarded, wants_debug
 from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
 from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
@@ -63,14 +65,15 @@ def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None
     teardown (torch, mujoco, DDS finalizers) takes seconds on a loaded machine, longer than `ros2 launch`
     waits after SIGINT before it escalates to SIGTERM and reports the node as died."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    program = Path(sys.argv[0]).name if argv is None else getattr(run, "__module__", "node").rsplit(".", 1)[-1]
+    code = run_guarded(program, lambda: run(args), wants_debug(args))  # bad input: one line, exit 2
     if argv is not None:
-        return run(argv)
-    code = run(sys.argv[1:])
+        return code
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
 
 @dataclass(frozen=True)
 class Param:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.node_support import (
     Param,
@@ -49,6 +50,7 @@ from vla_policy_node.nodes.node_support import (
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.nodes.timing import set_realtime_priority
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
@@ -65,14 +67,19 @@ CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
-    parser.add_argument("--instruction", default="")
+    parser.add_argument("--instruction", default="", help="task instruction until /vla/instruction sets one")
     parser.add_argument("--dry-run", dest="dry_run", action=argparse.BooleanOptionalAction, default=True,
                         help="commands on /vla/preview_command only (default) until ~/set_actuation enables them")
+    parser.add_argument("--camera-topics", dest="camera_topics", default="", metavar="NAME:TOPIC,...",
+                        help="cameras and their topics instead of the robot YAML's (a camera may read another's "
+                             "topic: wrist:/camera/camera/color/image_raw on a robot without a wrist camera)")
+    parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                        help="one of the robot YAML's topics on another name (repeatable)")
     parser.add_argument("--controller-type", dest="controller_type", default="",
                         help="override the robot YAML's controller.interface")
     parser.add_argument("--controller-topic", dest="controller_topic", default="",
@@ -101,8 +108,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="rclpy: configure and activate at start-up (else wait for lifecycle transitions)")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(list(argv))
 
 
@@ -118,6 +125,9 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
         "controller_type": Param(args.controller_type, f"override of the robot YAML's controller.interface; "
                                  f"{startup}"),
         "controller_topic": Param(args.controller_topic, f"with controller_type: the controller's topic; {startup}"),
+        "camera_topics": Param(args.camera_topics, "cameras and their topics, NAME:TOPIC,... (empty: the robot "
+                               f"YAML's); a camera may read another's topic; {startup}"),
+        "remaps": Param(",".join(args.remap), f"FROM:=TO,... topic remaps of the robot YAML's topics; {startup}"),
         "device": Param(args.device, f"torch device (cpu, cuda, cuda:N); {startup}"),
         "seed": Param(args.seed, f"sampling seed of the flow-matching head; {startup}", range=(0, 2**31 - 1)),
         "urdf": Param(args.urdf, f"URDF file for the predicted path (empty: /robot_description); {startup}"),
@@ -194,8 +204,9 @@ class PolicyNode:
             if not s["robot_config"] or not s["checkpoint"]:
                 return "robot_config and checkpoint are required (--robot-config/--checkpoint or ROS parameters)"
             try:
-                embodiment = resolve_controller(load_embodiment(s["robot_config"]), s["controller_type"],
-                                                s["controller_topic"])
+                robot = remap_embodiment(load_embodiment(s["robot_config"]), str(s["camera_topics"]),
+                                         [r for r in str(s["remaps"]).split(",") if r.strip()])
+                embodiment = resolve_controller(robot, s["controller_type"], s["controller_topic"])
             except ConfigError as error:
                 return str(error)
             mode = str(s["inference"])
