@@ -65,6 +65,7 @@ setup(
             "vla_replay_test = vla_policy_node.bagtools.replay_cli:main",
             "vla_bag_to_dataset = vla_policy_node.bagtools.dataset:main",
             "policy_node = vla_policy_node.nodes.policy_node:main",
+            "vla_inference_server = vla_policy_node.nodes.inference_server:main",
             "command_mux_node = vla_policy_node.nodes.command_mux_node:main",
             "fake_arm_driver = vla_policy_node.nodes.fake_arm_driver:main",
             "sim_arm_driver = vla_policy_node.nodes.sim_arm_driver:main",

@@ -13,16 +13,26 @@ launch files want; with `autostart:=false` drive it through the standard lifecyc
 The ROS parameters (robot_config, checkpoint, instruction, dry_run, ...; use_sim_time is rclpy's own) override
 the command line; `ros2 param set` applies instruction and dry_run live and refuses the others with the reason.
 See policy_runtime.py for topics and threads.
+
+Where the model runs (`inference`, read at configure): `process` (default) in a process of its own, frames through
+shared memory (transport/inference_ipc.py): this process then runs no model code, so nothing the model does
+stalls a control tick (benchmarks/bench_control_jitter.py), and a crashed or hung model is a hold with the reason
+in the status, followed by a restart; `thread` in this process (less memory and start-up; the model shares the
+GIL with the control timer); `remote` on another machine running vla_inference_server, over this node's DDS/ROS
+transport (transport/inference_dds.py). The model is warmed up at configure, so the first command is not slow.
+`realtime_priority` N > 0 runs this node's threads (never a model's) at SCHED_FIFO N, as ros2_control does.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,18 +47,23 @@ from vla_policy_node.nodes.node_support import (
     watch_parameters,
 )
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
+from vla_policy_node.nodes.timing import set_realtime_priority
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.transport.inference_dds import RemotePolicy
+from vla_policy_node.transport.inference_ipc import ProcessPolicy
 
 log = logging.getLogger("policy_node")
 
 PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
 HOLD_SETTLE_TIMEOUT = 1.0  # deactivate: longest wait for the hold to settle before the loop stops
+INFERENCE_MODES = ("process", "thread", "remote")
+CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -74,6 +89,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=0,
                         help="CPU threads for torch (0: torch's default); 1-2 keeps a CPU model from starving the "
                              "control threads and other nodes")
+    parser.add_argument("--inference", choices=INFERENCE_MODES, default="process",
+                        help="process (default): the model in its own process, frames through shared memory, "
+                             "so it can never stall a control tick; thread: in this process (the model shares "
+                             "the GIL with the control timer); remote: on another machine running "
+                             "vla_inference_server, over this node's DDS/ROS transport")
+    parser.add_argument("--inference-timeout", dest="inference_timeout", type=float, default=0.0,
+                        help="process: seconds one inference may take before the process counts as hung and "
+                             "is restarted (the watchdog holds the arm long before); remote: seconds to wait for "
+                             "the server's chunk before asking again. 0: 10 s (process), 1 s (remote)")
+    parser.add_argument("--realtime-priority", dest="realtime_priority", type=int, default=0,
+                        help="SCHED_FIFO priority 1-99 for this node's threads (never a model's), as ros2_control "
+                             "runs; needs CAP_SYS_NICE or an rtprio limit. 0: off")
     parser.add_argument("--urdf", default="", help="URDF file for the predicted path (default: /robot_description)")
     parser.add_argument("--latch-estop", dest="latch_estop", action="store_true",
                         help="latch /vla/estop here too (when no command mux runs downstream)")
@@ -108,6 +135,11 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
                                range=(0, 256)),
         "latch_estop": Param(args.latch_estop, f"latch /vla/estop here too (no mux downstream); {startup}"),
         "autostart": Param(args.autostart, "configure and activate at start-up; read at start-up"),
+        "inference": Param(args.inference, f"where the model runs: process, thread or remote; {startup}"),
+        "inference_timeout": Param(args.inference_timeout, f"seconds before an inference counts as lost (0: 10 s "
+                                   f"process, 1 s remote); {startup}"),
+        "realtime_priority": Param(args.realtime_priority, f"SCHED_FIFO priority of the node's threads (0: off); "
+                                   f"{startup}", range=(0, 99)),
     }
 
 
@@ -130,6 +162,20 @@ def warm_up(policy: Any, embodiment: Embodiment) -> float:
     start = time.perf_counter()
     policy.infer(Observation(stamp=0.0, images=images, state=state, instruction=""))
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class PolicyLoader:
+    """`load_policy` as a picklable call: what the inference process runs to build its model."""
+
+    checkpoint: str
+    embodiment: Embodiment
+    device: str = "cpu"
+    seed: int = 0
+    threads: int = 0
+
+    def __call__(self) -> Any:
+        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads)
 
 
 class PolicyNode:
@@ -163,14 +209,15 @@ class PolicyNode:
                 embodiment = resolve_controller(robot, s["controller_type"], s["controller_topic"])
             except ConfigError as error:
                 return str(error)
+            mode = str(s["inference"])
+            if mode not in INFERENCE_MODES:
+                return f"inference must be one of {', '.join(INFERENCE_MODES)}, got {mode!r}"
+            assert self.transport is not None
             try:
-                policy = load_policy(s["checkpoint"], embodiment, s["device"], int(s["seed"]),
-                                     int(s["torch_threads"]))
-                seconds = warm_up(policy, embodiment)
+                policy, what = self._load(mode, embodiment)
             except Exception as error:  # a bad checkpoint is a failed configure, with the reason
                 return f"cannot load checkpoint {s['checkpoint']!r}: {type(error).__name__}: {error}"
-            log.info("configured: %s on %s, warm-up inference %.0f ms", s["checkpoint"], s["device"], seconds * 1e3)
-            assert self.transport is not None
+            log.info("configured: %s", what)
             node = getattr(self.transport, "node", None)
             params = PolicyNodeParams(
                 node_name=node.get_name() if node is not None else self.args.node_name,
@@ -181,6 +228,26 @@ class PolicyNode:
                                          node_clock(self.transport, self.args.use_sim_time))
             return ""
 
+    def _load(self, mode: str, embodiment: Embodiment) -> tuple[Any, str]:
+        """The policy where `inference` says, loaded and warmed up; and a line saying so."""
+        s = self.settings
+        timeout = float(s["inference_timeout"]) or (1.0 if mode == "remote" else 10.0)
+        if mode == "remote":
+            assert self.transport is not None
+            return (RemotePolicy(self.transport, embodiment, timeout=timeout),
+                    f"inference on a remote vla_inference_server (timeout {timeout:.1f} s)")
+        loader = PolicyLoader(str(s["checkpoint"]), embodiment, str(s["device"]), int(s["seed"]),
+                              int(s["torch_threads"]))
+        if mode == "process":
+            start = time.perf_counter()
+            policy = ProcessPolicy(loader, embodiment, timeout=timeout)
+            policy.start()  # loads and warms up the model in the inference process
+            return policy, (f"{s['checkpoint']} on {s['device']} in inference process {policy.pid} (loaded and "
+                            f"warmed up in {time.perf_counter() - start:.1f} s)")
+        policy = loader()
+        seconds = warm_up(policy, embodiment)
+        return policy, f"{s['checkpoint']} on {s['device']} in this process, warm-up inference {seconds * 1e3:.0f} ms"
+
     def activate(self) -> str:
         """Start the control loop and inference (commands go where dry_run says)."""
         with self._lock:
@@ -188,8 +255,24 @@ class PolicyNode:
                 return "not configured"
             self.runtime.loop.resume()
             self.runtime.start()
+            self._tune()
             log.info("active: %s", "actuating" if self.runtime.actuating else "dry run (preview only)")
             return ""
+
+    def _tune(self) -> None:
+        """Steady control ticks: start-up objects out of the collector's way; with the model out of process only
+        light threads remain here, so the GIL may change hands sooner; optionally real-time priority."""
+        assert self.runtime is not None
+        gc.freeze()
+        if getattr(self.policy, "out_of_process", False):
+            sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
+        priority = int(self.settings.get("realtime_priority", 0))
+        if priority:
+            problem = set_realtime_priority(priority, exclude=self.runtime.model_thread_ids)
+            if problem:
+                log.warning("realtime_priority: %s; running at normal priority", problem)
+            else:
+                log.info("node threads at SCHED_FIFO priority %d", priority)
 
     def deactivate(self) -> str:
         """Hold the arm (pause: the loop brakes to a stop), then stop the loop and inference."""
@@ -210,6 +293,9 @@ class PolicyNode:
         with self._lock:
             if self.runtime is not None:
                 self.runtime.close()
+            close = getattr(self.policy, "close", None)
+            if close is not None:  # the inference process, or the remote client's subscription
+                close()
             self.runtime = self.policy = self.embodiment = None  # no gc.collect(): DDS entities' finalizers
             if "torch" in sys.modules:  # can block in it; the model's tensors go with their last reference
                 import torch

@@ -50,7 +50,7 @@ from vla_policy_node.nodes.node_support import BOOL, STRING, message_error_diagn
 from vla_policy_node.nodes.prediction_output import PredictionOutput
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.status_output import StatusOutput
-from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.nodes.timing import Ticker, drop_realtime_priority, make_ticker
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
@@ -241,7 +241,18 @@ class PolicyRuntime:
         self.prediction.publish(result.chunk, result.request.obs, result.latency, self.clock())
         return True
 
+    @property
+    def model_thread_ids(self) -> tuple[int, ...]:
+        """Native ids of the threads that run model code here (none when the model is out of process): what
+        `set_realtime_priority` must leave at normal priority."""
+        thread = self._inference_thread
+        if thread is None or thread.native_id is None or getattr(self.policy, "out_of_process", False):
+            return ()
+        return (thread.native_id,)
+
     def _inference_loop(self, stop: threading.Event) -> None:
+        if not getattr(self.policy, "out_of_process", False):
+            drop_realtime_priority()  # the node may run at real-time priority; a model in this thread never does
         while not stop.is_set():
             try:
                 ran = self.inference_step()
