@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.chunks import ACTION_CHUNK, encode_action_chunk
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE, decode_compressed_image, decode_image
 from vla_policy_node.msgs.inference import INFERENCE_REQUEST, InferenceRequestData, decode_inference_request
 from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.nodes.node_support import console_main, declare_parameters, serve
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation
