@@ -159,7 +159,8 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
     output.mkdir(parents=True, exist_ok=True)
     bags, stats = record_parallel(robot, output, range(first_seed, first_seed + episodes), workers=workers,
                                   storage=storage, task=task)
-    config = ConversionConfig(val_fraction=0.0, environment_state_topic=ENV_STATE_TOPICS[task])
+    config = ConversionConfig(val_fraction=0.0, environment_state_topic=ENV_STATE_TOPICS[task],
+                              image_format="png")  # lossless: the shipped recipes' images
     summary = convert_bags(bags, robot, output / "dataset", config)
     for other, name in robots:
         convert_bags(bags, other, output / name, config)

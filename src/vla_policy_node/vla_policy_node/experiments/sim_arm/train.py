@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(value, bool):
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
         else:
-            parser.add_argument(flag, dest=name, type=type(value), default=None, help="recipe's unless given")
+            parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     robot = load_embodiment(args.pop("robot_config"))
     dataset, output, recipe = args.pop("dataset"), args.pop("output"), RECIPES[args.pop("recipe")]
