@@ -39,6 +39,15 @@ TIME_LIMITS = {"reach": 6.0, "pick_place": 15.0}
 
 
 @dataclass(frozen=True)
+class FrameNote:
+    """What a recorded frame shows: its time in the episode and where the task's objects are in it (pixels of
+    the recorded camera: "block", the named block; "goal", where it must go, for pick-and-place)."""
+
+    time: float
+    marks: dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
 class EpisodeResult:
     seed: int
     instruction: str
@@ -47,6 +56,7 @@ class EpisodeResult:
     final_distance: float
     latencies_ms: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # scene camera, when recorded
+    notes: list[FrameNote] = field(default_factory=list)  # one per recorded frame
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,7 @@ class ClosedLoopSystem:
         t0 = self.bus.clock
         latencies: list[float] = []
         frames: list[np.ndarray] = []
+        notes: list[FrameNote] = []
         frame_every = max(1, round(0.1 / self.period))
         ticks = 0
         while self.bus.clock - t0 < self.time_limit and not self.driver.succeeded:
@@ -153,15 +164,28 @@ class ClosedLoopSystem:
                 latencies.append(1000.0 * latency)
             if record_frames and ticks % frame_every == 0:
                 frames.append(self.driver.sim.render(self.robot.cameras[0].name))
+                notes.append(self.frame_note(self.bus.clock - t0))
             if on_tick is not None:
                 on_tick(self, self.bus.clock - t0)
             ticks += 1
         status = self.driver.task_status(self.bus.clock)
         if record_frames:
             frames.append(self.driver.sim.render(self.robot.cameras[0].name))
+            notes.append(self.frame_note(self.bus.clock - t0))
         self.stop_nodes()
         return EpisodeResult(seed, instruction, self.driver.succeeded, self.bus.clock - t0, status["distance"],
-                             latencies, frames)
+                             latencies, frames, notes)
+
+    def frame_note(self, t: float) -> FrameNote:
+        """Time and the task's objects in the recorded camera's pixels, for annotated image strips."""
+        sim, task, camera = self.driver.sim, self.driver.task, self.robot.cameras[0].name
+        if task is None:
+            return FrameNote(t, {})
+        marks = {"block": sim.block_position(task.target)}
+        if task.place_on:
+            marks["goal"] = self.driver.target_point()
+        return FrameNote(t, {name: tuple(float(v) for v in sim.project(camera, point))  # type: ignore[misc]
+                             for name, point in marks.items() if point is not None})
 
     def close(self) -> None:
         self.stop_nodes()

@@ -33,7 +33,7 @@ from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.train import lerobot_format as fmt
-from vla_policy_node.train.data import Sample
+from vla_policy_node.train.data import Sample, fit_normalization
 from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 from vla_policy_node.train.trainer import LATEST, TrainConfig, Trainer
 
@@ -53,6 +53,7 @@ class SimTrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 100
+    decay_fraction: float = 1.0  # the cosine decay's share of the steps (< 1: held at the peak before it)
     family: str = "qwen3_vl"  # a supported transformers family (model/families.py), tiny config
     image_size: int = 128  # the tiny processor's input: a multiple of 2 patches (28 for Qwen2.5-VL, 32 for Qwen3-VL)
     head_dim: int = 64
@@ -81,17 +82,23 @@ RECIPES: dict[str, SimTrainConfig] = {
 
 
 class InMemorySamples:
-    """A dataset's samples read once: numbers as they are, images PNG-encoded (a 128x128 frame is ~5-10 kB
-    instead of 49 kB, decoded in ~0.1 ms), so that random access costs no parquet reads and a 1000-episode
-    dataset fits in a few hundred MB."""
+    """Datasets' samples read once: numbers as they are, images as stored (PNG bytes, ~2-10 kB a 128x128 frame
+    instead of 49 kB decoded; video frames re-encoded as PNG), decoded per draw (~0.1 ms), so that random access
+    costs no parquet reads and a 1000-episode dataset fits in a few hundred MB."""
 
-    def __init__(self, samples: LeRobotSamples) -> None:
+    def __init__(self, sources: LeRobotSamples | Sequence[LeRobotSamples]) -> None:
         self._samples: list[Sample] = []
-        self._png: list[dict[str, bytes]] = []
-        for i in range(len(samples)):
-            sample = samples[i]
-            self._png.append({name: _png(image) for name, image in sample.images.items()})
-            self._samples.append(dataclasses.replace(sample, images={}))
+        self._encoded: list[dict[str, bytes]] = []
+        for source in [sources] if isinstance(sources, LeRobotSamples) else sources:
+            for i in range(len(source)):
+                stored = source.encoded_images(i)
+                if stored is None:  # video: decode, keep as PNG
+                    sample = source[i]
+                    stored = {name: _png(image) for name, image in sample.images.items()}
+                else:
+                    sample = source.sample(i, images=False)
+                self._encoded.append(stored)
+                self._samples.append(dataclasses.replace(sample, images={}))
 
     @property
     def samples(self) -> list[Sample]:
@@ -103,7 +110,7 @@ class InMemorySamples:
 
     def __getitem__(self, index: int) -> Sample:
         images = {name: cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                  for name, data in self._png[index].items()}
+                  for name, data in self._encoded[index].items()}
         return dataclasses.replace(self._samples[index], images=images)
 
 
@@ -139,20 +146,26 @@ def aux_config(source: LeRobotSamples, samples: InMemorySamples, weight: float) 
     return AuxProbeConfig.fit(tuple(source.env_state_names), np.stack(values), weight)
 
 
-def train(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config: SimTrainConfig,
-          *, until: int | None = None, progress: bool = False) -> tuple[Path, list[float], float]:
-    """Train from scratch (or resume) into `output`; (final checkpoint dir, losses, seconds)."""
+def train(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], output: str | Path,
+          config: SimTrainConfig, *, until: int | None = None, progress: bool = False,
+          ) -> tuple[Path, list[float], float]:
+    """Train from scratch (or resume) into `output`; (final checkpoint dir, losses, seconds). Several datasets
+    (e.g. one per demonstration worker) train as one; their normalization is then fitted on the samples."""
     torch.set_num_threads(config.threads)
     robot = policy_cameras(robot, config.cameras)
-    source = LeRobotSamples(dataset_dir, split=None, horizon=config.horizon, tag=robot.tag,
-                            cameras={fmt.image_key(name): name for name in robot.camera_names})
-    samples = InMemorySamples(source)
-    model = build_model(robot, config, aux_config(source, samples, config.aux_weight))
-    weights = np.where(source.frame_in_episode < config.start_frames, config.start_weight, 1.0)
-    trainer = Trainer(model, source.normalization(), samples, sample_weights=weights, config=TrainConfig(
+    dirs = [dataset_dir] if isinstance(dataset_dir, str | Path) else list(dataset_dir)
+    sources = [LeRobotSamples(d, split=None, horizon=config.horizon, tag=robot.tag,
+                              cameras={fmt.image_key(name): name for name in robot.camera_names}) for d in dirs]
+    samples = InMemorySamples(sources)
+    model = build_model(robot, config, aux_config(sources[0], samples, config.aux_weight))
+    frames = np.concatenate([source.frame_in_episode for source in sources])
+    weights = np.where(frames < config.start_frames, config.start_weight, 1.0)
+    normalization = sources[0].normalization() if len(sources) == 1 else fit_normalization(samples.samples)
+    trainer = Trainer(model, normalization, samples, sample_weights=weights, config=TrainConfig(
         output_dir=str(output), steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-        warmup_steps=config.warmup_steps, save_every=max(config.steps // 4, 1), keep_checkpoints=1,
-        seed=config.seed, progress=progress, log_every=25))
+        warmup_steps=config.warmup_steps, decay_fraction=config.decay_fraction,
+        save_every=max(config.steps // 4, 1), keep_checkpoints=1, seed=config.seed, progress=progress,
+        log_every=25))
     start = time.perf_counter()
     losses = trainer.train(until)
     seconds = time.perf_counter() - start
@@ -162,7 +175,7 @@ def train(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config
         shutil.rmtree(final)
     shutil.copytree(output / (output / LATEST).read_text().strip(), final,
                     ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json"))
-    (output / "train_config.json").write_text(json.dumps({"robot": robot.name, "dataset": str(dataset_dir),
+    (output / "train_config.json").write_text(json.dumps({"robot": robot.name, "dataset": [str(d) for d in dirs],
                                                           **asdict(config)}, indent=2))
     return final, losses, seconds
 
