@@ -70,6 +70,9 @@ class SimTrainConfig:
     cameras: str = "scene"
     seed: int = 0
     threads: int = 2
+    # a checkpoint of the same architecture to start from (its aux probe, if any, is not taken: the new task's
+    # env state may differ): pick-and-place starts from the reach checkpoint, which already finds the named block
+    init_from: str = ""
 
 
 # The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above);
@@ -77,8 +80,29 @@ class SimTrainConfig:
 # (the aux target holds the named block's and pad's positions).
 RECIPES: dict[str, SimTrainConfig] = {
     "reach": SimTrainConfig(),
-    "pick_place": SimTrainConfig(steps=10000, threads=1),
+    "pick_place": SimTrainConfig(steps=6000, threads=1, init_from="checkpoints/sim_reach/checkpoint"),
 }
+
+
+def warm_start(model, checkpoint: str | Path) -> int:
+    """Copy `checkpoint`'s weights into `model` (same architecture), all but the aux probe's; how many tensors."""
+    from safetensors import safe_open
+
+    own = model.state_dict()
+    taken = 0
+    with safe_open(str(Path(checkpoint) / "model.safetensors"), framework="pt", device="cpu") as f:
+        stored = f.keys()  # a safetensors file handle is not iterable
+        keys = [k for k in stored if not k.startswith("aux")]
+        mismatched = [k for k in keys if k not in own or tuple(f.get_slice(k).get_shape()) != tuple(own[k].shape)]
+        missing = [k for k in own if not k.startswith("aux") and k not in keys]
+        if mismatched or missing:
+            raise ValueError(f"{checkpoint} is not this architecture: {len(mismatched)} tensors differ "
+                             f"({mismatched[:3]}), {len(missing)} missing ({missing[:3]})")
+        with torch.no_grad():
+            for k in keys:
+                own[k].copy_(f.get_tensor(k))
+                taken += 1
+    return taken
 
 
 class InMemorySamples:
@@ -158,6 +182,8 @@ def train(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], out
                               cameras={fmt.image_key(name): name for name in robot.camera_names}) for d in dirs]
     samples = InMemorySamples(sources)
     model = build_model(robot, config, aux_config(sources[0], samples, config.aux_weight))
+    if config.init_from:
+        warm_start(model, config.init_from)
     frames = np.concatenate([source.frame_in_episode for source in sources])
     weights = np.where(frames < config.start_frames, config.start_weight, 1.0)
     normalization = sources[0].normalization() if len(sources) == 1 else fit_normalization(samples.samples)
