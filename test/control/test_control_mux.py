@@ -16,7 +16,10 @@ POLICY = np.full(6, 0.01)
 
 
 def make(sim_arm, **kw) -> CommandMux:
+    """twist_mux semantics (automatic hand-back) unless a test asks otherwise; the default, a policy that waits
+    for an explicit resume after a takeover, is tested in test_control_handback.py."""
     space = CommandSpace.from_embodiment(sim_arm)
+    kw.setdefault("handback", "auto")
     return CommandMux(MuxConfig(**kw), space, np.full(6, 2.0), 0.2)
 
 

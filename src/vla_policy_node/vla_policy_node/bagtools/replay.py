@@ -189,6 +189,7 @@ class _Session:
         self.target = self._choose_target(config.target, has_commands)
         self.now = 0.0
         self.loop = ControlLoop(emb, with_estop_only(config.control, latching=False))
+        self.loop.set_special_tokens(getattr(self.policy, "special_tokens", ()))
         self.loop.set_instruction(config.instruction)
         self.inference = InferenceStep(self.loop, self.policy)
         self.inputs = ObservationInput(self.loop, lambda: self.now)

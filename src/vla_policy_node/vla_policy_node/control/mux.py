@@ -7,6 +7,11 @@ its heartbeat is older than its timeout (a lock never heard from counts as expir
 latching lock (e-stop) stays engaged until `reset_estop`. With no candidate the mux asks for the safe state:
 hold.
 
+Hand-back (`MuxConfig.handback`): by default, once teleop has had control and lets go (or loses it to a lock),
+the policy is not a candidate again until an explicit `resume_policy` (a service, or a press on a pedal/button
+topic: `on_resume_signal`); "auto" hands back at once, as twist_mux does. An arm that starts moving again by
+itself half a second after the operator let go is a surprise.
+
 Hand-over is a ramp, not a jump: when the source changes (or after a hold), the command blends from the
 last command (carried on at its velocity) into the new source's target with a smootherstep (quintic) weight
 whose duration keeps the offset's speed, acceleration and jerk under `handover_speed_fraction` of each
@@ -17,7 +22,7 @@ first tick; it just starts where the robot is, moving as it was moving.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +30,9 @@ import numpy as np
 from vla_policy_node.control.command import ArmTarget, CommandSpace
 from vla_policy_node.control.config import ControlConfig, LockSpec, MuxConfig
 from vla_policy_node.spec.embodiment import Embodiment
+
+AWAITING_RESUME = "teleop released: the policy waits for resume (set_paused false, or press the resume button)"
+RESUME_REPEAT = 0.5  # a resume signal reading true again after this much silence counts as a new press (s)
 
 
 class MuxDecision(NamedTuple):
@@ -85,6 +93,9 @@ class CommandMux:
         self._deadman = False
         self._deadman_stamp = -math.inf
         self._paused = False
+        self._awaiting_resume = False
+        self._resume_pressed = False
+        self._resume_stamp = -math.inf
         self._source = "hold"
         self._ramp: _Ramp | None = None
         self._ramp_pending = False
@@ -125,10 +136,39 @@ class CommandMux:
     def set_paused(self, paused: bool) -> None:
         self._paused = bool(paused)
 
+    def resume_policy(self) -> None:
+        """The explicit hand-back after a teleop takeover (and the end of a pause)."""
+        self._paused = False
+        self._awaiting_resume = False
+
+    def on_resume_signal(self, pressed: bool, now: float) -> bool:
+        """A pedal or button (std_msgs/Bool): a press resumes the policy. A press is true after false, or true
+        after `RESUME_REPEAT` of silence (a button that only publishes presses); a pedal held down (true
+        repeated) is one press, so it cannot hand back by itself after a later takeover. True if it resumed."""
+        press = bool(pressed) and (not self._resume_pressed or now - self._resume_stamp > RESUME_REPEAT)
+        self._resume_pressed, self._resume_stamp = bool(pressed), now
+        if press:
+            self.resume_policy()
+        return press
+
+    def rebase(self, shift: float) -> None:
+        """The node's clock jumped by `shift`: every arrival time moves with it, so ages stay what really passed."""
+        self._teleop_stamp += shift
+        self._deadman_stamp += shift
+        self._resume_stamp += shift
+        for lock in self._locks.values():
+            lock.stamp += shift
+        if self._ramp is not None:
+            self._ramp = replace(self._ramp, start=self._ramp.start + shift)
+
     # --------------------------------------------------------------------------------------------- state
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def awaiting_resume(self) -> bool:
+        return self._awaiting_resume
 
     @property
     def source(self) -> str:
@@ -187,14 +227,21 @@ class CommandMux:
         if self.config.teleop_priority > level and self.teleop_available(now):
             assert self._teleop is not None
             source, arm, gripper = "teleop", self._teleop.arm, self._teleop.gripper
-        elif self.config.policy_priority > level and not self._paused and policy_arm is not None:
+        elif (self.config.policy_priority > level and not self._paused and not self._awaiting_resume
+              and policy_arm is not None):
             source, arm, gripper = "policy", policy_arm, policy_gripper
         elif locked_by:
             reason = f"locked by {locked_by}"
         elif self._paused:
             reason = "paused"
+        elif self._awaiting_resume:
+            reason = AWAITING_RESUME
         else:
             reason = "no command source"
+        if self._source == "teleop" and source != "teleop" and self.config.handback == "resume":
+            self._awaiting_resume = True
+            if source == "policy":  # teleop timed out this very tick: the policy does not get it back
+                source, arm, gripper, reason = "hold", None, None, AWAITING_RESUME
         if source != self._source:
             self.switches += 1
             self._ramp_pending = True
