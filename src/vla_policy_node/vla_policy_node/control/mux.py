@@ -77,15 +77,19 @@ class CommandMux:
         gripper_speed: float | None,
         arm_accel: np.ndarray | None = None,
         arm_jerk: np.ndarray | None = None,
+        arm_limits: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """arm_speed/accel/jerk: per-dim limits (units/s, /s^2, /s^3) that a hand-over ramp stays within
-        (times handover_speed_fraction); gripper_speed likewise. Accel and jerk are optional (twists)."""
+        (times handover_speed_fraction); gripper_speed likewise. Accel and jerk are optional (twists).
+        arm_limits: (lower, upper) positions; a ramp's length is measured to the target clamped into them (the
+        filter clamps it there anyway), so one absurd value cannot stretch a hand-over to hours."""
         self.config = config
         self.space = space
         frac = config.handover_speed_fraction
         self._arm_rate = np.asarray(arm_speed, dtype=np.float64) * frac
         self._arm_accel = None if arm_accel is None else np.asarray(arm_accel, dtype=np.float64) * frac
         self._arm_jerk = None if arm_jerk is None else np.asarray(arm_jerk, dtype=np.float64) * frac
+        self._arm_limits = arm_limits
         self._gripper_rate = (gripper_speed or 0.0) * frac
         self._locks = {spec.name: _Lock(spec) for spec in config.locks}
         self._teleop: ArmTarget | None = None
@@ -316,7 +320,8 @@ class CommandMux:
         decel = self._arm_accel if velocity.any() else None
         stop_time = np.abs(velocity) / decel if decel is not None else np.zeros_like(start)
         # the gap the blend must close: the offset plus the old motion's braking distance
-        size = np.abs(start - arm) + (np.abs(velocity) * stop_time * 0.5)
+        goal = arm if self._arm_limits is None else np.clip(arm, *self._arm_limits)
+        size = np.abs(start - goal) + (np.abs(velocity) * stop_time * 0.5)
         g_off = abs(current_gripper - gripper) if gripper is not None and current_gripper is not None else 0.0
         if not size.any() and g_off == 0.0:
             return None
@@ -344,10 +349,11 @@ def build_command_mux(embodiment: Embodiment, space: CommandSpace, config: Contr
             ramp = config.mux.twist_ramp_time
             lin, ang = lin / ramp, ang / ramp
         rates = np.array([lin] * 3 + [ang] * 3)
-    accel = jerk = None
+    accel = jerk = limits = None
     if space.kind == "joint_position":
+        limits = (np.array([j.lower for j in embodiment.joints]), np.array([j.upper for j in embodiment.joints]))
         accel = np.array([j.max_acceleration for j in embodiment.joints])
         if config.safety.enforce_jerk:
             jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
     gripper_rate = embodiment.gripper.max_velocity if embodiment.gripper else None
-    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk)
+    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk, limits)
