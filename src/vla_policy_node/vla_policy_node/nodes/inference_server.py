@@ -14,7 +14,6 @@ unanswered: the policy node holds on its timeout and says so.
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import logging
 import sys
@@ -33,6 +32,7 @@ from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE, decode_compress
 from vla_policy_node.msgs.inference import INFERENCE_REQUEST, InferenceRequestData, decode_inference_request
 from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.nodes.node_support import console_main, declare_parameters, serve
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation
@@ -181,19 +181,21 @@ def run(argv: Sequence[str]) -> int:
     from vla_policy_node.nodes.policy_node import load_policy
     from vla_policy_node.transport.inference_ipc import warm_up
 
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto")
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
+                        help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
     parser.add_argument("--device", default="cuda", help="torch device: cuda, cuda:N, cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the flow-matching head")
+    parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=0,
+                        help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--frame-window", dest="frame_window", type=float, default=2.0,
                         help="seconds of camera frames kept for requests to pick from")
     parser.add_argument("--frame-wait", dest="frame_wait", type=float, default=0.2,
                         help="seconds a request may wait for a frame still on its way")
-    parser.add_argument("--node-name", dest="node_name", default="vla_inference")
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default="vla_inference", help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     args = parser.parse_args(strip_ros_args(argv))
     logging.getLogger().setLevel(args.log_level.upper())
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.node_support import (
     Param,
@@ -49,6 +48,7 @@ from vla_policy_node.nodes.node_support import (
 )
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.nodes.timing import set_realtime_priority
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
