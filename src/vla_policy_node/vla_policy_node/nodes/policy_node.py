@@ -26,7 +26,6 @@ transport (transport/inference_dds.py). The model is warmed up at configure, so 
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 import threading
@@ -48,7 +47,7 @@ from vla_policy_node.nodes.node_support import (
     watch_parameters,
 )
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
-from vla_policy_node.nodes.timing import set_realtime_priority
+from vla_policy_node.nodes.timing import tune_control_process
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
@@ -63,7 +62,6 @@ PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
 HOLD_SETTLE_TIMEOUT = 1.0  # deactivate: longest wait for the hold to settle before the loop stops
 INFERENCE_MODES = ("process", "thread", "remote")
-CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -260,19 +258,14 @@ class PolicyNode:
             return ""
 
     def _tune(self) -> None:
-        """Steady control ticks: start-up objects out of the collector's way; with the model out of process only
-        light threads remain here, so the GIL may change hands sooner; optionally real-time priority."""
         assert self.runtime is not None
-        gc.freeze()
-        if getattr(self.policy, "out_of_process", False):
-            sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
         priority = int(self.settings.get("realtime_priority", 0))
-        if priority:
-            problem = set_realtime_priority(priority, exclude=self.runtime.model_thread_ids)
-            if problem:
-                log.warning("realtime_priority: %s; running at normal priority", problem)
-            else:
-                log.info("node threads at SCHED_FIFO priority %d", priority)
+        problem = tune_control_process(self.runtime.model_thread_ids, getattr(self.policy, "out_of_process", False),
+                                       priority)
+        if problem:
+            log.warning("realtime_priority: %s; running at normal priority", problem)
+        elif priority:
+            log.info("node threads at SCHED_FIFO priority %d", priority)
 
     def deactivate(self) -> str:
         """Hold the arm (pause: the loop brakes to a stop), then stop the loop and inference."""
