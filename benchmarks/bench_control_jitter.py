@@ -11,7 +11,7 @@ rests. The start time of every control tick is recorded; a period is the time be
 
 --inference thread: the model runs on the node's inference thread, as the node did so far (the model, the DDS
 callbacks and the timers share one interpreter and its GIL). --inference process: the model runs in its own
-process behind the shared-memory boundary (`transport.inference_ipc`); the node only sends observations.
+process behind the shared-memory boundary (`inference.process`); the node only sends observations.
 --realtime N runs the node's threads (DDS, timers, callbacks; never the model) at SCHED_FIFO priority N, as
 ros2_control runs its controller manager.
 Printed per mode: period p50, |period - nominal| p99 / p99.9 / max, the longest gap in periods, gaps over two
@@ -120,7 +120,7 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
     if mode == "thread":
         policy = factory()
     else:
-        from vla_policy_node.transport.inference_ipc import ProcessPolicy
+        from vla_policy_node.inference.process import ProcessPolicy
 
         policy = closer = ProcessPolicy(factory, emb)
         policy.start(timeout=120.0)

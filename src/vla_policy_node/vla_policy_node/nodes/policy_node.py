@@ -15,11 +15,11 @@ the command line; `ros2 param set` applies instruction and dry_run live and refu
 See policy_runtime.py for topics and threads.
 
 Where the model runs (`inference`, read at configure): `process` (default) in a process of its own, frames through
-shared memory (transport/inference_ipc.py): this process then runs no model code, so nothing the model does
+shared memory (inference/process.py): this process then runs no model code, so nothing the model does
 stalls a control tick (benchmarks/bench_control_jitter.py), and a crashed or hung model is a hold with the reason
 in the status, followed by a restart; `thread` in this process (less memory and start-up; the model shares the
 GIL with the control timer); `remote` on another machine running vla_inference_server, over this node's DDS/ROS
-transport (transport/inference_dds.py). The model is warmed up at configure, so the first command is not slow.
+transport (inference/remote.py). The model is warmed up at configure, so the first command is not slow.
 `realtime_priority` N > 0 runs this node's threads (never a model's) at SCHED_FIFO N, as ros2_control does.
 """
 
@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser
+from vla_policy_node.inference.process import ProcessPolicy
+from vla_policy_node.inference.remote import RemotePolicy
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.node_support import (
     Param,
@@ -48,13 +49,12 @@ from vla_policy_node.nodes.node_support import (
 )
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.nodes.timing import tune_control_process
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.transport.inference_dds import RemotePolicy
-from vla_policy_node.transport.inference_ipc import ProcessPolicy
 
 log = logging.getLogger("policy_node")
 
