@@ -51,6 +51,7 @@ class FastPathConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     compile_backbone: bool = False
     capture_head: str = "none"  # none | compile | reduce-overhead | auto
+    compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces without generating code (tests)
 
     def __post_init__(self) -> None:
         if self.capture_head not in CAPTURE_MODES:
@@ -66,6 +67,23 @@ class FastPathConfig:
     @classmethod
     def full(cls) -> FastPathConfig:
         return cls(device_preprocess=True, attention="sdpa", dtype="auto", compile_backbone=True, capture_head="auto")
+
+
+FAST_PATH_PRESETS = ("auto", "off", "full")
+
+
+def fast_path_preset(name: str, device: str | torch.device) -> FastPathConfig | None:
+    """The node's `fast_path` setting: "off" = the eager path; "full" = every step; "auto" (default) = every step
+    on CUDA, on the CPU only SDPA (compiling a backbone on a CPU costs minutes at start-up and gains little there;
+    bench_policy_latency.py prints both)."""
+    if name not in FAST_PATH_PRESETS:
+        raise ValueError(f"fast_path must be one of {FAST_PATH_PRESETS}, got {name!r}")
+    if name == "off":
+        return None
+    if name == "full" or torch.device(device).type == "cuda":
+        return FastPathConfig.full()
+    return FastPathConfig(device_preprocess=False, attention="sdpa", dtype="auto", compile_backbone=False,
+                          capture_head="none")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -94,13 +112,15 @@ class FastPath:
         if config.device_preprocess and self.preprocessor is None:
             log.info("device preprocessing is not implemented for %s: its processor prepares the images", family)
         if config.compile_backbone:
-            backbone.model.forward = torch.compile(backbone.model.forward, dynamic=False)
+            backbone.model.forward = torch.compile(backbone.model.forward, dynamic=False,
+                                                   backend=config.compile_backend)
         mode = config.capture_head
         if mode == "auto":
             mode = "reduce-overhead" if self.device.type == "cuda" else "compile"
         self.capture_mode = mode
         head = model.head
-        self.sampler = CapturedSampler(head, mode) if mode != "none" and isinstance(head, FlowMatchingHead) else None
+        self.sampler = (CapturedSampler(head, mode, config.compile_backend)
+                        if mode != "none" and isinstance(head, FlowMatchingHead) else None)
 
     @property
     def device_preprocess_active(self) -> bool:
@@ -148,11 +168,11 @@ class CapturedSampler:
     """FlowMatchingHead.sample's Euler loop compiled as one graph. Same noise draw as the eager loop (from the
     caller's generator, before the loop), so both give the same chunk up to kernel rounding."""
 
-    def __init__(self, head: FlowMatchingHead, mode: str) -> None:
+    def __init__(self, head: FlowMatchingHead, mode: str, backend: str = "inductor") -> None:
         self.head = head
         self.mode = mode
-        options: dict[str, Any] = {"dynamic": False}
-        if mode == "reduce-overhead":
+        options: dict[str, Any] = {"dynamic": False, "backend": backend}
+        if mode == "reduce-overhead" and backend == "inductor":
             options["mode"] = "reduce-overhead"
         self._loop = torch.compile(self._denoise, **options)
 

@@ -62,6 +62,7 @@ PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
 HOLD_SETTLE_TIMEOUT = 1.0  # deactivate: longest wait for the hold to settle before the loop stops
 INFERENCE_MODES = ("process", "thread", "remote")
+FAST_PATH_PRESETS = ("auto", "off", "full")  # model/fast_path.py's presets (not imported here: no torch at --help)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -96,6 +97,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="process: seconds one inference may take before the process counts as hung and "
                              "is restarted (the watchdog holds the arm long before); remote: seconds to wait for "
                              "the server's chunk before asking again. 0: 10 s (process), 1 s (remote)")
+    parser.add_argument("--fast-path", dest="fast_path", choices=FAST_PATH_PRESETS, default="auto",
+                        help="the model's fast path (model/fast_path.py): auto = device preprocessing, SDPA, bf16, "
+                             "compiled backbone and captured denoising loop on CUDA, SDPA only on a CPU; off = eager; "
+                             "full = every step on any device")
     parser.add_argument("--realtime-priority", dest="realtime_priority", type=int, default=0,
                         help="SCHED_FIFO priority 1-99 for this node's threads (never a model's), as ros2_control "
                              "runs; needs CAP_SYS_NICE or an rtprio limit. 0: off")
@@ -136,20 +141,25 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
         "inference": Param(args.inference, f"where the model runs: process, thread or remote; {startup}"),
         "inference_timeout": Param(args.inference_timeout, f"seconds before an inference counts as lost (0: 10 s "
                                    f"process, 1 s remote); {startup}"),
+        "fast_path": Param(args.fast_path, f"the model's fast path: auto, off or full; {startup}"),
         "realtime_priority": Param(args.realtime_priority, f"SCHED_FIFO priority of the node's threads (0: off); "
                                    f"{startup}", range=(0, 99)),
     }
 
 
-def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0) -> Any:
-    """VLAPolicy from a checkpoint (torch is imported here, not at module import)."""
+def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0,
+                fast_path: str = "off") -> Any:
+    """VLAPolicy from a checkpoint (torch is imported here, not at module import); `fast_path`: a preset of
+    model/fast_path.py (off, auto, full)."""
     import torch
 
+    from vla_policy_node.model.fast_path import fast_path_preset
     from vla_policy_node.model.vla_policy import VLAPolicy
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed)
+    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed,
+                                     fast_path=fast_path_preset(fast_path, device))
 
 
 def warm_up(policy: Any, embodiment: Embodiment) -> float:
@@ -171,9 +181,10 @@ class PolicyLoader:
     device: str = "cpu"
     seed: int = 0
     threads: int = 0
+    fast_path: str = "off"
 
     def __call__(self) -> Any:
-        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads)
+        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads, self.fast_path)
 
 
 class PolicyNode:
@@ -234,8 +245,10 @@ class PolicyNode:
             assert self.transport is not None
             return (RemotePolicy(self.transport, embodiment, timeout=timeout),
                     f"inference on a remote vla_inference_server (timeout {timeout:.1f} s)")
+        if str(s["fast_path"]) not in FAST_PATH_PRESETS:
+            raise ValueError(f"fast_path must be one of {', '.join(FAST_PATH_PRESETS)}, got {s['fast_path']!r}")
         loader = PolicyLoader(str(s["checkpoint"]), embodiment, str(s["device"]), int(s["seed"]),
-                              int(s["torch_threads"]))
+                              int(s["torch_threads"]), str(s["fast_path"]))
         if mode == "process":
             start = time.perf_counter()
             policy = ProcessPolicy(loader, embodiment, timeout=timeout)
