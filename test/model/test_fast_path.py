@@ -93,11 +93,11 @@ def test_compiled_backbone_equals_eager(family, franka):
 
 
 @pytest.mark.slow
-def test_inductor_backbone_and_captured_denoising_loop_equal_eager(franka):
-    """Inductor on CPU (gcc): the default family's compiled backbone and the whole Euler loop as one graph, with
-    and without an RTC prefix, give the eager chunk for the same noise."""
+def test_captured_denoising_loop_equals_eager_with_inductor(franka):
+    """Inductor on CPU (gcc): the whole Euler loop as one generated graph, with and without an RTC prefix, gives
+    the eager chunk for the same noise (the backbone's trace is checked per family above)."""
     model = _model("qwen2_5_vl", franka)
-    inputs, ctx, state, category = _context(model, franka)
+    _, ctx, _, _ = _context(model, franka)
     head = model.head
     cfg = head.config
     prefix = torch.linspace(-1, 1, cfg.horizon * cfg.max_action_dim).reshape(1, cfg.horizon, cfg.max_action_dim)
@@ -105,13 +105,10 @@ def test_inductor_backbone_and_captured_denoising_loop_equal_eager(franka):
     with torch.inference_mode():
         eager = [head.sample(ctx, horizon=cfg.horizon, num_steps=4, generator=torch.Generator().manual_seed(3),
                              prefix=p, prefix_weights=w) for p, w in ((None, None), (prefix, weights))]
-    fast = FastPath(model, FastPathConfig(device_preprocess=False, attention=None, compile_backbone=True,
-                                          capture_head="auto"))
+    fast = FastPath(model, FastPathConfig(device_preprocess=False, attention=None, capture_head="auto"))
     assert fast.capture_mode == "compile"  # CPU: inductor without CUDA graphs
     with torch.inference_mode():
-        ctx2 = model.encode(inputs, state, category)
-        torch.testing.assert_close(ctx2.features, ctx.features, rtol=1e-4, atol=1e-5)
-        captured = [fast.sample(ctx2, horizon=cfg.horizon, num_steps=4, generator=torch.Generator().manual_seed(3),
+        captured = [fast.sample(ctx, horizon=cfg.horizon, num_steps=4, generator=torch.Generator().manual_seed(3),
                                 prefix=p, prefix_weights=w) for p, w in ((None, None), (prefix, weights))]
     for a, b in zip(captured, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
