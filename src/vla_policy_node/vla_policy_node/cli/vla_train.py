@@ -28,7 +28,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--dry-run", dest="dry_run", action="store_true",
                         help="print the resolved recipe and stop (no torch)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    args = parser.parse_args(list(argv))
+    args = parser.parse_intermixed_args(list(argv))  # options may stand between the overrides
     if args.config and "=" in args.config:  # only overrides were given
         args.overrides.insert(0, args.config)
         args.config = None
