@@ -151,6 +151,8 @@ def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(rob
         "instruction": "yes",  # a string, not YAML's boolean
         "dry_run": True,
         "controller_type": embodiment.controller.interface,
+        "camera_topics": "",
+        "remaps": "",
         "device": "cpu" if robot == "sim_arm" else "cuda",
         "autostart": True,
         "use_sim_time": False,

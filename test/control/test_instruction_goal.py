@@ -47,6 +47,8 @@ def test_without_a_success_signal_only_the_time_limit_ends_it():
 def test_teleop_preempts_and_the_estop_is_a_fault_at_once():
     end = goal().check(11.0, RUNNING, MuxView("teleop", False))
     assert end.outcome == Outcome.PREEMPTED_BY_TELEOP and end.holds
+    end = goal().check(11.0, RUNNING, MuxView("hold", False, awaiting_resume=True))  # the mux never hands back
+    assert end.outcome == Outcome.PREEMPTED_BY_TELEOP and "set_paused" in end.reason  # by itself
     assert goal().check(11.0, view(estop=True), POLICY_DRIVES).outcome == Outcome.FAULT
     end = goal().check(11.0, RUNNING, MuxView("hold", True))
     assert end.outcome == Outcome.FAULT and "e-stop" in end.reason

@@ -107,6 +107,14 @@ def robot_arguments(robot: str, device: str = "cuda") -> list[DeclareLaunchArgum
             "robot_config", default_value=PathJoinSubstitution([share, "config", "robots", f"{robot}.yaml"]),
             description="Robot YAML (joints, limits, cameras, controller topic); default: the installed one"),
         DeclareLaunchArgument(
+            "camera_topics", default_value="",
+            description="Cameras and their topics instead of the robot YAML's, NAME:TOPIC,... (e.g. "
+                        "scene:/camera/color/image_raw,wrist:/camera/color/image_raw feeds a missing wrist camera "
+                        "from the scene camera); empty: the YAML's"),
+        DeclareLaunchArgument(
+            "remaps", default_value="",
+            description="FROM:=TO,... the policy node reads/writes the robot YAML's topics on other names"),
+        DeclareLaunchArgument(
             "device", default_value=device,
             description="Torch device for the policy: cpu, cuda or cuda:<index>"),
         DeclareLaunchArgument(
@@ -143,6 +151,8 @@ def robot_nodes(robot: str) -> list[Node]:
             "instruction": _string("instruction"),
             "dry_run": _flag("dry_run"),
             "controller_type": _string("controller_type"),
+            "camera_topics": _string("camera_topics"),
+            "remaps": _string("remaps"),
             "device": _string("device"),
             "autostart": _flag("autostart"),
             "use_sim_time": sim_time,

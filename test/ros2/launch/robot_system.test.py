@@ -374,8 +374,14 @@ class TestRobotLaunch(unittest.TestCase):
                                                                         outcome.PREEMPTED_BY_TELEOP))
         mux_source = Recorder()
         sub = self.node.create_subscription(PolicyStatus, "/vla/mux_status", mux_source, 10)
-        wait_for(lambda: mux_source.messages and mux_source.messages[-1][1].active_source != "teleop", 10.0,
-                 "teleop to time out in the mux")
+        wait_for(lambda: mux_source.messages and mux_source.messages[-1][1].awaiting_resume, 10.0,
+                 "teleop to time out in the mux, which then holds the policy until resumed")
+        _, pending, _ = send("reach the red block")  # the mux does not hand back by itself: nor does a goal
+        held = result(pending, "a goal while the mux waits for resume")
+        self.assertEqual(held.result.outcome, outcome.PREEMPTED_BY_TELEOP)
+        self.assertIn("set_paused", held.result.reason)
+        self.assertTrue(self.call(SetPaused, "/vla_command_mux/set_paused", paused=False).success)
+        wait_for(lambda: not mux_source.messages[-1][1].awaiting_resume, 10.0, "the mux to resume the policy")
         self.node.destroy_subscription(sub)
         # the e-stop is a fault
         _, pending, _ = send("reach the red block")

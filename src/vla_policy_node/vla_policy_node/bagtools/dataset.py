@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.resample import (
     GAP_POLICIES,
     ActionSource,
@@ -52,7 +52,7 @@ from vla_policy_node.bagtools.resample import (
     environment_state_spec,
 )
 from vla_policy_node.bagtools.topics import BagContentError, fit_embodiment_to_bag
-from vla_policy_node.cli.guard import CliParser, UsageError, run_guarded
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.lerobot_video import VideoEncoding, VideoFileWriter
@@ -676,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     try:
-        embodiment = load_robot(args.robot)
+        embodiment = robot_from_args(args)
         config = ConversionConfig(fps=args.fps, action_source=args.action_source, val_fraction=args.val_fraction,
                                   keep_outcomes=tuple(s.strip() for s in args.keep.split(",") if s.strip()),
                                   repo_id=args.repo_id, progress=args.progress,

@@ -28,6 +28,7 @@ samples, errors are accumulated as sums, and plot series are decimated.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from vla_policy_node.bagtools.episodes import Episode, EpisodeTracker, decode_episode_event
+from vla_policy_node.bagtools.episodes import Episode, EpisodeTracker, EventKind, decode_episode_event
 from vla_policy_node.bagtools.metrics import GripperAgreement, HorizonErrors, latency_summary
 from vla_policy_node.bagtools.signals import PlotSeries, Signal
 from vla_policy_node.bagtools.topics import (
@@ -69,6 +70,8 @@ Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
 # transport latency; header stamps of joint states lag their receive times).
 SETTLE = 0.2
+TICK_BATCH = 64  # settled control ticks compared at once
+DROP_EVERY = 0.5  # seconds of stream time between trimming the reference signals
 ESTOP_TOPIC = "/vla/estop"  # the policy node's e-stop input (PolicyNodeParams.estop_topic)
 BOOL = "std_msgs/msg/Bool"
 
@@ -85,6 +88,7 @@ class ReplayConfig:
 
     target: Target = "auto"
     latency: float | None = None
+    latency_source: str = ""  # where a fixed latency came from (the report says it)
     instruction: str = ""
     control: ControlConfig = field(default_factory=ControlConfig)
     reference_max_gap: float = 0.25
@@ -189,6 +193,7 @@ class _Session:
         self.target = self._choose_target(config.target, has_commands)
         self.now = 0.0
         self.loop = ControlLoop(emb, with_estop_only(config.control, latching=False))
+        self.loop.set_special_tokens(getattr(self.policy, "special_tokens", ()))
         self.loop.set_instruction(config.instruction)
         self.inference = InferenceStep(self.loop, self.policy)
         self.inputs = ObservationInput(self.loop, lambda: self.now)
@@ -218,6 +223,8 @@ class _Session:
         self.has_marks = counts.get(EPISODE_EVENT_TOPIC, 0) > 0 and topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT
         self.tracker = EpisodeTracker()
         self.implicit_episode = None if self.has_marks else Episode(0, reader.start_ns * 1e-9, None, implicit=True)
+        self.warnings: list[str] = []
+        self.instruction_source = self._instruction_source(topics, counts)
         self.episode_results: dict[int, EpisodeResult] = {}
         self.decode_errors = MessageErrorCounter()
         self.stream_time = -math.inf
@@ -226,6 +233,7 @@ class _Session:
         self.in_flight: _InFlight | None = None
         self.pending: list[_PendingChunk] = []
         self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
+        self._next_drop = -math.inf
         self.latencies: list[float] = []
         self.wall_latencies: list[float] = []
         self.inference_errors: list[str] = []
@@ -258,12 +266,14 @@ class _Session:
     def _node_handlers(self) -> dict[str, tuple[str, Any]]:
         """topic -> (type, handler) of every input the live policy node subscribes to."""
         emb, loop = self.embodiment, self.loop
-        handlers: dict[str, tuple[str, Any]] = {
-            cam.topic: (COMPRESSED_IMAGE if cam.compressed else IMAGE, self.inputs.image_handler(cam))
-            for cam in emb.cameras
-        }
+        handlers: dict[str, tuple[str, Any]] = {}
+        for cam in emb.cameras:  # cameras may share a topic (one fed from another's): each gets the frame
+            handler = self.inputs.image_handler(cam)
+            if cam.topic in handlers:
+                handler = _both(handlers[cam.topic][1], handler)
+            handlers[cam.topic] = (COMPRESSED_IMAGE if cam.compressed else IMAGE, handler)
         handlers[emb.joint_states.topic] = (JOINT_STATE, self.inputs.on_joint_state)
-        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: loop.set_instruction(str(msg.data)))
+        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: self._set_instruction(str(msg.data)))
         handlers[ESTOP_TOPIC] = (BOOL, lambda msg: loop.on_lock("estop", bool(msg.data), self.now))
         handlers[DESCRIPTION_TOPIC] = (STRING, lambda msg: self.robot.set_description(str(msg.data)))
         return handlers
@@ -335,6 +345,28 @@ class _Session:
         episode.instruction = self.tracker.first_instruction or self.config.instruction
         return [episode]
 
+    def _set_instruction(self, text: str) -> None:
+        """As the live node: a refused instruction holds the policy; the report says why (a few times)."""
+        ok, message = self.loop.set_instruction(text)
+        if not ok and len(self.warnings) < 20:
+            self.warnings.append(f"t={self.now:.3f}: {message}")
+
+    def _instruction_source(self, topics: dict[str, str], counts: dict[str, int]) -> str:
+        """Where the policy's instruction comes from: the bag's /vla/instruction, else the --instruction given,
+        else each episode's start mark (a warning in the report); with none of them the replay is refused."""
+        if topics.get(INSTRUCTION_TOPIC) == STRING and counts.get(INSTRUCTION_TOPIC, 0) > 0:
+            return f"topic {INSTRUCTION_TOPIC}"
+        if self.config.instruction:
+            self.warnings.append(f"the bag has no {INSTRUCTION_TOPIC} messages: the given instruction "
+                                 f"{self.config.instruction!r} is used throughout")
+            return "the --instruction given"
+        if self.has_marks:
+            self.warnings.append(f"the bag has no {INSTRUCTION_TOPIC} messages: each episode's instruction is "
+                                 "taken from its start mark (vla_msgs/EpisodeEvent)")
+            return "episode start marks"
+        raise ReplayError(f"{self.path}: no instruction: the bag has no {INSTRUCTION_TOPIC} messages and no episode "
+                          "marks carrying one; pass --instruction TEXT")
+
     def _check_complete(self, read_counts: dict[str, int]) -> None:
         short = {t: (n, self.counts.get(t, 0)) for t, n in read_counts.items() if n < self.counts.get(t, 0)}
         if short:
@@ -379,7 +411,7 @@ class _Session:
     def _command_values(self, command: Command) -> np.ndarray:
         if self.has_gripper:
             gripper = command.gripper if command.gripper is not None else math.nan
-            return np.append(command.arm, gripper)
+            return np.concatenate((command.arm, (gripper,)))
         return np.asarray(command.arm, dtype=np.float64)
 
     def _try_inference(self, now: float) -> None:
@@ -447,6 +479,8 @@ class _Session:
             self.tracker.warnings.append(f"t={t:.3f}: bad episode event: {error}")
             return
         self.tracker.apply_event(event)
+        if self.instruction_source == "episode start marks" and event.kind == EventKind.START and event.instruction:
+            self._set_instruction(event.instruction)
 
     def _reference(self, times: np.ndarray) -> np.ndarray:
         """The reference at `times` [n] in command space [n, D]; NaN where it is not defined."""
@@ -508,19 +542,27 @@ class _Session:
         self.pending.append(_PendingChunk(result, chunk.times, values))
 
     def _evaluate(self, final: bool) -> None:
-        """Compare pending predictions and commands whose reference is settled (all of them when `final`)."""
+        """Compare pending predictions and commands whose reference is settled (all of them when `final`).
+
+        Runs after every message, so it does nothing until there is work: ticks are compared in batches (the
+        sums are accumulated in the same order either way) and old reference samples are dropped every
+        DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
         settled = math.inf if final else self.stream_time - SETTLE
-        ready = [p for p in self.pending if p.last_time <= settled]
-        if ready:
-            self.pending = [p for p in self.pending if p.last_time > settled]
+        pending = self.pending
+        if pending and min(p.last_time for p in pending) <= settled:
+            ready = [p for p in pending if p.last_time <= settled]
+            self.pending = [p for p in pending if p.last_time > settled]
             for item in ready:
                 self._compare_chunk(item)
-        if self.pending_ticks and (final or self.pending_ticks[0][1] <= settled):
-            now_ready = [x for x in self.pending_ticks if x[1] <= settled]
-            self.pending_ticks = [x for x in self.pending_ticks if x[1] > settled]
-            self._compare_ticks(now_ready)
-        if not final:
-            oldest = min([p.times[0] for p in self.pending] + [x[1] for x in self.pending_ticks] + [settled])
+        ticks = self.pending_ticks
+        if ticks and (final or (len(ticks) >= TICK_BATCH and ticks[TICK_BATCH - 1][1] <= settled)):
+            cut = bisect.bisect_right(ticks, settled, key=_tick_time)
+            self.pending_ticks = ticks[cut:]
+            self._compare_ticks(ticks[:cut])
+        if not final and settled >= self._next_drop:
+            self._next_drop = settled + DROP_EVERY
+            oldest = min(min((p.times[0] for p in self.pending), default=math.inf),
+                         self.pending_ticks[0][1] if self.pending_ticks else math.inf, settled)
             for signal in (self.state, self.arm_command, self.gripper_command):
                 if signal is not None:
                     signal.drop_before(oldest - 1.0)
@@ -593,7 +635,12 @@ class _Session:
             "cameras": {c.name: {"topic": c.topic, "compressed": c.compressed} for c in self.embodiment.cameras},
             "target": self.target,
             "reference": self._reference_description(),
-            "latency_model": "measured" if self.config.latency is None else f"fixed {self.config.latency} s",
+            "latency_model": ("measured (wall time of each inference on this machine: results depend on its "
+                              "load)" if self.config.latency is None else
+                              f"fixed {self.config.latency:.3f} s" + (f" ({self.config.latency_source})"
+                                                                       if self.config.latency_source else "")),
+            "instruction_source": self.instruction_source,
+            "warnings": self.warnings,
             "control_hz": self.loop.control_hz,
             "executor": self.loop.config.executor.strategy,
             "names": list(self.names),
@@ -652,6 +699,10 @@ class _Session:
         return "; ".join(parts)
 
 
+def _tick_time(item: tuple[EpisodeResult, float, np.ndarray]) -> float:
+    return item[1]
+
+
 def _episode_summary(result: EpisodeResult, names: tuple[str, ...]) -> dict[str, Any]:
     chunk = result.chunk_errors.summary(names)
     command = result.command_errors.summary(names)
@@ -672,3 +723,11 @@ def _bag_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def _both(first: Any, second: Any) -> Any:
+    def handle(msg: Any) -> None:
+        first(msg)
+        second(msg)
+
+    return handle

@@ -203,7 +203,9 @@ class BagResampler:
         if action_source == "commands" and self.has_gripper and has_topic(topics, counts, gripper_spec):
             self.gripper_command = Signal(1, "hold")
         self.images: dict[str, deque[tuple[float, Any]]] = {c.name: deque() for c in embodiment.cameras}
-        self.roles: dict[str, tuple[str, Any]] = {c.topic: ("camera", c) for c in embodiment.cameras}
+        self.roles: dict[str, tuple[str, Any]] = {}
+        for cam in embodiment.cameras:  # several cameras may read one topic (a camera fed from another's)
+            self.roles.setdefault(cam.topic, ("camera", []))[1].append(cam)
         self.roles[embodiment.joint_states.topic] = ("joint_states", None)
         if self.arm_command is not None:
             self.roles[command_topic(embodiment).topic] = ("command", None)
@@ -272,7 +274,8 @@ class BagResampler:
         role, camera = self.roles[topic]
         if role == "camera":
             stamp = header_stamp(msg)
-            self._add_image(self.images[camera.name], stamp if stamp > 0 else t, msg)
+            for cam in camera:
+                self._add_image(self.images[cam.name], stamp if stamp > 0 else t, msg)
         elif role == "joint_states":
             data = self.errors.decode(decode_joint_state, msg, topic=topic)
             if data is not None:

@@ -6,7 +6,8 @@ A goal ends, checked in this order each time:
   the policy node reports a fault (model exception, bad chunk, inference timeout, non-finite command) or stale
   inputs (cameras or joint states gone quiet) without a break for `fault_grace` seconds: the arm is held and the
   skill cannot go on. A blip shorter than that (one late camera frame) does not end the goal;
-- PREEMPTED_BY_TELEOP when the command mux's active source is teleop (a person took over);
+- PREEMPTED_BY_TELEOP when the command mux's active source is teleop (a person took over), or the mux still holds
+  the policy after a takeover until someone resumes it (`awaiting_resume`: the mux never hands back by itself);
 - CANCELLED when the policy was paused or its instruction changed by another client while the goal ran;
 - FINISHED when the success signal (`/vla/task_done`: std_msgs/Bool from a success detector, or the simulator's
   task check) reads true in a message received after the goal started. Nothing else counts as success: a goal
@@ -69,6 +70,7 @@ class MuxView:
 
     active_source: str
     estop_latched: bool
+    awaiting_resume: bool = False  # teleop had the arm and let go: the mux holds the policy until resumed
 
 
 class InstructionGoal:
@@ -124,6 +126,9 @@ class InstructionGoal:
             self._trouble_since = None
         if mux is not None and mux.active_source == "teleop":
             return self._finish(Outcome.PREEMPTED_BY_TELEOP, "teleop took over the arm (command mux)", now)
+        if mux is not None and mux.awaiting_resume:
+            return self._finish(Outcome.PREEMPTED_BY_TELEOP, "teleop had the arm: the command mux holds the policy "
+                                "until it is resumed (/vla_command_mux/set_paused with paused: false)", now)
         if policy.paused:
             return self._finish(Outcome.CANCELLED, "the policy was paused (~/set_paused) while the goal ran", now)
         if policy.instruction != self.instruction:

@@ -40,6 +40,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from vla_policy_node.model.families import FamilySpec, family_for_model_type, get_family
 from vla_policy_node.model.processors import load_processor
+from vla_policy_node.model.qwen_fast import linear_patch_embeds
 from vla_policy_node.spec.types import ObservationError
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class Backbone(nn.Module):
         if kept != cfg.select_layer:  # pragma: no cover - guards the truncation invariant
             raise RuntimeError(f"model has {kept} decoder layers after the cut, expected {cfg.select_layer}")
         text_model.norm = nn.Identity()  # features are the raw output of the last kept layer
+        linear_patch_embeds(model)  # Qwen vision patch embeddings: same weights, a matmul instead of a Conv3d
         if not processor.chat_template:  # e.g. PaliGemma ships none: use (and save) the family's format
             processor.chat_template = family.chat_template
         if cfg.lora is not None:

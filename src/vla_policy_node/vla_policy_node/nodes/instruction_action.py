@@ -98,7 +98,8 @@ class InstructionActionServer:
             running.wake.set()
 
     def _on_mux_status(self, msg: Any) -> None:
-        self._mux = (time.monotonic(), MuxView(str(msg.active_source), bool(msg.estop_latched)))
+        self._mux = (time.monotonic(), MuxView(str(msg.active_source), bool(msg.estop_latched),
+                                               bool(getattr(msg, "awaiting_resume", False))))
 
     def mux_view(self) -> MuxView | None:
         mux = self._mux

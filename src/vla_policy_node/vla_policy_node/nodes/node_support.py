@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
@@ -16,6 +17,7 @@ from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.policy_status import encode_policy_status, status_fields
+from vla_policy_node.spec.cli import run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.parameters import ChangeHandler, Param, ParameterTable, on_set_rule
@@ -34,6 +36,9 @@ def policy_status_message(new: MessageFactory, status: ControlStatus, stamp: flo
     """ControlStatus -> vla_msgs/PolicyStatus (the message's fields only; the rest goes to diagnostics)."""
     fields = set(status_fields())
     values = {f.name: getattr(status, f.name) for f in dataclasses.fields(status) if f.name in fields}
+    if "rejection_names" in fields:
+        values["rejection_names"] = [name for name, _ in status.input_rejections]
+        values["rejection_counts"] = [count for _, count in status.input_rejections]
     return encode_policy_status(new, values, stamp=stamp)
 
 
@@ -65,12 +70,11 @@ def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None
     teardown (torch, mujoco, DDS finalizers) takes seconds on a loaded machine, longer than `ros2 launch`
     waits after SIGINT before it escalates to SIGTERM and reports the node as died."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    program = Path(sys.argv[0]).name if argv is None else getattr(run, "__module__", "node").rsplit(".", 1)[-1]
+    code = run_guarded(program, lambda: run(args), wants_debug(args))  # bad input: one line, exit 2
     if argv is not None:
-        return run(argv)
-    try:
-        code = run(sys.argv[1:])
-    except KeyboardInterrupt:  # Ctrl-C (or a launch shutting down) before the node's own handler was installed
-        code = 130
+        return code
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -15,6 +15,14 @@ the command line, over rclpy and DDS alike (`ros2 param list/get/set/describe` a
 applies instruction, dry_run, strategy, inference_hz, status_hz and velocity_scale (only lower: limits become
 stricter while running, never looser) live and refuses the others with the reason.
 See policy_runtime.py for topics and threads.
+
+Where the model runs (`inference`, read at configure): `process` (default) in a process of its own, frames through
+shared memory (inference/process.py): this process then runs no model code, so nothing the model does
+stalls a control tick (benchmarks/bench_control_jitter.py), and a crashed or hung model is a hold with the reason
+in the status, followed by a restart; `thread` in this process (less memory and start-up; the model shares the
+GIL with the control timer); `remote` on another machine running vla_inference_server, over this node's DDS/ROS
+transport (inference/remote.py). The model is warmed up at configure, so the first command is not slow.
+`realtime_priority` N > 0 runs this node's threads (never a model's) at SCHED_FIFO N, as ros2_control does.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +42,8 @@ import numpy as np
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
 from vla_policy_node.control.executor import STRATEGIES
 from vla_policy_node.control.instruction_goal import PolicyView
+from vla_policy_node.inference.process import ProcessPolicy
+from vla_policy_node.inference.remote import RemotePolicy
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.instruction_action import PolicyHooks
 from vla_policy_node.nodes.node_support import (
@@ -44,7 +55,10 @@ from vla_policy_node.nodes.node_support import (
     watch_parameters,
 )
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
+from vla_policy_node.nodes.timing import tune_control_process
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
@@ -54,17 +68,24 @@ log = logging.getLogger("policy_node")
 PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
 HOLD_SETTLE_TIMEOUT = 1.0  # deactivate: longest wait for the hold to settle before the loop stops
+INFERENCE_MODES = ("process", "thread", "remote")
+FAST_PATH_PRESETS = ("auto", "off", "full")  # model/fast_path.py's presets (not imported here: no torch at --help)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
-    parser.add_argument("--instruction", default="")
+    parser.add_argument("--instruction", default="", help="task instruction until /vla/instruction sets one")
     parser.add_argument("--dry-run", dest="dry_run", action=argparse.BooleanOptionalAction, default=True,
                         help="commands on /vla/preview_command only (default) until ~/set_actuation enables them")
+    parser.add_argument("--camera-topics", dest="camera_topics", default="", metavar="NAME:TOPIC,...",
+                        help="cameras and their topics instead of the robot YAML's (a camera may read another's "
+                             "topic: wrist:/camera/camera/color/image_raw on a robot without a wrist camera)")
+    parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                        help="one of the robot YAML's topics on another name (repeatable)")
     parser.add_argument("--controller-type", dest="controller_type", default="",
                         help="override the robot YAML's controller.interface")
     parser.add_argument("--controller-topic", dest="controller_topic", default="",
@@ -74,6 +95,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=0,
                         help="CPU threads for torch (0: torch's default); 1-2 keeps a CPU model from starving the "
                              "control threads and other nodes")
+    parser.add_argument("--inference", choices=INFERENCE_MODES, default="process",
+                        help="process (default): the model in its own process, frames through shared memory, "
+                             "so it can never stall a control tick; thread: in this process (the model shares "
+                             "the GIL with the control timer); remote: on another machine running "
+                             "vla_inference_server, over this node's DDS/ROS transport")
+    parser.add_argument("--inference-timeout", dest="inference_timeout", type=float, default=0.0,
+                        help="process: seconds one inference may take before the process counts as hung and "
+                             "is restarted (the watchdog holds the arm long before); remote: seconds to wait for "
+                             "the server's chunk before asking again. 0: 10 s (process), 1 s (remote)")
+    parser.add_argument("--fast-path", dest="fast_path", choices=FAST_PATH_PRESETS, default="auto",
+                        help="the model's fast path (model/fast_path.py): auto = device preprocessing, SDPA, bf16, "
+                             "compiled backbone and captured denoising loop on CUDA, SDPA only on a CPU; off = eager; "
+                             "full = every step on any device")
+    parser.add_argument("--realtime-priority", dest="realtime_priority", type=int, default=0,
+                        help="SCHED_FIFO priority 1-99 for this node's threads (never a model's), as ros2_control "
+                             "runs; needs CAP_SYS_NICE or an rtprio limit. 0: off")
     parser.add_argument("--urdf", default="", help="URDF file for the predicted path (default: /robot_description)")
     parser.add_argument("--latch-estop", dest="latch_estop", action="store_true",
                         help="latch /vla/estop here too (when no command mux runs downstream)")
@@ -91,8 +128,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="speed limits as a fraction of the robot YAML's, in (0, 1]")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(list(argv))
 
 
@@ -108,6 +145,9 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
         "controller_type": Param(args.controller_type, f"override of the robot YAML's controller.interface; "
                                  f"{startup}"),
         "controller_topic": Param(args.controller_topic, f"with controller_type: the controller's topic; {startup}"),
+        "camera_topics": Param(args.camera_topics, "cameras and their topics, NAME:TOPIC,... (empty: the robot "
+                               f"YAML's); a camera may read another's topic; {startup}"),
+        "remaps": Param(",".join(args.remap), f"FROM:=TO,... topic remaps of the robot YAML's topics; {startup}"),
         "device": Param(args.device, f"torch device (cpu, cuda, cuda:N); {startup}"),
         "seed": Param(args.seed, f"sampling seed of the flow-matching head; {startup}", range=(0, 2**31 - 1)),
         "urdf": Param(args.urdf, f"URDF file for the predicted path (empty: /robot_description); {startup}"),
@@ -125,18 +165,28 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
         "velocity_scale": Param(args.velocity_scale, "speed limits as a fraction of the robot YAML's (joint "
                                 "velocities, Cartesian speeds); live only lower", live=True, range=(0.01, 1.0),
                                 stricter="lower"),
+        "inference": Param(args.inference, f"where the model runs: process, thread or remote; {startup}"),
+        "inference_timeout": Param(args.inference_timeout, f"seconds before an inference counts as lost (0: 10 s "
+                                   f"process, 1 s remote); {startup}"),
+        "fast_path": Param(args.fast_path, f"the model's fast path: auto, off or full; {startup}"),
+        "realtime_priority": Param(args.realtime_priority, f"SCHED_FIFO priority of the node's threads (0: off); "
+                                   f"{startup}", range=(0, 99)),
     }
 
 
-def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0) -> Any:
-    """VLAPolicy from a checkpoint (torch is imported here, not at module import)."""
+def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0,
+                fast_path: str = "off") -> Any:
+    """VLAPolicy from a checkpoint (torch is imported here, not at module import); `fast_path`: a preset of
+    model/fast_path.py (off, auto, full)."""
     import torch
 
+    from vla_policy_node.model.fast_path import fast_path_preset
     from vla_policy_node.model.vla_policy import VLAPolicy
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed)
+    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed,
+                                     fast_path=fast_path_preset(fast_path, device))
 
 
 def warm_up(policy: Any, embodiment: Embodiment) -> float:
@@ -147,6 +197,21 @@ def warm_up(policy: Any, embodiment: Embodiment) -> float:
     start = time.perf_counter()
     policy.infer(Observation(stamp=0.0, images=images, state=state, instruction=""))
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class PolicyLoader:
+    """`load_policy` as a picklable call: what the inference process runs to build its model."""
+
+    checkpoint: str
+    embodiment: Embodiment
+    device: str = "cpu"
+    seed: int = 0
+    threads: int = 0
+    fast_path: str = "off"
+
+    def __call__(self) -> Any:
+        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads, self.fast_path)
 
 
 class PolicyNode:
@@ -204,7 +269,7 @@ class PolicyNode:
         if runtime is None or not runtime.running:
             return PolicyView(False, False, "", "", (), False)
         st = runtime.loop.status(runtime.clock())
-        return PolicyView(True, st.paused, st.instruction, st.fault, st.stale_inputs,
+        return PolicyView(True, st.paused, st.instruction, st.fault or st.sensor_fault, st.stale_inputs,
                           st.estop_latched or "estop" in st.active_locks)
 
     def _active_source(self) -> str:
@@ -232,18 +297,20 @@ class PolicyNode:
             if not s["robot_config"] or not s["checkpoint"]:
                 return "robot_config and checkpoint are required (--robot-config/--checkpoint or ROS parameters)"
             try:
-                embodiment = resolve_controller(load_embodiment(s["robot_config"]), s["controller_type"],
-                                                s["controller_topic"])
+                robot = remap_embodiment(load_embodiment(s["robot_config"]), str(s["camera_topics"]),
+                                         [r for r in str(s["remaps"]).split(",") if r.strip()])
+                embodiment = resolve_controller(robot, s["controller_type"], s["controller_topic"])
             except ConfigError as error:
                 return str(error)
+            mode = str(s["inference"])
+            if mode not in INFERENCE_MODES:
+                return f"inference must be one of {', '.join(INFERENCE_MODES)}, got {mode!r}"
+            assert self.transport is not None
             try:
-                policy = load_policy(s["checkpoint"], embodiment, s["device"], int(s["seed"]),
-                                     int(s["torch_threads"]))
-                seconds = warm_up(policy, embodiment)
+                policy, what = self._load(mode, embodiment)
             except Exception as error:  # a bad checkpoint is a failed configure, with the reason
                 return f"cannot load checkpoint {s['checkpoint']!r}: {type(error).__name__}: {error}"
-            log.info("configured: %s on %s, warm-up inference %.0f ms", s["checkpoint"], s["device"], seconds * 1e3)
-            assert self.transport is not None
+            log.info("configured: %s", what)
             node = getattr(self.transport, "node", None)
             try:
                 control = ControlConfig(executor=ExecutorConfig(strategy=str(s["strategy"])),
@@ -261,6 +328,28 @@ class PolicyNode:
             self.embodiment, self.policy, self.runtime = embodiment, policy, runtime
             return ""
 
+    def _load(self, mode: str, embodiment: Embodiment) -> tuple[Any, str]:
+        """The policy where `inference` says, loaded and warmed up; and a line saying so."""
+        s = self.settings
+        timeout = float(s["inference_timeout"]) or (1.0 if mode == "remote" else 10.0)
+        if mode == "remote":
+            assert self.transport is not None
+            return (RemotePolicy(self.transport, embodiment, timeout=timeout),
+                    f"inference on a remote vla_inference_server (timeout {timeout:.1f} s)")
+        if str(s["fast_path"]) not in FAST_PATH_PRESETS:
+            raise ValueError(f"fast_path must be one of {', '.join(FAST_PATH_PRESETS)}, got {s['fast_path']!r}")
+        loader = PolicyLoader(str(s["checkpoint"]), embodiment, str(s["device"]), int(s["seed"]),
+                              int(s["torch_threads"]), str(s["fast_path"]))
+        if mode == "process":
+            start = time.perf_counter()
+            policy = ProcessPolicy(loader, embodiment, timeout=timeout)
+            policy.start()  # loads and warms up the model in the inference process
+            return policy, (f"{s['checkpoint']} on {s['device']} in inference process {policy.pid} (loaded and "
+                            f"warmed up in {time.perf_counter() - start:.1f} s)")
+        policy = loader()
+        seconds = warm_up(policy, embodiment)
+        return policy, f"{s['checkpoint']} on {s['device']} in this process, warm-up inference {seconds * 1e3:.0f} ms"
+
     def activate(self) -> str:
         """Start the control loop and inference (commands go where dry_run says)."""
         with self._lock:
@@ -268,8 +357,19 @@ class PolicyNode:
                 return "not configured"
             self.runtime.loop.resume()
             self.runtime.start()
+            self._tune()
             log.info("active: %s", "actuating" if self.runtime.actuating else "dry run (preview only)")
             return ""
+
+    def _tune(self) -> None:
+        assert self.runtime is not None
+        priority = int(self.settings.get("realtime_priority", 0))
+        problem = tune_control_process(self.runtime.model_thread_ids, getattr(self.policy, "out_of_process", False),
+                                       priority)
+        if problem:
+            log.warning("realtime_priority: %s; running at normal priority", problem)
+        elif priority:
+            log.info("node threads at SCHED_FIFO priority %d", priority)
 
     def deactivate(self) -> str:
         """Hold the arm (pause: the loop brakes to a stop), then stop the loop and inference."""
@@ -290,6 +390,9 @@ class PolicyNode:
         with self._lock:
             if self.runtime is not None:
                 self.runtime.close()
+            close = getattr(self.policy, "close", None)
+            if close is not None:  # the inference process, or the remote client's subscription
+                close()
             self.runtime = self.policy = self.embodiment = None  # no gc.collect(): DDS entities' finalizers
             if "torch" in sys.modules:  # can block in it; the model's tensors go with their last reference
                 import torch

@@ -51,7 +51,7 @@ from vla_policy_node.nodes.node_support import BOOL, STRING, message_error_diagn
 from vla_policy_node.nodes.prediction_output import PredictionOutput
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.status_output import StatusOutput
-from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.nodes.timing import Ticker, drop_realtime_priority, make_ticker
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
@@ -110,7 +110,8 @@ class PolicyRuntime:
         self.status_hz = params.status_hz
         self.clock = clock or transport.now
         self.loop = ControlLoop(embodiment, params.control_config())
-        self.loop.set_instruction(params.instruction)
+        self.loop.set_special_tokens(getattr(policy, "special_tokens", ()))
+        self.set_instruction(params.instruction)
         self.inference = InferenceStep(self.loop, policy)
         self.inputs = ObservationInput(self.loop, self.clock)
         self.errors: MessageErrorCounter = self.inputs.errors
@@ -243,7 +244,18 @@ class PolicyRuntime:
         self.prediction.publish(result.chunk, result.request.obs, result.latency, self.clock())
         return True
 
+    @property
+    def model_thread_ids(self) -> tuple[int, ...]:
+        """Native ids of the threads that run model code here (none when the model is out of process): what
+        `set_realtime_priority` must leave at normal priority."""
+        thread = self._inference_thread
+        if thread is None or thread.native_id is None or getattr(self.policy, "out_of_process", False):
+            return ()
+        return (thread.native_id,)
+
     def _inference_loop(self, stop: threading.Event) -> None:
+        if not getattr(self.policy, "out_of_process", False):
+            drop_realtime_priority()  # the node may run at real-time priority; a model in this thread never does
         while not stop.is_set():
             try:
                 ran = self.inference_step()
@@ -275,14 +287,14 @@ class PolicyRuntime:
                               f"markers off: {problem}" if problem else f"markers in {self.robot.path_frame}"))
         return out
 
-    def set_instruction(self, text: str) -> None:
-        self.loop.set_instruction(text)
-        log.info("instruction: %r", text)
+    def set_instruction(self, text: str) -> tuple[bool, str]:
+        ok, message = self.loop.set_instruction(text)
+        (log.info if ok else log.error)("%s", message)
+        return ok, message
     # ----------------------------------------------------------------------------------------- services
     def _serve_set_instruction(self, request: Any) -> Any:
-        self.set_instruction(str(request.instruction))
-        return self.transport.new_response(SET_INSTRUCTION, success=True,
-                                           message=f"instruction set: {request.instruction!r}")
+        ok, message = self.set_instruction(str(request.instruction))
+        return self.transport.new_response(SET_INSTRUCTION, success=ok, message=message)
 
     def _serve_set_paused(self, request: Any) -> Any:
         paused = bool(request.paused)

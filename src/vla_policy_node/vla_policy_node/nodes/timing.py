@@ -11,10 +11,14 @@ clock (sim time included) under rclpy. Tests skip both and call the jobs with a 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,47 @@ class RclpyTicker:
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
             self._timer = None
+
+
+def set_realtime_priority(priority: int, exclude: Iterable[int] = ()) -> str:
+    """SCHED_FIFO at `priority` (1-99) for every thread of this process now running except `exclude` (native thread
+    ids: a thread that runs a model), as ros2_control runs its controller manager. All of them, because they all
+    take the GIL: a normal-priority thread that holds it when the OS preempts it stalls a real-time control thread
+    (priority inversion). Threads and processes started later begin at normal priority (SCHED_RESET_ON_FORK).
+    Returns '' on success, else why not (no permission: CAP_SYS_NICE or an rtprio limit is needed; not Linux)."""
+    if not hasattr(os, "SCHED_FIFO") or not os.path.isdir("/proc/self/task"):
+        return "real-time scheduling is not available on this OS"
+    if not 1 <= priority <= 99:
+        return f"real-time priority must be 1..99, got {priority}"
+    skip = set(exclude)
+    try:
+        for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
+            if tid not in skip:
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                    os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except OSError as error:
+        return f"cannot set SCHED_FIFO {priority}: {error.strerror} (needs CAP_SYS_NICE or an rtprio limit)"
+    return ""
+
+
+CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
+
+
+def tune_control_process(model_thread_ids: Iterable[int], out_of_process: bool, realtime_priority: int) -> str:
+    """What the policy node does once its threads run, for steady control ticks (the jitter benchmark does the
+    same): start-up objects frozen out of the garbage collector's scans; with the model out of process only light
+    threads remain, so the GIL may change hands every 0.5 ms instead of 5; optionally real-time priority for every
+    thread but the model's. Returns '' or why real-time priority could not be set."""
+    gc.freeze()
+    if out_of_process:
+        sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
+    return set_realtime_priority(realtime_priority, exclude=model_thread_ids) if realtime_priority else ""
+
+
+def drop_realtime_priority() -> None:
+    """The calling thread back to normal scheduling (a model must never run at real-time priority)."""
+    if hasattr(os, "SCHED_FIFO") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def make_ticker(transport: object, period: float, job: Job, name: str, own_thread: bool = False) -> Ticker:
