@@ -197,6 +197,23 @@ def rclpy_node(domain: int) -> Iterator[SpunNode]:
                 os.environ[key] = value
 
 
+def subscribe(node, msg_type, topic: str, callback, qos):
+    """A subscription that is safe to destroy while the node spins: without rclpy's default QoS-event handlers,
+    whose destruction races the executor (transport/rclpy_backend.py's module docstring)."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    return node.create_subscription(msg_type, topic, callback, qos,
+                                    event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
+
+
+def publisher(node, msg_type, topic: str, qos):
+    """A publisher that is safe to destroy while the node spins (see `subscribe`)."""
+    from rclpy.event_handler import PublisherEventCallbacks
+
+    return node.create_publisher(msg_type, topic, qos,
+                                 event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+
+
 def wait_until(predicate, timeout: float, what: str = "", poll: float = 0.05) -> None:
     """Block until `predicate()` is true; AssertionError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -336,7 +353,7 @@ def selected_robots(session: pytest.Session) -> tuple[str, ...]:
 @pytest.fixture(scope="session")
 def robot_launches(request: pytest.FixtureRequest, workspace: Workspace, tiny_checkpoints: dict[str, Path],
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchPool]:
-    parallel = int(os.environ.get(PARALLEL_ENV, "3"))
+    parallel = int(os.environ.get(PARALLEL_ENV, "2"))
     pool = LaunchPool(workspace, tiny_checkpoints, tmp_path_factory.mktemp("launches"), max(1, parallel),
                       selected_robots(request.session) or ROBOTS)
     yield pool
@@ -356,5 +373,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if LAUNCH_OUTCOMES:
         times = ", ".join(f"{robot} {o.seconds:.0f} s{'' if o.returncode == 0 else ' (failed)'}"
                           for robot, o in sorted(LAUNCH_OUTCOMES.items()))
-        terminalreporter.write_line(f"ros2 launch tests (in the background, {os.environ.get(PARALLEL_ENV, '3')} at "
+        terminalreporter.write_line(f"ros2 launch tests (in the background, {os.environ.get(PARALLEL_ENV, '2')} at "
                                     f"a time): {times}")

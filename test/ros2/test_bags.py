@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test.ros2.conftest import REPO, SHIPPED, NodeRun, SpunNode, Workspace, ros2_cli, wait_until
+from test.ros2.conftest import REPO, SHIPPED, NodeRun, SpunNode, Workspace, ros2_cli, subscribe, wait_until
 
 SIM_ARM = REPO / "config" / "robots" / "sim_arm.yaml"
 STORAGES = ("mcap", "sqlite3")
@@ -37,7 +37,7 @@ def recorded(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode
     from sensor_msgs.msg import Image
 
     frames: list[float] = []
-    camera = rclpy_node.node.create_subscription(Image, sim_topics()[1], lambda _: frames.append(time.monotonic()),
+    camera = subscribe(rclpy_node.node, Image, sim_topics()[1], lambda _: frames.append(time.monotonic()),
                                                  qos_profile_sensor_data)
     out = tmp_path_factory.mktemp("bags")
     bin_dir = workspace.root / "install" / "vla_policy_node" / "lib" / "vla_policy_node"
@@ -105,7 +105,7 @@ def test_vla_record_bags_pass_ros2_bag_info_and_play(storage, recorded, ros_env,
             received.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     node = rclpy_node.node
-    subscription = node.create_subscription(JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
+    subscription = subscribe(node, JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
     try:
         played = subprocess.run(["ros2", "bag", "play", str(bag), "--rate", "4.0",
                                  "--wait-for-all-acked", "0", "--delay", "1.0"], env=ros_env, capture_output=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from test.ros2.conftest import REPO, NodeRun, SpunNode, Workspace, dds_env, ros2_cli, wait_until
+from test.ros2.conftest import REPO, NodeRun, SpunNode, Workspace, dds_env, publisher, ros2_cli, subscribe, wait_until
 
 FR3 = REPO / "config" / "robots" / "franka_fr3.yaml"
 MUX = REPO / "config" / "mux.yaml"  # explicit: the default is the installed one, found through ROS's ament index
@@ -50,9 +50,9 @@ def graph(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode, t
 
     node = rclpy_node.node
     rosout = Collected()  # from before the nodes start: rcl gives /rosout a 10 s lifespan, so no late history
-    node.create_subscription(Log, "/rosout", rosout, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    subscribe(node, Log, "/rosout", rosout, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    cameras_enabled = node.create_publisher(Bool, "/fake_arm_driver/cameras_enabled", latched)
+    cameras_enabled = publisher(node, Bool, "/fake_arm_driver/cameras_enabled", latched)
     cameras_enabled.publish(Bool(data=False))
     logs = tmp_path_factory.mktemp("interop")
     python = str(workspace.root / ".venv" / "bin" / "python")
@@ -107,13 +107,13 @@ def test_topics_and_latched_topics_both_ways(graph, rclpy_node: SpunNode) -> Non
     fr3 = load_embodiment(FR3)
     joints, images, description = Collected(), Collected(), Collected()
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    subs = [node.create_subscription(JointState, fr3.joint_states.topic, joints, qos_profile_sensor_data),
-            node.create_subscription(Image, fr3.cameras[0].topic, images, qos_profile_sensor_data)]
+    subs = [subscribe(node, JointState, fr3.joint_states.topic, joints, qos_profile_sensor_data),
+            subscribe(node, Image, fr3.cameras[0].topic, images, qos_profile_sensor_data)]
     try:
         wait_until(lambda: len(joints.items) >= 20, 30.0, "joint states from the DDS arm (DDS -> rclpy)")
         assert not images.items, "the DDS arm took the latched cameras_enabled=false published before it started"
         # a late joiner gets the DDS arm's latched /robot_description
-        subs.append(node.create_subscription(String, "/robot_description", description, latched))
+        subs.append(subscribe(node, String, "/robot_description", description, latched))
         wait_until(lambda: description.items, 30.0, "the latched /robot_description (DDS -> late rclpy subscriber)")
         assert "<robot" in description.items[0][1].data
         cameras_enabled.publish(Bool(data=True))
@@ -121,7 +121,7 @@ def test_topics_and_latched_topics_both_ways(graph, rclpy_node: SpunNode) -> Non
         frame = images.items[-1][1]
         assert (frame.height, frame.width, frame.encoding) == (fr3.cameras[0].height, fr3.cameras[0].width, "rgb8")
         # rclpy -> DDS: a trajectory on the controller topic moves the fake arm
-        command = node.create_publisher(JointTrajectory, fr3.controller.topic, 10)
+        command = publisher(node, JointTrajectory, fr3.controller.topic, 10)
         start = list(joints.items[-1][1].position[:7])
         goal = [q + 0.2 for q in start]
         message = JointTrajectory(joint_names=list(fr3.joint_names),

@@ -72,6 +72,7 @@ class InstructionActionServer:
         from vla_msgs.action import ExecuteInstruction
 
         node = transport.node  # type: ignore[attr-defined]
+        self._transport = transport
         self._types = ExecuteInstruction
         self._responses = (GoalResponse, CancelResponse)
         self.hooks = hooks
@@ -205,4 +206,4 @@ class InstructionActionServer:
                 time.sleep(0.01)
         for subscription in self._subscriptions:
             subscription.close()
-        self._server.destroy()
+        self._transport.destroy_when_stopped(self._server.destroy)  # type: ignore[attr-defined]

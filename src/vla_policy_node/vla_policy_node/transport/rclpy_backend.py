@@ -9,6 +9,14 @@ Threading: callbacks and service handlers run in whatever executor spins `node`.
 makes its own node (a lifecycle node on request) and spins it on a background MultiThreadedExecutor, so
 `ServiceClient.call` can block.
 
+Destroying while spinning: rclpy's executor adds every waitable (a publisher's or subscription's QoS event
+handlers, action servers and clients) from a snapshot taken before the wait set is built, without the
+InvalidHandle guard it has for plain subscriptions and timers; an entity destroyed in that window killed the spin
+thread ("Failed to add 'rcl_action_server_t' to wait set: action server pointer is invalid", "cannot use
+Destroyable" in event_handler.add_to_wait_set): at lifecycle cleanup and at shutdown. So our publishers and
+subscriptions have no event-handler waitables (rclpy's default incompatible-QoS warnings are not created), and
+action servers and clients are destroyed only once the executor has stopped (`destroy_when_stopped`).
+
 Shutdown: `create()` initialises rclpy without its signal handlers. With them, SIGINT shut the context down
 under the running node, so the node's own timers and threads then published through destroyed handles
 ("cannot use Destroyable because destruction was requested"); instead the node executable's SIGINT handler
@@ -207,6 +215,7 @@ class RclpyTransport(Transport):
         self._executor = _owned_executor
         self._spin_thread = _spin_thread
         self._log_forwarder: InstalledHandler | None = None
+        self._deferred: list[Callable[[], None]] = []
 
     @classmethod
     def create(cls, node_name: str, namespace: str = "", args: list[str] | None = None,
@@ -238,17 +247,23 @@ class RclpyTransport(Transport):
         return transport
 
     def publisher(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> Publisher:
+        from rclpy.event_handler import PublisherEventCallbacks
+
         msgtype = normalize_msgtype(msgtype)
-        handle = self.node.create_publisher(message_class(msgtype), topic, rclpy_qos(qos))
+        handle = self.node.create_publisher(message_class(msgtype), topic, rclpy_qos(qos),
+                                            event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
         return _RclpyPublisher(handle.topic_name, msgtype, handle, self.node)
 
     def subscribe(
         self, topic: str, msgtype: str, callback: MessageCallback, qos: QosProfile = DEFAULT_QOS
     ) -> Subscription:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
         msgtype = normalize_msgtype(msgtype)
         holder: dict[str, str] = {"topic": topic}
         handle = self.node.create_subscription(
-            message_class(msgtype), topic, lambda msg: self._deliver(holder["topic"], callback, msg), rclpy_qos(qos)
+            message_class(msgtype), topic, lambda msg: self._deliver(holder["topic"], callback, msg), rclpy_qos(qos),
+            event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False),
         )
         holder["topic"] = handle.topic_name
         return _RclpySubscription(handle.topic_name, msgtype, handle, self.node)
@@ -277,6 +292,14 @@ class RclpyTransport(Transport):
         handle = self.node.create_client(service_class(srvtype), name)
         return _RclpyClient(handle.srv_name, srvtype, handle, self.node)
 
+    def destroy_when_stopped(self, destroy: Callable[[], None]) -> None:
+        """Run `destroy` (an action server's or client's) once this transport's executor has stopped, at
+        `close()` (see the module docstring); at once when the caller spins the node."""
+        if self._executor is None:
+            destroy()
+        else:
+            self._deferred.append(destroy)
+
     def close(self) -> None:
         """Stop spinning, destroy the node, shut rclpy down (a node made by `create()`; else nothing)."""
         if self._log_forwarder is not None:
@@ -288,6 +311,9 @@ class RclpyTransport(Transport):
         executor.shutdown(timeout_sec=5.0)
         if self._spin_thread is not None:
             self._spin_thread.join(timeout=5.0)
+        for destroy in self._deferred:
+            destroy()
+        self._deferred = []
         self.node.destroy_node()
         import rclpy
 
