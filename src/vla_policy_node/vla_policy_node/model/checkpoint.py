@@ -124,7 +124,7 @@ def read_config(directory: Path) -> VLAConfig:
 def read_normalization(directory: Path) -> NormalizationSet:
     try:
         return NormalizationSet.from_dict(_read_json(directory / NORMALIZATION_FILE))
-    except ValueError as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # any structure that is not the format
         raise CheckpointError(f"{NORMALIZATION_FILE}: {exc}") from exc
 
 

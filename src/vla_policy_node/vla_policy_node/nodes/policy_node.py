@@ -57,14 +57,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0) -> Any:
-    """VLAPolicy from a checkpoint (torch is imported here, not at module import)."""
+    """VLAPolicy from a checkpoint (torch is imported here, not at module import). ConfigError for a checkpoint
+    that cannot be used (missing, corrupt, or made for other robots): bad input, not a crash."""
     import torch
 
+    from vla_policy_node.model.checkpoint import CheckpointError
+    from vla_policy_node.model.vla import UnknownEmbodimentError
     from vla_policy_node.model.vla_policy import VLAPolicy
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed)
+    try:
+        return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed)
+    except CheckpointError as error:
+        raise ConfigError(str(error)) from error
+    except UnknownEmbodimentError as error:
+        raise ConfigError(f"checkpoint {checkpoint}: {error}") from error
 
 
 def run(argv: Sequence[str]) -> int:
@@ -85,11 +93,11 @@ def run(argv: Sequence[str]) -> int:
         try:
             embodiment = resolve_controller(load_embodiment(settings["robot_config"]), settings["controller_type"],
                                             settings["controller_topic"])
+            policy = load_policy(settings["checkpoint"], embodiment, settings["device"], int(settings["seed"]),
+                                 int(settings["torch_threads"]))
         except ConfigError as error:
             log.error("%s", error)
             return 2
-        policy = load_policy(settings["checkpoint"], embodiment, settings["device"], int(settings["seed"]),
-                             int(settings["torch_threads"]))
         node = getattr(transport, "node", None)
         params = PolicyNodeParams(
             node_name=node.get_name() if node is not None else args.node_name,

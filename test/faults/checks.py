@@ -1,0 +1,99 @@
+"""What every fault scenario asserts, on what the monitor heard:
+
+- no command outside the position / velocity / acceleration limits (`assert_within_limits`);
+- the hold: the commands come to rest no later than one control period plus the configured timeout after
+  the fault began (plus braking from the speed they had then, and SLACK), and stay at rest while the fault
+  lasts (`assert_hold`);
+- the reason in the status (`assert_reason`): the status topics and /diagnostics say why;
+- recovery without a jump once the inputs are healthy (`assert_recovers`): the policy drives again within
+  RECOVERY, and the limits hold through the hand-over.
+"""
+
+from __future__ import annotations
+
+import time
+
+from test.faults.nodeset import NodeSet
+
+# Delivery and scheduling on a 2-core machine: DDS loopback latency from the nodes to the monitor, the thread
+# wake-ups of two nodes in a row (a hold in the policy node is forwarded by the mux), and the mux's filter
+# converging on the held command it follows (its approach to a target that stopped takes ~0.1 s to settle
+# below a milliradian). Never a model or a timeout: those are the `timeout` of each check.
+SLACK = 0.2
+# After the inputs are healthy again: a fresh matched observation (cameras at 30 Hz), one inference of the tiny
+# model (~50-150 ms on a busy CPU), and the mux's hand-over ramp.
+RECOVERY = 2.5
+
+
+def assert_within_limits(ns: NodeSet, t0: float, t1: float, what: str) -> None:
+    problems = ns.monitor.violations(t0, t1)
+    assert not problems, f"{what}: commands broke the limits:\n" + "\n".join(problems) + "\n" + ns.logs()
+
+
+def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what: str) -> float:
+    """The arm commanded to stand still by t_fault + timeout + one control period (+ braking + SLACK) and
+    until t_end; returns when the commands came to rest."""
+    m = ns.monitor
+    t_detect = t_fault + timeout + ns.period
+    brake = m.limits.braking_time(m.velocity_at(t_detect))
+    rest = m.rest_time(t_fault, t_end)
+    assert rest is not None, (f"{what}: the commands were still changing when the fault ended "
+                              f"({m.motion(t_detect + brake + SLACK, t_end):.4f} rad over the last "
+                              f"{t_end - t_detect - brake - SLACK:.2f} s of it)\n{summary(ns, t_fault, t_end)}")
+    assert rest <= t_detect + brake + SLACK, (
+        f"{what}: the commands came to rest {rest - t_fault:.3f} s after the fault; allowed: timeout {timeout} s "
+        f"+ period {ns.period} s + braking {brake:.3f} s + slack {SLACK} s\n{summary(ns, t_fault, t_end)}")
+    return rest
+
+
+def assert_no_hold(ns: NodeSet, t0: float, t1: float, what: str) -> None:
+    """The policy kept driving over [t0, t1]: every status of both nodes says so."""
+    held = [(round(t - t0, 2), s["active_source"], s["fault"], s["stale_inputs"])
+            for recorder in (ns.monitor.status, ns.monitor.mux_status)
+            for t, s in recorder.window(t0, t1) if s["active_source"] != "policy"]
+    assert not held, f"{what}: the policy lost control: {held[:5]}\n{summary(ns, t0, t1)}"
+    assert len(ns.monitor.mux_status.window(t0, t1)) >= 5, f"{what}: no mux status heard"
+
+
+def assert_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
+    """Each of `words` (case-insensitive) appears in what the nodes reported over [t0, t1]."""
+    text = ns.monitor.texts(t0, t1).lower()
+    missing = [w for w in words if w.lower() not in text]
+    assert not missing, f"{what}: the status never said {missing}\n{summary(ns, t0, t1)}"
+
+
+def assert_any_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
+    text = ns.monitor.texts(t0, t1).lower()
+    assert any(w.lower() in text for w in words), (f"{what}: the status said none of {list(words)}\n"
+                                                   f"{summary(ns, t0, t1)}")
+
+
+def assert_recovers(ns: NodeSet, t_healthy: float, t_start: float, what: str, timeout: float = RECOVERY) -> float:
+    """The policy drives again, and moves the arm, within `timeout` of t_healthy; every command since t_start
+    (the fault and the hand-over back) kept the limits. Returns when it drove again."""
+    deadline = t_healthy + timeout
+    while not ns.driving():
+        ns.check_alive()
+        assert time.monotonic() < deadline, (f"{what}: the policy did not drive again within {timeout} s of "
+                                             f"healthy inputs\n{summary(ns, t_healthy, time.monotonic())}")
+        time.sleep(0.02)
+    t_back = time.monotonic()
+    while ns.monitor.motion(t_back) <= 1e-4:
+        assert time.monotonic() < max(deadline, t_back + 0.5), f"{what}: driving again, but the arm does not move"
+        time.sleep(0.02)
+    assert_within_limits(ns, t_start, time.monotonic(), what)
+    return t_back
+
+
+def assert_moving(ns: NodeSet, what: str, window: float = 0.5) -> None:
+    """Precondition of a hold check: the policy moves the arm (else 'held' would prove nothing)."""
+    deadline = time.monotonic() + 3.0
+    while ns.monitor.motion(time.monotonic() - window) <= 1e-4:
+        assert time.monotonic() < deadline, f"{what}: precondition: the policy does not move the arm\n{ns.logs()}"
+        time.sleep(0.05)
+
+
+def summary(ns: NodeSet, t0: float, t1: float) -> str:
+    """What the nodes reported over [t0, t1] (distinct lines) and the tail of each node's log."""
+    lines = sorted(set(ns.monitor.texts(t0, t1).splitlines()))
+    return "reported:\n  " + "\n  ".join(lines[:40]) + "\n" + ns.logs()

@@ -1,0 +1,88 @@
+"""Test-only: the real policy node process with its policy wrapped, so a test can make the model fail.
+
+    VLA_FAULT_POLICY_CONTROL=FILE python -m test.faults.fault_policy <policy_node arguments>
+
+FILE holds a mode, re-read whenever it changes: "ok", "raise" (infer raises), "stall SECONDS" (infer sleeps
+that long, then answers), "nan" (the chunk's actions are NaN). Each faulted call appends
+"<mode> <start> <end>" (time.monotonic(), which is system-wide on Linux, so the test can compare it with its
+own clock) to FILE.events.
+
+The hook is this module: it lives in test/, which is not installed, and replaces `policy_node.load_policy`
+before the node runs, so no production code path can reach it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_policy_node.nodes import policy_node
+
+CONTROL_ENV = "VLA_FAULT_POLICY_CONTROL"
+
+
+class InjectedModelFault(RuntimeError):
+    """What the wrapped model raises in mode "raise"."""
+
+
+class FaultInjectingPolicy:
+    def __init__(self, inner: Any, control: Path) -> None:
+        self.inner = inner
+        self.control = control
+        self.events = control.with_name(control.name + ".events")
+        self._stamp: float | None = None
+        self._mode = "ok"
+
+    def mode(self) -> str:
+        try:
+            stamp = self.control.stat().st_mtime_ns
+        except FileNotFoundError:
+            return "ok"
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._mode = self.control.read_text().strip() or "ok"
+        return self._mode
+
+    def _event(self, mode: str, start: float) -> None:
+        with self.events.open("a") as out:
+            out.write(f"{mode} {start:.6f} {time.monotonic():.6f}\n")
+
+    def infer(self, observation: Any, *, prefix: Any = None) -> Any:
+        mode = self.mode()
+        start = time.monotonic()
+        if mode == "raise":
+            self._event(mode, start)
+            raise InjectedModelFault("injected model fault")
+        if mode.startswith("stall"):
+            time.sleep(float(mode.split()[1]))
+            self._event(mode, start)
+        chunk = self.inner.infer(observation, prefix=prefix)
+        if mode == "nan":
+            self._event(mode, start)
+            chunk = dataclasses.replace(chunk, actions=np.full_like(chunk.actions, np.nan))
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:  # last_timings and the like
+        return getattr(self.inner, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    control = Path(os.environ[CONTROL_ENV])
+    load = policy_node.load_policy
+
+    def load_wrapped(*args: Any, **kwargs: Any) -> FaultInjectingPolicy:
+        return FaultInjectingPolicy(load(*args, **kwargs), control)
+
+    policy_node.load_policy = load_wrapped
+    return policy_node.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The monitor: a DDS participant in the test process that hears every command that reaches the arm's
+controller (and gripper), both status topics, /diagnostics and the sensor streams, each with its arrival
+time on time.monotonic() (system-wide, so it compares with the fault policy's event times), and the checks
+that every scenario makes on what it heard.
+
+Limits are the robot YAML's, checked on consecutive commands with the nominal control period, as the safety
+filter defines them: position inside [lower + margin, upper - margin], |dq| <= v_max T, |d2q| <= a_max T^2,
+the velocity each trajectory point carries <= v_max, and every gripper command inside the gripper's range,
+moving at most its max velocity per control period.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from test.system.processes import Recorder
+from vla_policy_node.msgs import decode_joint_trajectory, decode_policy_status
+from vla_policy_node.msgs.diagnostics import decode_diagnostics
+from vla_policy_node.msgs.joints import decode_float64_array
+from vla_policy_node.msgs.stamps import header_stamp
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.transport.qos import SENSOR_DATA_QOS, QosProfile
+
+EVERY_MESSAGE = QosProfile(depth=1000)  # reliable and deep: no command may go unchecked
+REL, ABS = 1e-6, 1e-9  # float tolerance of the limit checks (the filter computes in float64 too)
+REST_TRAVEL = 1e-3  # rad: "standing still" = less than a milliradian of further travel until the fault ends
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What every command to the controller must satisfy, from the robot YAML."""
+
+    names: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    max_velocity: np.ndarray
+    max_acceleration: np.ndarray
+    max_jerk: np.ndarray
+    period: float
+    gripper_lower: float | None
+    gripper_upper: float | None
+    gripper_step: float | None
+
+    @classmethod
+    def of(cls, robot: Embodiment) -> Limits:
+        margin = robot.safety.position_margin
+        g = robot.gripper
+        period = 1.0 / robot.rates.control_hz
+        return cls(robot.joint_names, np.array([j.lower + margin for j in robot.joints]),
+                   np.array([j.upper - margin for j in robot.joints]),
+                   np.array([j.max_velocity for j in robot.joints]),
+                   np.array([j.max_acceleration for j in robot.joints]),
+                   np.array([j.max_jerk or math.inf for j in robot.joints]), period,
+                   g.lower if g else None, g.upper if g else None, g.max_velocity * period if g else None)
+
+    def violations(self, q: np.ndarray, v: np.ndarray | None) -> list[str]:
+        """Every way the command sequence q [N, D] (and its trajectory velocities v) breaks the limits."""
+        out = []
+        if len(q) == 0:
+            return out
+        tol = ABS + REL * np.abs(q)
+        below, above = q < self.lower - tol, q > self.upper + tol
+        for kind, mask, bound in (("below", below, self.lower), ("above", above, self.upper)):
+            for i, j in zip(*np.nonzero(mask), strict=True):
+                out.append(f"command {i}: {self.names[j]} = {q[i, j]:.6f} {kind} its limit {bound[j]:.6f}")
+        steps = np.diff(q, axis=0)
+        vmax_t = self.max_velocity * self.period
+        for i, j in zip(*np.nonzero(np.abs(steps) > vmax_t * (1 + REL) + ABS), strict=True):
+            out.append(f"command {i + 1}: {self.names[j]} moved {steps[i, j]:+.6f} in one period "
+                       f"({abs(steps[i, j]) / self.period:.3f} rad/s > {self.max_velocity[j]})")
+        accel = np.diff(steps, axis=0)
+        amax_t2 = self.max_acceleration * self.period ** 2
+        for i, j in zip(*np.nonzero(np.abs(accel) > amax_t2 * (1 + REL) + ABS), strict=True):
+            out.append(f"command {i + 2}: {self.names[j]} accelerated {accel[i, j] / self.period ** 2:+.3f} rad/s^2 "
+                       f"(limit {self.max_acceleration[j]})")
+        if v is not None and len(v):
+            for i, j in zip(*np.nonzero(np.abs(v) > self.max_velocity * (1 + REL) + ABS), strict=True):
+                out.append(f"command {i}: {self.names[j]} trajectory velocity {v[i, j]:+.4f} > {self.max_velocity[j]}")
+        return out[:20] + ([f"... {len(out) - 20} more"] if len(out) > 20 else [])
+
+    def gripper_violations(self, values: np.ndarray) -> list[str]:
+        if self.gripper_lower is None or len(values) == 0:
+            return []
+        assert self.gripper_upper is not None and self.gripper_step is not None
+        out = [f"gripper command {i}: {g:.4f} outside [{self.gripper_lower}, {self.gripper_upper}]"
+               for i, g in enumerate(values)
+               if not (self.gripper_lower - ABS <= g <= self.gripper_upper + ABS)]
+        steps = np.abs(np.diff(values))
+        out += [f"gripper command {i + 1}: moved {steps[i]:.5f} in one period (> {self.gripper_step:.5f})"
+                for i in np.nonzero(steps > self.gripper_step * (1 + REL) + ABS)[0]]
+        return out[:20]
+
+    def braking_time(self, velocity: np.ndarray) -> float:
+        """How long the joints take to stop from `velocity`: at max deceleration, after building it up at the
+        max jerk (the filter limits jerk on the commands it follows)."""
+        return float(np.max(np.abs(velocity) / self.max_acceleration + self.max_acceleration / self.max_jerk))
+
+
+def _trajectory_point(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    data = decode_joint_trajectory(msg)
+    return data.positions[0], None if data.velocities is None else data.velocities[0]
+
+
+def _diagnostics(msg: Any) -> dict[str, tuple[int, str, dict[str, str]]]:
+    _, entries = decode_diagnostics(msg)
+    return {e.name: (e.level, e.message, dict(e.values)) for e in entries}
+
+
+class Monitor:
+    """Subscriptions on `transport` for `robot`'s topics; every log holds (arrival time, value)."""
+
+    def __init__(self, transport: Any, robot: Embodiment) -> None:
+        self.t = transport
+        self.robot = robot
+        self.limits = Limits.of(robot)
+        sub = transport.subscribe
+        self.commands = Recorder(_trajectory_point)
+        self.gripper = Recorder(lambda m: float(decode_float64_array(m)[0]))
+        self.status = Recorder(decode_policy_status)
+        self.mux_status = Recorder(decode_policy_status)
+        self.diagnostics = Recorder(_diagnostics)
+        # (stamp, positions, wall time at arrival): a stamp's age on arrival is the last minus the first
+        self.joint_states = Recorder(lambda m: (header_stamp(m), np.array(m.position, dtype=np.float64),
+                                                time.time()))
+        self.frames = Recorder(header_stamp)
+        self.subscriptions = [
+            sub(robot.controller.topic, "trajectory_msgs/msg/JointTrajectory", self.commands, EVERY_MESSAGE),
+            sub("/vla/status", "vla_msgs/msg/PolicyStatus", self.status),
+            sub("/vla/mux_status", "vla_msgs/msg/PolicyStatus", self.mux_status),
+            sub("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self.diagnostics, EVERY_MESSAGE),
+            sub(robot.joint_states.topic, "sensor_msgs/msg/JointState", self.joint_states, SENSOR_DATA_QOS),
+        ]
+        if robot.gripper is not None and robot.gripper.interface == "forward_command":
+            self.subscriptions.append(sub(robot.gripper.topic, "std_msgs/msg/Float64MultiArray", self.gripper,
+                                          EVERY_MESSAGE))
+        for cam in robot.cameras:  # arrival and stamp only: the monitor never decodes a frame
+            msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
+            self.subscriptions.append(sub(cam.topic, msgtype, self.frames, SENSOR_DATA_QOS))
+
+    def close(self) -> None:
+        for subscription in self.subscriptions:
+            subscription.close()
+
+    # ------------------------------------------------------------------------------------------- views
+    def command_arrays(self, t0: float, t1: float = math.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(arrival times [N], positions [N, D], trajectory velocities [N, D] or None) of commands in [t0, t1]."""
+        items = self.commands.window(t0, t1)
+        times = np.array([t for t, _ in items])
+        q = np.array([p for _, (p, _) in items]).reshape(len(items), len(self.limits.names))
+        vs = [v for _, (_, v) in items]
+        v = None if not vs or any(x is None for x in vs) else np.array(vs)
+        return times, q, v
+
+    def violations(self, t0: float = 0.0, t1: float = math.inf) -> list[str]:
+        """Limit violations of the arm and gripper commands that arrived in [t0, t1]."""
+        _, q, v = self.command_arrays(t0, t1)
+        gripper = np.array([g for _, g in self.gripper.window(t0, t1)])
+        return self.limits.violations(q, v) + self.limits.gripper_violations(gripper)
+
+    def rest_time(self, t0: float, t1: float) -> float | None:
+        """Arrival time of the first command in [t0, t1] after which no joint command travels more than
+        REST_TRAVEL in total up to t1 (the arm commanded to stand still; a filter converging on a held target
+        creeps the last micro-radians); None if the commands are still moving at t1."""
+        times, q, _ = self.command_arrays(t0, t1)
+        if len(q) < 2:
+            return None
+        travel = np.abs(np.diff(q, axis=0))
+        remaining = np.max(np.cumsum(travel[::-1], axis=0)[::-1], axis=1)  # [i]: travel after command i
+        still = np.nonzero(remaining <= REST_TRAVEL)[0]
+        if len(still) == 0 or remaining[-1] > REST_TRAVEL:
+            return None
+        first = int(still[0])
+        return float(times[first]) if first < len(q) - 1 else None
+
+    def motion(self, t0: float, t1: float = math.inf) -> float:
+        """Largest change of any joint command over [t0, t1]."""
+        _, q, _ = self.command_arrays(t0, t1)
+        return float(np.max(np.ptp(q, axis=0))) if len(q) > 1 else 0.0
+
+    def velocity_at(self, t: float) -> np.ndarray:
+        """The trajectory velocity of the last command that arrived before t (zeros if none)."""
+        items = self.commands.window(0.0, t)
+        if not items or items[-1][1][1] is None:
+            return np.zeros(len(self.limits.names))
+        return np.asarray(items[-1][1][1])
+
+    def texts(self, t0: float, t1: float = math.inf) -> str:
+        """Everything both nodes said about themselves in [t0, t1]: status faults, sources, stale inputs,
+        and every diagnostics message and value, as one searchable text."""
+        parts = []
+        for recorder in (self.status, self.mux_status):
+            for _, s in recorder.window(t0, t1):
+                parts.append(f"{s['active_source']} fault={s['fault']} stale={s['stale_inputs']}")
+        for _, entries in self.diagnostics.window(t0, t1):
+            for name, (_, message, values) in entries.items():
+                parts.append(f"{name}: {message} {values}")
+        return "\n".join(parts)

@@ -1,0 +1,87 @@
+"""Start-up faults without a running set: bad robot YAML for every node, corrupt checkpoints for the policy node.
+Each must end the node with exit code 2 and one clear line naming what is wrong (no traceback)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from test.system.processes import REPO, SIM_ARM, node_env
+
+NODES = ("vla_policy_node.nodes.policy_node", "vla_policy_node.nodes.command_mux_node",
+         "vla_policy_node.nodes.fake_arm_driver")
+
+
+def _run_all(commands: dict[str, list[str]], domain: int) -> dict[str, subprocess.CompletedProcess]:
+    """Start every command at once (they are independent), then collect them."""
+    running = {key: subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=node_env(domain), cwd=REPO)
+               for key, argv in commands.items()}
+    out = {}
+    for key, process in running.items():
+        try:
+            stdout, _ = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, _ = process.communicate()
+        out[key] = subprocess.CompletedProcess(process.args, process.returncode, stdout)
+    return out
+
+
+def _assert_one_clear_line(key: str, result: subprocess.CompletedProcess, *names: str) -> None:
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert result.returncode == 2, f"{key}: exit {result.returncode}, expected 2\n{result.stdout[-3000:]}"
+    assert len(lines) == 1 and "Traceback" not in result.stdout, f"{key}: not one line:\n{result.stdout[-3000:]}"
+    assert any(name in lines[0] for name in names), f"{key}: the line does not name {names}: {lines[0]}"
+
+
+def bad_robot_yaml(workdir: Path, checkpoint: Path, domain: int) -> None:
+    text = SIM_ARM.read_text()
+    bad = {
+        "missing": workdir / "no_such_robot.yaml",
+        "syntax": "name: broken\njoints: [\n",
+        "unknown_key": text.replace("max_age: 0.1}", "max_age: 0.1, max_agee: 1}"),
+        "limits": text.replace("{name: joint1, lower: -3.0, upper: 3.0", "{name: joint1, lower: 3.0, upper: -3.0"),
+        "not_a_mapping": "- just\n- a list\n",
+    }
+    assert bad["unknown_key"] != text and bad["limits"] != text, "sim_arm.yaml changed: update the bad variants"
+    paths = {}
+    for case, content in bad.items():
+        path = content if isinstance(content, Path) else workdir / f"{case}.yaml"
+        if isinstance(content, str):
+            path.write_text(content)
+        paths[case] = path
+    commands = {}
+    for node in NODES:
+        extra = ["--checkpoint", str(checkpoint)] if node.endswith("policy_node") else []
+        for case, path in paths.items():
+            commands[f"{node.rsplit('.', 1)[1]} with {case} YAML"] = [node, "--transport", "dds", "--robot-config",
+                                                                      str(path), *extra]
+    for key, result in _run_all(commands, domain).items():
+        case = key.split(" with ")[1].split()[0]
+        _assert_one_clear_line(key, result, str(paths[case]))
+
+
+def corrupt_checkpoint(workdir: Path, checkpoint: Path, domain: int) -> None:
+    def broken(case: str, file: str, content: bytes | None) -> Path:
+        directory = workdir / case
+        shutil.copytree(checkpoint, directory)
+        target = directory / file
+        if content is None:
+            target.write_bytes(target.read_bytes()[:1000])  # truncated
+        else:
+            target.write_bytes(content)
+        return directory
+
+    cases = {
+        "truncated weights": (broken("truncated", "model.safetensors", None), "model.safetensors"),
+        "corrupt config": (broken("config", "vla_config.json", b"{oops"), "vla_config.json"),
+        "wrong normalization": (broken("norm", "normalization.json", b'{"sim_arm": 3}'), "normalization.json"),
+        "missing": (workdir / "no_such_checkpoint", "no_such_checkpoint"),
+    }
+    commands = {case: ["vla_policy_node.nodes.policy_node", "--transport", "dds", "--robot-config", str(SIM_ARM),
+                       "--checkpoint", str(path)] for case, (path, _) in cases.items()}
+    for case, result in _run_all(commands, domain).items():
+        _assert_one_clear_line(f"policy_node with a {case} checkpoint", result, cases[case][1])
