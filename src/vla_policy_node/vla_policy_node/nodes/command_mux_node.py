@@ -5,7 +5,7 @@
     ros2 run vla_policy_node command_mux_node --ros-args -p robot_config:=... -p mux_config:=...   (or ros2 launch)
 
 Under rclpy the ROS parameters (robot_config, controller_type, mux_config, ...) override the command line.
-See mux_runtime.py for topics and mux_core.py for the behaviour.
+See mux_runtime.py for topics and control/loop.py for the behaviour.
 """
 
 from __future__ import annotations
