@@ -57,8 +57,12 @@ def _limits_and_shutdown() -> tuple[Scenario, ...]:
     return (Scenario("whole_run_within_limits", S.whole_run_within_limits),)
 
 
+def _startup() -> Scenario:
+    return Scenario("startup_within_limits", S.startup_within_limits)
+
+
 SIM = Plan("sim", SIM_ARM, (
-    Scenario("gripper_in_range_from_start", S.gripper_in_range_from_start, FINDING_5),
+    Scenario("startup_within_limits", S.startup_within_limits, FINDING_5),
     Scenario("camera_dropout", S.camera_dropout),
     Scenario("joint_states_dropout", S.joint_states_dropout),
     Scenario("reading_past_limit", S.reading_past_limit, FINDING_1),
@@ -84,6 +88,7 @@ SIM = Plan("sim", SIM_ARM, (
 ), driver_fault=GRIPPER_PAST_RANGE)
 
 FR3 = Plan("fr3", FRANKA_FR3, (
+    _startup(),
     Scenario("joint_states_dropout", S.joint_states_dropout),
     Scenario("camera_dropout", S.camera_dropout),
     Scenario("reading_past_limit", S.reading_past_limit, FINDING_1),
@@ -93,6 +98,7 @@ FR3 = Plan("fr3", FRANKA_FR3, (
 ))
 
 SIMTIME = Plan("simtime", SIM_ARM, (
+    _startup(),
     Scenario("clock_forward", S.clock_forward),
     Scenario("clock_back", S.clock_back, FINDING_2),
     *_limits_and_shutdown(),
@@ -155,6 +161,17 @@ class Campaign:
         finally:
             self.timings[key] = time.monotonic() - start
             self._done[key].set()
+
+    def report(self) -> str:
+        """One line per finished scenario: seconds it took, and the first line of what it raised."""
+        lines = []
+        for key, _ in scenario_keys():
+            if key in self._outcomes:
+                error = self._outcomes[key]
+                result = "ok" if error is None else f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+                lines.append(f"  {key:50s} {self.timings.get(key, 0.0):5.1f}s  {result}")
+        sets = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items() if k.endswith("/startup"))
+        return f"fault campaign: {time.monotonic() - self.started:.0f} s; start-ups: {sets}\n" + "\n".join(lines)
 
     def close(self, timeout: float = 60.0) -> None:
         self._stop.set()

@@ -18,5 +18,4 @@ def campaign(request, tmp_path_factory, sim_arm, franka):
     running = Campaign(tmp_path_factory.mktemp("faults"), checkpoint, selected)
     yield running
     running.close()
-    timings = ", ".join(f"{key} {seconds:.1f}s" for key, seconds in running.timings.items())
-    print(f"\nfault campaign timings: {timings}")
+    print("\n" + running.report())

@@ -190,13 +190,26 @@ class Monitor:
         return np.asarray(items[-1][1][1])
 
     def texts(self, t0: float, t1: float = math.inf) -> str:
-        """Everything both nodes said about themselves in [t0, t1]: status faults, sources, stale inputs,
-        and every diagnostics message and value, as one searchable text."""
+        """Everything both nodes said about themselves in [t0, t1]: every text field of both status topics (the
+        source, fault, stale inputs, hold reasons...) and every /diagnostics message and value, one line each."""
         parts = []
-        for recorder in (self.status, self.mux_status):
+        for who, recorder in (("policy", self.status), ("mux", self.mux_status)):
             for _, s in recorder.window(t0, t1):
-                parts.append(f"{s['active_source']} fault={s['fault']} stale={s['stale_inputs']}")
+                parts.append(f"{who}: " + status_text(s))
         for _, entries in self.diagnostics.window(t0, t1):
             for name, (_, message, values) in entries.items():
                 parts.append(f"{name}: {message} {values}")
         return "\n".join(parts)
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """The text fields of a decoded PolicyStatus (whatever fields the message has), on one line."""
+    skip = {"instruction", "clamp_names"}
+    fields = []
+    for key, value in status.items():
+        if key in skip:
+            continue
+        texts = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        if texts and value:
+            fields.append(f"{key}={value}")
+    return " ".join(fields)

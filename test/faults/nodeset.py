@@ -216,8 +216,10 @@ class NodeSet:
         return self.mux_file.config.teleop_timeout
 
     def resume_policy(self) -> float:
-        """An explicit resume after a teleop takeover; when it was sent."""
-        raise AssertionError("the mux has no explicit resume yet (issue 13, finding 3)")
+        """An explicit resume after a teleop takeover (the mux's set_paused service, paused false); when."""
+        reply = self.call("/vla_command_mux/set_paused", "vla_msgs/srv/SetPaused", paused=False)
+        assert reply.success, reply.message
+        return time.monotonic()
 
     # ----------------------------------------------------------------------------------------------- waits
     def driving(self) -> bool:

@@ -14,19 +14,25 @@ NODES = ("vla_policy_node.nodes.policy_node", "vla_policy_node.nodes.command_mux
          "vla_policy_node.nodes.fake_arm_driver")
 
 
+PARALLEL = 2  # node processes at a time: the node sets of the other lane start meanwhile
+
+
 def _run_all(commands: dict[str, list[str]], domain: int) -> dict[str, subprocess.CompletedProcess]:
-    """Start every command at once (they are independent), then collect them."""
-    running = {key: subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=node_env(domain), cwd=REPO)
-               for key, argv in commands.items()}
+    """Run the commands, PARALLEL at a time (each is a Python start-up: imports dominate)."""
     out = {}
-    for key, process in running.items():
-        try:
-            stdout, _ = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            stdout, _ = process.communicate()
-        out[key] = subprocess.CompletedProcess(process.args, process.returncode, stdout)
+    pending = list(commands.items())
+    while pending:
+        batch, pending = pending[:PARALLEL], pending[PARALLEL:]
+        running = {key: subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True, env=node_env(domain), cwd=REPO)
+                   for key, argv in batch}
+        for key, process in running.items():
+            try:
+                stdout, _ = process.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, _ = process.communicate()
+            out[key] = subprocess.CompletedProcess(process.args, process.returncode, stdout)
     return out
 
 
@@ -42,11 +48,9 @@ def bad_robot_yaml(workdir: Path, checkpoint: Path, domain: int) -> None:
     bad = {
         "missing": workdir / "no_such_robot.yaml",
         "syntax": "name: broken\njoints: [\n",
-        "unknown_key": text.replace("max_age: 0.1}", "max_age: 0.1, max_agee: 1}"),
         "limits": text.replace("{name: joint1, lower: -3.0, upper: 3.0", "{name: joint1, lower: 3.0, upper: -3.0"),
-        "not_a_mapping": "- just\n- a list\n",
     }
-    assert bad["unknown_key"] != text and bad["limits"] != text, "sim_arm.yaml changed: update the bad variants"
+    assert bad["limits"] != text, "sim_arm.yaml changed: update the bad variant"
     paths = {}
     for case, content in bad.items():
         path = content if isinstance(content, Path) else workdir / f"{case}.yaml"
@@ -77,7 +81,6 @@ def corrupt_checkpoint(workdir: Path, checkpoint: Path, domain: int) -> None:
 
     cases = {
         "truncated weights": (broken("truncated", "model.safetensors", None), "model.safetensors"),
-        "corrupt config": (broken("config", "vla_config.json", b"{oops"), "vla_config.json"),
         "wrong normalization": (broken("norm", "normalization.json", b'{"sim_arm": 3}'), "normalization.json"),
         "missing": (workdir / "no_such_checkpoint", "no_such_checkpoint"),
     }
