@@ -72,7 +72,7 @@ def assert_recovers(ns: NodeSet, t_healthy: float, t_start: float, what: str, ti
     """The policy drives again, and moves the arm, within `timeout` of t_healthy; every command since t_start
     (the fault and the hand-over back) kept the limits. Returns when it drove again."""
     deadline = t_healthy + timeout
-    while not ns.driving():
+    while not ns.driving(since=t_healthy):
         ns.check_alive()
         assert time.monotonic() < deadline, (f"{what}: the policy did not drive again within {timeout} s of "
                                              f"healthy inputs\n{summary(ns, t_healthy, time.monotonic())}")

@@ -101,6 +101,18 @@ class Limits:
         return float(np.max(np.abs(velocity) / self.max_acceleration + self.max_acceleration / self.max_jerk))
 
 
+def rest_start(q: np.ndarray) -> int | None:
+    """Index of the first command after which no joint travels more than REST_TRAVEL in total to the end of q:
+    standing still (a filter converging on a held target creeps its last micro-radians). None: still moving."""
+    if len(q) < 2:
+        return None
+    travel = np.abs(np.diff(q, axis=0))
+    remaining = np.max(np.cumsum(travel[::-1], axis=0)[::-1], axis=1)  # [i]: the travel after command i
+    if remaining[-1] > REST_TRAVEL:
+        return None
+    return int(np.nonzero(remaining <= REST_TRAVEL)[0][0])
+
+
 def _trajectory_point(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
     data = decode_joint_trajectory(msg)
     return data.positions[0], None if data.velocities is None else data.velocities[0]
@@ -163,19 +175,11 @@ class Monitor:
         return self.limits.violations(q, v) + self.limits.gripper_violations(gripper)
 
     def rest_time(self, t0: float, t1: float) -> float | None:
-        """Arrival time of the first command in [t0, t1] after which no joint command travels more than
-        REST_TRAVEL in total up to t1 (the arm commanded to stand still; a filter converging on a held target
-        creeps the last micro-radians); None if the commands are still moving at t1."""
+        """Arrival time of the first command in [t0, t1] from which the arm is commanded to stand still until t1
+        (see `rest_start`); None if the commands are still moving at t1."""
         times, q, _ = self.command_arrays(t0, t1)
-        if len(q) < 2:
-            return None
-        travel = np.abs(np.diff(q, axis=0))
-        remaining = np.max(np.cumsum(travel[::-1], axis=0)[::-1], axis=1)  # [i]: travel after command i
-        still = np.nonzero(remaining <= REST_TRAVEL)[0]
-        if len(still) == 0 or remaining[-1] > REST_TRAVEL:
-            return None
-        first = int(still[0])
-        return float(times[first]) if first < len(q) - 1 else None
+        first = rest_start(q)
+        return None if first is None else float(times[first])
 
     def motion(self, t0: float, t1: float = math.inf) -> float:
         """Largest change of any joint command over [t0, t1]."""

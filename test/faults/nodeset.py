@@ -115,7 +115,7 @@ class NodeSet:
         for node in reversed(self.nodes):
             if node.alive():
                 node.signal(signal.SIGCONT)  # a stopped node cannot handle SIGINT
-            codes.append(node.stop())
+            codes.append(node.stop(grace=15.0))
         self._clock_stop.set()
         self.monitor.close()
         self.t.close()
@@ -222,11 +222,12 @@ class NodeSet:
         return time.monotonic()
 
     # ----------------------------------------------------------------------------------------------- waits
-    def driving(self) -> bool:
-        """The policy is in control end to end: the mux forwards it and the policy node drives."""
-        mux, status = self.monitor.mux_status.latest(), self.monitor.status.latest()
-        return (mux is not None and status is not None and mux["active_source"] == "policy"
-                and status["active_source"] == "policy")
+    def driving(self, since: float = -math.inf) -> bool:
+        """The policy is in control end to end, by the newest status of each node (sent after `since`): the mux
+        forwards the policy and the policy node drives."""
+        mux, status = self.monitor.mux_status.window(since), self.monitor.status.window(since)
+        return bool(mux and status and mux[-1][1]["active_source"] == "policy"
+                    and status[-1][1]["active_source"] == "policy")
 
     def wait_driving(self, timeout: float, what: str = "the policy to drive the arm") -> float:
         return wait_for(self.driving, timeout, what, self)

@@ -82,7 +82,6 @@ def corrupt_checkpoint(workdir: Path, checkpoint: Path, domain: int) -> None:
     cases = {
         "truncated weights": (broken("truncated", "model.safetensors", None), "model.safetensors"),
         "wrong normalization": (broken("norm", "normalization.json", b'{"sim_arm": 3}'), "normalization.json"),
-        "missing": (workdir / "no_such_checkpoint", "no_such_checkpoint"),
     }
     commands = {case: ["vla_policy_node.nodes.policy_node", "--transport", "dds", "--robot-config", str(SIM_ARM),
                        "--checkpoint", str(path)] for case, (path, _) in cases.items()}

@@ -113,5 +113,6 @@ class NodeProcess:
         self.process.send_signal(sig)
 
     def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
+        text = [line if len(line) <= 500 else line[:500] + f"... ({len(line)} characters)"
+                for line in self.log.read_text(errors="replace").splitlines()]
         return f"--- {self.module} (exit {self.process.poll()}) ---\n" + "\n".join(text[-lines:])
