@@ -149,7 +149,7 @@ class Campaign:
         if error is not None:
             raise error
 
-    def _record(self, key: str, run: Callable[[], Any]) -> None:
+    def _record(self, key: str, run: Callable[[], Any], ns: NodeSet | None = None) -> None:
         start = time.monotonic()
         try:
             if self._stop.is_set():
@@ -158,6 +158,8 @@ class Campaign:
             self._outcomes[key] = None
         except BaseException as error:  # reported by the scenario's test
             self._outcomes[key] = error
+            if ns is not None and not self._stop.is_set():
+                ns.heal()
         finally:
             self.timings[key] = time.monotonic() - start
             self._done[key].set()
@@ -213,7 +215,7 @@ class Campaign:
             if startup_error is not None:
                 self._record(key, lambda: _raise(AssertionError(f"{plan.name} did not start: {startup_error}")))
             else:
-                self._record(key, lambda s=scenario: s.run(ns))
+                self._record(key, lambda s=scenario: s.run(ns), ns)
         codes: list[int] = []
         if ns is not None:
             codes = ns.close()

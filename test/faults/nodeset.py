@@ -6,6 +6,7 @@ clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -164,10 +165,12 @@ class NodeSet:
         return out
 
     def estop(self, pressed: bool) -> float:
+        """Press (or release) the e-stop, three messages 10 ms apart; the time of the first."""
+        first = time.monotonic()
         for _ in range(3):
             self._estop_pub.publish(self.t.new_message("std_msgs/msg/Bool", data=pressed))
             time.sleep(0.01)
-        return time.monotonic()
+        return first
 
     def teleop(self, target: np.ndarray) -> None:
         self._teleop_pub.publish(encode_joint_state(self.t.new_message, self.robot.joint_names, target,
@@ -220,6 +223,22 @@ class NodeSet:
         reply = self.call("/vla_command_mux/set_paused", "vla_msgs/srv/SetPaused", paused=False)
         assert reply.success, reply.message
         return time.monotonic()
+
+    def heal(self) -> None:
+        """Undo every lever (after a scenario failed half-way), best effort, and wait for the policy to drive,
+        so one failure does not cascade into the next scenarios."""
+        steps = [lambda: self.policy.signal(signal.SIGCONT) if self.policy.alive() else None,
+                 lambda: self.sensor_fault(), lambda: self.model_mode("ok"), lambda: self.estop(False),
+                 lambda: self.instruction_topic(INSTRUCTION),
+                 lambda: self.call("/vla_command_mux/reset_estop", "vla_msgs/srv/ResetEstop", timeout=2.0),
+                 lambda: self.call("/vla_policy/set_paused", "vla_msgs/srv/SetPaused", timeout=2.0, paused=False),
+                 lambda: self.call("/vla_command_mux/set_paused", "vla_msgs/srv/SetPaused", timeout=2.0,
+                                   paused=False)]
+        for step in steps:  # best effort: the next scenario reports what is still wrong
+            with contextlib.suppress(Exception):
+                step()
+        with contextlib.suppress(AssertionError):
+            self.wait_driving(30.0, "the policy to drive again after healing")
 
     # ----------------------------------------------------------------------------------------------- waits
     def driving(self, since: float = -math.inf) -> bool:

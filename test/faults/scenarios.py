@@ -25,6 +25,7 @@ from test.faults.checks import (
 from test.faults.monitor import status_text
 from test.faults.nodeset import INSTRUCTION, NodeSet
 from test.system.processes import wait_for
+from vla_policy_node.control.config import ExecutorConfig
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS
 
 HOLD_EXTRA = 0.6  # how long a fault lasts beyond its detection timeout: time to brake, come to rest and show it
@@ -62,7 +63,7 @@ def camera_dropout(ns: NodeSet) -> None:
     t_end = ns.sensor_fault()
     t_fault = _last_arrival(ns.monitor.frames, t_cmd - 2.0, t_end)
     assert_hold(ns, t_fault, max_age, t_end, "camera dropout")
-    assert_reason(ns, t_fault, t_end, "camera dropout", *ns.robot.camera_names)
+    assert_reason(ns, t_fault, t_end + 0.3, "camera dropout", *ns.robot.camera_names)
     assert_recovers(ns, t_end, t0, "camera dropout")
 
 
@@ -75,7 +76,7 @@ def joint_states_dropout(ns: NodeSet) -> None:
     t_end = ns.sensor_fault()
     t_fault = _last_arrival(ns.monitor.joint_states, t_cmd - 2.0, t_end)
     assert_hold(ns, t_fault, max_age, t_end, "joint state dropout")
-    assert_reason(ns, t_fault, t_end, "joint state dropout", "joint_states")
+    assert_reason(ns, t_fault, t_end + 0.3, "joint state dropout", "joint_states")
     assert_recovers(ns, t_end, t0, "joint state dropout")
 
 
@@ -85,9 +86,8 @@ def _implausible(ns: NodeSet, what: str, duration: float, **fault) -> None:
     reading (it is implausible on arrival), stay put while it lasts, the status names the joint."""
     t0 = time.monotonic()
     assert_moving(ns, what)
-    joint = fault.pop("joint")
-    name = ns.robot.state_names[joint]
-    index = ns.robot.state_names.index(name)
+    index = fault.pop("joint")
+    name = ns.robot.state_names[index]
     before = ns.latest_joints()[index]
     t_cmd = ns.sensor_fault(**fault)
     time.sleep(duration)
@@ -239,7 +239,7 @@ def estop_and_reset(ns: NodeSet) -> None:
     ns.estop(False)
     time.sleep(0.5)  # released but not reset: still held
     t_end = time.monotonic()
-    assert_hold(ns, t_press - 0.03, 0.0, t_end, "e-stop")
+    assert_hold(ns, t_press, 0.0, t_end, "e-stop")
     latched = [s["estop_latched"] for _, s in ns.monitor.mux_status.window(t_press + 0.2, t_end)]
     assert latched and all(latched), f"the mux status did not show the e-stop latched: {latched}"
     reply = ns.call("/vla_command_mux/reset_estop", "vla_msgs/srv/ResetEstop")
@@ -276,10 +276,11 @@ def teleop_takeover_and_handback(ns: NodeSet) -> None:
     assert teleop and teleop[0] - t_start < 0.1 + 2 * SLACK, "the mux did not hand over to teleop at once"
     reached = np.abs(ns.monitor.commands.latest()[0] - target)
     assert np.all(reached < 0.02), f"teleop target not reached: off by {reached}"
-    time.sleep(ns.mux_policy_timeout() + 1.5)
+    time.sleep(ns.teleop_timeout() + 1.5)
     t_end = time.monotonic()
     assert_hold(ns, t_release, ns.teleop_timeout(), t_end, "after teleop released the arm")
-    sources = {s["active_source"] for _, s in ns.monitor.mux_status.window(t_release + 0.7, t_end)}
+    after = t_release + ns.teleop_timeout() + SLACK
+    sources = {s["active_source"] for _, s in ns.monitor.mux_status.window(after, t_end)}
     assert "policy" not in sources, f"control went back to the policy without a resume: {sources}"
     assert_reason(ns, t_release, t_end + 1.2, "after teleop released the arm", "resume")
     t_resume = ns.resume_policy()
@@ -306,11 +307,11 @@ def model_stall(ns: NodeSet) -> None:
     t0 = time.monotonic()
     assert_moving(ns, "model stall")
     t_cmd = ns.model_mode("stall 3")
-    timeout = 1.0  # ExecutorConfig.inference_timeout
+    timeout = ExecutorConfig().inference_timeout  # the nodes run the default
     time.sleep(timeout + HOLD_EXTRA + 0.3)
     ns.model_mode("ok")
     wait_for(lambda: any(e[0] == "stall 3" for e in ns.model_events()), 5.0, "the stalled inference to end", ns)
-    start, t_end = next((e[1], e[2]) for e in ns.model_events() if e[0] == "stall 3" and e[1] >= t_cmd - 0.2)
+    start, t_end = next((e[1], e[2]) for e in ns.model_events() if e[0] == "stall 3" and e[1] >= t_cmd)
     assert_hold(ns, start, timeout, t_end, "model stall")
     assert_reason(ns, start, t_end, "model stall", "inference")
     assert_recovers(ns, t_end, t0, "after the model stall")
