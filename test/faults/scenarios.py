@@ -472,6 +472,17 @@ def _garbage(ns: NodeSet) -> list[tuple[str, str, object]]:
         ("/vla/teleop/joint_jog", "control_msgs/msg/JointJog",
          new("control_msgs/msg/JointJog", header=header, joint_names=["no_such_joint"],
              displacements=np.array([0.5]), velocities=np.zeros(0), duration=0.0)),
+        # NaN where a command is due: refused as malformed, never a target (nor a takeover that holds the arm);
+        # a NaN *reading* is a sensor fault instead, which holds (reading_nan)
+        ("/vla/teleop/joint_command", "sensor_msgs/msg/JointState",
+         joint_state(names, np.where(np.arange(len(q)) == 0, np.nan, q))),
+        ("/vla/teleop/joint_jog", "control_msgs/msg/JointJog",
+         new("control_msgs/msg/JointJog", header=header, joint_names=[arm[0]], displacements=np.array([np.nan]),
+             velocities=np.zeros(0), duration=0.0)),
+        ("/vla/policy_command", traj, trajectory(arm, np.full(len(arm), np.nan))),
+        ("/vla/policy_gripper_command", "std_msgs/msg/Float64MultiArray",
+         new("std_msgs/msg/Float64MultiArray", layout=new("std_msgs/msg/MultiArrayLayout", dim=[], data_offset=0),
+             data=np.array([np.nan]))),
     ]
 
 
