@@ -7,8 +7,9 @@ that long, then answers), "nan" (the chunk's actions are NaN). Each faulted call
 "<mode> <start> <end>" (time.monotonic(), which is system-wide on Linux, so the test can compare it with its
 own clock) to FILE.events.
 
-The hook is this module: it lives in test/, which is not installed, and replaces `policy_node.load_policy`
-before the node runs, so no production code path can reach it.
+The hook is this module: it lives in test/, which is not installed, and replaces `policy_node.PolicyLoader`
+before the node runs (the wrapped loader is picklable, so it also runs in the node's spawned inference process),
+so no production code path can reach it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +75,26 @@ class FaultInjectingPolicy:
         return getattr(self.inner, name)
 
 
+@dataclass(frozen=True)
+class FaultPolicyLoader:
+    """The node's PolicyLoader, wrapped: picklable, so the wrapper also reaches a spawned inference process
+    (the policy node's default, --inference process)."""
+
+    inner: Any
+    control: str
+
+    def __call__(self) -> FaultInjectingPolicy:
+        return FaultInjectingPolicy(self.inner(), Path(self.control))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    control = Path(os.environ[CONTROL_ENV])
-    load = policy_node.load_policy
+    control = os.environ[CONTROL_ENV]
+    loader = policy_node.PolicyLoader
 
-    def load_wrapped(*args: Any, **kwargs: Any) -> FaultInjectingPolicy:
-        return FaultInjectingPolicy(load(*args, **kwargs), control)
+    def wrapped_loader(*args: Any, **kwargs: Any) -> FaultPolicyLoader:
+        return FaultPolicyLoader(loader(*args, **kwargs), control)
 
-    policy_node.load_policy = load_wrapped
+    policy_node.PolicyLoader = wrapped_loader
     return policy_node.main(argv)
 
 

@@ -28,6 +28,7 @@ samples, errors are accumulated as sums, and plot series are decimated.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
 # transport latency; header stamps of joint states lag their receive times).
 SETTLE = 0.2
+TICK_BATCH = 64  # settled control ticks compared at once
+DROP_EVERY = 0.5  # seconds of stream time between trimming the reference signals
 ESTOP_TOPIC = "/vla/estop"  # the policy node's e-stop input (PolicyNodeParams.estop_topic)
 BOOL = "std_msgs/msg/Bool"
 
@@ -226,6 +229,7 @@ class _Session:
         self.in_flight: _InFlight | None = None
         self.pending: list[_PendingChunk] = []
         self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
+        self._next_drop = -math.inf
         self.latencies: list[float] = []
         self.wall_latencies: list[float] = []
         self.inference_errors: list[str] = []
@@ -258,10 +262,12 @@ class _Session:
     def _node_handlers(self) -> dict[str, tuple[str, Any]]:
         """topic -> (type, handler) of every input the live policy node subscribes to."""
         emb, loop = self.embodiment, self.loop
-        handlers: dict[str, tuple[str, Any]] = {
-            cam.topic: (COMPRESSED_IMAGE if cam.compressed else IMAGE, self.inputs.image_handler(cam))
-            for cam in emb.cameras
-        }
+        handlers: dict[str, tuple[str, Any]] = {}
+        for cam in emb.cameras:  # cameras may share a topic (one fed from another's): each gets the frame
+            handler = self.inputs.image_handler(cam)
+            if cam.topic in handlers:
+                handler = _both(handlers[cam.topic][1], handler)
+            handlers[cam.topic] = (COMPRESSED_IMAGE if cam.compressed else IMAGE, handler)
         handlers[emb.joint_states.topic] = (JOINT_STATE, self.inputs.on_joint_state)
         handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: loop.set_instruction(str(msg.data)))
         handlers[ESTOP_TOPIC] = (BOOL, lambda msg: loop.on_lock("estop", bool(msg.data), self.now))
@@ -379,7 +385,7 @@ class _Session:
     def _command_values(self, command: Command) -> np.ndarray:
         if self.has_gripper:
             gripper = command.gripper if command.gripper is not None else math.nan
-            return np.append(command.arm, gripper)
+            return np.concatenate((command.arm, (gripper,)))
         return np.asarray(command.arm, dtype=np.float64)
 
     def _try_inference(self, now: float) -> None:
@@ -508,19 +514,27 @@ class _Session:
         self.pending.append(_PendingChunk(result, chunk.times, values))
 
     def _evaluate(self, final: bool) -> None:
-        """Compare pending predictions and commands whose reference is settled (all of them when `final`)."""
+        """Compare pending predictions and commands whose reference is settled (all of them when `final`).
+
+        Runs after every message, so it does nothing until there is work: ticks are compared in batches (the
+        sums are accumulated in the same order either way) and old reference samples are dropped every
+        DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
         settled = math.inf if final else self.stream_time - SETTLE
-        ready = [p for p in self.pending if p.last_time <= settled]
-        if ready:
-            self.pending = [p for p in self.pending if p.last_time > settled]
+        pending = self.pending
+        if pending and min(p.last_time for p in pending) <= settled:
+            ready = [p for p in pending if p.last_time <= settled]
+            self.pending = [p for p in pending if p.last_time > settled]
             for item in ready:
                 self._compare_chunk(item)
-        if self.pending_ticks and (final or self.pending_ticks[0][1] <= settled):
-            now_ready = [x for x in self.pending_ticks if x[1] <= settled]
-            self.pending_ticks = [x for x in self.pending_ticks if x[1] > settled]
-            self._compare_ticks(now_ready)
-        if not final:
-            oldest = min([p.times[0] for p in self.pending] + [x[1] for x in self.pending_ticks] + [settled])
+        ticks = self.pending_ticks
+        if ticks and (final or (len(ticks) >= TICK_BATCH and ticks[TICK_BATCH - 1][1] <= settled)):
+            cut = bisect.bisect_right(ticks, settled, key=_tick_time)
+            self.pending_ticks = ticks[cut:]
+            self._compare_ticks(ticks[:cut])
+        if not final and settled >= self._next_drop:
+            self._next_drop = settled + DROP_EVERY
+            oldest = min(min((p.times[0] for p in self.pending), default=math.inf),
+                         self.pending_ticks[0][1] if self.pending_ticks else math.inf, settled)
             for signal in (self.state, self.arm_command, self.gripper_command):
                 if signal is not None:
                     signal.drop_before(oldest - 1.0)
@@ -652,6 +666,10 @@ class _Session:
         return "; ".join(parts)
 
 
+def _tick_time(item: tuple[EpisodeResult, float, np.ndarray]) -> float:
+    return item[1]
+
+
 def _episode_summary(result: EpisodeResult, names: tuple[str, ...]) -> dict[str, Any]:
     chunk = result.chunk_errors.summary(names)
     command = result.command_errors.summary(names)
@@ -672,3 +690,11 @@ def _bag_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def _both(first: Any, second: Any) -> Any:
+    def handle(msg: Any) -> None:
+        first(msg)
+        second(msg)
+
+    return handle

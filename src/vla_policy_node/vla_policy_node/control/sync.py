@@ -1,7 +1,9 @@
 """Observation sync: decoded camera images and joint states in, one consistent Observation out.
 
 Contract with the message layer: it decodes every ROS image to an HxWx3 uint8 RGB array (whatever the source
-layout) and passes along the encoding it decoded *from* (`Image.encoding`, or `CompressedImage.format`). The
+layout) and passes along the encoding it decoded *from* (`Image.encoding`, or `CompressedImage.format`). Frames
+are kept at the resolution they came in; an observation's images are fitted to each camera's model resolution
+when the policy first reads them (`FittedImages`), so frames that never reach the model are never resized. The
 sync accepts only arrays of that layout and encodings in `SyncConfig.accepted_encodings`; anything else
 (depth, bayer, a decoder that gave up and passes None) is counted and reported, never used. Joint states come
 as names + positions and are reordered into the embodiment's `state_names` (arm joints, then the gripper);
@@ -25,6 +27,7 @@ from vla_policy_node.control.inputs import InputStats, StampOrder
 from vla_policy_node.control.joints import JointStateGate
 from vla_policy_node.control.pairing import ApproximateTimePairing, MatchedSet, TriggerPairing
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation
 
 JOINT_STATES = "joint_states"
@@ -47,6 +50,7 @@ class ObservationSync:
         # (joint states are fresher than that, but a set is only renewed at the cameras' rate).
         self.set_max_age = max(self.max_age.values())
         self._accepted = {e.lower() for e in self.config.accepted_encodings}
+        self._cameras = {c.name: c for c in embodiment.cameras}
         self.stats = {name: InputStats() for name in self.inputs}
         self.unknown_inputs: Counter[str] = Counter()
         self._order = StampOrder(self.inputs)
@@ -136,7 +140,7 @@ class ObservationSync:
             return None
         self._emitted_stamp = self._ready_stamp
         stamps = {name: s for name, (s, _) in ready.items()}
-        images = {cam: ready[cam][1] for cam in self.embodiment.camera_names}
+        images = FittedImages({cam: ready[cam][1] for cam in self.embodiment.camera_names}, self._cameras)
         state = np.array(ready[JOINT_STATES][1])
         return Observation(
             stamp=self._ready_stamp,

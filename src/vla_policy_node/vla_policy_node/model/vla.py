@@ -83,9 +83,12 @@ class EmbodimentSlot:
                 )
         missing = [name for name in self.camera_names if name not in embodiment.camera_names]
         if missing:
+            from vla_policy_node.spec.remap import camera_hint
+
             raise ValueError(
                 f"embodiment {embodiment.tag!r}: the checkpoint was trained with cameras {list(self.camera_names)}, "
-                f"but the robot config has no camera {missing} (it has {list(embodiment.camera_names)})"
+                f"but the robot config has no camera {missing} (it has {list(embodiment.camera_names)}); "
+                + camera_hint(missing, embodiment)
             )
 
 

@@ -1,10 +1,15 @@
-"""Camera and joint-state messages -> a ControlLoop's inputs: decode, fit each frame to its camera's model size,
-hand over with the receive time. One path for the policy node's subscriptions and the bag replay, so a replay
-feeds the policy exactly what the live node would. Undecodable messages are counted per topic, never raised."""
+"""Camera and joint-state messages -> a ControlLoop's inputs: decode, hand over with the receive time. One path
+for the policy node's subscriptions and the bag replay, so a replay feeds the policy exactly what the live node
+would. Undecodable messages are counted per topic, never raised.
+
+Frames are handed over as received (a read-only view of the message where its buffer allows, no resize): the
+observation fits them to each camera's model size when the policy reads them (`spec.images.FittedImages`), off
+the subscription thread and only for frames that reach the model, or in the inference process."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from vla_policy_node.control.loop import ControlLoop
@@ -13,7 +18,6 @@ from vla_policy_node.msgs.images import decode_compressed_image, decode_image
 from vla_policy_node.msgs.joints import decode_joint_state
 from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.spec.embodiment import CameraSpec
-from vla_policy_node.spec.images import fit_image
 
 
 class ObservationInput:
@@ -26,14 +30,14 @@ class ObservationInput:
 
     def image_handler(self, camera: CameraSpec) -> Callable[[Any], bool]:
         """The handler of `camera`'s topic (sensor_msgs/Image, or CompressedImage when `camera.compressed`)."""
-        decoder = decode_compressed_image if camera.compressed else decode_image
+        decoder = decode_compressed_image if camera.compressed else partial(decode_image, copy=False)
 
         def on_image(msg: Any) -> bool:
             rgb = self.errors.decode(decoder, msg, topic=camera.topic)
             if rgb is None:
                 return False
             encoding = str(msg.format if camera.compressed else msg.encoding)
-            return self.loop.on_image(camera.name, header_stamp(msg), fit_image(rgb, camera), encoding, self.clock())
+            return self.loop.on_image(camera.name, header_stamp(msg), rgb, encoding, self.clock())
 
         return on_image
 

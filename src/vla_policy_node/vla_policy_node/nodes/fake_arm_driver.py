@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import encode_compressed_image, encode_image
@@ -283,11 +284,15 @@ class FakeArm:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto")
-    parser.add_argument("--robot-config", dest="robot_config", required=True)
-    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0)
-    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=30.0)
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
+                        help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
+    parser.add_argument("--robot-config", dest="robot_config", required=True,
+                        help="robot YAML (config/robots/*.yaml)")
+    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0,
+                        help="joint state publish rate (Hz)")
+    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=30.0,
+                        help="camera publish rate (Hz)")
     parser.add_argument("--tau", type=float, default=0.05, help="first-order tracking time constant (s)")
     parser.add_argument("--initial", type=float, nargs="+", help="initial joint (+ gripper) positions")
     parser.add_argument("--no-description", dest="description", action="store_false",
@@ -296,7 +301,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="start with this SensorFault (JSON, see ~/sensor_fault), e.g. a gripper reading")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: stamp with /clock time (under rclpy, set the use_sim_time parameter)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
     return parser.parse_args(list(argv))
 
 

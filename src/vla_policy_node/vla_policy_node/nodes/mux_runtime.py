@@ -9,8 +9,9 @@ Out: the robot YAML's controller topic at rates.control_hz, the gripper on chang
      (vla_msgs/PolicyStatus: active_source, estop_latched, stale inputs, clamps), /diagnostics.
 Service: ~/reset_estop (vla_msgs/ResetEstop), i.e. /vla_command_mux/reset_estop.
 
-The mux publishes from its first tick with a known robot state on, holding where the robot is until a
-source takes over: the controller always has a fresh, filtered command, and "hold" is explicit.
+The mux computes a command every tick from its first tick with a known robot state on (holding where the robot
+is while no source commands), but publishes only while a source commands and until a hold has settled
+(`control.output_gate`): in a dry run, or while nobody commands, nothing from us reaches the controller.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vla_policy_node.control.config import ControlConfig
 from vla_policy_node.control.gripper import gripper_gate_for
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.control.mux_file import MuxFile, MuxTopics, TeleopTopics
+from vla_policy_node.control.output_gate import OutputGate
 from vla_policy_node.control.sources import CommandStream
 from vla_policy_node.control.status import Diagnostic, Level
 from vla_policy_node.msgs.commands import CommandEncoder, decode_command
@@ -115,6 +117,7 @@ class MuxRuntime:
         self._controller_pub = transport.publisher(embodiment.controller.topic, self.encoder.msgtype, DEFAULT_QOS)
         self.gripper = make_gripper_output(transport, embodiment.gripper)
         self._gripper_gate = gripper_gate_for(embodiment.gripper)
+        self._gate = OutputGate()
         self.status_output = StatusOutput(transport, params.status_topic, params.node_name, embodiment.name,
                                           params.diagnostics_period)
         topics = params.topics
@@ -192,13 +195,18 @@ class MuxRuntime:
         command = self.loop.tick(now, None, ee_pose)
         if command is None:
             return None
+        self.last_command = command
+        if self._gate.offer(command, now):
+            self._publish(command, now)
+        return command
+
+    def _publish(self, command: Command, now: float) -> None:
+        """The command to the controller (and the gripper on change)."""
         velocity = self.loop.filter.last_velocity if command.kind == "joint_position" else None
         self._controller_pub.publish(self.encoder.encode(command, now, velocity))
         if command.gripper is not None and self._gripper_gate.offer(command.gripper, now):
             self.gripper.send(command.gripper, now)
         self.commands_sent += 1
-        self.last_command = command
-        return command
 
     def status_step(self) -> None:
         now = self.clock()

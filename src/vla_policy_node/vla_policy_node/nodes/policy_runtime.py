@@ -50,7 +50,7 @@ from vla_policy_node.nodes.node_support import BOOL, STRING, message_error_diagn
 from vla_policy_node.nodes.prediction_output import PredictionOutput
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.status_output import StatusOutput
-from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.nodes.timing import Ticker, drop_realtime_priority, make_ticker
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
@@ -241,8 +241,19 @@ class PolicyRuntime:
         self.prediction.publish(result.chunk, result.request.obs, result.latency, self.clock())
         return True
 
-    def _inference_loop(self) -> None:
-        while not self._stop.is_set():
+    @property
+    def model_thread_ids(self) -> tuple[int, ...]:
+        """Native ids of the threads that run model code here (none when the model is out of process): what
+        `set_realtime_priority` must leave at normal priority."""
+        thread = self._inference_thread
+        if thread is None or thread.native_id is None or getattr(self.policy, "out_of_process", False):
+            return ()
+        return (thread.native_id,)
+
+    def _inference_loop(self, stop: threading.Event) -> None:
+        if not getattr(self.policy, "out_of_process", False):
+            drop_realtime_priority()  # the node may run at real-time priority; a model in this thread never does
+        while not stop.is_set():
             try:
                 ran = self.inference_step()
             except Exception:  # a bug in the glue must not end inference silently either
@@ -311,18 +322,33 @@ class PolicyRuntime:
         ]
         for ticker in self._tickers:
             ticker.start()
-        self._inference_thread = threading.Thread(target=self._inference_loop, name=f"{name}-inference",
-                                                  daemon=True)
+        self._inference_thread = threading.Thread(target=self._inference_loop, args=(self._stop,),
+                                                  name=f"{name}-inference", daemon=True)
         self._inference_thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the threads; a model stuck in `infer` is left behind (daemon thread), not waited for."""
+        """Stop the threads; a model stuck in `infer` is left behind (daemon thread), not waited for. A later
+        `start()` runs the node again (a lifecycle deactivate / activate)."""
         self._stop.set()
         self._wake.set()
         for ticker in self._tickers:
             ticker.stop()
         if self._inference_thread is not None:
             self._inference_thread.join(timeout)
+        self._tickers, self._inference_thread = [], None
+        self._stop = threading.Event()  # a thread left in `infer` keeps the old (set) event and ends after it
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tickers)
+
+    def holding_still(self) -> bool:
+        """The last command is a hold that no longer moves (the brake ramp is over), or nothing was sent."""
+        last = self.last_command
+        if last is None or not self.running:
+            return True
+        return last.hold and self.loop.filter.last_velocity is not None and bool(
+            np.all(np.abs(self.loop.filter.last_velocity) < 1e-6))
 
     def close(self) -> None:
         self.stop()

@@ -10,11 +10,11 @@ the aligned processor (its added think/answer/FAST tokens are harmless to the fl
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.model.backbone import BackboneConfig
 from vla_policy_node.model.vla import VLAModel
 from vla_policy_node.spec import Embodiment, load_embodiment
@@ -64,7 +64,7 @@ def run_vla(cfg: VLAStageConfig, dataset: SampleDataset | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CliParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML/JSON: aligned, select_layer, embodiments, dataset, ...")
     args = parser.parse_args(argv)
     ckpt, _ = run_vla(load_config_file(VLAStageConfig, args.config))
