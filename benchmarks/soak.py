@@ -4,7 +4,8 @@ time, over DDS on loopback, as the fault-injection suite runs them (test/faults)
     python benchmarks/soak.py [--minutes 60] [--robot config/robots/sim_arm.yaml] [--json soak.json]
 
 Sampled all along, in this process (the monitor, a DDS subscriber):
-- RSS of each node process (and of this one) every --sample seconds, from /proc/<pid>/status;
+- RSS of each node process, of its children (the policy node's inference process) and of this one, every
+  --sample seconds, from /proc/<pid>/status;
 - command gap: time between consecutive commands arriving on the robot's controller topic;
 - command latency (obs -> robot): from an observation's stamp (the driver's publication time, carried by the
   ActionChunk that answers it) to the first controller command that arrives after that chunk (as
@@ -19,6 +20,7 @@ figures to --json. Exit 1 if a node died.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -39,6 +41,15 @@ from test.system.processes import NodeProcess, build_tiny_checkpoint  # noqa: E4
 NODES = {"fake_arm_driver": "vla_policy_node.nodes.fake_arm_driver",
          "command_mux": "vla_policy_node.nodes.command_mux_node",
          "policy_node": "vla_policy_node.nodes.policy_node"}
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of a process (e.g. the policy node's inference process), from /proc."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out + [grandchild for child in out for grandchild in children(child)]
 
 
 def rss_mb(pid: int) -> float:
@@ -167,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         next_report = start + 60.0
         while not died and time.time() < end:
             now = time.time()
-            rss = {name: rss_mb(node.process.pid) for name, node in nodes.items()}
+            rss = {}
+            for name, node in nodes.items():
+                rss[name] = rss_mb(node.process.pid)
+                kids = children(node.process.pid)  # the policy node's inference process (restarts: new pid)
+                if kids:
+                    rss[f"{name} children"] = sum(rss_mb(kid) for kid in kids)
             rss["monitor"] = rss_mb(os.getpid())
             samples.append((now - start, rss))
             dead = [name for name, node in nodes.items() if not node.alive()]
@@ -203,9 +219,10 @@ def report(args: argparse.Namespace, robot: str, start: float, samples: list, co
     times = np.array([t for t, _ in samples])
     warm = times >= min(args.warmup * 60.0, duration / 3.0)
     rss = {}
-    for name in samples[0][1]:
-        values = np.array([s[name] for _, s in samples])
-        rss[name] = {"start_mib": float(values[0]), "end_mib": float(values[-1]),
+    for name in dict.fromkeys(key for _, sample in samples for key in sample):
+        values = np.array([s.get(name, np.nan) for _, s in samples])
+        finite = values[np.isfinite(values)]
+        rss[name] = {"start_mib": float(finite[0]), "end_mib": float(finite[-1]),
                      "growth_mib_per_hour": growth_per_hour(times[warm], values[warm])}
     load = os.getloadavg()
     figures = {"robot": robot, "minutes": duration / 60.0, "window_minutes": window / 60.0, "cpus": os.cpu_count(),

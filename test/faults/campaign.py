@@ -100,6 +100,7 @@ SIMTIME = Plan("simtime", SIM_ARM, (
     _startup(),
     Scenario("clock_forward", S.clock_forward),
     Scenario("clock_back", S.clock_back, FINDING_2),
+    Scenario("inference_process_killed", S.inference_process_killed),
     Scenario("policy_sigkill", S.policy_sigkill),  # and a restarted policy node takes over
     *_limits_and_shutdown(),
 ), sim_time=True)

@@ -98,6 +98,16 @@ class NodeSet:
                                   self.workdir / f"policy{n or ''}.log", env={CONTROL_ENV: str(self.control_file)})
         return self.policy
 
+    def inference_pid(self) -> int:
+        """The policy node's inference process (multiprocessing spawn child running the model)."""
+        pid = self.policy.process.pid
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            for child in (task / "children").read_text().split():
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+                if b"spawn_main" in cmdline:
+                    return int(child)
+        raise AssertionError(f"the policy node (pid {pid}) has no inference process")
+
     @property
     def nodes(self) -> list[NodeProcess]:
         return [self.driver, self.mux, self.policy]

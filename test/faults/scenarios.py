@@ -5,6 +5,7 @@ can reuse it. Times are time.monotonic() in this process; phases are as short as
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -380,6 +381,23 @@ def policy_sigstop(ns: NodeSet) -> None:
     assert_hold(ns, t_stop, timeout, t_end, "policy process stopped")
     assert_reason(ns, t_stop, t_end, "policy process stopped", "policy_command")
     assert_recovers(ns, t_end, t0, "after SIGCONT")
+
+
+def inference_process_killed(ns: NodeSet) -> None:
+    """The policy node's inference process (where the model runs) killed: the node holds the arm at the next
+    inference (within one inference period), says why, restarts the process and drives again."""
+    t0 = time.monotonic()
+    assert_moving(ns, "inference process killed")
+    pid = ns.inference_pid()
+    os.kill(pid, signal.SIGKILL)
+    t_kill = time.monotonic()
+    timeout = 1.0 / ns.robot.rates.inference_hz
+    time.sleep(timeout + HOLD_EXTRA)
+    t_end = time.monotonic()
+    assert_hold(ns, t_kill, timeout, t_end, "inference process killed")
+    assert_reason(ns, t_kill, t_end + 0.3, "inference process killed", "inference")
+    assert_recovers(ns, t_end, t0, "after the inference process restarted", timeout=60.0)
+    assert ns.inference_pid() != pid
 
 
 def policy_sigkill(ns: NodeSet) -> None:
