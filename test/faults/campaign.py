@@ -225,10 +225,13 @@ class Campaign:
 
     @staticmethod
     def _bring_up(ns: NodeSet, plan: Plan) -> None:
-        """With a start-up sensor fault: wait for the policy node (the slowest to start), let the fault act for
-        another second, then heal it. Then wait for the policy to drive."""
+        """With a start-up sensor fault: wait for the policy node (the slowest to start) to command, then start the
+        mux, let the fault act for a second after its first command, then heal it. Then wait for the policy to
+        drive."""
         if plan.driver_fault:
             wait_for(lambda: ns.monitor.status.latest() is not None, STARTUP_TIMEOUT, "the policy node", ns)
+            ns.start_mux()
+            wait_for(lambda: ns.monitor.mux_status.latest() is not None, STARTUP_TIMEOUT, "the mux", ns)
             time.sleep(1.0)
             ns.sensor_fault()
         ns.wait_driving(STARTUP_TIMEOUT, f"{plan.name}: the policy to drive the arm")
@@ -243,7 +246,7 @@ def _raise(error: BaseException) -> None:
 def _check_codes(name: str, codes: list[int], logs: str, startup_error: BaseException | None) -> None:
     if startup_error is not None:
         raise AssertionError(f"{name} did not start: {startup_error}")
-    assert codes == [0, 0, 0], f"{name}: node exit codes {codes} (policy, mux, driver)\n{logs}"
+    assert codes == [0, 0, 0], f"{name}: node exit codes {codes} (last started first)\n{logs}"
 
 
 def _domain() -> int:

@@ -37,12 +37,14 @@ def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what:
     t_detect = t_fault + timeout + ns.period
     brake = m.limits.braking_time(m.velocity_at(t_detect))
     rest = m.rest_time(t_fault, t_end)
+    heard = f"{len(m.commands.window(t_fault, t_end))} commands, longest gap {m.largest_gap(t_fault, t_end):.3f} s"
     assert rest is not None, (f"{what}: the commands were still changing when the fault ended "
                               f"({m.motion(t_detect + brake + SLACK, t_end):.4f} rad over the last "
-                              f"{t_end - t_detect - brake - SLACK:.2f} s of it)\n{summary(ns, t_fault, t_end)}")
+                              f"{t_end - t_detect - brake - SLACK:.2f} s of it; {heard})\n"
+                              f"{summary(ns, t_fault, t_end)}")
     assert rest <= t_detect + brake + SLACK, (
         f"{what}: the commands came to rest {rest - t_fault:.3f} s after the fault; allowed: timeout {timeout} s "
-        f"+ period {ns.period} s + braking {brake:.3f} s + slack {SLACK} s\n{summary(ns, t_fault, t_end)}")
+        f"+ period {ns.period} s + braking {brake:.3f} s + slack {SLACK} s ({heard})\n{summary(ns, t_fault, t_end)}")
     return rest
 
 

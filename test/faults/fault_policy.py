@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,26 +74,19 @@ class FaultInjectingPolicy:
         return getattr(self.inner, name)
 
 
-@dataclass(frozen=True)
-class FaultPolicyLoader:
-    """The node's PolicyLoader, wrapped: picklable, so the wrapper also reaches a spawned inference process
-    (the policy node's default, --inference process)."""
-
-    inner: Any
-    control: str
+class FaultPolicyLoader(policy_node.PolicyLoader):
+    """The node's PolicyLoader with the model wrapped. Picklable under its own name, so the wrapper also reaches
+    the spawned inference process (the policy node's default, --inference process), which inherits the
+    environment and so the control file's path."""
 
     def __call__(self) -> FaultInjectingPolicy:
-        return FaultInjectingPolicy(self.inner(), Path(self.control))
+        return FaultInjectingPolicy(super().__call__(), Path(os.environ[CONTROL_ENV]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    control = os.environ[CONTROL_ENV]
-    loader = policy_node.PolicyLoader
-
-    def wrapped_loader(*args: Any, **kwargs: Any) -> FaultPolicyLoader:
-        return FaultPolicyLoader(loader(*args, **kwargs), control)
-
-    policy_node.PolicyLoader = wrapped_loader
+    if CONTROL_ENV not in os.environ:  # fail here, not in the inference process
+        raise SystemExit(f"fault_policy: set {CONTROL_ENV} to the model mode file")
+    policy_node.PolicyLoader = FaultPolicyLoader
     return policy_node.main(argv)
 
 

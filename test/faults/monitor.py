@@ -175,11 +175,23 @@ class Monitor:
         return self.limits.violations(q, v) + self.limits.gripper_violations(gripper)
 
     def rest_time(self, t0: float, t1: float) -> float | None:
-        """Arrival time of the first command in [t0, t1] from which the arm is commanded to stand still until t1
-        (see `rest_start`); None if the commands are still moving at t1."""
+        """When, in [t0, t1], the arm was last commanded to move (see `rest_start`): from then to t1 it stands
+        still. Silence counts as standing still: the controllers hold their last setpoint, and the mux stops
+        publishing once a hold has settled. None if the commands are still moving at t1."""
+        before = self.commands.window(-math.inf, t0)
         times, q, _ = self.command_arrays(t0, t1)
+        if before:
+            times = np.concatenate([[t0], times])
+            q = np.concatenate([np.asarray(before[-1][1][0])[None, :], q])
+        if len(q) < 2:
+            return t0
         first = rest_start(q)
         return None if first is None else float(times[first])
+
+    def largest_gap(self, t0: float, t1: float) -> float:
+        """The longest silence between commands in [t0, t1] (a stalled machine, or the mux's settled hold)."""
+        times, _, _ = self.command_arrays(t0, t1)
+        return float(np.max(np.diff(np.concatenate([[t0], times, [t1]]))))
 
     def motion(self, t0: float, t1: float = math.inf) -> float:
         """Largest change of any joint command over [t0, t1]."""

@@ -84,13 +84,22 @@ class NodeSet:
         fault = ["--sensor-fault", spec.driver_fault] if spec.driver_fault else []
         self.driver = NodeProcess("vla_policy_node.nodes.fake_arm_driver", [*robot_args, *sim, *fault], self.domain,
                                   workdir / "driver.log")
-        self.mux = NodeProcess("vla_policy_node.nodes.command_mux_node", [*robot_args, *sim], self.domain,
-                               workdir / "mux.log")
+        self._mux_args = [*robot_args, *sim]
+        self.mux: NodeProcess | None = None
+        if not spec.driver_fault:
+            self.start_mux()
         self.policy_args = [*robot_args, *sim, "--checkpoint", str(spec.checkpoint), "--instruction", INSTRUCTION,
                             "--no-dry-run", "--torch-threads", "1"]
         self.policy = self.start_policy()
 
     # ------------------------------------------------------------------------------------------- processes
+    def start_mux(self) -> NodeProcess:
+        """The command mux; with a start-up sensor fault it starts last, once the policy commands, so it
+        publishes from its very first tick (it is silent while nobody commands) on the faulty reading."""
+        self.mux = NodeProcess("vla_policy_node.nodes.command_mux_node", self._mux_args, self.domain,
+                               self.workdir / "mux.log")
+        return self.mux
+
     def start_policy(self) -> NodeProcess:
         """The policy node (again, after a kill), its model behind the fault-injecting wrapper."""
         n = sum(1 for _ in self.workdir.glob("policy*.log"))
@@ -110,7 +119,7 @@ class NodeSet:
 
     @property
     def nodes(self) -> list[NodeProcess]:
-        return [self.driver, self.mux, self.policy]
+        return [node for node in (self.driver, self.mux, self.policy) if node is not None]
 
     def check_alive(self) -> None:
         dead = [node for node in self.nodes if not node.alive()]
@@ -121,7 +130,8 @@ class NodeSet:
         return "\n".join(node.tail() for node in self.nodes)
 
     def close(self) -> list[int]:
-        """Stop the nodes (SIGINT; a stopped process is continued first); their exit codes, policy first."""
+        """Stop the nodes (SIGINT; a stopped process is continued first); their exit codes, the last started
+        first."""
         codes = []
         for node in reversed(self.nodes):
             if node.alive():
