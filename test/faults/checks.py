@@ -6,7 +6,7 @@
   lasts (`assert_hold`);
 - the reason in the status (`assert_reason`): the status topics and /diagnostics say why;
 - recovery without a jump once the inputs are healthy (`assert_recovers`): the policy drives again within
-  RECOVERY, and the limits hold through the hand-over.
+  RECOVERY, planning from fresh observations, and the limits hold through the hand-over.
 """
 
 from __future__ import annotations
@@ -57,6 +57,23 @@ def assert_no_hold(ns: NodeSet, t0: float, t1: float, what: str) -> None:
     assert len(ns.monitor.mux_status.window(t0, t1)) >= 5, f"{what}: no mux status heard"
 
 
+# An action chunk answers an observation at most this old when it arrives: observation -> chunk takes ~50 ms
+# (p99 ~0.5 s on a loaded 2-core machine, benchmarks/soak.py); a node blinded by a wrong stamp or a clock step
+# is off by that error (seconds) or plans nothing.
+CHUNK_MAX_AGE = 2.0
+
+
+def assert_fresh_chunks(ns: NodeSet, t0: float, t1: float, what: str, max_age: float = CHUNK_MAX_AGE) -> None:
+    """The policy sees: over [t0, t1] it answered observations taken at most `max_age` before each answer
+    arrived, on the nodes' current clock (a node blinded by a stamp from the future, or by a clock jump, would
+    plan from old data or not at all while its status may still say "policy")."""
+    chunks = ns.monitor.chunks.window(t0, t1)
+    assert chunks, f"{what}: no action chunk at all"
+    lag = [arrived - stamp for _, (stamp, arrived) in chunks]
+    stale = [round(x, 2) for x in lag if not -0.05 <= x <= max_age]
+    assert not stale, f"{what}: chunks answered observations this old (s, negative: from the future): {stale[:8]}"
+
+
 def assert_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
     """Each of `words` (case-insensitive) appears in what the nodes reported over [t0, t1]."""
     text = ns.monitor.texts(t0, t1).lower()
@@ -80,9 +97,11 @@ def assert_recovers(ns: NodeSet, t_healthy: float, t_start: float, what: str, ti
                                              f"healthy inputs\n{summary(ns, t_healthy, time.monotonic())}")
         time.sleep(0.02)
     t_back = time.monotonic()
-    while ns.monitor.motion(t_back) <= 1e-4:
-        assert time.monotonic() < max(deadline, t_back + 0.5), f"{what}: driving again, but the arm does not move"
+    while ns.monitor.motion(t_back) <= 1e-4 or not ns.monitor.chunks.window(t_back):
+        assert time.monotonic() < max(deadline, t_back + 0.5), (f"{what}: driving again, but the arm does not "
+                                                               "move or the policy plans nothing")
         time.sleep(0.02)
+    assert_fresh_chunks(ns, t_back, time.monotonic(), what)
     assert_within_limits(ns, t_start, time.monotonic(), what)
     return t_back
 

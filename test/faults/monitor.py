@@ -140,12 +140,16 @@ class Monitor:
         self.joint_states = Recorder(lambda m: (header_stamp(m), np.array(m.position, dtype=np.float64),
                                                 time.time()))
         self.frames = Recorder(header_stamp)
+        self.node_time = time.time  # the nodes' clock (a sim-time set sets its /clock here)
+        # (stamp of the observation an action chunk answers, the nodes' time when it arrived)
+        self.chunks = Recorder(lambda m: (header_stamp(m), self.node_time()))
         self.subscriptions = [
             sub(robot.controller.topic, "trajectory_msgs/msg/JointTrajectory", self.commands, EVERY_MESSAGE),
             sub("/vla/status", "vla_msgs/msg/PolicyStatus", self.status),
             sub("/vla/mux_status", "vla_msgs/msg/PolicyStatus", self.mux_status),
             sub("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self.diagnostics, EVERY_MESSAGE),
             sub(robot.joint_states.topic, "sensor_msgs/msg/JointState", self.joint_states, SENSOR_DATA_QOS),
+            sub("/vla/action_chunk", "vla_msgs/msg/ActionChunk", self.chunks),
         ]
         if robot.gripper is not None and robot.gripper.interface == "forward_command":
             self.subscriptions.append(sub(robot.gripper.topic, "std_msgs/msg/Float64MultiArray", self.gripper,

@@ -67,6 +67,7 @@ class NodeSet:
         self._clock_thread: threading.Thread | None = None
         self.t = DdsTransport(DdsConfig(node_name="fault_monitor", loopback=True, domain_id=self.domain))
         self.monitor = Monitor(self.t, self.robot)
+        self.monitor.node_time = self.node_time
         pub = self.t.publisher
         self._fault_pub = pub("/fake_arm_driver/sensor_fault", "std_msgs/msg/String", LATCHED_QOS)
         self._estop_pub = pub("/vla/estop", "std_msgs/msg/Bool")
@@ -107,15 +108,24 @@ class NodeSet:
                                   self.workdir / f"policy{n or ''}.log", env={CONTROL_ENV: str(self.control_file)})
         return self.policy
 
-    def inference_pid(self) -> int:
-        """The policy node's inference process (multiprocessing spawn child running the model)."""
+    def inference_pid(self, timeout: float = 15.0) -> int:
+        """The policy node's inference process (its multiprocessing spawn child, which runs the model); waits for
+        one while it is being restarted."""
         pid = self.policy.process.pid
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            for child in (task / "children").read_text().split():
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-                if b"spawn_main" in cmdline:
-                    return int(child)
-        raise AssertionError(f"the policy node (pid {pid}) has no inference process")
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            seen = []
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                with contextlib.suppress(OSError):
+                    for child in (task / "children").read_text().split():
+                        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                        if "spawn_main" in cmdline:
+                            return int(child)
+                        seen.append(cmdline[:120])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the policy node (pid {pid}) has no inference process; children: {seen}")
+            time.sleep(0.1)
 
     @property
     def nodes(self) -> list[NodeProcess]:

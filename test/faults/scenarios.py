@@ -15,6 +15,7 @@ from test.faults.checks import (
     RECOVERY,
     SLACK,
     assert_any_reason,
+    assert_fresh_chunks,
     assert_hold,
     assert_moving,
     assert_no_hold,
@@ -201,6 +202,7 @@ def future_stamp_single(ns: NodeSet) -> None:
     t_bad = time.monotonic()
     time.sleep(1.5)
     assert_no_hold(ns, t_bad + 0.2, time.monotonic(), "after one message stamped an hour ahead")
+    assert_fresh_chunks(ns, t_bad + 0.5, time.monotonic(), "after one message stamped an hour ahead")
     assert_reason(ns, t_bad, time.monotonic() + 1.2, "after one message stamped an hour ahead", "future")
     assert_within_limits(ns, t0, time.monotonic(), "a future-stamped message")
 
@@ -211,6 +213,7 @@ def _drives_again_after(ns: NodeSet, t_jump: float, what: str) -> float:
     t_back = wait_for(lambda: ns.driving(since=t_jump + 0.05), RECOVERY, f"{what}: the policy to drive again", ns)
     time.sleep(1.0)
     assert_no_hold(ns, t_back, time.monotonic(), what)
+    assert_fresh_chunks(ns, t_back, time.monotonic(), what)
     assert_within_limits(ns, t_jump - 0.5, time.monotonic(), what)
     return t_back
 
