@@ -5,7 +5,7 @@
 FILE holds a mode, re-read whenever it changes: "ok", "raise" (infer raises), "stall SECONDS" (infer sleeps
 that long, then answers), "nan" (the chunk's actions are NaN). Each faulted call appends
 "<mode> <start> <end>" (time.monotonic(), which is system-wide on Linux, so the test can compare it with its
-own clock) to FILE.events.
+own clock) to FILE.events; a stalled call also "stalling <start> <start>" when it begins.
 
 The hook is this module: it lives in test/, which is not installed, and replaces `policy_node.PolicyLoader`
 before the node runs (the wrapped loader is picklable, so it also runs in the node's spawned inference process),
@@ -62,6 +62,7 @@ class FaultInjectingPolicy:
             self._event(mode, start)
             raise InjectedModelFault("injected model fault")
         if mode.startswith("stall"):
+            self._event("stalling", start)  # now: the stalled call may never return (its process killed)
             time.sleep(float(mode.split()[1]))
             self._event(mode, start)
         chunk = self.inner.infer(observation, prefix=prefix)

@@ -207,15 +207,15 @@ def future_stamp_single(ns: NodeSet) -> None:
     assert_within_limits(ns, t0, time.monotonic(), "a future-stamped message")
 
 
-def _drives_again_after(ns: NodeSet, t_jump: float, what: str) -> float:
-    """After a clock jump at t_jump: both nodes report driving in a status sent after the jump, within RECOVERY,
-    and keep driving for the next second (a node blinded by old stamps would hold)."""
-    t_back = wait_for(lambda: ns.driving(since=t_jump + 0.05), RECOVERY, f"{what}: the policy to drive again", ns)
-    time.sleep(1.0)
-    assert_no_hold(ns, t_back, time.monotonic(), what)
-    assert_fresh_chunks(ns, t_back, time.monotonic(), what)
-    assert_within_limits(ns, t_jump - 0.5, time.monotonic(), what)
-    return t_back
+def _drives_again_after(ns: NodeSet, t_jump: float, what: str) -> None:
+    """After a clock jump at t_jump the nodes may reset and hold briefly; from RECOVERY after the jump on, both
+    drive again, planning from fresh observations on the new timeline, for a second at least."""
+    time.sleep(RECOVERY + 1.0)
+    t1 = time.monotonic()
+    assert_no_hold(ns, t_jump + RECOVERY, t1, what)
+    assert_fresh_chunks(ns, t_jump + RECOVERY, t1, what)
+    assert ns.monitor.motion(t_jump + RECOVERY, t1) > 1e-4, f"{what}: the arm does not move"
+    assert_within_limits(ns, t_jump - 0.5, t1, what)
 
 
 def clock_back(ns: NodeSet) -> None:
@@ -312,13 +312,16 @@ def model_stall(ns: NodeSet) -> None:
     assert_moving(ns, "model stall")
     t_cmd = ns.model_mode("stall 3")
     timeout = ExecutorConfig().inference_timeout  # the nodes run the default
-    time.sleep(timeout + HOLD_EXTRA + 0.3)
-    ns.model_mode("ok")
-    wait_for(lambda: any(e[0] == "stall 3" for e in ns.model_events()), 5.0, "the stalled inference to end", ns)
-    start, t_end = next((e[1], e[2]) for e in ns.model_events() if e[0] == "stall 3" and e[1] >= t_cmd)
+    try:
+        wait_for(lambda: any(e[0] == "stalling" and e[1] >= t_cmd for e in ns.model_events()), 3.0,
+                 "the model to stall", ns)
+        time.sleep(timeout + HOLD_EXTRA)
+    finally:
+        t_end = ns.model_mode("ok")
+    start = min(e[1] for e in ns.model_events() if e[0] == "stalling" and e[1] >= t_cmd)
     assert_hold(ns, start, timeout, t_end, "model stall")
     assert_reason(ns, start, t_end, "model stall", "inference")
-    assert_recovers(ns, t_end, t0, "after the model stall")
+    assert_recovers(ns, start + 3.0, t0, "after the model stall")
 
 
 def model_nan(ns: NodeSet) -> None:
@@ -337,6 +340,9 @@ def model_nan(ns: NodeSet) -> None:
 
 # ----------------------------------------------------------------------------------------------- instruction
 def _instruction_refused(ns: NodeSet, text: str, what: str, *words: str) -> None:
+    """Refused over the service with a short, clear reply, and over the topic too; the model never sees it (no
+    model fault, no inference stall). The policy may keep its instruction or hold until it gets a valid one,
+    saying so; no log line carries the text whole; a valid instruction brings the policy back."""
     t0 = time.monotonic()
     assert_moving(ns, what)
     try:
@@ -344,18 +350,23 @@ def _instruction_refused(ns: NodeSet, text: str, what: str, *words: str) -> None
         assert not reply.success, f"{what}: the service accepted it"
         message = reply.message.lower()
         assert len(reply.message) < 500 and any(w in message for w in words), f"{what}: unclear refusal"
-        ns.instruction_topic(text)  # the same over the topic: refused, reported, the old instruction stays
+        ns.instruction_topic(text)
         time.sleep(1.5)
-        assert_no_hold(ns, t0, time.monotonic(), what)
-        instructions = {s["instruction"] for _, s in ns.monitor.status.window(t0, time.monotonic())}
-        assert instructions == {INSTRUCTION}, f"{what}: instruction in the status changed"
+        t1 = time.monotonic()
+        statuses = [s for _, s in ns.monitor.status.window(t0, t1)]
+        unexplained = [status_text(s) for s in statuses
+                       if s["active_source"] != "policy" and "instruction" not in status_text(s)]
+        assert statuses and not unexplained, f"{what}: held without saying why: {unexplained[:2]}"
+        faults = {s["fault"] for s in statuses if s["fault"]}
+        assert not faults, f"{what}: the model saw it: {faults}"
         longest = max(len(line) for node in ns.nodes for line in node.log.read_text(errors="replace").splitlines())
         assert longest < 2000, f"{what}: a log line of {longest} characters"
     finally:
         ns.instruction_topic(INSTRUCTION)
-        ns.call("/vla_policy/set_instruction", "vla_msgs/srv/SetInstruction", instruction=INSTRUCTION)
-        if not ns.driving():
-            ns.wait_driving(30.0, f"{what}: the policy to drive again after the instruction was restored")
+        reply = ns.call("/vla_policy/set_instruction", "vla_msgs/srv/SetInstruction", instruction=INSTRUCTION)
+        t_valid = time.monotonic()
+    assert reply.success, reply.message
+    assert_recovers(ns, t_valid, t0, f"{what}, then a valid one")
 
 
 def instruction_special_tokens(ns: NodeSet) -> None:
@@ -387,14 +398,17 @@ def policy_sigstop(ns: NodeSet) -> None:
 
 
 def inference_process_killed(ns: NodeSet) -> None:
-    """The policy node's inference process (where the model runs) killed: the node holds the arm at the next
-    inference (within one inference period), says why, restarts the process and drives again."""
+    """The policy node's inference process (where the model runs) killed: the node notices at its next request
+    (one inference period after the last answer), holds the arm, says why, restarts the process and drives
+    again."""
     t0 = time.monotonic()
     assert_moving(ns, "inference process killed")
     pid = ns.inference_pid()
+    latency = ns.monitor.status.latest()["inference_latency_p99"]
     os.kill(pid, signal.SIGKILL)
     t_kill = time.monotonic()
-    timeout = 1.0 / ns.robot.rates.inference_hz
+    # noticed at the next request: one inference period after the last answer, which takes up to its p99
+    timeout = 1.0 / ns.robot.rates.inference_hz + latency
     time.sleep(timeout + HOLD_EXTRA)
     t_end = time.monotonic()
     assert_hold(ns, t_kill, timeout, t_end, "inference process killed")
