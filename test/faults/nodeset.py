@@ -31,7 +31,7 @@ from vla_policy_node.spec.embodiment import CameraSpec
 from vla_policy_node.transport.qos import LATCHED_QOS, SENSOR_DATA_QOS
 
 INSTRUCTION = "put the red block in the bowl"
-STARTUP_TIMEOUT = 90.0  # three Python processes importing torch/transformers/cyclonedds on 2 busy cores
+STARTUP_TIMEOUT = 180.0  # four Python processes (nodes + inference) importing torch, transformers, cyclonedds
 CLOCK_HZ = 250.0  # /clock rate of a sim-time set (ros2 bag play publishes at 100 Hz by default)
 
 
