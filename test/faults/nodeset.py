@@ -73,6 +73,7 @@ class NodeSet:
         self._estop_pub = pub("/vla/estop", "std_msgs/msg/Bool")
         self._teleop_pub = pub("/vla/teleop/joint_command", "sensor_msgs/msg/JointState")
         self._instruction_pub = pub("/vla/instruction", "std_msgs/msg/String", LATCHED_QOS)
+        self._pedal_pub = pub(getattr(self.mux_file.topics, "resume", "") or "/vla/teleop/resume", "std_msgs/msg/Bool")
         self._joint_pub = pub(self.robot.joint_states.topic, "sensor_msgs/msg/JointState", SENSOR_DATA_QOS)
         self._frame_pubs: dict[str, Any] = {}
         self._extra_pubs: dict[str, Any] = {}
@@ -249,10 +250,14 @@ class NodeSet:
         return self.mux_file.config.teleop_timeout
 
     def resume_policy(self) -> float:
-        """An explicit resume after a teleop takeover (the mux's set_paused service, paused false); when."""
-        reply = self.call("/vla_command_mux/set_paused", "vla_msgs/srv/SetPaused", paused=False)
-        assert reply.success, reply.message
-        return time.monotonic()
+        """An explicit resume after a teleop takeover, as a pedal gives it: a press on the mux's resume topic
+        (config/mux.yaml); when it was sent."""
+        pedal = self._pedal_pub
+        first = time.monotonic()
+        for _ in range(3):
+            pedal.publish(self.t.new_message("std_msgs/msg/Bool", data=True))
+            time.sleep(0.01)
+        return first
 
     def heal(self) -> None:
         """Undo every lever (after a scenario failed half-way), best effort, and wait for the policy to drive,
