@@ -86,6 +86,14 @@ def assert_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> 
     assert not missing, f"{what}: the status never said {missing}\n{summary(ns, t0, t1)}"
 
 
+def assert_counted(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
+    """A rejection counter naming all of `words` (an input, a reason) grew over [t0, t1] (diagnostics come once
+    a second: t1 a second after the event)."""
+    grown = ns.monitor.counted(t0, t1, *words)
+    assert grown, (f"{what}: no counter of {list(words)} grew; counters now: "
+                   f"{sorted(k for k in ns.monitor.counters(t1) if any(w.lower() in k.lower() for w in words))}")
+
+
 def assert_any_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
     text = ns.monitor.texts(t0, t1).lower()
     assert any(w.lower() in text for w in words), (f"{what}: the status said none of {list(words)}\n"
@@ -113,7 +121,7 @@ def assert_recovers(ns: NodeSet, t_healthy: float, t_start: float, what: str, ti
 
 def assert_moving(ns: NodeSet, what: str, window: float = 0.5) -> None:
     """Precondition of a hold check: the policy moves the arm (else 'held' would prove nothing)."""
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 10.0
     while ns.monitor.motion(time.monotonic() - window) <= 1e-4:
         assert time.monotonic() < deadline, f"{what}: precondition: the policy does not move the arm\n{ns.logs()}"
         time.sleep(0.05)

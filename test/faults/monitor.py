@@ -210,16 +210,41 @@ class Monitor:
         return np.asarray(items[-1][1][1])
 
     def texts(self, t0: float, t1: float = math.inf) -> str:
-        """Everything both nodes said about themselves in [t0, t1]: every text field of both status topics (the
-        source, fault, stale inputs, hold reasons...) and every /diagnostics message and value, one line each."""
+        """What both nodes said about themselves in [t0, t1]: every text field of both status topics (source,
+        fault, stale inputs, hold reasons...) and every /diagnostics message, one line each. Diagnostics entry
+        names and values are left out: they name every part, input and counter ever counted, so any word would
+        be found there whatever happened (see `counted` for counters)."""
         parts = []
         for who, recorder in (("policy", self.status), ("mux", self.mux_status)):
             for _, s in recorder.window(t0, t1):
                 parts.append(f"{who}: " + status_text(s))
         for _, entries in self.diagnostics.window(t0, t1):
-            for name, (_, message, values) in entries.items():
-                parts.append(f"{name}: {message} {values}")
+            for name, (_, message, _) in entries.items():  # the entry's name ("vla_policy: inference") is not news
+                parts.append(f"{name.split(':')[0]}: {message}")
         return "\n".join(parts)
+
+    def counters(self, t: float) -> dict[str, int]:
+        """Every counter the nodes reported by time t (the newest report of each): integer diagnostics values
+        ("<entry>/<key>") and the status's rejection counts ("<node status>/<name>")."""
+        out: dict[str, int] = {}
+        for _, entries in self.diagnostics.window(-math.inf, t):
+            for name, (_, _, values) in entries.items():
+                for key, value in values.items():
+                    if value.isdigit():
+                        out[f"{name}/{key}"] = int(value)
+        for who, recorder in (("policy", self.status), ("mux", self.mux_status)):
+            latest = recorder.window(-math.inf, t)
+            if latest and "rejection_names" in latest[-1][1]:
+                status = latest[-1][1]
+                out.update({f"{who}/{n}": int(c) for n, c in zip(status["rejection_names"],
+                                                                   status["rejection_counts"], strict=True)})
+        return out
+
+    def counted(self, t0: float, t1: float, *words: str) -> list[str]:
+        """The counters whose name contains every word that grew between t0 and t1."""
+        before, after = self.counters(t0), self.counters(t1)
+        return [key for key, n in after.items()
+                if all(w.lower() in key.lower() for w in words) and n > before.get(key, 0)]
 
 
 def status_text(status: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from test.faults.checks import (
     RECOVERY,
     SLACK,
     assert_any_reason,
+    assert_counted,
     assert_fresh_chunks,
     assert_hold,
     assert_moving,
@@ -46,6 +47,11 @@ def _first_arrival(log, t0: float, predicate) -> float:
         if predicate(value):
             return t
     raise AssertionError("the faulty sensor readings never arrived")
+
+
+def _after_diagnostics(t: float) -> None:
+    """Until the nodes' /diagnostics (1 Hz, with the rejection counters) has reported what happened at t."""
+    time.sleep(max(0.0, t + 1.2 - time.monotonic()))
 
 
 def _room(ns: NodeSet) -> int:
@@ -167,8 +173,9 @@ def stamps_past(ns: NodeSet) -> None:
     assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the past")
     stale = [s["stale_inputs"] for _, s in ns.monitor.status.window(t_fault + max_age + 0.2, t_end)]
     assert stale and all("joint_states" in names for names in stale), f"policy status stale inputs: {stale}"
-    assert_reason(ns, t_fault, t_end + 1.2, "joint states from the past", "out_of_order")
     assert_recovers(ns, t_end, t0, "joint states from the past")
+    _after_diagnostics(t_end)
+    assert_counted(ns, t_cmd, time.monotonic(), "joint states from the past", "joint_states", "out_of_order")
 
 
 def stamps_future(ns: NodeSet) -> None:
@@ -187,8 +194,9 @@ def stamps_future(ns: NodeSet) -> None:
     assert stale and all("joint_states" in s["stale_inputs"] for s in stale), (
         "the policy's status did not show the joint input as stale while its stamps were 2 s ahead:\n"
         + summary(ns, t_fault, t_end))
-    assert_reason(ns, t_fault, t_end + 1.2, "joint states from the future", "future")
     assert_recovers(ns, t_end, t0, "joint states from the future", timeout=RECOVERY)
+    _after_diagnostics(t_end)
+    assert_counted(ns, t_cmd, time.monotonic(), "joint states from the future", "joint_states", "future")
 
 
 def future_stamp_single(ns: NodeSet) -> None:
@@ -203,7 +211,9 @@ def future_stamp_single(ns: NodeSet) -> None:
     time.sleep(1.5)
     assert_no_hold(ns, t_bad + 0.2, time.monotonic(), "after one message stamped an hour ahead")
     assert_fresh_chunks(ns, t_bad + 0.5, time.monotonic(), "after one message stamped an hour ahead")
-    assert_reason(ns, t_bad, time.monotonic() + 1.2, "after one message stamped an hour ahead", "future")
+    _after_diagnostics(t_bad)
+    assert_counted(ns, t_bad - 0.05, time.monotonic(), "a joint state an hour ahead", "joint_states", "future")
+    assert_counted(ns, t_bad - 0.05, time.monotonic(), "one frame stamped an hour ahead", cam.name, "future")
     assert_within_limits(ns, t0, time.monotonic(), "a future-stamped message")
 
 
@@ -296,7 +306,7 @@ def model_exception(ns: NodeSet) -> None:
     t0 = time.monotonic()
     assert_moving(ns, "model exception")
     t_cmd = ns.model_mode("raise")
-    wait_for(lambda: any(e[0] == "raise" and e[1] >= t_cmd for e in ns.model_events()), 3.0,
+    wait_for(lambda: any(e[0] == "raise" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
              "the model to raise", ns)
     time.sleep(HOLD_EXTRA)
     t_end = ns.model_mode("ok")
@@ -313,14 +323,14 @@ def model_stall(ns: NodeSet) -> None:
     t_cmd = ns.model_mode("stall 3")
     timeout = ExecutorConfig().inference_timeout  # the nodes run the default
     try:
-        wait_for(lambda: any(e[0] == "stalling" and e[1] >= t_cmd for e in ns.model_events()), 3.0,
+        wait_for(lambda: any(e[0] == "stalling" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
                  "the model to stall", ns)
         time.sleep(timeout + HOLD_EXTRA)
     finally:
         t_end = ns.model_mode("ok")
     start = min(e[1] for e in ns.model_events() if e[0] == "stalling" and e[1] >= t_cmd)
     assert_hold(ns, start, timeout, t_end, "model stall")
-    assert_reason(ns, start, t_end, "model stall", "inference")
+    assert_any_reason(ns, start, t_end, "model stall", "inference timeout", "no inference result", "hung")
     assert_recovers(ns, start + 3.0, t0, "after the model stall")
 
 
@@ -328,7 +338,7 @@ def model_nan(ns: NodeSet) -> None:
     t0 = time.monotonic()
     assert_moving(ns, "NaN actions")
     t_cmd = ns.model_mode("nan")
-    wait_for(lambda: any(e[0] == "nan" and e[1] >= t_cmd for e in ns.model_events()), 3.0,
+    wait_for(lambda: any(e[0] == "nan" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
              "the model to answer NaN", ns)
     time.sleep(HOLD_EXTRA)
     t_end = ns.model_mode("ok")
@@ -412,7 +422,7 @@ def inference_process_killed(ns: NodeSet) -> None:
     time.sleep(timeout + HOLD_EXTRA)
     t_end = time.monotonic()
     assert_hold(ns, t_kill, timeout, t_end, "inference process killed")
-    assert_reason(ns, t_kill, t_end + 0.3, "inference process killed", "inference")
+    assert_reason(ns, t_kill, t_end + 0.3, "inference process killed", "inference process")
     assert_recovers(ns, t_end, t0, "after the inference process restarted", timeout=60.0)
     assert ns.inference_pid() != pid
 
@@ -534,14 +544,14 @@ def malformed_messages(ns: NodeSet) -> None:
             for topic, msgtype, msg in garbage:
                 publishers[topic, msgtype].publish(msg)
             time.sleep(0.05)
+        t_sent = time.monotonic()
     finally:
         for publisher in publishers.values():
             publisher.close()  # a latched writer would hand its garbage to every later subscriber
-    time.sleep(1.2)  # the next /diagnostics of both nodes (1 Hz) counts them
+    _after_diagnostics(t_sent)
     t1 = time.monotonic()
     assert_no_hold(ns, t0, t1, "malformed messages")
-    text = ns.monitor.texts(t1 - 1.1, t1)
-    uncounted = sorted({topic for topic, _, _ in garbage if topic not in text})
+    uncounted = sorted({topic for topic, _, _ in garbage if not ns.monitor.counted(t0, t1, topic)})
     assert not uncounted, f"rejections not counted in /diagnostics for {uncounted}\n{summary(ns, t1 - 1.1, t1)}"
     assert_within_limits(ns, t0, t1, "malformed messages")
 
