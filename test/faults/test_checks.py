@@ -100,4 +100,4 @@ def test_fault_policy_modes(tmp_path):
     os.utime(control, ns=(0, 2 * 10**18))
     assert policy.infer(None).actions.shape == (4, 2)
     events = [line.split()[0] for line in (tmp_path / "mode.events").read_text().splitlines()]
-    assert events == ["raise", "nan", "stall"]
+    assert events == ["raise", "nan", "stalling", "stall"]
