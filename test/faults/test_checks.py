@@ -101,3 +101,32 @@ def test_fault_policy_modes(tmp_path):
     assert policy.infer(None).actions.shape == (4, 2)
     events = [line.split()[0] for line in (tmp_path / "mode.events").read_text().splitlines()]
     assert events == ["raise", "nan", "stalling", "stall"]
+
+
+def test_monitor_reasons_and_counters(sim_arm):
+    """Reasons come from what the nodes say now, counters count only when they grow: an input named in every
+    diagnostics message, or a counter counted once long ago, must not pass a check."""
+    from test.fake_transport import RecordingTransport
+    from test.faults.monitor import Monitor
+    from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
+
+    t = RecordingTransport()
+    monitor = Monitor(t, sim_arm)
+
+    def diagnostics(message: str, rejected: int) -> None:
+        values = {"joint_states": "0.010", "joint_states.out_of_order": str(rejected)}
+        entry = DiagnosticEntry(1, "vla_policy: observation inputs", message, values)
+        t.inject("/diagnostics", encode_diagnostics(t.new_message, [entry], stamp=1.0))
+
+    import time
+
+    diagnostics("all inputs fresh", 3)
+    t0 = time.monotonic()
+    time.sleep(0.01)
+    assert "joint_states" not in monitor.texts(0.0) and "observation" not in monitor.texts(0.0)
+    diagnostics("stale: joint_states", 3)
+    assert "stale: joint_states" in monitor.texts(t0)
+    assert monitor.counted(t0, time.monotonic(), "out_of_order") == []  # 3 before, 3 after: nothing new
+    diagnostics("stale: joint_states", 5)
+    assert monitor.counted(t0, time.monotonic(), "joint_states", "out_of_order") == [
+        "vla_policy: observation inputs/joint_states.out_of_order"]
