@@ -154,9 +154,9 @@ class Monitor:
         if robot.gripper is not None and robot.gripper.interface == "forward_command":
             self.subscriptions.append(sub(robot.gripper.topic, "std_msgs/msg/Float64MultiArray", self.gripper,
                                           EVERY_MESSAGE))
-        for cam in robot.cameras:  # arrival and stamp only: the monitor never decodes a frame
-            msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
-            self.subscriptions.append(sub(cam.topic, msgtype, self.frames, SENSOR_DATA_QOS))
+        cam = robot.cameras[0]  # the first camera's frames (a dropout stops them all): arrival and stamp only
+        msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
+        self.subscriptions.append(sub(cam.topic, msgtype, self.frames, SENSOR_DATA_QOS))
 
     def close(self) -> None:
         for subscription in self.subscriptions:
