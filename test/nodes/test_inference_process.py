@@ -15,11 +15,11 @@ import pytest
 
 from test.nodes.fakes import FailingPolicy, ScriptedPolicy
 from test.nodes.test_policy_runtime import Harness
+from vla_policy_node.inference.process import InferenceProcessError, ProcessPolicy
 from vla_policy_node.msgs import decode_joint_trajectory
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.images import FittedImages, fit_image
 from vla_policy_node.spec.types import ActionChunk, Observation
-from vla_policy_node.transport.inference_ipc import InferenceProcessError, ProcessPolicy
 
 
 class PixelPolicy(ScriptedPolicy):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from test.nodes.fakes import ScriptedPolicy, mid_state
+from vla_policy_node.inference.remote import RemoteInferenceError, RemotePolicy
 from vla_policy_node.msgs import decode_policy_status, encode_image, encode_joint_state
 from vla_policy_node.msgs.inference import decode_inference_request, encode_inference_request
 from vla_policy_node.msgs.joints import decode_joint_trajectory
 from vla_policy_node.nodes.inference_server import InferenceServer
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.spec.types import ActionChunk, RtcPrefix
-from vla_policy_node.transport.inference_dds import RemoteInferenceError, RemotePolicy
 from vla_policy_node.transport.inprocess import InProcessBus
 
 PERIOD = 0.01

@@ -52,7 +52,7 @@ from vla_policy_node.bagtools.resample import (
     environment_state_spec,
 )
 from vla_policy_node.bagtools.topics import BagContentError, fit_embodiment_to_bag
-from vla_policy_node.cli.guard import CliParser, UsageError, run_guarded
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.lerobot_video import VideoEncoding, VideoFileWriter

@@ -38,7 +38,7 @@ from vla_policy_node.bagtools.topics import (
     TopicSpec,
     robot_topics,
 )
-from vla_policy_node.cli.guard import CliParser, run_guarded
+from vla_policy_node.spec.cli import CliParser, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.transport.bag import BagError, BagWriter
 from vla_policy_node.transport.base import Transport

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser, run_guarded
 from vla_policy_node.spec import Embodiment, Observation, load_embodiment
+from vla_policy_node.spec.cli import CliParser, run_guarded
 
 if TYPE_CHECKING:
     from vla_policy_node.model.vla_policy import InferenceTimings

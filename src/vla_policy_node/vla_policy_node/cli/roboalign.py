@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 
-from vla_policy_node.cli.guard import CliParser, UsageError, run_guarded
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 
 STAGES = {
     "roboalign_sft": ("vla_policy_node.train.roboalign.sft",

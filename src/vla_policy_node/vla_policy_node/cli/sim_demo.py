@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser, run_guarded
+from vla_policy_node.spec.cli import CliParser, run_guarded
 
 REPO = Path(__file__).resolve().parents[4]
 CHECKPOINT = REPO / "checkpoints" / "sim_reach"

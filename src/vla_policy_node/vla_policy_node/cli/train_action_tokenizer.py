@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.cli.guard import CliParser, UsageError, run_guarded
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 
 KINDS = ("uniform", "vq", "rvq", "fast")  # train.action_tokenizer.KINDS (not imported: --help stays fast)
 

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from vla_policy_node.model.checkpoint import load_checkpoint
+from vla_policy_node.model.fast_path import FastPath, FastPathConfig
 from vla_policy_node.model.vla import VLAModel
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 from vla_policy_node.spec.validation import validate_observation
@@ -57,7 +59,9 @@ class VLAPolicy:
         seed: int = 0,
         num_steps: int | None = None,
         sync_timing: bool | None = None,
+        fast_path: FastPathConfig | None = None,
     ) -> None:
+        """fast_path: the switchable GPU fast path (model/fast_path.py); None = the eager path."""
         if getattr(model.config.head, "discrete", False):
             raise ValueError("a discrete action-space adapter has no action chunks: use DiscreteActionPolicy")
         self.model = model.eval()
@@ -71,6 +75,7 @@ class VLAPolicy:
                 f"{self.norm.state.stats.dim}/{self.norm.action.stats.dim}, "
                 f"the model slot has {self.slot.state_dim}/{self.slot.action_dim}"
             )
+        self.fast = FastPath(model, fast_path) if fast_path is not None else None
         param = next(model.head.parameters())
         self.device = param.device
         self.dtype = param.dtype
@@ -84,10 +89,11 @@ class VLAPolicy:
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, embodiment: Embodiment, *, device: str = "cpu",
-                        dtype: torch.dtype | None = None, seed: int = 0, num_steps: int | None = None) -> VLAPolicy:
+                        dtype: torch.dtype | None = None, seed: int = 0, num_steps: int | None = None,
+                        fast_path: FastPathConfig | None = None) -> VLAPolicy:
         dev = torch.device(device)
         model, normalization = load_checkpoint(source, device=dev, dtype=dtype or default_dtype(dev))
-        return cls(model, normalization, embodiment, seed=seed, num_steps=num_steps)
+        return cls(model, normalization, embodiment, seed=seed, num_steps=num_steps, fast_path=fast_path)
 
     @property
     def embodiment(self) -> Embodiment:
@@ -126,8 +132,14 @@ class VLAPolicy:
         head_cfg = self.model.config.head
         horizon = head_cfg.horizon
         b = len(observations)
-        images = [[obs.images[name] for name in self.slot.camera_names] for obs in observations]
-        inputs = self.model.backbone.prepare(images, [obs.instruction for obs in observations])
+        instructions = [obs.instruction for obs in observations]
+        if self.fast is not None:  # frames as received; fitted to the camera sizes in the fast path (on the device)
+            cams = [self._embodiment.camera(name) for name in self.slot.camera_names]
+            images = [[_native(obs, name) for name in self.slot.camera_names] for obs in observations]
+            inputs = self.fast.prepare(images, instructions, [(c.height, c.width) for c in cams])
+        else:
+            images = [[obs.images[name] for name in self.slot.camera_names] for obs in observations]
+            inputs = self.model.backbone.prepare(images, instructions)
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         inputs = {k: v.to(self.dtype) if torch.is_tensor(v) and v.is_floating_point() else v
                   for k, v in inputs.items()}
@@ -141,7 +153,8 @@ class VLAPolicy:
         if self.model.head_type == "flow":
             ctx = self.model.encode(inputs, state_t, category)
             step_marks.append(self._clock())
-            actions = self.model.head.sample(
+            sample = self.fast.sample if self.fast is not None else self.model.head.sample
+            actions = sample(
                 ctx,
                 horizon=horizon,
                 num_steps=self.num_steps,
@@ -198,3 +211,8 @@ class VLAPolicy:
             out[i, :, : self.slot.action_dim] = self.norm.action.normalize(p.actions)
             weights[i] = p.weights
         return (torch.from_numpy(out).to(self.device, self.dtype), torch.from_numpy(weights).to(self.device))
+
+
+def _native(obs: Observation, name: str) -> np.ndarray:
+    images = obs.images
+    return images.native(name) if isinstance(images, FittedImages) else images[name]

@@ -15,7 +15,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.control.mux_file import MuxFileError, load_mux_file
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
@@ -27,6 +26,7 @@ from vla_policy_node.nodes.node_support import (
     serve,
     watch_parameters,
 )
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, load_embodiment
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 

@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import encode_compressed_image, encode_image
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE, decode_float64_array, encode_joint_state
 from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, node_clock, serve
 from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args

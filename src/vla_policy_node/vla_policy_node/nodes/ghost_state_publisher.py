@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.kinematics.urdf import UrdfError, UrdfModel, parse_urdf
 from vla_policy_node.msgs.joints import JOINT_STATE, decode_joint_state
 from vla_policy_node.msgs.tf import TF_MESSAGE, encode_tf_message
 from vla_policy_node.nodes.node_support import console_main
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS

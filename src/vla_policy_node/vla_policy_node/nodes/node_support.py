@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from vla_policy_node.cli.guard import run_guarded, wants_debug
 from vla_policy_node.control.status import ControlStatus, Diagnostic, Level
 from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.policy_status import encode_policy_status, status_fields
+from vla_policy_node.spec.cli import run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 

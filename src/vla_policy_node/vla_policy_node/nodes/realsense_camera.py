@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.devices.realsense import RealSenseCamera, RealSenseConfig, RealSenseError, RealSenseFrames
 from vla_policy_node.msgs.camera_info import CAMERA_INFO, CameraIntrinsics, encode_camera_info
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.images import IMAGE, encode_image
 from vla_policy_node.nodes.node_support import console_main
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.transport.base import Publisher, Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args, use_rclpy
 

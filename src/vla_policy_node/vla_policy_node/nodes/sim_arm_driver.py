@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.geometry import POINT_STAMPED, encode_point_stamped
@@ -60,6 +59,7 @@ from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
 from vla_policy_node.sim.scene import ARM_JOINTS
 from vla_policy_node.sim.tasks import Task, TaskSampler, reach_distance, reach_point, reach_success
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.base import Publisher, Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args

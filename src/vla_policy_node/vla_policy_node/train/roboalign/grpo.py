@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.model.asa.fast import fast_token_names
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.roboalign.common import (
     Checkpoints,
     Metrics,

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.cli.guard import CliParser
 from vla_policy_node.model.backbone import BackboneConfig
 from vla_policy_node.model.vla import VLAModel
 from vla_policy_node.spec import Embodiment, load_embodiment
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.data import SampleDataset, fit_normalization
 from vla_policy_node.train.roboalign.common import from_dict, load_config_file
 from vla_policy_node.train.trainer import TrainConfig, Trainer
