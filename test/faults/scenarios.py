@@ -63,6 +63,8 @@ def _room(ns: NodeSet) -> int:
 
 # -------------------------------------------------------------------------------------------------- dropouts
 def camera_dropout(ns: NodeSet) -> None:
+    """The cameras stop: the policy holds within their max_age plus a period of the last frame, names them
+    stale, and drives again once they are back."""
     t0 = time.monotonic()
     assert_moving(ns, "camera dropout")
     t_cmd = ns.sensor_fault(cameras=False)
@@ -76,6 +78,8 @@ def camera_dropout(ns: NodeSet) -> None:
 
 
 def joint_states_dropout(ns: NodeSet) -> None:
+    """The joint states stop: both nodes hold within their max_age plus a period of the last one, say so, and
+    drive again once they are back."""
     t0 = time.monotonic()
     assert_moving(ns, "joint state dropout")
     t_cmd = ns.sensor_fault(joint_states=False)
@@ -246,6 +250,8 @@ def clock_forward(ns: NodeSet) -> None:
 
 # ----------------------------------------------------------------------------------------- locks and teleop
 def estop_and_reset(ns: NodeSet) -> None:
+    """The e-stop: the mux holds at its next tick and stays latched after the release until the reset; then
+    the policy drives again."""
     t0 = time.monotonic()
     assert_moving(ns, "e-stop")
     t_press = ns.estop(True)
@@ -262,6 +268,7 @@ def estop_and_reset(ns: NodeSet) -> None:
 
 
 def estop_reset_refused_while_pressed(ns: NodeSet) -> None:
+    """A reset while the e-stop is still pressed is refused, saying why."""
     t_press = ns.estop(True)
     try:
         time.sleep(0.2)
@@ -303,6 +310,8 @@ def teleop_takeover_and_handback(ns: NodeSet) -> None:
 
 # ------------------------------------------------------------------------------------------------- the model
 def model_exception(ns: NodeSet) -> None:
+    """The model raises: the policy holds at its next tick, the status names the exception, and the first good
+    chunk afterwards ends the hold."""
     t0 = time.monotonic()
     assert_moving(ns, "model exception")
     t_cmd = ns.model_mode("raise")
@@ -335,6 +344,7 @@ def model_stall(ns: NodeSet) -> None:
 
 
 def model_nan(ns: NodeSet) -> None:
+    """The model answers NaN actions: the chunk is refused as a model fault and the policy holds at once."""
     t0 = time.monotonic()
     assert_moving(ns, "NaN actions")
     t_cmd = ns.model_mode("nan")
@@ -392,6 +402,8 @@ def instruction_huge(ns: NodeSet) -> None:
 
 # ---------------------------------------------------------------------------------------- the policy process
 def policy_sigstop(ns: NodeSet) -> None:
+    """The policy process frozen (SIGSTOP): the mux holds after its policy timeout, says the policy command is
+    stale, and takes the policy back without a jump after SIGCONT."""
     t0 = time.monotonic()
     assert_moving(ns, "SIGSTOP")
     timeout = ns.mux_policy_timeout()

@@ -44,6 +44,7 @@ def _assert_one_clear_line(key: str, result: subprocess.CompletedProcess, *names
 
 
 def bad_robot_yaml(workdir: Path, checkpoint: Path, domain: int) -> None:
+    """Every node with a missing, unparsable and inconsistent robot YAML: exit 2, one line naming the file."""
     text = SIM_ARM.read_text()
     bad = {
         "missing": workdir / "no_such_robot.yaml",
@@ -69,6 +70,8 @@ def bad_robot_yaml(workdir: Path, checkpoint: Path, domain: int) -> None:
 
 
 def corrupt_checkpoint(workdir: Path, checkpoint: Path, domain: int) -> None:
+    """The policy node with truncated weights and a normalization file of the wrong shape: exit 2, one line
+    naming the file."""
     def broken(case: str, file: str, content: bytes | None) -> Path:
         directory = workdir / case
         shutil.copytree(checkpoint, directory)
