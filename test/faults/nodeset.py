@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import signal
 import threading
 import time
@@ -21,7 +20,7 @@ import numpy as np
 
 from test.faults.fault_policy import CONTROL_ENV
 from test.faults.monitor import Monitor
-from test.system.processes import NodeProcess, wait_for
+from test.system.processes import NodeProcess, claim_domain, wait_for
 from vla_policy_node.control.mux_file import load_mux_file
 from vla_policy_node.msgs.images import encode_image
 from vla_policy_node.msgs.joints import encode_joint_state
@@ -49,11 +48,8 @@ class SetSpec:
 
 class NodeSet:
     def __init__(self, spec: SetSpec, workdir: Path) -> None:
-        from vla_policy_node.transport import DdsConfig, DdsTransport
-
         self.spec = spec
         self.workdir = workdir
-        self.domain = random.SystemRandom().randint(1, 230)
         self.robot = load_embodiment(spec.robot)
         self.period = 1.0 / self.robot.rates.control_hz
         self.control_file = workdir / "model_mode"
@@ -65,7 +61,7 @@ class NodeSet:
         self.mux_file = load_mux_file(mux_path)
         self._clock_stop = threading.Event()
         self._clock_thread: threading.Thread | None = None
-        self.t = DdsTransport(DdsConfig(node_name="fault_monitor", loopback=True, domain_id=self.domain))
+        self.t, self.domain = claim_domain()
         self.monitor = Monitor(self.t, self.robot)
         self.monitor.node_time = self.node_time
         pub = self.t.publisher

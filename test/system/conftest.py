@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from test.system.processes import build_tiny_checkpoint
+from test.system.processes import build_tiny_checkpoint, claim_domain
 
 
 @pytest.fixture(scope="module")
 def dds_domain() -> int:
-    return random.SystemRandom().randint(1, 230)
+    """A random domain no ROS node on this machine uses right now (others' test runs pick random ones too)."""
+    transport, domain = claim_domain()
+    transport.close()
+    return domain
 
 
 @pytest.fixture(scope="session")

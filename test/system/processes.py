@@ -4,6 +4,7 @@ thread-safe log of the messages a test process hears from them."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,6 +25,21 @@ def node_env(domain: int, extra: Mapping[str, str] | None = None) -> dict[str, s
     env.update(VLA_DDS_LOOPBACK="1", ROS_DOMAIN_ID=str(domain), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra or {})
     return env
+
+
+def claim_domain(tries: int = 8, listen: float = 0.5) -> tuple[Any, int]:
+    """A DDS participant (the monitor's) on a random domain that no other ROS node on this machine uses: other
+    test runs on a shared machine pick random domains too, and two sets on one domain would hear each other."""
+    from vla_policy_node.transport import DdsConfig, DdsTransport
+
+    for _ in range(tries):
+        domain = random.SystemRandom().randint(1, 230)
+        transport = DdsTransport(DdsConfig(node_name="fault_monitor", loopback=True, domain_id=domain))
+        time.sleep(listen)
+        if len(transport.discovered_nodes()) <= 1:  # only this one
+            return transport, domain
+        transport.close()
+    raise AssertionError(f"no free DDS domain found in {tries} tries")
 
 
 def build_tiny_checkpoint(robots: Any, directory: Path) -> Path:
