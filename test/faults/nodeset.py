@@ -61,7 +61,7 @@ class NodeSet:
         self.mux_file = load_mux_file(mux_path)
         self._clock_stop = threading.Event()
         self._clock_thread: threading.Thread | None = None
-        self.t, self.domain = claim_domain()
+        self.t, self.domain = claim_domain("fault_monitor")
         self.monitor = Monitor(self.t, self.robot)
         self.monitor.node_time = self.node_time
         pub = self.t.publisher
