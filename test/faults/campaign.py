@@ -25,13 +25,6 @@ from test.faults import startup
 from test.faults.nodeset import STARTUP_TIMEOUT, NodeSet, SetSpec
 from test.system.processes import FRANKA_FR3, SIM_ARM, wait_for
 
-# Issue 13's findings, while their fixes are not on main (strict: the test must fail until then).
-FINDING_1 = "issue 13 finding 1: an implausible joint reading creates motion (control/ fix pending)"
-FINDING_2 = "issue 13 finding 2: a future stamp or a clock step blinds the policy (control/ fix pending)"
-FINDING_3 = "issue 13 finding 3: control returns to the policy by itself after teleop (control/ fix pending)"
-FINDING_4 = "issue 13 finding 4: the instruction is not bounded or sanitized (fix pending)"
-FINDING_5 = "issue 13 finding 5: gripper commands out of range at start-up (control/ fix pending)"
-
 GRIPPER_PAST_RANGE = json.dumps({"offsets": {"gripper": 0.076}})
 
 
@@ -39,7 +32,6 @@ GRIPPER_PAST_RANGE = json.dumps({"offsets": {"gripper": 0.076}})
 class Scenario:
     name: str
     run: Callable[..., None]
-    xfail: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,27 +54,27 @@ def _startup() -> Scenario:
 
 
 SIM = Plan("sim", SIM_ARM, (
-    Scenario("startup_within_limits", S.startup_within_limits, FINDING_5),
+    Scenario("startup_within_limits", S.startup_within_limits),
     Scenario("camera_dropout", S.camera_dropout),
     Scenario("joint_states_dropout", S.joint_states_dropout),
-    Scenario("reading_past_limit", S.reading_past_limit, FINDING_1),
-    Scenario("reading_absurd", S.reading_absurd, FINDING_1),
+    Scenario("reading_past_limit", S.reading_past_limit),
+    Scenario("reading_absurd", S.reading_absurd),
     Scenario("reading_nan", S.reading_nan),
-    Scenario("reading_jump", S.reading_jump, FINDING_1),
+    Scenario("reading_jump", S.reading_jump),
     Scenario("stamps_past", S.stamps_past),
-    Scenario("stamps_future", S.stamps_future, FINDING_2),
+    Scenario("stamps_future", S.stamps_future),
     Scenario("estop_and_reset", S.estop_and_reset),
     Scenario("estop_reset_refused_while_pressed", S.estop_reset_refused_while_pressed),
-    Scenario("teleop_takeover_and_handback", S.teleop_takeover_and_handback, FINDING_3),
+    Scenario("teleop_takeover_and_handback", S.teleop_takeover_and_handback),
     Scenario("model_exception", S.model_exception),
     Scenario("model_stall", S.model_stall),
     Scenario("model_nan", S.model_nan),
     Scenario("malformed_messages", S.malformed_messages),
     Scenario("flood", S.flood),
     Scenario("policy_sigstop", S.policy_sigstop),
-    Scenario("instruction_special_tokens", S.instruction_special_tokens, FINDING_4),
-    Scenario("instruction_huge", S.instruction_huge, FINDING_4),
-    Scenario("future_stamp_single", S.future_stamp_single, FINDING_2),  # last: today it blinds the policy for good
+    Scenario("instruction_special_tokens", S.instruction_special_tokens),
+    Scenario("instruction_huge", S.instruction_huge),
+    Scenario("future_stamp_single", S.future_stamp_single),  # last: today it blinds the policy for good
     *_limits_and_shutdown(),
 ), driver_fault=GRIPPER_PAST_RANGE)
 
@@ -90,8 +82,8 @@ FR3 = Plan("fr3", FRANKA_FR3, (
     _startup(),
     Scenario("joint_states_dropout", S.joint_states_dropout),
     Scenario("camera_dropout", S.camera_dropout),
-    Scenario("reading_past_limit", S.reading_past_limit, FINDING_1),
-    Scenario("reading_jump", S.reading_jump, FINDING_1),
+    Scenario("reading_past_limit", S.reading_past_limit),
+    Scenario("reading_jump", S.reading_jump),
     Scenario("model_stall", S.model_stall),
     *_limits_and_shutdown(),
 ))
@@ -99,7 +91,7 @@ FR3 = Plan("fr3", FRANKA_FR3, (
 SIMTIME = Plan("simtime", SIM_ARM, (
     _startup(),
     Scenario("clock_forward", S.clock_forward),
-    Scenario("clock_back", S.clock_back, FINDING_2),
+    Scenario("clock_back", S.clock_back),
     Scenario("inference_process_killed", S.inference_process_killed),
     Scenario("policy_sigkill", S.policy_sigkill),  # and a restarted policy node takes over
     *_limits_and_shutdown(),
