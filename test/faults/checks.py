@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from test.faults.monitor import status_text
 from test.faults.nodeset import NodeSet
 
 # Delivery and scheduling on a 2-core machine: DDS loopback latency from the nodes to the monitor, the thread
@@ -70,13 +71,35 @@ def _slowdown(ns: NodeSet, t0: float, t1: float) -> float:
     return max([1.0] + [nominal / rate for rate in rates])
 
 
+# A machine running other work delays the nodes' inputs now and then: an input goes stale for a moment and the
+# policy holds until the next fresh observation. Such a hold, saying only that inputs are late, may last this
+# long where a scenario expects the policy to keep driving; a fault, or an input kept stale (a poisoned stamp
+# order, garbage taken for data), does not pass.
+TRANSIENT_HOLD = 1.0
+
+
 def assert_no_hold(ns: NodeSet, t0: float, t1: float, what: str) -> None:
-    """The policy kept driving over [t0, t1]: every status of both nodes says so."""
-    held = [(round(t - t0, 2), s["active_source"], s["fault"], s["stale_inputs"])
-            for recorder in (ns.monitor.status, ns.monitor.mux_status)
-            for t, s in recorder.window(t0, t1) if s["active_source"] != "policy"]
-    assert not held, f"{what}: the policy lost control: {held[:5]}\n{summary(ns, t0, t1)}"
-    assert len(ns.monitor.mux_status.window(t0, t1)) >= 5, f"{what}: no mux status heard"
+    """The policy kept driving over [t0, t1]: no hold of either node carries a fault, none lasts longer than
+    TRANSIENT_HOLD, and both drive at t1."""
+    problems = []
+    for who, recorder in (("policy", ns.monitor.status), ("mux", ns.monitor.mux_status)):
+        items = recorder.window(t0, t1)
+        if len(items) < 5:
+            problems.append(f"{who}: only {len(items)} statuses heard")
+            continue
+        held_since = None
+        for t, s in items:
+            if s["active_source"] == "policy":
+                held_since = None
+                continue
+            if s["fault"] or s.get("sensor_fault"):
+                problems.append(f"{who} held at {t - t0:.2f} s with a fault: {s['fault'] or s['sensor_fault']}")
+            held_since = t if held_since is None else held_since
+            if t - held_since > TRANSIENT_HOLD:
+                problems.append(f"{who} held from {held_since - t0:.2f} s to {t - t0:.2f} s: {status_text(s)}")
+        if items[-1][1]["active_source"] != "policy":
+            problems.append(f"{who} holds at the end: {status_text(items[-1][1])}")
+    assert not problems, f"{what}: the policy lost control: {sorted(set(problems))[:5]}\n{summary(ns, t0, t1)}"
 
 
 # An action chunk answers an observation at most this old when it arrives: observation -> chunk takes ~50 ms

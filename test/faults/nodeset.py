@@ -272,6 +272,22 @@ class NodeSet:
             self.wait_driving(30.0, "the policy to drive again after healing")
 
     # ----------------------------------------------------------------------------------------------- waits
+    def dwell(self, seconds: float, limit: float = 5.0) -> None:
+        """Let a fault phase last `seconds` of running time: a stall of the machine (the mux's status, 10 Hz
+        whatever happens, not heard for longer than three of its periods) extends it by the stall, up to
+        `limit`, so the nodes get the time the phase is meant to give them and the monitor hears what they did."""
+        start = time.monotonic()
+        time.sleep(seconds)
+        extended = 0.0
+        while extended < limit:
+            times = [t for t, _ in self.monitor.mux_status.window(start)]
+            gaps = np.diff([start, *times, time.monotonic()])
+            stalled = float(np.sum(gaps[gaps > 0.3]))
+            if stalled <= extended:
+                return
+            time.sleep(stalled - extended)
+            extended = stalled
+
     def driving(self, since: float = -math.inf) -> bool:
         """The policy is in control end to end, by the newest status of each node (sent after `since`): the mux
         forwards the policy and the policy node drives."""

@@ -69,7 +69,7 @@ def camera_dropout(ns: NodeSet) -> None:
     assert_moving(ns, "camera dropout")
     t_cmd = ns.sensor_fault(cameras=False)
     max_age = max(cam.max_age for cam in ns.robot.cameras)
-    time.sleep(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _last_arrival(ns.monitor.frames, t_cmd - 2.0, t_end)
     assert_hold(ns, t_fault, max_age, t_end, "camera dropout")
@@ -84,7 +84,7 @@ def joint_states_dropout(ns: NodeSet) -> None:
     assert_moving(ns, "joint state dropout")
     t_cmd = ns.sensor_fault(joint_states=False)
     max_age = ns.robot.joint_states.max_age
-    time.sleep(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _last_arrival(ns.monitor.joint_states, t_cmd - 2.0, t_end)
     assert_hold(ns, t_fault, max_age, t_end, "joint state dropout")
@@ -102,7 +102,7 @@ def _implausible(ns: NodeSet, what: str, duration: float, **fault) -> None:
     name = ns.robot.state_names[index]
     before = ns.latest_joints()[index]
     t_cmd = ns.sensor_fault(**fault)
-    time.sleep(duration)
+    ns.dwell(duration)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd,
                              lambda v: not np.isfinite(v[1][index]) or abs(v[1][index] - before) > 0.2)
@@ -136,7 +136,7 @@ def reading_jump(ns: NodeSet) -> None:
     assert_moving(ns, "a jumping reading")
     before = ns.latest_joints()[j]
     t_cmd = ns.sensor_fault(offsets={name: 0.3})
-    time.sleep(0.6)
+    ns.dwell(0.6)
     t_end = ns.sensor_fault()
     what = f"{name} reading jumped 0.3 rad"
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: abs(v[1][j] - before) > 0.2)
@@ -155,7 +155,7 @@ def reading_nan(ns: NodeSet) -> None:
     assert_moving(ns, "a NaN reading")
     t_cmd = ns.sensor_fault(readings={name: float("nan")})
     max_age = ns.robot.joint_states.max_age
-    time.sleep(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: not np.isfinite(v[1][j]))
     assert_hold(ns, t_fault, max_age, t_end, "a NaN reading")
@@ -171,7 +171,7 @@ def stamps_past(ns: NodeSet) -> None:
     assert_moving(ns, "joint states from the past")
     t_cmd = ns.sensor_fault(joint_stamp_offset=-2.0)
     max_age = ns.robot.joint_states.max_age
-    time.sleep(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: v[0] < v[2] - 1.0)
     assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the past")
@@ -190,7 +190,7 @@ def stamps_future(ns: NodeSet) -> None:
     assert_moving(ns, "joint states from the future")
     t_cmd = ns.sensor_fault(joint_stamp_offset=2.0)
     max_age = ns.robot.joint_states.max_age
-    time.sleep(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: v[0] > v[2] + 1.0)
     assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the future")
@@ -255,7 +255,7 @@ def estop_and_reset(ns: NodeSet) -> None:
     t0 = time.monotonic()
     assert_moving(ns, "e-stop")
     t_press = ns.estop(True)
-    time.sleep(HOLD_EXTRA)
+    ns.dwell(HOLD_EXTRA)
     ns.estop(False)
     time.sleep(0.5)  # released but not reset: still held
     t_end = time.monotonic()
@@ -289,15 +289,17 @@ def teleop_takeover_and_handback(ns: NodeSet) -> None:
     mid = (ns.monitor.limits.lower + ns.monitor.limits.upper) / 2
     target = q0 + np.clip(mid - q0, -0.2, 0.2)
     t_start = time.monotonic()
-    while time.monotonic() < t_start + 1.2:
+    while time.monotonic() < t_start + 5.0:  # the hand-over ramp: ~0.6 s at half the joints' limits
         ns.teleop(target)
         time.sleep(0.02)
+        if time.monotonic() > t_start + 0.5 and np.all(np.abs(ns.monitor.commands.latest()[0] - target) < 0.02):
+            break
     t_release = time.monotonic()
     teleop = [t for t, s in ns.monitor.mux_status.window(t_start, t_release) if s["active_source"] == "teleop"]
     assert teleop and teleop[0] - t_start < 0.1 + 2 * SLACK, "the mux did not hand over to teleop at once"
     reached = np.abs(ns.monitor.commands.latest()[0] - target)
-    assert np.all(reached < 0.02), f"teleop target not reached: off by {reached}"
-    time.sleep(ns.teleop_timeout() + 1.5)
+    assert np.all(reached < 0.02), f"teleop target not reached in 5 s: off by {reached}"
+    ns.dwell(ns.teleop_timeout() + 1.5)
     t_end = time.monotonic()
     assert_hold(ns, t_release, ns.teleop_timeout(), t_end, "after teleop released the arm")
     after = t_release + ns.teleop_timeout() + SLACK
@@ -317,7 +319,7 @@ def model_exception(ns: NodeSet) -> None:
     t_cmd = ns.model_mode("raise")
     wait_for(lambda: any(e[0] == "raise" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
              "the model to raise", ns)
-    time.sleep(HOLD_EXTRA)
+    ns.dwell(HOLD_EXTRA)
     t_end = ns.model_mode("ok")
     t_fault = min(e[2] for e in ns.model_events() if e[0] == "raise" and e[1] >= t_cmd)
     assert_hold(ns, t_fault, 0.0, t_end, "model exception")
@@ -334,7 +336,7 @@ def model_stall(ns: NodeSet) -> None:
     try:
         wait_for(lambda: any(e[0] == "stalling" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
                  "the model to stall", ns)
-        time.sleep(timeout + HOLD_EXTRA)
+        ns.dwell(timeout + HOLD_EXTRA)
     finally:
         t_end = ns.model_mode("ok")
     start = min(e[1] for e in ns.model_events() if e[0] == "stalling" and e[1] >= t_cmd)
@@ -350,7 +352,7 @@ def model_nan(ns: NodeSet) -> None:
     t_cmd = ns.model_mode("nan")
     wait_for(lambda: any(e[0] == "nan" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
              "the model to answer NaN", ns)
-    time.sleep(HOLD_EXTRA)
+    ns.dwell(HOLD_EXTRA)
     t_end = ns.model_mode("ok")
     t_fault = min(e[2] for e in ns.model_events() if e[0] == "nan" and e[1] >= t_cmd)
     assert_hold(ns, t_fault, 0.0, t_end, "NaN actions")
@@ -377,8 +379,10 @@ def _instruction_refused(ns: NodeSet, text: str, what: str, *words: str) -> None
         unexplained = [status_text(s) for s in statuses
                        if s["active_source"] != "policy" and "instruction" not in status_text(s)]
         assert statuses and not unexplained, f"{what}: held without saying why: {unexplained[:2]}"
-        faults = {s["fault"] for s in statuses if s["fault"]}
+        faults = {s["fault"] for s in statuses if "exception" in s["fault"]}
         assert not faults, f"{what}: the model saw it: {faults}"
+        taken = [s["instruction"] for s in statuses if s["instruction"] not in ("", INSTRUCTION)]
+        assert not taken, f"{what}: taken as the instruction: {taken[0][:80]!r}"
         longest = max(len(line) for node in ns.nodes for line in node.log.read_text(errors="replace").splitlines())
         assert longest < 2000, f"{what}: a log line of {longest} characters"
     finally:
@@ -410,7 +414,7 @@ def policy_sigstop(ns: NodeSet) -> None:
     ns.policy.signal(signal.SIGSTOP)
     t_stop = time.monotonic()
     try:
-        time.sleep(timeout + HOLD_EXTRA)
+        ns.dwell(timeout + HOLD_EXTRA)
     finally:
         ns.policy.signal(signal.SIGCONT)
     t_end = time.monotonic()
@@ -431,7 +435,7 @@ def inference_process_killed(ns: NodeSet) -> None:
     t_kill = time.monotonic()
     # noticed at the next request: one inference period after the last answer, which takes up to its p99
     timeout = 1.0 / ns.robot.rates.inference_hz + latency
-    time.sleep(timeout + HOLD_EXTRA)
+    ns.dwell(timeout + HOLD_EXTRA)
     t_end = time.monotonic()
     assert_hold(ns, t_kill, timeout, t_end, "inference process killed")
     assert_reason(ns, t_kill, t_end + 0.3, "inference process killed", "inference process")
@@ -445,7 +449,7 @@ def policy_sigkill(ns: NodeSet) -> None:
     timeout = ns.mux_policy_timeout()
     ns.policy.signal(signal.SIGKILL)
     t_kill = time.monotonic()
-    time.sleep(timeout + HOLD_EXTRA)
+    ns.dwell(timeout + HOLD_EXTRA)
     t_end = time.monotonic()
     assert_hold(ns, t_kill, timeout, t_end, "policy process killed")
     assert_reason(ns, t_kill, t_end, "policy process killed", "policy_command")
@@ -571,8 +575,8 @@ def malformed_messages(ns: NodeSet) -> None:
 def flood(ns: NodeSet) -> None:
     """Floods for 2 s: joint states for other joints and old, out-of-order ones (1000/s each, 10x the driver's
     rate), e-stop releases (100/s) and depth images on a colour camera (33/s). The mux, in front of the arm, keeps
-    its control rate; every command keeps the limits; a hold (the policy node may fall behind on its inputs) says
-    why; the policy drives again once the flood ends."""
+    its control rate (within 20% of its rate before the flood); every command keeps the limits; a hold (the policy
+    node may fall behind on its inputs) says why; the policy drives again once the flood ends."""
     t0 = time.monotonic()
     assert_moving(ns, "flood")
     robot = ns.robot
@@ -598,9 +602,11 @@ def flood(ns: NodeSet) -> None:
         time.sleep(max(0.0, tick - time.monotonic()))
     t1 = time.monotonic()
     assert sent > 4000, f"only {sent} flood messages sent"
-    nominal = robot.rates.control_hz
+    before = [s["control_rate"] for _, s in ns.monitor.mux_status.window(t0 - 2.0, t0)]
     rates = [s["control_rate"] for _, s in ns.monitor.mux_status.window(t0 + 0.5, t1)]
-    assert rates and min(rates) > 0.8 * nominal, f"mux control rate under the flood: {min(rates):.0f} Hz of {nominal}"
+    normal = min(robot.rates.control_hz, float(np.median(before)))  # what this machine gives the mux right now
+    assert rates and min(rates) > 0.8 * normal, (f"mux control rate under the flood: {min(rates):.0f} Hz, "
+                                                 f"{normal:.0f} Hz before it")
     held = [status_text(s) for recorder in (ns.monitor.status, ns.monitor.mux_status)
             for _, s in recorder.window(t0, t1) if s["active_source"] == "hold"]
     unexplained = [text for text in held if "stale" not in text and "fault" not in text and "reason" not in text]
