@@ -192,6 +192,11 @@ class Monitor:
         first = rest_start(q)
         return None if first is None else float(times[first])
 
+    @staticmethod
+    def wall(t: float) -> float:
+        """time.monotonic() t on the wall clock (the DDS nodes' clock)."""
+        return time.time() - (time.monotonic() - t)
+
     def largest_gap(self, t0: float, t1: float) -> float:
         """The longest silence between commands in [t0, t1] (a stalled machine, or the mux's settled hold)."""
         times, _, _ = self.command_arrays(t0, t1)
