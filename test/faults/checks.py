@@ -2,8 +2,8 @@
 
 - no command outside the position / velocity / acceleration limits (`assert_within_limits`);
 - the hold: the commands come to rest no later than one control period plus the configured timeout after
-  the fault began (plus braking from the speed they had then, and SLACK), and stay at rest while the fault
-  lasts (`assert_hold`);
+  the fault began (plus braking from the speed they had then, the filter's settling, and SLACK), and stay at
+  rest while the fault lasts (`assert_hold`);
 - the reason in the status (`assert_reason`): the status topics and /diagnostics say why;
 - recovery without a jump once the inputs are healthy (`assert_recovers`): the policy drives again within
   RECOVERY, planning from fresh observations, and the limits hold through the hand-over.
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from test.faults.monitor import status_text
 from test.faults.nodeset import NodeSet
 
-# Delivery and scheduling on a 2-core machine: DDS loopback latency from the nodes to the monitor, the thread
-# wake-ups of two nodes in a row (a hold in the policy node is forwarded by the mux), and the mux's filter
-# converging on the held command it follows (its approach to a target that stopped takes ~0.1 s to settle
-# below a milliradian). Never a model or a timeout: those are the `timeout` of each check.
-SLACK = 0.2
+# Delivery and scheduling on a 2-core machine: DDS loopback latency from the nodes to the monitor and the thread
+# wake-ups of two nodes in a row (a hold in the policy node is forwarded by the mux). Never a model or a timeout:
+# those are the `timeout` of each check.
+SLACK = 0.1
 # After the inputs are healthy again: a fresh matched observation (cameras at 30 Hz), one inference of the tiny
 # model (~50-150 ms on a busy CPU), and the mux's hand-over ramp.
 RECOVERY = 2.5
@@ -32,30 +33,33 @@ def assert_within_limits(ns: NodeSet, t0: float, t1: float, what: str) -> None:
 
 
 def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what: str) -> float:
-    """The arm commanded to stand still by t_fault + timeout + one control period (+ braking + SLACK) and
-    until t_end; returns when the commands came to rest.
+    """The arm commanded to stand still by t_fault + timeout + one control period (+ braking, the filter's
+    settling and SLACK) and until t_end; returns when the commands came to rest.
 
-    The filters brake per control tick: on a machine that runs the control loops slower than their nominal
-    rate (the commands' arrival rate, the nodes' own control_rate), period and braking take that much longer.
-    A stall (no command heard for longer than a period before the rest: the nodes or the monitor did not run)
-    shifts every arrival time by its length. Both are added to the allowance and reported."""
+    The filters brake per control tick, and a filter following a held command (the mux behind a policy that
+    holds) settles on it with the time constant of its jerk-limited approach (a/j + T): three of those take it
+    within the rest tolerance. On a machine that runs the control loops slower than their nominal rate (the
+    commands' arrival rate, the nodes' own control_rate), those ticks take that much longer. A stall (no
+    command heard for longer than a period before the rest: the nodes or the monitor did not run) shifts every
+    arrival time by its length. Both are added to the allowance and reported."""
     m = ns.monitor
     t_detect = t_fault + timeout + ns.period
     brake = m.limits.braking_time(m.velocity_at(t_detect))
+    settle = 3.0 * float(np.max(m.limits.max_acceleration / m.limits.max_jerk)) + 3.0 * ns.period
     rest = m.rest_time(t_fault, t_end)
     until = rest if rest is not None else t_end
     stall = max(0.0, m.largest_gap(t_fault, until) - ns.period)
     slowdown = _slowdown(ns, t_fault - 0.5, until)
-    allowed = t_fault + timeout + (ns.period + brake) * slowdown + SLACK + stall
+    allowed = t_fault + timeout + (ns.period + brake + settle) * slowdown + SLACK + stall
     heard = f"{len(m.commands.window(t_fault, t_end))} commands, stall {stall:.3f} s, loops {slowdown:.2f}x slow"
     assert rest is not None, (f"{what}: the commands were still changing when the fault ended "
-                              f"({m.motion(t_detect + brake + SLACK, t_end):.4f} rad over the last "
-                              f"{t_end - t_detect - brake - SLACK:.2f} s of it; {heard})\n"
+                              f"({m.motion(t_detect + brake + settle + SLACK, t_end):.4f} rad over the last "
+                              f"{t_end - t_detect - brake - settle - SLACK:.2f} s of it; {heard})\n"
                               f"{summary(ns, t_fault, t_end)}")
     assert rest <= allowed, (
         f"{what}: the commands came to rest {rest - t_fault:.3f} s after the fault; allowed {allowed - t_fault:.3f} "
-        f"s: timeout {timeout} s + (period {ns.period} s + braking {brake:.3f} s) x {slowdown:.2f} + slack {SLACK} s "
-        f"+ stall {stall:.3f} s ({heard})\n{summary(ns, t_fault, t_end)}")
+        f"s: timeout {timeout} s + (period {ns.period} s + braking {brake:.3f} s + settling {settle:.3f} s) x "
+        f"{slowdown:.2f} + slack {SLACK} s + stall {stall:.3f} s ({heard})\n{summary(ns, t_fault, t_end)}")
     return rest
 
 
@@ -78,9 +82,15 @@ def _slowdown(ns: NodeSet, t0: float, t1: float) -> float:
 TRANSIENT_HOLD = 1.0
 
 
-def assert_no_hold(ns: NodeSet, t0: float, t1: float, what: str) -> None:
-    """The policy kept driving over [t0, t1]: no hold of either node carries a fault, none lasts longer than
-    TRANSIENT_HOLD, and both drive at t1."""
+# Faults that only say the machine was slow (an inference that took longer than its deadline): like an input
+# that arrives late, a short hold for them is not the scenario's doing.
+SLOW_MACHINE = ("inference deadline missed", "inference timeout", "no inference result")
+
+
+def assert_no_hold(ns: NodeSet, t0: float, t1: float, what: str, explained_by: tuple[str, ...] = ()) -> None:
+    """The policy kept driving over [t0, t1]: a hold of either node is only allowed when its status says one of
+    `explained_by` (what the scenario expects), or for at most TRANSIENT_HOLD when it says only that inputs are
+    late or the machine slow; both nodes drive at t1."""
     problems = []
     for who, recorder in (("policy", ns.monitor.status), ("mux", ns.monitor.mux_status)):
         items = recorder.window(t0, t1)
@@ -89,16 +99,19 @@ def assert_no_hold(ns: NodeSet, t0: float, t1: float, what: str) -> None:
             continue
         held_since = None
         for t, s in items:
-            if s["active_source"] == "policy":
+            text = status_text(s)
+            if s["active_source"] == "policy" or any(w in text for w in explained_by):
                 held_since = None
                 continue
-            if s["fault"] or s.get("sensor_fault"):
-                problems.append(f"{who} held at {t - t0:.2f} s with a fault: {s['fault'] or s['sensor_fault']}")
+            fault = s["fault"] or s.get("sensor_fault", "")
+            if fault and not any(w in fault for w in SLOW_MACHINE):
+                problems.append(f"{who} held at {t - t0:.2f} s with a fault: {fault}")
             held_since = t if held_since is None else held_since
             if t - held_since > TRANSIENT_HOLD:
-                problems.append(f"{who} held from {held_since - t0:.2f} s to {t - t0:.2f} s: {status_text(s)}")
-        if items[-1][1]["active_source"] != "policy":
-            problems.append(f"{who} holds at the end: {status_text(items[-1][1])}")
+                problems.append(f"{who} held from {held_since - t0:.2f} s to {t - t0:.2f} s: {text}")
+        last = items[-1][1]
+        if last["active_source"] != "policy" and not any(w in status_text(last) for w in explained_by):
+            problems.append(f"{who} holds at the end: {status_text(last)}")
     assert not problems, f"{what}: the policy lost control: {sorted(set(problems))[:5]}\n{summary(ns, t0, t1)}"
 
 
@@ -119,9 +132,13 @@ def assert_fresh_chunks(ns: NodeSet, t0: float, t1: float, what: str, max_age: f
     assert not stale, f"{what}: chunks answered observations this old (s, negative: from the future): {stale[:8]}"
 
 
+# A status delivered this late still describes the moment it was made (a busy machine delays delivery).
+LATE_STATUS = 0.5
+
+
 def assert_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
-    """Each of `words` (case-insensitive) appears in what the nodes reported over [t0, t1]."""
-    text = ns.monitor.texts(t0, t1).lower()
+    """Each of `words` (case-insensitive) appears in what the nodes reported over [t0, t1] (+ LATE_STATUS)."""
+    text = ns.monitor.texts(t0, t1 + LATE_STATUS).lower()
     missing = [w for w in words if w.lower() not in text]
     assert not missing, f"{what}: the status never said {missing}\n{summary(ns, t0, t1)}"
 
@@ -135,7 +152,7 @@ def assert_counted(ns: NodeSet, t0: float, t1: float, what: str, *words: str) ->
 
 
 def assert_any_reason(ns: NodeSet, t0: float, t1: float, what: str, *words: str) -> None:
-    text = ns.monitor.texts(t0, t1).lower()
+    text = ns.monitor.texts(t0, t1 + LATE_STATUS).lower()
     assert any(w.lower() in text for w in words), (f"{what}: the status said none of {list(words)}\n"
                                                    f"{summary(ns, t0, t1)}")
 

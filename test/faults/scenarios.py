@@ -310,7 +310,7 @@ def teleop_takeover_and_handback(ns: NodeSet) -> None:
             break
     t_release = time.monotonic()
     teleop = [t for t, s in ns.monitor.mux_status.window(t_start, t_release) if s["active_source"] == "teleop"]
-    assert teleop and teleop[0] - t_start < 0.1 + 2 * SLACK, "the mux did not hand over to teleop at once"
+    assert teleop and teleop[0] - t_start < 0.3, "the mux did not hand over to teleop at once (status: 10 Hz)"
     reached = np.abs(ns.monitor.commands.latest()[0] - target)
     assert np.all(reached < 0.02), f"teleop target not reached in 5 s: off by {reached}"
     ns.dwell(ns.teleop_timeout() + 1.5)
@@ -390,9 +390,7 @@ def _instruction_refused(ns: NodeSet, text: str, what: str, *words: str) -> None
         time.sleep(1.5)
         t1 = time.monotonic()
         statuses = [s for _, s in ns.monitor.status.window(t0, t1)]
-        unexplained = [status_text(s) for s in statuses
-                       if s["active_source"] != "policy" and "instruction" not in status_text(s)]
-        assert statuses and not unexplained, f"{what}: held without saying why: {unexplained[:2]}"
+        assert_no_hold(ns, t0, t1, what, explained_by=("instruction",))
         faults = {s["fault"] for s in statuses if "exception" in s["fault"]}
         assert not faults, f"{what}: the model saw it: {faults}"
         taken = [s["instruction"] for s in statuses if s["instruction"] not in ("", INSTRUCTION)]
@@ -452,8 +450,8 @@ def inference_process_killed(ns: NodeSet) -> None:
     ns.dwell(timeout + HOLD_EXTRA)
     t_end = time.monotonic()
     assert_hold(ns, t_kill, timeout, t_end, "inference process killed")
-    assert_reason(ns, t_kill, t_end + 0.3, "inference process killed", "inference process")
-    assert_recovers(ns, t_end, t0, "after the inference process restarted", timeout=60.0)
+    t_back = assert_recovers(ns, t_end, t0, "after the inference process restarted", timeout=60.0)
+    assert_reason(ns, t_kill, t_back, "inference process killed", "inference process")
     assert ns.inference_pid() != pid
 
 
