@@ -132,6 +132,7 @@ class Monitor:
         self.limits = Limits.of(robot)
         sub = transport.subscribe
         self.commands = Recorder(_trajectory_point)
+        self.policy_commands = Recorder(_trajectory_point)  # what the policy node asks the mux for
         self.gripper = Recorder(lambda m: float(decode_float64_array(m)[0]))
         self.status = Recorder(decode_policy_status)
         self.mux_status = Recorder(decode_policy_status)
@@ -150,6 +151,7 @@ class Monitor:
             sub("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self.diagnostics, EVERY_MESSAGE),
             sub(robot.joint_states.topic, "sensor_msgs/msg/JointState", self.joint_states, SENSOR_DATA_QOS),
             sub("/vla/action_chunk", "vla_msgs/msg/ActionChunk", self.chunks),
+            sub("/vla/policy_command", "trajectory_msgs/msg/JointTrajectory", self.policy_commands, EVERY_MESSAGE),
         ]
         if robot.gripper is not None and robot.gripper.interface == "forward_command":
             self.subscriptions.append(sub(robot.gripper.topic, "std_msgs/msg/Float64MultiArray", self.gripper,
@@ -163,9 +165,11 @@ class Monitor:
             subscription.close()
 
     # ------------------------------------------------------------------------------------------- views
-    def command_arrays(self, t0: float, t1: float = math.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(arrival times [N], positions [N, D], trajectory velocities [N, D] or None) of commands in [t0, t1]."""
-        items = self.commands.window(t0, t1)
+    def command_arrays(self, t0: float, t1: float = math.inf, log: Recorder | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(arrival times [N], positions [N, D], trajectory velocities [N, D] or None) of the commands that
+        arrived in [t0, t1]: on the controller topic, or in `log` (e.g. policy_commands)."""
+        items = (log or self.commands).window(t0, t1)
         times = np.array([t for t, _ in items])
         q = np.array([p for _, (p, _) in items]).reshape(len(items), len(self.limits.names))
         vs = [v for _, (_, v) in items]
@@ -178,12 +182,14 @@ class Monitor:
         gripper = np.array([g for _, g in self.gripper.window(t0, t1)])
         return self.limits.violations(q, v) + self.limits.gripper_violations(gripper)
 
-    def rest_time(self, t0: float, t1: float) -> float | None:
+    def rest_time(self, t0: float, t1: float, log: Recorder | None = None) -> float | None:
         """When, in [t0, t1], the arm was last commanded to move (see `rest_start`): from then to t1 it stands
         still. Silence counts as standing still: the controllers hold their last setpoint, and the mux stops
-        publishing once a hold has settled. None if the commands are still moving at t1."""
-        before = self.commands.window(-math.inf, t0)
-        times, q, _ = self.command_arrays(t0, t1)
+        publishing once a hold has settled. None if the commands are still moving at t1. `log`: another command
+        stream than the controller's (policy_commands)."""
+        log = log or self.commands
+        before = log.window(-math.inf, t0)
+        times, q, _ = self.command_arrays(t0, t1, log)
         if before:
             times = np.concatenate([[t0], times])
             q = np.concatenate([np.asarray(before[-1][1][0])[None, :], q])
@@ -197,19 +203,24 @@ class Monitor:
         """time.monotonic() t on the wall clock (the DDS nodes' clock)."""
         return time.time() - (time.monotonic() - t)
 
-    def largest_gap(self, t0: float, t1: float) -> float:
+    def position_at(self, t: float, log: Recorder | None = None) -> np.ndarray | None:
+        """The last command that arrived by t (None if none did)."""
+        items = (log or self.commands).window(-math.inf, t)
+        return np.asarray(items[-1][1][0]) if items else None
+
+    def largest_gap(self, t0: float, t1: float, log: Recorder | None = None) -> float:
         """The longest silence between commands in [t0, t1] (a stalled machine, or the mux's settled hold)."""
-        times, _, _ = self.command_arrays(t0, t1)
+        times, _, _ = self.command_arrays(t0, t1, log)
         return float(np.max(np.diff(np.concatenate([[t0], times, [t1]]))))
 
-    def motion(self, t0: float, t1: float = math.inf) -> float:
+    def motion(self, t0: float, t1: float = math.inf, log: Recorder | None = None) -> float:
         """Largest change of any joint command over [t0, t1]."""
-        _, q, _ = self.command_arrays(t0, t1)
+        _, q, _ = self.command_arrays(t0, t1, log)
         return float(np.max(np.ptp(q, axis=0))) if len(q) > 1 else 0.0
 
-    def velocity_at(self, t: float) -> np.ndarray:
+    def velocity_at(self, t: float, log: Recorder | None = None) -> np.ndarray:
         """The trajectory velocity of the last command that arrived before t (zeros if none)."""
-        items = self.commands.window(0.0, t)
+        items = (log or self.commands).window(0.0, t)
         if not items or items[-1][1][1] is None:
             return np.zeros(len(self.limits.names))
         return np.asarray(items[-1][1][1])

@@ -78,7 +78,7 @@ def camera_dropout(ns: NodeSet) -> None:
     ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _last_arrival(ns.monitor.frames, t_cmd - 2.0, t_end)
-    assert_hold(ns, t_fault, max_age, t_end, "camera dropout")
+    assert_hold(ns, t_fault, max_age, t_end, "camera dropout", decided_by="policy")
     assert_reason(ns, t_fault, t_end + 0.3, "camera dropout", *ns.robot.camera_names)
     assert_recovers(ns, t_end, t0, "camera dropout")
 
@@ -187,7 +187,7 @@ def stamps_past(ns: NodeSet) -> None:
     ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: v[0] < v[2] - 1.0)
-    assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the past")
+    assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the past", decided_by="policy")
     stale = _statuses_between(ns.monitor.status, ns.monitor.wall(t_fault) + max_age + 0.2, ns.monitor.wall(t_end))
     assert stale and all("joint_states" in s["stale_inputs"] for s in stale), (
         f"policy status stale inputs: {[s['stale_inputs'] for s in stale]}")
@@ -207,7 +207,7 @@ def stamps_future(ns: NodeSet) -> None:
     ns.dwell(max_age + HOLD_EXTRA)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: v[0] > v[2] + 1.0)
-    assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the future")
+    assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the future", decided_by="policy")
     stale = _statuses_between(ns.monitor.status, ns.monitor.wall(t_fault) + max_age + 0.2, ns.monitor.wall(t_end))
     assert stale and all("joint_states" in s["stale_inputs"] for s in stale), (
         "the policy's status did not show the joint input as stale while its stamps were 2 s ahead:\n"
@@ -336,7 +336,7 @@ def model_exception(ns: NodeSet) -> None:
     ns.dwell(HOLD_EXTRA)
     t_end = ns.model_mode("ok")
     t_fault = min(e[2] for e in ns.model_events() if e[0] == "raise" and e[1] >= t_cmd)
-    assert_hold(ns, t_fault, 0.0, t_end, "model exception")
+    assert_hold(ns, t_fault, 0.0, t_end, "model exception", decided_by="policy")
     assert_reason(ns, t_fault, t_end, "model exception", "InjectedModelFault")
     assert_recovers(ns, t_end, t0, "after the model exception")
 
@@ -354,7 +354,7 @@ def model_stall(ns: NodeSet) -> None:
     finally:
         t_end = ns.model_mode("ok")
     start = min(e[1] for e in ns.model_events() if e[0] == "stalling" and e[1] >= t_cmd)
-    assert_hold(ns, start, timeout, t_end, "model stall")
+    assert_hold(ns, start, timeout, t_end, "model stall", decided_by="policy")
     assert_any_reason(ns, start, t_end, "model stall", "inference timeout", "no inference result", "hung")
     assert_recovers(ns, start + 3.0, t0, "after the model stall")
 
@@ -369,7 +369,7 @@ def model_nan(ns: NodeSet) -> None:
     ns.dwell(HOLD_EXTRA)
     t_end = ns.model_mode("ok")
     t_fault = min(e[2] for e in ns.model_events() if e[0] == "nan" and e[1] >= t_cmd)
-    assert_hold(ns, t_fault, 0.0, t_end, "NaN actions")
+    assert_hold(ns, t_fault, 0.0, t_end, "NaN actions", decided_by="policy")
     assert_any_reason(ns, t_fault, t_end, "NaN actions", "finite", "nan")
     assert_recovers(ns, t_end, t0, "after NaN actions")
 
@@ -449,7 +449,7 @@ def inference_process_killed(ns: NodeSet) -> None:
     timeout = 1.0 / ns.robot.rates.inference_hz + latency
     ns.dwell(timeout + HOLD_EXTRA)
     t_end = time.monotonic()
-    assert_hold(ns, t_kill, timeout, t_end, "inference process killed")
+    assert_hold(ns, t_kill, timeout, t_end, "inference process killed", decided_by="policy")
     t_back = assert_recovers(ns, t_end, t0, "after the inference process restarted", timeout=60.0)
     assert_reason(ns, t_kill, t_back, "inference process killed", "inference process")
     assert ns.inference_pid() != pid
