@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vla_policy_node.model.backbone import BackboneConfig
-from vla_policy_node.model.tiny import TINY_HEAD, tiny_backbone_config
+from vla_policy_node.model.tiny import TINY_HEAD, tiny_backbone_config, tiny_processor
 from vla_policy_node.model.vla import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy, default_dtype
 from vla_policy_node.spec import Observation, load_embodiment
@@ -94,7 +94,7 @@ def main() -> int:
     torch.manual_seed(0)
     bcfg = backbone_config(args.size, args.image_size, args.select_layer, str(dtype).removeprefix("torch."))
     head = {**(TINY_HEAD if args.size == "tiny" else {}), "horizon": args.horizon, "num_steps": args.steps}
-    model = VLAModel.build(bcfg, head, [robot])
+    model = VLAModel.build(bcfg, head, [robot], processor=tiny_processor(bcfg))
     model.to(device=device, dtype=dtype).eval()
     build_s = time.perf_counter() - t0
     n_backbone = sum(p.numel() for p in model.backbone.parameters())

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.model.asa.tokenizers.base import save_tokenizer
+from vla_policy_node.model.asa.tokenizers.storage import save_tokenizer
 from vla_policy_node.train.action_tokenizer import KINDS, TokenizerSpec, train_action_tokenizer
 from vla_policy_node.train.data import SampleDataset
 
