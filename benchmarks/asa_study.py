@@ -36,7 +36,7 @@ from vla_policy_node.model.asa.build import build_asa_vla, discrete_normalizatio
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer, reconstruction_report
 from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
 from vla_policy_node.model.tiny import tiny_backbone_config, tiny_processor
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import DiscreteActionPolicy, VLAPolicy
 from vla_policy_node.spec import Observation
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment

@@ -25,7 +25,7 @@ import torch
 
 from vla_policy_node.model.backbone import BackboneConfig
 from vla_policy_node.model.tiny import TINY_HEAD, tiny_backbone_config, tiny_processor
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy, default_dtype
 from vla_policy_node.spec import Observation, load_embodiment
 from vla_policy_node.spec.embodiment import CameraSpec

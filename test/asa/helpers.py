@@ -9,7 +9,7 @@ from vla_policy_node.model.asa.build import build_asa_vla, discrete_normalizatio
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
 from vla_policy_node.model.backbone import LoraSpec
 from vla_policy_node.model.tiny import tiny_backbone_config, tiny_processor
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec import Embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.action_tokenizer import TokenizerSpec

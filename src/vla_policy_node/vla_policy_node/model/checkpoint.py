@@ -29,7 +29,7 @@ from vla_policy_node.model.backbone_inputs import BackboneInputs
 from vla_policy_node.model.embodiment_slot import EmbodimentSlot
 from vla_policy_node.model.families import resolve_family
 from vla_policy_node.model.heads import build_head, head_config_from_dict, head_config_to_dict
-from vla_policy_node.model.vla import VLAConfig, VLAModel
+from vla_policy_node.model.vla_model import VLAConfig, VLAModel
 from vla_policy_node.spec.normalization import NormalizationSet
 
 FORMAT = "vla_policy_node/1"

@@ -234,7 +234,7 @@ def build_tiny_vla(embodiments: list, family: str = "qwen2_5_vl", *, image_size:
 
     The processor resizes camera frames to its own size (TINY_IMAGE_SIZE), whatever the cameras deliver.
     """
-    from vla_policy_node.model.vla import VLAModel  # local: a backbone-only caller need not load the heads
+    from vla_policy_node.model.vla_model import VLAModel  # local: a backbone-only caller need not load the heads
 
     cfg = tiny_backbone_config(family, image_size=image_size, **(backbone_overrides or {}))
     return VLAModel.build(cfg, {**TINY_HEAD, **head_overrides}, embodiments, aux=aux, processor=tiny_processor(cfg))

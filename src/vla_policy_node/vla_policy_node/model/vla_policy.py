@@ -30,7 +30,7 @@ import torch
 from vla_policy_node.model.checkpoint import load_checkpoint
 from vla_policy_node.model.transforms.frame import Frame
 from vla_policy_node.model.transforms.pipeline import TransformPipeline
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix

@@ -18,7 +18,7 @@ import numpy as np
 from vla_policy_node.model.transforms.device import to_device
 from vla_policy_node.model.transforms.frame import Frame
 from vla_policy_node.model.transforms.pipeline import TransformPipeline
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 
 __all__ = ["Sample", "SampleDataset", "collate", "collate_samples", "fit_normalization", "sample_frame", "to_device"]

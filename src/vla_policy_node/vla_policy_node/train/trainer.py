@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from vla_policy_node.model.checkpoint import load_weights, save_checkpoint
 from vla_policy_node.model.transforms.pipeline import TransformPipeline
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.data import SampleDataset, collate_samples
 

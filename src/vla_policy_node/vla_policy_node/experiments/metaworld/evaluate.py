@@ -28,7 +28,7 @@ import torch
 from vla_policy_node.experiments.metaworld.data import demonstrations
 from vla_policy_node.experiments.metaworld.env import MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.model.tiny import build_tiny_vla
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet

@@ -22,7 +22,7 @@ from vla_policy_node.model.asa.tokenizers.registry import tokenizer_to_dict
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
 from vla_policy_node.model.embodiment_slot import EmbodimentSlot, make_slots
 from vla_policy_node.model.heads import registered_heads
-from vla_policy_node.model.vla import VLAConfig, VLAModel
+from vla_policy_node.model.vla_model import VLAConfig, VLAModel
 from vla_policy_node.model.vocabulary import add_backbone_tokens, rare_token_ids
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet

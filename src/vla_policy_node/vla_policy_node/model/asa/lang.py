@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vla_policy_node.model.asa.base import TokenAdapter, action_indices
+from vla_policy_node.model.asa.adapter import TokenAdapter, action_indices
 from vla_policy_node.model.asa.config import ASAHeadConfig, TokenIds
 from vla_policy_node.model.asa.grammar import TrieGrammar
 from vla_policy_node.model.backbone import Backbone

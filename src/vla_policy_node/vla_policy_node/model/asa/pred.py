@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_policy_node.model.asa.base import ActionSpaceAdapter, Prediction, action_indices
+from vla_policy_node.model.asa.adapter import ActionSpaceAdapter, Prediction, action_indices
 from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.decoding import Sampling, choose
 from vla_policy_node.model.backbone import Backbone

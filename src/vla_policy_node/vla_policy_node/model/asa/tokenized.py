@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from vla_policy_node.model.asa.base import TokenAdapter, normalized_chunks
+from vla_policy_node.model.asa.adapter import TokenAdapter, normalized_chunks
 from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.grammar import TokenGrammar
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer

@@ -44,7 +44,7 @@ from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
 
 if TYPE_CHECKING:
-    from vla_policy_node.model.vla import VLAConfig, VLAModel
+    from vla_policy_node.model.vla_model import VLAConfig, VLAModel
 
 
 @dataclass(frozen=True)
