@@ -1,6 +1,8 @@
-"""Bag tooling figures on a multi-GB bag: replay throughput with the model excluded, conversion speed, peak RSS.
+"""Bag tooling figures on a multi-GB bag: replay throughput with the model excluded, conversion speed, peak RSS,
+each next to rosbags' raw read throughput of the same bag in the same run.
 
     python benchmarks/bench_bagtools.py [--gb 3] [--robot franka_fr3] [--storage mcap] [--dir /tmp] [--keep]
+                                        [--bag EXISTING_BAG] [--repeat 2] [--skip-convert]
 
 Writes a synthetic demonstration bag of about `--gb` GB into a temporary directory (two 640x480 rgb8 cameras at
 25 Hz, joint states and commands at 100 Hz, episode marks), then runs each stage in a fresh process so that its
@@ -11,16 +13,22 @@ peak resident memory (getrusage ru_maxrss) is its own:
   Prints observations (chunks requested by the executor) per second, camera frames per second, messages per
   second and bag MB per second;
 - convert: bag -> LeRobot v3 dataset (frames at the policy rate, PNG images): frames per second, bag MB per
-  second.
-The bag and the dataset are deleted at the end unless --keep.
+  second;
+- raw: rosbags alone iterating every message's raw bytes (`Reader.messages()`, no deserialization), the
+  baseline. Raw and replay run alternately (`--repeat` pairs) because the machine's load moves both; each
+  replay is divided by the mean of the raw reads around it, and the median ratio is printed with the wall and
+  CPU seconds of each run.
+The bag and the dataset are deleted at the end unless --keep (a bag given with --bag is never deleted).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,13 +61,34 @@ def stage_generate(bag: Path, robot: str, gb: float, storage: str) -> dict:
             "write_s": wall, "write_mb_per_s": size / 1e6 / wall, "peak_rss_mb": _peak_rss_mb()}
 
 
+def _bag_mb(bag: Path) -> float:
+    return sum(p.stat().st_size for p in bag.iterdir() if p.is_file()) / 1e6
+
+
+def stage_raw(bag: Path) -> dict:
+    """rosbags' own read of every message (raw CDR bytes, nothing decoded): the throughput to compare with."""
+    from rosbags.rosbag2 import Reader
+
+    start, cpu = time.perf_counter(), time.process_time()
+    messages = payload = 0
+    with Reader(bag) as reader:
+        for _, _, raw in reader.messages():
+            messages += 1
+            payload += len(raw)
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "cpu_s": time.process_time() - cpu, "messages": messages, "payload_mb": payload / 1e6,
+            "bag_mb_per_s": _bag_mb(bag) / wall, "peak_rss_mb": _peak_rss_mb()}
+
+
 def stage_replay(bag: Path, robot: str) -> dict:
     from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
     from vla_policy_node.bagtools.synthetic import ReachPolicy
     from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
-    result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(latency=0.05, progress=True)).run(bag)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(latency=0.05)).run(bag)
+    outer_wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     summary = result.summary
     wall = summary["throughput"]["wall_s"]
     frames = sum(v["received"] for k, v in summary["sync"]["inputs"].items() if k != "joint_states")
@@ -68,7 +97,8 @@ def stage_replay(bag: Path, robot: str) -> dict:
             "observations_per_s": summary["counts"]["observations"] / wall,
             "camera_frames_per_s": frames / wall, "messages_per_s": summary["throughput"]["messages_per_s"],
             "bag_mb_per_s": summary["throughput"]["bag_mb_per_s"], "chunk_mae": summary["chunk_error"]["mae"],
-            "peak_rss_mb": _peak_rss_mb()}
+            "command_mae": summary["command_error"]["mae"], "counts": summary["counts"],
+            "open_and_run_s": outer_wall, "cpu_s": cpu_s, "peak_rss_mb": _peak_rss_mb()}
 
 
 def stage_convert(bag: Path, robot: str, out: Path) -> dict:
@@ -76,11 +106,13 @@ def stage_convert(bag: Path, robot: str, out: Path) -> dict:
     from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
-    summary = convert_bags([bag], emb, out, ConversionConfig(progress=True))
+    cpu = time.process_time()
+    summary = convert_bags([bag], emb, out, ConversionConfig())
+    cpu_s = time.process_time() - cpu
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {"wall_s": summary.wall_s, "episodes": summary.episodes, "frames": summary.frames,
             "frames_per_s": summary.frames_per_s, "bag_mb_per_s": summary.bag_mb_per_s,
-            "dataset_mb": size / 1e6, "peak_rss_mb": _peak_rss_mb()}
+            "dataset_mb": size / 1e6, "cpu_s": cpu_s, "peak_rss_mb": _peak_rss_mb()}
 
 
 def run_stage(*args: str) -> dict:
@@ -90,6 +122,17 @@ def run_stage(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _paired(raws: list[dict], runs: list[dict]) -> list[float]:
+    """Each run's MB/s over the mean of the raw reads just before and after it (raws[i], raws[i + 1])."""
+    return [run["bag_mb_per_s"] / ((raws[i]["bag_mb_per_s"] + raws[i + 1]["bag_mb_per_s"]) / 2)
+            for i, run in enumerate(runs)]
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} (1 / 5 min) on {os.cpu_count()} CPUs"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=3.0, help="approximate bag size")
@@ -97,34 +140,65 @@ def main() -> int:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     parser.add_argument("--dir", default=None, help="where to put the bag (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the bag and the dataset")
+    parser.add_argument("--bag", default=None, help="use this existing bag (recorded for --robot) instead")
+    parser.add_argument("--repeat", type=int, default=2, help="replay runs, each between two raw reads")
+    parser.add_argument("--skip-convert", action="store_true", help="replay only")
     parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         name, *rest = args.stage
         if name == "generate":
             result = stage_generate(Path(rest[0]), rest[1], float(rest[2]), rest[3])
+        elif name == "raw":
+            result = stage_raw(Path(rest[0]))
         elif name == "replay":
             result = stage_replay(Path(rest[0]), rest[1])
         else:
             result = stage_convert(Path(rest[0]), rest[1], Path(rest[2]))
         print(json.dumps(result))
         return 0
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    if args.bag is not None and not Path(args.bag).is_dir():
+        parser.error(f"--bag {args.bag}: not a rosbag2 directory")
     work = Path(tempfile.mkdtemp(prefix="bench_bagtools_", dir=args.dir))
-    bag, dataset = work / "bag", work / "dataset"
+    bag, dataset = (Path(args.bag) if args.bag else work / "bag"), work / "dataset"
     try:
-        generated = run_stage("generate", str(bag), args.robot, str(args.gb), args.storage)
-        print(f"bag: {generated['bag_gb']:.2f} GB {args.storage}, {generated['seconds_recorded']:.0f} s recorded "
-              f"({generated['episodes']} episodes, {args.robot}, 2 x 640x480 rgb8 at 25 Hz), written at "
-              f"{generated['write_mb_per_s']:.0f} MB/s")
-        replay = run_stage("replay", str(bag), args.robot)
-        print(f"replay (model excluded): {replay['wall_s']:.1f} s, {replay['observations_per_s']:.0f} observations/s, "
-              f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
-              f"{replay['bag_mb_per_s']:.0f} MB/s; peak RSS {replay['peak_rss_mb']:.0f} MB")
-        convert = run_stage("convert", str(bag), args.robot, str(dataset))
-        print(f"convert: {convert['wall_s']:.1f} s, {convert['frames']} frames ({convert['episodes']} episodes), "
-              f"{convert['frames_per_s']:.0f} frames/s, {convert['bag_mb_per_s']:.0f} MB/s of bag; dataset "
-              f"{convert['dataset_mb']:.0f} MB; peak RSS {convert['peak_rss_mb']:.0f} MB")
-        print(json.dumps({"generate": generated, "replay": replay, "convert": convert}))
+        if args.bag is None:
+            generated = run_stage("generate", str(bag), args.robot, str(args.gb), args.storage)
+            print(f"bag: {generated['bag_gb']:.2f} GB {args.storage}, {generated['seconds_recorded']:.0f} s recorded "
+                  f"({generated['episodes']} episodes, {args.robot}, 2 x 640x480 rgb8 at 25 Hz), written at "
+                  f"{generated['write_mb_per_s']:.0f} MB/s")
+        else:
+            generated = {"bag_gb": _bag_mb(bag) / 1e3, "path": str(bag)}
+            print(f"bag: {bag} ({generated['bag_gb']:.2f} GB)")
+        print(_load())
+        raws = [run_stage("raw", str(bag))]
+        replays = []
+        for _ in range(args.repeat):
+            replays.append(run_stage("replay", str(bag), args.robot))
+            raws.append(run_stage("raw", str(bag)))
+        for raw in raws:
+            print(f"raw rosbags read: {raw['wall_s']:.2f} s wall, {raw['cpu_s']:.2f} s CPU, {raw['messages']} "
+                  f"messages, {raw['bag_mb_per_s']:.0f} MB/s")
+        ratios = _paired(raws, replays)
+        for replay, ratio in zip(replays, ratios, strict=True):
+            print(f"replay (model excluded): {replay['wall_s']:.2f} s wall ({replay['open_and_run_s']:.2f} s with "
+                  f"opening), {replay['cpu_s']:.2f} s CPU, {replay['observations_per_s']:.0f} observations/s, "
+                  f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
+                  f"{replay['bag_mb_per_s']:.0f} MB/s = {ratio:.2f}x raw; peak RSS {replay['peak_rss_mb']:.0f} MB")
+        print(f"replay / raw read throughput: median {statistics.median(ratios):.2f}x (target >= 0.8x); {_load()}")
+        result = {"generate": generated, "raw": raws, "replay": replays, "replay_ratio": ratios}
+        if not args.skip_convert:
+            convert = run_stage("convert", str(bag), args.robot, str(dataset))
+            raw_after = run_stage("raw", str(bag))
+            ratio = convert["bag_mb_per_s"] / ((raws[-1]["bag_mb_per_s"] + raw_after["bag_mb_per_s"]) / 2)
+            print(f"convert: {convert['wall_s']:.1f} s, {convert['cpu_s']:.1f} s CPU, {convert['frames']} frames "
+                  f"({convert['episodes']} episodes), {convert['frames_per_s']:.0f} frames/s, "
+                  f"{convert['bag_mb_per_s']:.0f} MB/s of bag = {ratio:.2f}x raw; dataset {convert['dataset_mb']:.0f} "
+                  f"MB; peak RSS {convert['peak_rss_mb']:.0f} MB")
+            result.update(convert=convert, convert_ratio=ratio, raw_after_convert=raw_after)
+        print(json.dumps(result))
     finally:
         if args.keep:
             print(f"kept {work}")

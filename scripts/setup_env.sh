@@ -36,6 +36,6 @@ fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,bagtools,camera,sim,babyai,metaworld,test]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,bagtools,camera,sim,babyai,metaworld,test,colcon]"
   echo "$WANT" > "$STAMP"
 fi

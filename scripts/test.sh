@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv, lints, then runs the whole suite. Extra arguments go to pytest.
+# Where ROS 2 is installed (an already sourced $ROS_DISTRO, else /opt/ros/jazzy) it is sourced first, so the
+# real-ROS layer (`pytest -m ros2`: colcon, ros2 launch, rclpy, rosbag2) runs too; without it those tests skip.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
+if [ -z "${ROS_DISTRO:-}" ] && [ -f /opt/ros/jazzy/setup.bash ]; then
+  set +u  # ROS's setup scripts read unset variables
+  # shellcheck disable=SC1091
+  source /opt/ros/jazzy/setup.bash
+  set -u
+fi
 .venv/bin/ruff check .
 .venv/bin/python -m pytest test "$@"

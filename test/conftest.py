@@ -1,13 +1,54 @@
-"""Shared test fixtures: repository paths and the built-in robot configs."""
+"""Shared test fixtures: repository paths and the built-in robot configs; the `ros2` marker's skip and count."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from test.ros_env import ros2_missing
+
 REPO = Path(__file__).resolve().parent.parent
 ROBOTS = REPO / "config" / "robots"
+ROS2_MISSING = ros2_missing()
+ROS2_TESTS: set[str] = set()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under test/ros2/ carry the `ros2` marker (so `pytest -m ros2` runs exactly them); without a real
+    ROS 2 every `ros2` test is skipped with one reason."""
+    ros2_dir = REPO / "test" / "ros2"
+    skip = pytest.mark.skip(reason=ROS2_MISSING) if ROS2_MISSING else None
+    for item in items:
+        if ros2_dir in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.ros2)
+        if item.get_closest_marker("ros2") is not None:
+            ROS2_TESTS.add(item.nodeid)
+            if skip is not None:
+                item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line: how many real-ROS tests ran, or why none did."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for outcome in counts:
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.nodeid in ROS2_TESTS and (report.when == "call" or outcome != "passed"):
+                counts[outcome] += 1
+    total = sum(counts.values())
+    if not total:
+        return
+    if ROS2_MISSING:
+        terminalreporter.write_line(f"ros2: {total} real-ROS test(s) skipped: {ROS2_MISSING}")
+    else:
+        terminalreporter.write_line(f"ros2: {counts['passed'] + counts['failed']} real-ROS test(s) ran "
+                                    f"({counts['passed']} passed, {counts['failed']} failed, "
+                                    f"{counts['skipped']} skipped) against ROS 2 at {ros2_prefix()}")
+
+
+def ros2_prefix() -> str:
+    return os.environ.get("AMENT_PREFIX_PATH", "").split(":")[-1] or "?"
 
 
 @pytest.fixture(scope="session")

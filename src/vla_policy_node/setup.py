@@ -34,7 +34,8 @@ setup(
             "opencv-python-headless>=4.9",
         ],
         # rosbag tooling (vla_record, vla_replay_test, vla_bag_to_dataset) and the LeRobot dataset reader
-        "bagtools": ["pyarrow>=15", "matplotlib>=3.8", "tqdm>=4.66"],
+        # PyAV: LeRobot video features (MP4: AV1/H.264 decode and encode, FFmpeg bundled in the wheel)
+        "bagtools": ["pyarrow>=15", "matplotlib>=3.8", "tqdm>=4.66", "av==18.1.0"],
         # Intel RealSense cameras; the wheel needs the system library libusb-1.0 (Debian: libusb-1.0-0)
         "camera": ["pyrealsense2>=2.54"],
         # the simulated arm (MuJoCo, offscreen EGL rendering; Debian: libegl1 libgl1-mesa-dri libgles2) and the
@@ -46,6 +47,9 @@ setup(
         # mujoco==3.3.0 (the `sim` pin) and needs gymnasium>=1.1 (the `babyai` pin satisfies it)
         "metaworld": ["metaworld==3.1.1", "mujoco==3.3.0", "gymnasium==1.4.0"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        # building src/ with colcon from this venv (README, "On a ROS 2 machine"); lark is also what ROS's
+        # `launch` needs to import here (launch_test runs under this venv's Python)
+        "colcon": ["colcon-common-extensions==0.3.0", "lark==1.3.1"],
     },
     zip_safe=True,
     maintainer="VLA ROS team",
@@ -61,13 +65,14 @@ setup(
             "vla_replay_test = vla_policy_node.bagtools.replay_cli:main",
             "vla_bag_to_dataset = vla_policy_node.bagtools.dataset:main",
             "policy_node = vla_policy_node.nodes.policy_node:main",
+            "vla_inference_server = vla_policy_node.nodes.inference_server:main",
             "command_mux_node = vla_policy_node.nodes.command_mux_node:main",
             "fake_arm_driver = vla_policy_node.nodes.fake_arm_driver:main",
             "sim_arm_driver = vla_policy_node.nodes.sim_arm_driver:main",
             "vla_train_action_tokenizer = vla_policy_node.cli.train_action_tokenizer:main",
-            "roboalign_sft = vla_policy_node.train.roboalign.sft:main",
-            "roboalign_grpo = vla_policy_node.train.roboalign.grpo:main",
-            "roboalign_vla = vla_policy_node.train.roboalign.vla:main",
+            "roboalign_sft = vla_policy_node.cli.roboalign:sft_main",
+            "roboalign_grpo = vla_policy_node.cli.roboalign:grpo_main",
+            "roboalign_vla = vla_policy_node.cli.roboalign:vla_main",
         ],
     },
 )

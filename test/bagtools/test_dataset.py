@@ -23,14 +23,14 @@ from vla_policy_node.transport.bag import read_bag
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, sim_arm, mcap_bag):
     out = tmp_path_factory.mktemp("ds") / "demos"
-    convert_bags([mcap_bag], sim_arm, out, ConversionConfig(val_fraction=0.5))
+    convert_bags([mcap_bag], sim_arm, out, ConversionConfig(val_fraction=0.5, image_format="png"))
     return out
 
 
 def test_layout_and_info_follow_lerobot_v3(dataset, sim_arm):
     files = sorted(str(p.relative_to(dataset)) for p in dataset.rglob("*") if p.is_file())
     assert files == ["data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet",
-                     "meta/info.json", "meta/stats.json", "meta/tasks.parquet"]
+                     "meta/info.json", "meta/stats.json", "meta/tasks.parquet", "meta/vla.json"]
     info = json.loads((dataset / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["fps"] == 10 and info["robot_type"] == "sim_arm"
     assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -144,7 +144,7 @@ def test_refusals_name_the_problem_and_leave_nothing(tmp_path, sim_arm, sqlite_b
         convert_bags([sqlite_bag, broken], sim_arm, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
     code = dataset_cli.main([str(broken), "--robot", "sim_arm", "-o", str(tmp_path / "cli"), "--no-progress"])
-    assert code == 1 and "camera 'wrist'" in capsys.readouterr().err and not (tmp_path / "cli").exists()
+    assert code == 2 and "camera 'wrist'" in capsys.readouterr().err and not (tmp_path / "cli").exists()
     assert dataset_cli.main([str(sqlite_bag), "--robot", "sim_arm", "-o", str(tmp_path / "cli"),
                              "--no-progress"]) == 0
     assert dataset_cli.main([str(sqlite_bag), "--robot", "sim_arm", "-o", str(tmp_path / "cli")]) == 2  # exists

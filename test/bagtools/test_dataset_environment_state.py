@@ -77,7 +77,7 @@ def test_feature_schema_and_stats(held, mcap_bag, sim_arm, tmp_path):
     bag, out, _, _ = held
     info = json.loads((out / fmt.INFO_PATH).read_text())
     assert info["features"][fmt.ENV_STATE_KEY] == {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"]}
-    assert info["vla"]["environment_state"] == {"topic": TOPIC, "msgtype": POINT}
+    assert fmt.read_vla(out)["environment_state"] == {"topic": TOPIC, "msgtype": POINT}
     column = pq.read_schema(out / "data/chunk-000/file-000.parquet").field(fmt.ENV_STATE_KEY).type
     assert pa.types.is_fixed_size_list(column) and (column.list_size, column.value_type) == (3, pa.float32())
     data = frames(out)
@@ -127,7 +127,8 @@ def test_missing_at_the_start_skips_frames_and_a_gap_ends_the_episode(tmp_path, 
     assert lengths == [16, 12]  # episode 0: frames 0.4..1.9 s; episode 1: 0.0..1.1 s, then cut
     first = np.searchsorted(stamps, EPISODE_STARTS[0] + 0.4, side="right") - 1
     np.testing.assert_array_equal(data["env"][0], np.float32(point_value(first)))
-    assert any(f"no environment state on {TOPIC} at 1.20 s into the episode" in w for w in summary.warnings)
+    assert any(f"no environment state on {TOPIC} at t=" in w and "(1.20 s into episode 1)" in w
+               for w in summary.warnings)
 
 
 @pytest.mark.parametrize("kind", ["point", "pose", "array"])
@@ -184,7 +185,7 @@ def test_missing_or_unsupported_topic_is_an_error(tmp_path, mcap_bag, sim_arm, h
         convert_bags([bag, mcap_bag], sim_arm, tmp_path / "ds", ConversionConfig(environment_state_topic=TOPIC))
     # the CLI flag
     args = ["--robot", "sim_arm", "--no-progress", "--environment-state-topic", TOPIC]
-    assert dataset_cli.main([str(mcap_bag), "-o", str(tmp_path / "cli"), *args]) == 1
+    assert dataset_cli.main([str(mcap_bag), "-o", str(tmp_path / "cli"), *args]) == 2
     assert f"topic {TOPIC} is not in the bag" in capsys.readouterr().err
     assert dataset_cli.main([str(bag), "-o", str(tmp_path / "cli"), *args]) == 0
     info = json.loads((tmp_path / "cli" / fmt.INFO_PATH).read_text())

@@ -173,5 +173,5 @@ def test_cli_writes_a_report_or_an_error_and_no_report(tmp_path, sim_arm, tiny_c
     code = replay_cli.main([str(broken), "--robot", "sim_arm", "--checkpoint", str(tiny_checkpoint),
                             "-o", str(out), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 1 and "camera 'scene'" in err and str(broken) in err
+    assert code == 2 and "camera 'scene'" in err and str(broken) in err
     assert list(out.iterdir()) == []  # the earlier report is gone: nothing looks like this run's result

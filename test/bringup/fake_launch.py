@@ -105,6 +105,11 @@ class IfCondition:
         return text in ("true", "1")
 
 
+class UnlessCondition(IfCondition):
+    def evaluate(self, context: Context) -> bool:
+        return not super().evaluate(context)
+
+
 # ------------------------------------------------------------------------------------------------ actions
 class Action:
     def __init__(self, *, condition: IfCondition | None = None) -> None:
@@ -146,6 +151,21 @@ class Node(ExecuteProcess):
         self.arguments = arguments or []
 
 
+class OpaqueFunction(Action):
+    """Runs `function(context)` where it stands; the real one's context has `launch_configurations`."""
+
+    def __init__(self, *, function: Any, args: Any = None, kwargs: Any = None, **more: Any) -> None:
+        super().__init__(**more)
+        self.function = function
+
+
+class Inert(Action):
+    """Actions that start nothing when a launch begins (shutdown, logging, event handlers)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(condition=kwargs.pop("condition", None))
+
+
 class PythonLaunchDescriptionSource:
     def __init__(self, launch_file_path: Any) -> None:
         self.launch_file_path = launch_file_path
@@ -171,6 +191,10 @@ class LaunchDescription:
 @dataclass
 class Context:
     configurations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def launch_configurations(self) -> dict[str, str]:
+        return self.configurations
 
 
 @dataclass
@@ -215,6 +239,13 @@ def run(description: LaunchDescription, overrides: dict[str, str] | None = None,
         elif isinstance(entity, ExecuteProcess):
             cmd = [perform(context, c) for c in entity.cmd]
             started.append(Started("", cmd[0], perform(context, entity.name or ""), {}, cmd[1:], cmd))
+        elif isinstance(entity, OpaqueFunction):
+            try:
+                entity.function(context)
+            except RuntimeError as error:
+                raise LaunchError(str(error)) from error
+        elif isinstance(entity, Inert):
+            pass
         elif isinstance(entity, IncludeLaunchDescription):
             path = Path(perform(context, entity.launch_description_source.launch_file_path))
             if not path.is_file():
@@ -232,6 +263,13 @@ def run(description: LaunchDescription, overrides: dict[str, str] | None = None,
 
 
 # -------------------------------------------------------------------------------------------- installing
+def get_package_share_directory(package: str) -> str:
+    """ament_index_python's lookup over SHARES (a test adds 'rviz2' to have it installed)."""
+    if package not in SHARES:
+        raise LookupError(f"package '{package}' not found")
+    return str(SHARES[package])
+
+
 def _module(name: str, **attrs: Any) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
@@ -241,12 +279,19 @@ def _module(name: str, **attrs: Any) -> types.ModuleType:
 FAKE_MODULES = {
     "launch": _module("launch", LaunchDescription=LaunchDescription, LaunchContext=Context),
     "launch.actions": _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
-                              ExecuteProcess=ExecuteProcess, IncludeLaunchDescription=IncludeLaunchDescription),
-    "launch.conditions": _module("launch.conditions", IfCondition=IfCondition),
+                              ExecuteProcess=ExecuteProcess, IncludeLaunchDescription=IncludeLaunchDescription,
+                              OpaqueFunction=OpaqueFunction, EmitEvent=Inert, LogInfo=Inert,
+                              RegisterEventHandler=Inert, Shutdown=Inert),
+    "launch.conditions": _module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition),
+    "launch.event_handlers": _module("launch.event_handlers", OnProcessExit=Inert),
+    "launch.events": _module("launch.events", Shutdown=Inert),
     "launch.launch_description_sources": _module("launch.launch_description_sources",
                                                  PythonLaunchDescriptionSource=PythonLaunchDescriptionSource),
     "launch.substitutions": _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
                                     PathJoinSubstitution=PathJoinSubstitution),
+    "ament_index_python": _module("ament_index_python"),
+    "ament_index_python.packages": _module("ament_index_python.packages",
+                                           get_package_share_directory=get_package_share_directory),
     "launch_ros": _module("launch_ros"),
     "launch_ros.actions": _module("launch_ros.actions", Node=Node),
     "launch_ros.parameter_descriptions": _module("launch_ros.parameter_descriptions", ParameterValue=ParameterValue),

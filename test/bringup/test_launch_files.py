@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test.bringup.fake_launch import REPO, LaunchError, Started, fake_launch_modules, load_launch_file, run
+from test.bringup.fake_launch import (
+    REPO,
+    SHARES,
+    LaunchError,
+    Started,
+    fake_launch_modules,
+    load_launch_file,
+    run,
+)
+from test.ros_env import ros2_missing
 from vla_policy_node.control.mux_file import load_mux_file
 from vla_policy_node.spec import load_embodiment
 
@@ -79,10 +88,24 @@ def test_launch_common_declares_exactly_the_documented_arguments() -> None:
 
 
 # ------------------------------------------------------------------------------------ executed launches
+# Against stand-ins for launch/launch_ros; where a real ROS 2 is sourced, test/ros2/ runs every launch file under
+# `ros2 launch` instead, and the tests below that need the stand-ins skip.
+needs_stand_ins = pytest.mark.skipif(not ros2_missing(), reason="real ROS 2 present: test/ros2 runs the launches")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def launch_stand_ins() -> Iterator[None]:
     with fake_launch_modules():
         yield
+
+
+@pytest.fixture
+def rviz2_installed() -> Iterator[None]:
+    SHARES["rviz2"] = REPO / "rviz2-stand-in"
+    try:
+        yield
+    finally:
+        del SHARES["rviz2"]
 
 
 def launch(file: str, **overrides: str) -> tuple[dict[str, str], dict[str, Started]]:
@@ -108,8 +131,9 @@ def test_declared_arguments_match_the_documentation_with_defaults_and_descriptio
                 assert argument.default_value in argument.choices
 
 
+@needs_stand_ins
 @pytest.mark.parametrize("robot", ROBOTS)
-def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(robot: str) -> None:
+def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(robot: str, rviz2_installed) -> None:
     config, started = launch(f"{robot}.launch.py", checkpoint="/models/vla", instruction="yes")
     embodiment = load_embodiment(REPO / "config" / "robots" / f"{robot}.yaml")
     driver = {"sim_arm_driver"} if robot == "sim_arm" else set()  # the simulator is the sim arm's driver
@@ -127,7 +151,10 @@ def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(rob
         "instruction": "yes",  # a string, not YAML's boolean
         "dry_run": True,
         "controller_type": embodiment.controller.interface,
+        "camera_topics": "",
+        "remaps": "",
         "device": "cpu" if robot == "sim_arm" else "cuda",
+        "autostart": True,
         "use_sim_time": False,
     }
 
@@ -146,6 +173,15 @@ def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(rob
     assert config["dry_run"] == "true"
 
 
+@needs_stand_ins
+def test_rviz_defaults_to_off_without_rviz2_and_refuses_before_any_node() -> None:
+    config, started = launch("sim_arm.launch.py", checkpoint="c")
+    assert config["rviz"] == "false" and "rviz2" not in started and "vla_ghost_state_publisher" not in started
+    with pytest.raises(LaunchError, match="rviz2"):  # raised before the first node: nothing was started
+        launch("sim_arm.launch.py", checkpoint="c", rviz="true")
+
+
+@needs_stand_ins
 def test_switches_and_overrides() -> None:
     _, started = launch("franka_fr3.launch.py", checkpoint="c", rviz="false", mux="false", dry_run="false",
                         use_sim_time="true", controller_type="forward_command", device="cuda:1")
@@ -155,6 +191,7 @@ def test_switches_and_overrides() -> None:
     assert (params["controller_type"], params["device"]) == ("forward_command", "cuda:1")
 
 
+@needs_stand_ins
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -168,6 +205,7 @@ def test_launch_refuses_what_ros2_launch_refuses(overrides: dict[str, str], mess
         launch("ur5e.launch.py", **overrides)
 
 
+@needs_stand_ins
 def test_replay_plays_the_bag_with_clock_and_runs_the_robot_on_sim_time() -> None:
     config, started = launch("replay.launch.py", bag="/data/run1", robot="franka_fr3", checkpoint="c",
                              use_sim_time="false", rviz="false")
@@ -182,8 +220,11 @@ def test_replay_plays_the_bag_with_clock_and_runs_the_robot_on_sim_time() -> Non
         launch("replay.launch.py", checkpoint="c")
     with pytest.raises(LaunchError, match="argument 'robot' got 'pr2'"):
         launch("replay.launch.py", bag="b", robot="pr2", checkpoint="c")
+    _, started = launch("replay.launch.py", bag="/data/run1", checkpoint="c")  # default robot: sim_arm
+    assert "sim_arm_driver" not in started  # the bag is the robot: no live simulator beside it
 
 
+@needs_stand_ins
 def test_every_started_executable_is_installed() -> None:
     tree = ast.parse(NODE_PACKAGE_SETUP.read_text())
     scripts = {

@@ -207,3 +207,28 @@ def test_reserved_camera_names_rejected(sim_arm):
     cams = (replace(sim_arm.cameras[0], name="joint_states"),)
     with pytest.raises(ValueError):
         ObservationSync(replace(sim_arm, cameras=cams))
+
+
+def test_frames_are_kept_as_received_and_fitted_when_the_policy_reads_them(sim_arm, monkeypatch):
+    """Only frames that reach the policy are resized (the sync and a policy that ignores pixels pay nothing);
+    what a policy reads is exactly fit_image of the frame, once."""
+    import vla_policy_node.spec.images as images_module
+
+    calls = []
+    original = images_module.fit_image
+    monkeypatch.setattr(images_module, "fit_image", lambda frame, cam: calls.append(cam.name) or original(frame, cam))
+    sync = ObservationSync(sim_arm)
+    rng = np.random.default_rng(0)
+    frames = {cam: rng.integers(0, 256, (96, 160, 3), dtype=np.uint8) for cam in ("scene", "wrist")}
+    for k in range(3):  # three sets: two of them never reach a policy
+        for cam, frame in frames.items():
+            assert sync.add_image(cam, 1.0 + k * 0.05, frame, "rgb8", 1.0)
+        sync.add_joint_state(1.0 + k * 0.05, *joint_msg(sim_arm), 1.0)
+    obs = sync.poll(1.11)
+    assert calls == []
+    assert obs.images.native("scene") is frames["scene"]
+    scene = obs.images["scene"]
+    assert scene.shape == (128, 128, 3) and calls == ["scene"]
+    np.testing.assert_array_equal(scene, original(frames["scene"], sim_arm.camera("scene")))
+    assert obs.images["scene"] is scene and calls == ["scene"]  # cached
+    assert sorted(obs.images) == ["scene", "wrist"] and len(obs.images) == 2

@@ -74,14 +74,14 @@ def test_wiring_follows_mux_yaml(mux, sim_arm):
     assert mux.t.qos["/joint_states"] == SENSOR_DATA_QOS
     assert mux.t.qos["/vla/policy_gripper_command"] == LATCHED_QOS
     assert set(mux.t.services) == {"/vla_command_mux/reset_estop"}
-    assert mux.runtime.core.config.policy_timeout == 0.5
+    assert mux.runtime.params.policy_timeout == 0.5 and mux.runtime.loop.source.timeout == 0.5
 
 
 def test_nothing_is_published_before_the_robot_state_is_known(mux):
     mux.joint_states = False
     mux.step(10, policy=np.zeros(6))
     assert mux.t.messages(CONTROLLER) == []
-    assert mux.runtime.core.status(mux.t.clock).hold_reasons == ("waiting for joint states",)
+    assert mux.runtime.loop.status(mux.t.clock).hold_reasons == ("waiting for joint states",)
 
 
 def test_policy_commands_are_forwarded_through_the_safety_filter(mux, sim_arm):
@@ -181,7 +181,7 @@ def test_stale_joint_states_hold_the_arm(mux):
     mux.step(60, policy=policy)
     status = mux.status()
     assert status["active_source"] == "hold" and "joint_states" in status["stale_inputs"]
-    assert mux.runtime.core.status(mux.t.clock).hold_reasons == ("joint states stale: holding",)
+    assert mux.runtime.loop.status(mux.t.clock).hold_reasons == ("joint states stale: holding",)
     assert np.max(np.abs(np.diff(mux.commands()[-20:], axis=0))) < 1e-12
 
 
@@ -222,4 +222,4 @@ def test_mux_params_come_from_the_yaml(repo_root):
     mux_file = load_mux_file(repo_root / "config" / "mux.yaml")
     params = MuxNodeParams.from_mux_file(mux_file, node_name="other")
     assert params.node_name == "other" and params.topics.locks == {"estop": "/vla/estop"}
-    assert params.core.mux.locks[0].latching and dataclasses.asdict(params.core)["policy_timeout"] == 0.5
+    assert params.control.mux.locks[0].latching and dataclasses.asdict(params)["policy_timeout"] == 0.5

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("metaworld")
 
 from test.system.processes import REPO
-from vla_policy_node.experiments import metaworld_eval
+from vla_policy_node.experiments.metaworld import evaluate as metaworld_eval
 from vla_policy_node.experiments.metaworld.data import demonstrations, episode_samples, expert_episode
 from vla_policy_node.experiments.metaworld.env import MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.experiments.metaworld.evaluate import (

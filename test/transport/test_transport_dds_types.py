@@ -23,7 +23,8 @@ from vla_policy_node.msgs import (
     encode_policy_status,
     rosbags_factory,
 )
-from vla_policy_node.spec.types import ActionChunk
+from vla_policy_node.msgs.inference import encode_inference_request
+from vla_policy_node.spec.types import ActionChunk, RtcPrefix
 from vla_policy_node.transport.dds_types import DdsTypeRegistry
 
 
@@ -56,6 +57,9 @@ CASES = {
     "MarkerArray": lambda new: encode_path_markers(new, np.random.default_rng(1).normal(size=(16, 3)), stamp=4.0),
     "DiagnosticArray": lambda new: encode_diagnostics(new, [(1, "vla/x", "slow", {"k": 1})], stamp=5.0),
     "PointStamped": lambda new: encode_point_stamped(new, [0.4, -0.1, 0.05], stamp=6.5, frame_id="world"),
+    "InferenceRequest": lambda new: encode_inference_request(
+        new, 7.25, 3, {"scene": 7.2, "wrist": 7.21}, ["a", "b"], np.array([0.1, 0.2]), "stack the cups",
+        RtcPrefix(np.arange(8.0).reshape(4, 2), np.array([1.0, 0.5, 0.0, 0.0]))),
 }
 
 

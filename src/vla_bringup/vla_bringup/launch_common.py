@@ -5,6 +5,10 @@
 
 The argument list is documented in config/README.md (and shown by `ros2 launch vla_bringup <file> --show-args`);
 the tests read that table, this module's AST and what these functions build, so the three cannot drift apart.
+
+A launch that fails leaves nothing behind: a missing rviz2 (asked for with rviz:=true) fails before any node
+starts, and the policy node, the mux and the simulated driver are required (any of them ending ends the launch,
+which stops the others).
 """
 
 from __future__ import annotations
@@ -13,8 +17,19 @@ from pathlib import Path
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
-from launch.conditions import IfCondition
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+    Shutdown,
+)
+from launch.conditions import IfCondition, UnlessCondition
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown as ShutdownEvent
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -36,6 +51,25 @@ def share_dir() -> Path:
         return Path(get_package_share_directory(PACKAGE))
     except (ImportError, LookupError):
         return Path(__file__).resolve().parents[3]
+
+
+def rviz2_installed() -> bool:
+    """Whether the ament index has rviz2 (the `rviz` argument's default)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        get_package_share_directory("rviz2")
+        return True
+    except (ImportError, LookupError, ValueError):
+        return False
+
+
+def _require_rviz2(context) -> list:
+    """rviz:=true without rviz2: fail before any node starts (the nodes come after this in the description)."""
+    if context.launch_configurations.get("rviz") == "true" and not rviz2_installed():
+        raise RuntimeError("rviz:=true but package 'rviz2' is not installed: install ros-$ROS_DISTRO-rviz2 or "
+                           "launch with rviz:=false")
+    return []
 
 
 def robot_controller_type(robot: str) -> str:
@@ -73,14 +107,27 @@ def robot_arguments(robot: str, device: str = "cuda") -> list[DeclareLaunchArgum
             "robot_config", default_value=PathJoinSubstitution([share, "config", "robots", f"{robot}.yaml"]),
             description="Robot YAML (joints, limits, cameras, controller topic); default: the installed one"),
         DeclareLaunchArgument(
+            "camera_topics", default_value="",
+            description="Cameras and their topics instead of the robot YAML's, NAME:TOPIC,... (e.g. "
+                        "scene:/camera/color/image_raw,wrist:/camera/color/image_raw feeds a missing wrist camera "
+                        "from the scene camera); empty: the YAML's"),
+        DeclareLaunchArgument(
+            "remaps", default_value="",
+            description="FROM:=TO,... the policy node reads/writes the robot YAML's topics on other names"),
+        DeclareLaunchArgument(
             "device", default_value=device,
             description="Torch device for the policy: cpu, cuda or cuda:<index>"),
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", choices=BOOLEAN,
             description="Use /clock (simulation or `ros2 bag play --clock`) instead of the wall clock"),
         DeclareLaunchArgument(
-            "rviz", default_value="true", choices=BOOLEAN,
-            description="Start rviz2 with the robot's view (predicted path, ghost, cameras)"),
+            "rviz", default_value="true" if rviz2_installed() else "false", choices=BOOLEAN,
+            description="Start rviz2 with the robot's view (predicted path, ghost, cameras); default: true where "
+                        "rviz2 is installed"),
+        DeclareLaunchArgument(
+            "autostart", default_value="true", choices=BOOLEAN,
+            description="Configure and activate the policy node (a managed node) at start-up; false: drive it "
+                        "with lifecycle transitions (/vla_policy/change_state)"),
         DeclareLaunchArgument(
             "mux", default_value="true", choices=BOOLEAN,
             description="Start the command mux (policy < teleop < e-stop) that drives the controller topic"),
@@ -104,9 +151,13 @@ def robot_nodes(robot: str) -> list[Node]:
             "instruction": _string("instruction"),
             "dry_run": _flag("dry_run"),
             "controller_type": _string("controller_type"),
+            "camera_topics": _string("camera_topics"),
+            "remaps": _string("remaps"),
             "device": _string("device"),
+            "autostart": _flag("autostart"),
             "use_sim_time": sim_time,
         }],
+        on_exit=Shutdown(reason="the policy node ended"),
     )
     mux = Node(
         package=NODE_PACKAGE,
@@ -121,6 +172,7 @@ def robot_nodes(robot: str) -> list[Node]:
             "use_sim_time": sim_time,
         }],
         condition=IfCondition(LaunchConfiguration("mux")),
+        on_exit=Shutdown(reason="the command mux ended"),
     )
     ghost = Node(
         package=NODE_PACKAGE,
@@ -147,23 +199,28 @@ def robot_launch_description(robot: str, *, device: str = "cuda") -> LaunchDescr
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot {robot!r}; robots: {ROBOTS}")
     extra = [sim_arm_driver_node()] if robot == "sim_arm" else []
-    return LaunchDescription([*robot_arguments(robot, device), *extra, *robot_nodes(robot)])
+    return LaunchDescription([*robot_arguments(robot, device), OpaqueFunction(function=_require_rviz2), *extra,
+                              *robot_nodes(robot)])
 
 
 def sim_arm_driver_node() -> Node:
-    """The simulated arm's driver (MuJoCo): the joint states, cameras and controllers a real arm's driver gives."""
+    """The simulated arm's driver (MuJoCo): the joint states, cameras and controllers a real arm's driver gives.
+    It runs the physics on the wall clock, so not on sim time: there (a replay) the bag is the robot."""
     return Node(
         package=NODE_PACKAGE,
         executable="sim_arm_driver",
         name="sim_arm_driver",
         output="screen",
         arguments=["--robot-config", LaunchConfiguration("robot_config")],
-        parameters=[{"use_sim_time": _flag("use_sim_time")}],
+        condition=UnlessCondition(LaunchConfiguration("use_sim_time")),
+        on_exit=Shutdown(reason="the simulated arm ended"),
     )
 
 
 def replay_launch_description() -> LaunchDescription:
-    """Replay a rosbag through the policy: bag play publishes /clock, the robot launch runs on sim time.
+    """Replay a rosbag through the policy: bag play publishes /clock, the robot launch runs on sim time (the sim
+    arm's live driver stays off: the bag is the robot). When the bag has played, the launch ends cleanly (sim
+    time stops with /clock, so nothing would happen any more).
 
     The robot launch file's required argument (checkpoint) is forwarded explicitly, because launch checks an
     include's required arguments against what the include passes; the others (instruction, dry_run, rviz, ...)
@@ -195,5 +252,9 @@ def replay_launch_description() -> LaunchDescription:
             "clock_hz", default_value="200",
             description="Rate of /clock from ros2 bag play; keep it at or above the control rate"),
         bag_play,
+        RegisterEventHandler(OnProcessExit(target_action=bag_play, on_exit=[
+            LogInfo(msg="the bag has played: shutting the replay down"),
+            EmitEvent(event=ShutdownEvent(reason="bag finished")),
+        ])),
         robot,
     ])

@@ -4,7 +4,9 @@ normalization statistics; CLI `vla_bag_to_dataset`.
 Episodes come from `BagResampler` (split at the marks, resampled to the policy rate, images resized as the
 node resizes them). Each episode is spooled to a temporary parquet file while it is read and committed to the
 dataset only when its outcome is final: kept outcomes (default: success and unlabelled) get the next episode
-index, failed and discarded ones are dropped. Images are PNG in the data files (LeRobot's `image` feature).
+index, failed and discarded ones are dropped. Cameras are MP4 video by default (LeRobot's `video` feature: AV1,
+GOP 2, CRF 30 as LeRobot encodes; `train/lerobot_video.py`), or PNG in the data files (`image` feature,
+`image_format="png"`): lossless, about 4x larger.
 
 With `environment_state_topic` the dataset also gets `observation.environment_state` (see
 `resample.EnvironmentState`): privileged scene values for auxiliary training losses, never a policy input.
@@ -19,6 +21,7 @@ conversion leaves no dataset behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -36,19 +39,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.resample import (
+    GAP_POLICIES,
     ActionSource,
     BagResampler,
     EnvironmentState,
     EpisodeFrames,
     Frame,
+    GapPolicy,
     choose_action_source,
     environment_state_spec,
 )
 from vla_policy_node.bagtools.topics import BagContentError, fit_embodiment_to_bag
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.train import lerobot_format as fmt
+from vla_policy_node.train.lerobot_video import VideoEncoding, VideoFileWriter
 from vla_policy_node.transport.bag import BagError, BagReader
 
 Outcome = Literal["success", "unknown", "failure", "discarded"]
@@ -76,6 +83,10 @@ class ConversionConfig:
     min_frames: int = 2
     progress: bool = False
     environment_state_topic: str | None = None
+    on_gap: GapPolicy = "split"
+    image_format: Literal["video", "png"] = "video"
+    video: VideoEncoding = field(default_factory=VideoEncoding)
+    video_file_mb: int = fmt.VIDEO_FILE_SIZE_MB
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1:
@@ -85,6 +96,10 @@ class ConversionConfig:
             raise ValueError(f"keep_outcomes: unknown outcome(s) {sorted(unknown)}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError("fps must be positive")
+        if self.image_format not in ("video", "png"):
+            raise ValueError(f"image_format must be video or png, not {self.image_format!r}")
+        if self.on_gap not in GAP_POLICIES:
+            raise ValueError(f"on_gap must be one of {', '.join(GAP_POLICIES)}")
         if self.environment_state_topic is not None and not self.environment_state_topic.strip():
             raise ValueError("environment_state_topic must be a topic name")
 
@@ -99,12 +114,16 @@ def dataset_fps(embodiment: Embodiment, fps: int | None) -> int:
     return round(rate)
 
 
-def dataset_features(embodiment: Embodiment,
-                     environment_state: EnvironmentState | None = None) -> dict[str, dict[str, Any]]:
+def dataset_features(embodiment: Embodiment, environment_state: EnvironmentState | None = None,
+                     video: VideoEncoding | None = None, fps: int = 0) -> dict[str, dict[str, Any]]:
+    """The dataset's features; cameras are `video` features (with LeRobot's info block) when `video` is given."""
     features: dict[str, dict[str, Any]] = {}
     for cam in embodiment.cameras:
-        features[fmt.image_key(cam.name)] = {"dtype": "image", "shape": [cam.height, cam.width, 3],
-                                             "names": ["height", "width", "channels"]}
+        feature: dict[str, Any] = {"dtype": "video" if video else "image", "shape": [cam.height, cam.width, 3],
+                                   "names": ["height", "width", "channels"]}
+        if video is not None:
+            feature["info"] = video.info(cam.height, cam.width, fps)
+        features[fmt.image_key(cam.name)] = feature
     features[fmt.STATE_KEY] = {"dtype": "float32", "shape": [embodiment.state_dim],
                                "names": list(embodiment.state_names)}
     if environment_state is not None:
@@ -140,12 +159,16 @@ class _ImageStats:
         present = self.histogram > 0
         low = np.array([levels[np.argmax(p)] for p in present])
         high = np.array([levels[255 - np.argmax(p[::-1])] for p in present])
+        cumulative = np.cumsum(self.histogram, axis=1) / np.maximum(pixels[:, None], 1)
 
         def shaped(v: np.ndarray) -> list:
             return v.reshape(3, 1, 1).tolist()
 
-        return {"min": shaped(low), "max": shaped(high), "mean": shaped(mean), "std": shaped(std),
-                "count": [self.frames]}
+        out = {"min": shaped(low), "max": shaped(high), "mean": shaped(mean), "std": shaped(std)}
+        for name, q in fmt.QUANTILES.items():  # LeRobot >= 0.4 writes these for images too (its resume needs them)
+            out[name] = shaped(np.array([levels[np.searchsorted(c, q)] for c in cumulative]))
+        out["count"] = [self.frames]
+        return out
 
 
 def vector_stats(data: np.ndarray) -> dict[str, list]:
@@ -188,6 +211,8 @@ class _EpisodeRecord:
     source: str
     source_start: float
     env_states: np.ndarray | None = None  # [length, E] when the dataset has an environment state
+    segment: int = 0  # part of the recorded episode after `segment` gaps
+    videos: dict[str, dict[str, Any]] = field(default_factory=dict)  # episodes-table video columns per camera
 
 
 class LeRobotWriter:
@@ -203,8 +228,12 @@ class LeRobotWriter:
         self.fps = fps
         self.config = config
         self.environment_state = environment_state
-        self.features = dataset_features(embodiment, environment_state)
-        self.schema = fmt.frame_schema(self.features)
+        self.video = config.video if config.image_format == "video" else None
+        self.features = dataset_features(embodiment, environment_state, self.video, fps)
+        self.schema = fmt.frame_schema(self.features)  # the data files (no video columns)
+        self.spool_schema = fmt.frame_schema(dataset_features(embodiment, environment_state))  # PNG per camera
+        self.video_files: dict[str, VideoFileWriter] = {}
+        self.video_places: dict[str, tuple[int, int]] = {}
         self.cameras = list(embodiment.camera_names)
         self.spools: dict[int, _Spool] = {}
         self.records: list[_EpisodeRecord] = []
@@ -253,9 +282,9 @@ class LeRobotWriter:
         })
         if self.environment_state is not None:
             columns[fmt.ENV_STATE_KEY] = _fixed_list(np.stack(spool.env_states[first:]), self.environment_state.dim)
-        table = pa.table({name: columns[name] for name in self.schema.names}, schema=self.schema)
+        table = pa.table({name: columns[name] for name in self.spool_schema.names}, schema=self.spool_schema)
         if spool.writer is None:
-            spool.writer = pq.ParquetWriter(spool.path, self.schema, compression="snappy")
+            spool.writer = pq.ParquetWriter(spool.path, self.spool_schema, compression="snappy")
         spool.writer.write_table(table, row_group_size=self.config.row_group_frames)
 
     def end(self, episode: EpisodeFrames) -> None:
@@ -263,24 +292,27 @@ class LeRobotWriter:
         if spool.writer is not None:
             spool.writer.close()
         ep = episode.episode
-        where = f"{episode.source} episode {ep.index}"
+        where = f"{episode.source} episode {ep.index}" + (f" segment {episode.segment}" if episode.segment else "")
         if episode.cut:
             self.warnings.append(f"{where}: {episode.cut}")
         reason = ""
         if ep.outcome not in self.config.keep_outcomes:
             reason = f"outcome {ep.outcome}"
+        elif spool.frames == 0 and episode.segment:
+            reason = "no complete frame after the gap (an input ended before the episode)"
         elif spool.frames < self.config.min_frames:
             reason = f"only {spool.frames} frame(s)"
         if reason:
-            self.dropped.append({"source": episode.source, "episode": ep.index, "reason": reason})
+            self.dropped.append({"source": episode.source, "episode": ep.index, "segment": episode.segment,
+                                 "reason": reason})
             spool.path.unlink(missing_ok=True)
             return
         self._commit(episode, spool)
 
     # ---------------------------------------------------------------------------------------------- commit
     def _png(self, rgb: np.ndarray) -> bytes:
-        ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                  [cv2.IMWRITE_PNG_COMPRESSION, self.config.png_compression])
+        level = 1 if self.video is not None else self.config.png_compression  # spooled only: fast
+        ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, level])
         if not ok:
             raise ConversionError("OpenCV could not encode a PNG")
         return buffer.tobytes()
@@ -304,11 +336,12 @@ class LeRobotWriter:
             self.writer = pq.ParquetWriter(path, self.schema, compression="snappy")
         index = len(self.records)
         start = self.total_frames
+        videos = self._start_videos(spool)
         source = pq.ParquetFile(spool.path)
         offset = 0
         for batch in source.iter_batches(batch_size=self.config.row_group_frames):
             n = batch.num_rows
-            table = pa.Table.from_batches([batch])
+            table = self._encode_videos(pa.Table.from_batches([batch]))
             for name, values in (("episode_index", np.full(n, index)), ("task_index", np.full(n, task_index)),
                                  ("index", np.arange(start + offset, start + offset + n))):
                 table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.int64()))
@@ -318,10 +351,46 @@ class LeRobotWriter:
         spool.path.unlink()
         self.file_bytes += spool_bytes
         self.total_frames += spool.frames
+        for key, place in videos.items():
+            place["to_timestamp"] = self.video_files[key].duration_s
         self.records.append(_EpisodeRecord(index, task, spool.frames, self.chunk, self.file, start,
                                            np.stack(spool.states), np.stack(spool.actions), spool.images,
-                                           ep.outcome, episode.source, ep.start,
-                                           np.stack(spool.env_states) if spool.env_states else None))
+                                           ep.outcome, episode.source,
+                                           ep.start if math.isnan(episode.first_t) else episode.first_t,
+                                           np.stack(spool.env_states) if spool.env_states else None,
+                                           episode.segment, videos))
+
+    def _start_videos(self, spool: _Spool) -> dict[str, dict[str, Any]]:
+        """Open (or continue) each camera's video file for the next episode; its episodes-table columns."""
+        if self.video is None:
+            return {}
+        places = {}
+        for cam in self.emb.cameras:
+            key = fmt.image_key(cam.name)
+            writer = self.video_files.get(key)
+            if writer is not None and writer.bytes > self.config.video_file_mb * 1e6:
+                writer.close()
+                self.video_places[key] = fmt.next_file(*self.video_places[key])
+                writer = None
+            if writer is None:
+                chunk, file = self.video_places.setdefault(key, (0, 0))
+                path = self.partial / fmt.VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
+                writer = VideoFileWriter(path, self.fps, cam.height, cam.width, self.video)
+                self.video_files[key] = writer
+            chunk, file = self.video_places[key]
+            places[key] = {"chunk_index": chunk, "file_index": file, "from_timestamp": writer.duration_s}
+        return places
+
+    def _encode_videos(self, table: pa.Table) -> pa.Table:
+        """Feed a spooled batch's camera frames to the video files; the batch without them."""
+        if self.video is None:
+            return table
+        for key, writer in self.video_files.items():
+            for cell in table.column(key).to_pylist():
+                bgr = cv2.imdecode(np.frombuffer(cell["bytes"], np.uint8), cv2.IMREAD_COLOR)
+                writer.add(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            table = table.drop_columns([key])
+        return table
 
     # ---------------------------------------------------------------------------------------------- finish
     def finish(self, extra_info: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +398,8 @@ class LeRobotWriter:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        for video in self.video_files.values():
+            video.close()
         if not self.records:
             raise ConversionError("no episode was kept: " + (
                 "; ".join(f"{d['source']} episode {d['episode']}: {d['reason']}" for d in self.dropped)
@@ -360,12 +431,14 @@ class LeRobotWriter:
             "fps": self.fps,
             "splits": splits,
             "data_path": fmt.DATA_PATH,
-            "video_path": None,
+            "video_path": fmt.VIDEO_PATH if self.video is not None else None,
             "features": self.features,
             "vla": {"embodiment": self.emb.name, "tag": self.emb.tag, "action_space": self.emb.action_space.type,
-                    "stats_split": "train", "repo_id": self.config.repo_id, **extra_info},
+                    "splits": splits, "stats_split": "train", "repo_id": self.config.repo_id, **extra_info},
         }
-        (self.partial / fmt.INFO_PATH).write_text(json.dumps(info, indent=4))
+        lerobot_info = {k: v for k, v in info.items() if k != "vla"}
+        (self.partial / fmt.INFO_PATH).write_text(json.dumps(lerobot_info, indent=4))
+        (self.partial / fmt.VLA_PATH).write_text(json.dumps(info["vla"], indent=4))
         shutil.rmtree(self.partial / "spool")
         if self.output.exists():
             shutil.rmtree(self.output)
@@ -373,6 +446,9 @@ class LeRobotWriter:
         return info
 
     def abort(self) -> None:
+        for video in self.video_files.values():
+            with contextlib.suppress(Exception):  # the partial dataset is deleted anyway
+                video.close()
         for spool in self.spools.values():
             if spool.writer is not None:
                 spool.writer.close()
@@ -411,7 +487,11 @@ class LeRobotWriter:
                 "vla/split": "train" if record.index < n_train else "val",
                 "vla/source_bag": record.source,
                 "vla/source_start_s": record.source_start,
+                "vla/source_segment": record.segment,
             }
+            for key, place in record.videos.items():
+                for name, value in place.items():
+                    row[f"videos/{key}/{name}"] = value
             for key, feature_stats in self._episode_stats(record).items():
                 for name, value in feature_stats.items():
                     row[f"stats/{key}/{name}"] = value
@@ -498,10 +578,13 @@ def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str
                     resampler = BagResampler(reader, emb, fps, source, writer, max_gap=config.max_gap,
                                              batch=config.row_group_frames, source=str(path),
                                              on_message=functools.partial(bar.update, 1),
-                                             environment_state=environment_state)
+                                             environment_state=environment_state, on_gap=config.on_gap)
                     resampler.run()
                     bar.close()
                     writer.warnings += [f"{path}: {w}" for w in resampler.tracker.warnings]
+                    if resampler.state.out_of_order:
+                        writer.warnings.append(f"{path}: {resampler.state.out_of_order} joint state(s) on "
+                                               f"{emb.joint_states.topic} arrived too late to be used")
                     errors = resampler.errors.counts()
                     if errors:
                         writer.warnings.append(f"{path}: rejected messages " + ", ".join(
@@ -553,7 +636,7 @@ PROGRAM = "vla_bag_to_dataset"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("bags", nargs="+", help="rosbag2 directories, in recording order")
     add_robot_argument(parser)
     parser.add_argument("-o", "--output", required=True, help="dataset directory (LeRobot root)")
@@ -565,37 +648,47 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="share of the (last) episodes in the validation split")
     parser.add_argument("--keep", default="success,unknown",
                         help="episode outcomes to keep (of success, unknown, failure, discarded)")
-    parser.add_argument("--repo-id", dest="repo_id", default="local/vla_demonstrations")
+    parser.add_argument("--repo-id", dest="repo_id", default="local/vla_demonstrations",
+                        help="dataset name recorded in info.json (LeRobot's repo_id)")
     parser.add_argument("--environment-state-topic", dest="environment_state_topic", default=None,
                         help="PointStamped/PoseStamped/Float64MultiArray topic written as "
                              "observation.environment_state (training-only supervision)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--on-gap", dest="on_gap", choices=GAP_POLICIES, default="split",
+                        help="a camera/joint-state dropout inside an episode: split the episode there (default), "
+                             "truncate it, or stop with an error")
+    parser.add_argument("--image-format", dest="image_format", choices=("video", "png"), default="video",
+                        help="cameras as MP4 video (LeRobot's default) or PNG frames in the data files")
+    parser.add_argument("--video-codec", dest="video_codec", choices=("av1", "h264"), default="av1",
+                        help="video codec (AV1 via SVT-AV1 as LeRobot writes, or H.264)")
+    parser.add_argument("--video-crf", dest="video_crf", type=int, default=30,
+                        help="video quality: constant rate factor (lower = better, larger)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser.parse_args(list(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(args.verbose)
+    return run_guarded(PROGRAM, lambda: _run(args), args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     try:
-        embodiment = load_robot(args.robot)
+        embodiment = robot_from_args(args)
         config = ConversionConfig(fps=args.fps, action_source=args.action_source, val_fraction=args.val_fraction,
                                   keep_outcomes=tuple(s.strip() for s in args.keep.split(",") if s.strip()),
                                   repo_id=args.repo_id, progress=args.progress,
-                                  environment_state_topic=args.environment_state_topic)
+                                  environment_state_topic=args.environment_state_topic, on_gap=args.on_gap,
+                                  image_format=args.image_format,
+                                  video=VideoEncoding(codec=args.video_codec, crf=args.video_crf))
         dataset_fps(embodiment, config.fps)
     except (ConfigError, ValueError) as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(error) from error
     if output.exists() and not args.overwrite:
-        print(f"{PROGRAM}: error: {output} exists (use --overwrite to replace it)", file=sys.stderr)
-        return 2
-    try:
-        summary = convert_bags(args.bags, embodiment, output, config)
-    except ConversionError as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 1
+        raise UsageError(f"{output} exists (use --overwrite to replace it)")
+    summary = convert_bags(args.bags, embodiment, output, config)
     splits = summary.info["splits"]
     print(f"{PROGRAM}: {summary.episodes} episodes, {summary.frames} frames at {summary.info['fps']} fps -> "
           f"{output} (splits {splits}); {summary.frames_per_s:.0f} frames/s, {summary.bag_mb_per_s:.1f} MB/s")

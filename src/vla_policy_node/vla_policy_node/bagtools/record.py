@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.episodes import EpisodeTracker, EventKind, decode_episode_event, encode_episode_event
 from vla_policy_node.bagtools.topics import (
     EPISODE_EVENT,
@@ -38,6 +38,7 @@ from vla_policy_node.bagtools.topics import (
     TopicSpec,
     robot_topics,
 )
+from vla_policy_node.spec.cli import CliParser, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.transport.bag import BagError, BagWriter
 from vla_policy_node.transport.base import Transport
@@ -167,10 +168,10 @@ _KEY_EVENTS = {"s": EventKind.START, "e": EventKind.STOP, "y": EventKind.SUCCESS
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     add_robot_argument(parser)
     parser.add_argument("-o", "--output", required=True, help="new bag directory")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage")
     parser.add_argument("--transport", choices=("auto", "rclpy", "dds"), default="auto",
                         help="auto: rclpy when it is importable, else DDS (no ROS installation needed)")
     parser.add_argument("--instruction", default="", help="instruction recorded at the start")
@@ -178,7 +179,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="also record TOPIC of TYPE (e.g. /vla/teleop/joint_command:sensor_msgs/msg/JointState)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until q)")
     parser.add_argument("--no-keys", dest="keys", action="store_false", help="do not read marks from stdin")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser.parse_args(list(argv))
 
 
@@ -211,12 +212,18 @@ def handle_key(recorder: Recorder, line: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from vla_policy_node.transport.factory import make_transport, strip_ros_args
+    from vla_policy_node.transport.factory import strip_ros_args
 
     args = parse_args(strip_ros_args(argv))
     setup_logging(args.verbose)
+    return run_guarded(PROGRAM, lambda: _run(args, argv), args.debug)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from vla_policy_node.transport.factory import make_transport
+
     try:
-        embodiment = load_robot(args.robot)
+        embodiment = robot_from_args(args)
         config = RecordConfig(args.storage, _extra_topics(args.topic), args.instruction)
     except (ConfigError, ValueError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

@@ -1,16 +1,17 @@
 """Open-loop replay: a bag's observations through a policy at their recorded timing, as the live node runs them.
 
-The node under test is the live node's own `PolicyRuntime` (same decoding, image resizing, observation sync,
-chunk executor, safety filter and command encoding) on a `VirtualClockTransport` whose clock is the bag's
-time. The replay plays the three threads of the live node in virtual time:
+The node under test is the live policy node's core: the same message -> observation path
+(msgs/observation_input.py: decoding, image resizing), ControlLoop (observation sync, chunk executor, mux, safety
+filter) and inference step (control/inference.py), with the bag's time as the clock. The replay plays the three
+threads of the live node in virtual time:
 
-- subscriptions: every camera / joint-state / instruction message is delivered at its recorded (receive) time;
-- control timer: `runtime.control_step()` every control period;
+- subscriptions: every camera / joint-state / instruction / e-stop message is handed over at its recorded
+  (receive) time;
+- control timer: `loop.tick` every control period;
 - inference thread: whenever the loop wants a chunk and a fresh observation is ready (checked after every
-  input, every tick and right after a chunk lands), the same steps as `PolicyRuntime.inference_step`
-  (should_request_inference -> sync.poll -> begin_inference -> policy.infer), except that the chunk reaches
-  `loop.on_chunk` when the inference would have finished: observation time + latency, with latency the
-  measured wall time of the call (default) or a fixed value. Meanwhile ticks and inputs go on, as live.
+  input, every tick and right after a chunk lands), `InferenceStep.request` and `run`, except that the result
+  lands (`InferenceStep.land`) when the inference would have finished: observation time + latency, with latency
+  the measured wall time of the call (default) or a fixed value. Meanwhile ticks and inputs go on, as live.
 
 What is compared with the recording (the *reference*): the commands the arm controller received (`commands`:
 the command in effect at a time is the last one sent, as controllers hold it), or the joint states that
@@ -27,6 +28,7 @@ samples, errors are accumulated as sums, and plot series are decimated.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,20 +53,27 @@ from vla_policy_node.bagtools.topics import (
     has_topic,
 )
 from vla_policy_node.control.command import ChunkError, Command
-from vla_policy_node.control.config import ControlConfig
+from vla_policy_node.control.config import ControlConfig, with_estop_only
+from vla_policy_node.control.inference import InferencePolicy, InferenceResult, InferenceStep
+from vla_policy_node.control.loop import ControlLoop
+from vla_policy_node.kinematics.robot_model import DESCRIPTION_TOPIC, RobotKinematics
 from vla_policy_node.msgs.commands import decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
-from vla_policy_node.msgs.joints import decode_float64_array, decode_joint_state
-from vla_policy_node.nodes.policy_runtime import InferencePolicy, PolicyNodeParams, PolicyRuntime
+from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
+from vla_policy_node.msgs.joints import JOINT_STATE, decode_float64_array, decode_joint_state
+from vla_policy_node.msgs.observation_input import ObservationInput
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.types import ActionChunk, Observation
 from vla_policy_node.transport.bag import BagError, BagReader
-from vla_policy_node.transport.virtual_clock import VirtualClockTransport
 
 Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
 # transport latency; header stamps of joint states lag their receive times).
 SETTLE = 0.2
+TICK_BATCH = 64  # settled control ticks compared at once
+DROP_EVERY = 0.5  # seconds of stream time between trimming the reference signals
+ESTOP_TOPIC = "/vla/estop"  # the policy node's e-stop input (PolicyNodeParams.estop_topic)
+BOOL = "std_msgs/msg/Bool"
 
 
 class ReplayError(RuntimeError):
@@ -130,11 +139,8 @@ class ReplayResult:
 
 @dataclass
 class _InFlight:
-    started: float
     arrival: float
-    obs: Observation
-    chunk: ActionChunk | None
-    error: BaseException | None
+    result: InferenceResult
     latency: float
 
 
@@ -184,10 +190,15 @@ class _Session:
         self.gripper_spec = gripper_command_topic(emb)
         has_commands = has_topic(topics, counts, self.command_spec)
         self.target = self._choose_target(config.target, has_commands)
-        self.transport = VirtualClockTransport()
-        params = PolicyNodeParams(instruction=config.instruction, dry_run=True, control=config.control)
-        self.runtime = PolicyRuntime(self.transport, emb, self.policy, params)
-        self.loop = self.runtime.loop
+        self.now = 0.0
+        self.loop = ControlLoop(emb, with_estop_only(config.control, latching=False))
+        self.loop.set_instruction(config.instruction)
+        self.inference = InferenceStep(self.loop, self.policy)
+        self.inputs = ObservationInput(self.loop, lambda: self.now)
+        aspace = emb.action_space
+        self.robot = RobotKinematics(emb.joint_names, emb.base_frame,
+                                     (aspace.frame, aspace.ee_link) if aspace.cartesian else None)
+        self.node_handlers = self._node_handlers()
         self.space = space = self.loop.space
         self.n_arm = space.arm_dim
         self.has_gripper = space.gripper_name is not None
@@ -218,6 +229,7 @@ class _Session:
         self.in_flight: _InFlight | None = None
         self.pending: list[_PendingChunk] = []
         self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
+        self._next_drop = -math.inf
         self.latencies: list[float] = []
         self.wall_latencies: list[float] = []
         self.inference_errors: list[str] = []
@@ -247,11 +259,26 @@ class _Session:
             return "joint_states"
         return target
 
+    def _node_handlers(self) -> dict[str, tuple[str, Any]]:
+        """topic -> (type, handler) of every input the live policy node subscribes to."""
+        emb, loop = self.embodiment, self.loop
+        handlers: dict[str, tuple[str, Any]] = {}
+        for cam in emb.cameras:  # cameras may share a topic (one fed from another's): each gets the frame
+            handler = self.inputs.image_handler(cam)
+            if cam.topic in handlers:
+                handler = _both(handlers[cam.topic][1], handler)
+            handlers[cam.topic] = (COMPRESSED_IMAGE if cam.compressed else IMAGE, handler)
+        handlers[emb.joint_states.topic] = (JOINT_STATE, self.inputs.on_joint_state)
+        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: loop.set_instruction(str(msg.data)))
+        handlers[ESTOP_TOPIC] = (BOOL, lambda msg: loop.on_lock("estop", bool(msg.data), self.now))
+        handlers[DESCRIPTION_TOPIC] = (STRING, lambda msg: self.robot.set_description(str(msg.data)))
+        return handlers
+
     def _topic_roles(self, topics: dict[str, str], has_commands: bool) -> dict[str, str]:
         """topic -> role, for every topic this replay reads (the node's subscriptions the bag has, and the
         reference and episode topics)."""
         roles: dict[str, str] = {}
-        for topic, msgtype in self.transport.subscribed_types.items():
+        for topic, (msgtype, _) in self.node_handlers.items():
             if topics.get(topic) == msgtype:
                 roles[topic] = "node"
         if self.target == "commands" and has_commands:
@@ -277,7 +304,7 @@ class _Session:
             t = item.timestamp_ns * 1e-9
             last = max(last, t)
             self._advance(t)
-            self.transport.clock = t
+            self.now = t
             self.stream_time = t
             read_counts[item.topic] += 1
             self.counters["messages"] += 1
@@ -287,7 +314,7 @@ class _Session:
                     self.tracker.set_instruction(str(item.msg.data))
                 if item.topic == joint_topic:
                     self._on_joint_state(item.msg, t)
-                self.transport.deliver(item.topic, item.msg)
+                self.node_handlers[item.topic][1](item.msg)
                 self.counters["sensor_messages"] += 1
                 self._try_inference(t)
             elif role == "command":
@@ -329,7 +356,7 @@ class _Session:
             due = min(self.next_tick, arrival)
             if due > until:
                 return
-            self.transport.clock = due
+            self.now = due
             if arrival <= self.next_tick:
                 self._land(due)
             else:
@@ -339,7 +366,8 @@ class _Session:
 
     def _tick(self, now: float) -> None:
         self.counters["ticks"] += 1
-        command = self.runtime.control_step()
+        ee_pose = self.robot.ee_pose(self.loop.measured_state) if self.embodiment.action_space.cartesian else None
+        command = self.loop.tick(now, None, ee_pose)
         if command is None:
             return
         self.counters["commands"] += 1
@@ -357,46 +385,35 @@ class _Session:
     def _command_values(self, command: Command) -> np.ndarray:
         if self.has_gripper:
             gripper = command.gripper if command.gripper is not None else math.nan
-            return np.append(command.arm, gripper)
+            return np.concatenate((command.arm, (gripper,)))
         return np.asarray(command.arm, dtype=np.float64)
 
     def _try_inference(self, now: float) -> None:
-        """PolicyRuntime.inference_step, with the chunk landing after the (virtual) inference latency."""
+        """The live inference step, with the result landing after the (virtual) inference latency."""
         if self.in_flight is not None:
             return
-        loop = self.loop
-        if not loop.should_request_inference(now):
-            return
-        obs = loop.sync.poll(now)
-        if obs is None:
+        request = self.inference.request(now)
+        if request is None:
             return
         self.counters["observations"] += 1
-        prefix = loop.begin_inference(obs, now)
-        start = time.perf_counter()
-        chunk: ActionChunk | None = None
-        error: BaseException | None = None
-        try:
-            chunk = self.policy.infer(obs, prefix=prefix)
-        except Exception as exc:  # the live node holds and reports; here it is counted and reported
-            error = exc
-        wall = time.perf_counter() - start
-        latency = wall if self.config.latency is None else self.config.latency
-        self.in_flight = _InFlight(now, now + latency, obs, chunk, error, latency)
-        self.wall_latencies.append(wall)
-        if chunk is not None:
-            self._record_prediction(obs, chunk)
+        result = self.inference.run(request)
+        latency = result.latency if self.config.latency is None else self.config.latency
+        self.in_flight = _InFlight(now + latency, result, latency)
+        self.wall_latencies.append(result.latency)
+        if result.chunk is not None:
+            self._record_prediction(request.obs, result.chunk)
 
     def _land(self, now: float) -> None:
         flight, self.in_flight = self.in_flight, None
         assert flight is not None
-        if flight.error is not None or flight.chunk is None:
-            self.loop.on_inference_error(flight.error or RuntimeError("no chunk"), now)
+        result = flight.result
+        accepted = self.inference.land(result, now, flight.latency)
+        if result.chunk is None:
             if len(self.inference_errors) < 5:
-                self.inference_errors.append(f"{type(flight.error).__name__}: {flight.error}")
+                self.inference_errors.append(f"{type(result.error).__name__}: {result.error}")
             return
         self.counters["inferences"] += 1
         self.latencies.append(flight.latency)
-        accepted = self.loop.on_chunk(flight.chunk, flight.latency, now)
         self.counters["chunks_accepted" if accepted else "chunks_rejected"] += 1
 
     # ----------------------------------------------------------------------------------------- reference
@@ -497,19 +514,27 @@ class _Session:
         self.pending.append(_PendingChunk(result, chunk.times, values))
 
     def _evaluate(self, final: bool) -> None:
-        """Compare pending predictions and commands whose reference is settled (all of them when `final`)."""
+        """Compare pending predictions and commands whose reference is settled (all of them when `final`).
+
+        Runs after every message, so it does nothing until there is work: ticks are compared in batches (the
+        sums are accumulated in the same order either way) and old reference samples are dropped every
+        DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
         settled = math.inf if final else self.stream_time - SETTLE
-        ready = [p for p in self.pending if p.last_time <= settled]
-        if ready:
-            self.pending = [p for p in self.pending if p.last_time > settled]
+        pending = self.pending
+        if pending and min(p.last_time for p in pending) <= settled:
+            ready = [p for p in pending if p.last_time <= settled]
+            self.pending = [p for p in pending if p.last_time > settled]
             for item in ready:
                 self._compare_chunk(item)
-        if self.pending_ticks and (final or self.pending_ticks[0][1] <= settled):
-            now_ready = [x for x in self.pending_ticks if x[1] <= settled]
-            self.pending_ticks = [x for x in self.pending_ticks if x[1] > settled]
-            self._compare_ticks(now_ready)
-        if not final:
-            oldest = min([p.times[0] for p in self.pending] + [x[1] for x in self.pending_ticks] + [settled])
+        ticks = self.pending_ticks
+        if ticks and (final or (len(ticks) >= TICK_BATCH and ticks[TICK_BATCH - 1][1] <= settled)):
+            cut = bisect.bisect_right(ticks, settled, key=_tick_time)
+            self.pending_ticks = ticks[cut:]
+            self._compare_ticks(ticks[:cut])
+        if not final and settled >= self._next_drop:
+            self._next_drop = settled + DROP_EVERY
+            oldest = min(min((p.times[0] for p in self.pending), default=math.inf),
+                         self.pending_ticks[0][1] if self.pending_ticks else math.inf, settled)
             for signal in (self.state, self.arm_command, self.gripper_command):
                 if signal is not None:
                     signal.drop_before(oldest - 1.0)
@@ -603,7 +628,7 @@ class _Session:
                            for name, s in sync.stats.items()},
             },
             "message_errors": {f"{topic} {problem}": n for (topic, problem), n in
-                               {**self.runtime.errors.counts(), **self.decode_errors.counts()}.items()},
+                               {**self.inputs.errors.counts(), **self.decode_errors.counts()}.items()},
             "throughput": {
                 "wall_s": wall,
                 "messages_per_s": self.counters["messages"] / wall if wall > 0 else None,
@@ -631,7 +656,7 @@ class _Session:
                 parts.append(f"{name}: {stats.received} received, none usable{why}")
             elif stats.rejected:
                 parts.append(f"{name}: rejected {dict(stats.rejected)}")
-        errors = self.runtime.errors.counts()
+        errors = self.inputs.errors.counts()
         if errors:
             parts.append("undecodable messages: " + ", ".join(f"{t} {p} x{n}" for (t, p), n in errors.items()))
         if sync.sets_matched == 0 and not parts:
@@ -639,6 +664,10 @@ class _Session:
         elif not parts:
             parts.append("observations were always stale (inputs older than their max_age)")
         return "; ".join(parts)
+
+
+def _tick_time(item: tuple[EpisodeResult, float, np.ndarray]) -> float:
+    return item[1]
 
 
 def _episode_summary(result: EpisodeResult, names: tuple[str, ...]) -> dict[str, Any]:
@@ -661,3 +690,11 @@ def _bag_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def _both(first: Any, second: Any) -> Any:
+    def handle(msg: Any) -> None:
+        first(msg)
+        second(msg)
+
+    return handle

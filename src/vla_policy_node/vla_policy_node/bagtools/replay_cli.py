@@ -15,16 +15,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vla_policy_node.bagtools.cli_common import add_robot_argument, load_robot, setup_logging
+from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
+from vla_policy_node.spec.cli import CliParser, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError
 
 PROGRAM = "vla_replay_test"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0],
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("bag", help="rosbag2 directory (mcap or sqlite3)")
     add_robot_argument(parser)
@@ -43,7 +44,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the flow-matching head")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser.parse_args(list(argv))
 
 
@@ -59,10 +60,14 @@ def replay_config(args: argparse.Namespace) -> ReplayConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(args.verbose)
+    return run_guarded(PROGRAM, lambda: _run(args), args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         from vla_policy_node.msgs.commands import resolve_controller
 
-        embodiment = resolve_controller(load_robot(args.robot), args.controller_type)
+        embodiment = resolve_controller(robot_from_args(args), args.controller_type)
         config = replay_config(args)
     except (ConfigError, ValueError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = OpenLoopReplay(embodiment, policy, config).run(bag)
     except ReplayError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 1
+        return 2
     extra = {"policy": f"checkpoint {args.checkpoint} (device {args.device}, seed {args.seed})"}
     paths = write_report(result, out, extra)
     summary = result.summary

@@ -14,13 +14,18 @@ t_i = start + i / fps up to the episode's end:
   stamp; receive time for Float64MultiArray, which has none), at most max_gap old.
 
 A frame is emitted once the bag has been read SETTLE seconds past it (late sensor messages are in by then).
-Frames missing data at an episode's start are skipped; a gap in the middle ends the episode there (with a
-warning). An episode's outcome is final when the next one starts or the bag ends (a SUCCESS mark may follow
-its STOP), so episodes are handed over only then. Memory holds a few seconds of messages at any time.
+Frames missing data at an episode's start are skipped. A gap in the middle (a camera dropout, a camera that
+ends early) is handled by `on_gap`: "split" (default) ends the segment before the gap and continues the
+episode as a new segment once every input is back (each segment becomes a dataset episode, with a warning
+naming the topic and time), "truncate" drops the rest of the episode, "error" stops with a BagContentError
+naming them. Camera frames and joint states are ordered by stamp, not arrival. An episode's outcome is final
+when the next one starts or the bag ends (a SUCCESS mark may follow its STOP), so episodes are handed over
+only then. Memory holds a few seconds of messages at any time.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +58,8 @@ from vla_policy_node.spec.images import fit_image
 from vla_policy_node.transport.bag import BagReader
 
 ActionSource = Literal["auto", "commands", "next_state"]
+GapPolicy = Literal["split", "truncate", "error"]
+GAP_POLICIES: tuple[str, ...] = ("split", "truncate", "error")
 SETTLE = 0.2
 _TOLERANCE = 1e-6
 
@@ -130,7 +137,10 @@ class EpisodeFrames:
     count: int = 0
     began: bool = False
     skipped_start: int = 0
-    cut: str = ""  # why the episode ended before its mark, if it did
+    cut: str = ""  # why the episode (segment) ended before its mark, if it did
+    segment: int = 0  # 0, then 1, 2, ... for the parts after gaps
+    next_index: int = 0  # next frame (of the episode, counted from its start) to make
+    first_t: float = math.nan  # bag time of the segment's first frame
 
 
 class EpisodeSink:
@@ -170,7 +180,10 @@ class BagResampler:
     def __init__(self, reader: BagReader, embodiment: Embodiment, fps: float, action_source: str, sink: EpisodeSink,
                  *, max_gap: float = 0.25, batch: int = 32, source: str = "",
                  on_message: Callable[[], None] | None = None,
-                 environment_state: EnvironmentState | None = None) -> None:
+                 environment_state: EnvironmentState | None = None, on_gap: GapPolicy = "split") -> None:
+        if on_gap not in GAP_POLICIES:
+            raise ValueError(f"on_gap must be one of {GAP_POLICIES}, not {on_gap!r}")
+        self.on_gap = on_gap
         self.reader = reader
         self.emb = embodiment
         self.period = 1.0 / fps
@@ -183,14 +196,16 @@ class BagResampler:
         self.n_arm = self.space.arm_dim
         self.has_gripper = self.space.gripper_name is not None
         topics, counts = reader.topics, reader.message_counts
-        self.state = Signal(embodiment.state_dim, "linear", max_gap=max_gap)
+        self.state = Signal(embodiment.state_dim, "linear", max_gap=max_gap, reorder=True)
         self.arm_command = Signal(self.n_arm, "hold") if action_source == "commands" else None
         gripper_spec = gripper_command_topic(embodiment)
         self.gripper_command = None
         if action_source == "commands" and self.has_gripper and has_topic(topics, counts, gripper_spec):
             self.gripper_command = Signal(1, "hold")
         self.images: dict[str, deque[tuple[float, Any]]] = {c.name: deque() for c in embodiment.cameras}
-        self.roles: dict[str, tuple[str, Any]] = {c.topic: ("camera", c) for c in embodiment.cameras}
+        self.roles: dict[str, tuple[str, Any]] = {}
+        for cam in embodiment.cameras:  # several cameras may read one topic (a camera fed from another's)
+            self.roles.setdefault(cam.topic, ("camera", []))[1].append(cam)
         self.roles[embodiment.joint_states.topic] = ("joint_states", None)
         if self.arm_command is not None:
             self.roles[command_topic(embodiment).topic] = ("command", None)
@@ -214,16 +229,17 @@ class BagResampler:
         self.errors = MessageErrorCounter()
         self.queue: list[EpisodeFrames] = []  # episodes being made (head) or waiting to be made
         self.done: list[EpisodeFrames] = []  # made, waiting for their outcome to be final
-        self.next_index = 0  # next frame of the head episode
         self.stream_time = -math.inf
         self.seen_episodes = 0
+        self.reordered_images = 0
         self.read_counts: dict[str, int] = dict.fromkeys(self.roles, 0)
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> None:
         start = self.reader.start_ns * 1e-9
+        implicit = Episode(0, start, None, implicit=True)
         if not self.has_marks:
-            self.queue.append(EpisodeFrames(Episode(0, start, None, implicit=True), self.source))
+            self.queue.append(EpisodeFrames(implicit, self.source))
         last = start
         for item in self.reader.messages(list(self.roles)):
             t = item.timestamp_ns * 1e-9
@@ -238,9 +254,9 @@ class BagResampler:
         self._check_complete()
         if self.has_marks:
             self.tracker.finish(start, last)
-        else:
-            self.queue[0].episode.end = last
-            self.queue[0].episode.instruction = self.tracker.first_instruction
+        else:  # the whole bag is one episode (its head segment may be done already)
+            implicit.end = last
+            implicit.instruction = self.tracker.first_instruction
         self._new_episodes()
         self._emit(math.inf)
         self._release(final=True)
@@ -258,7 +274,8 @@ class BagResampler:
         role, camera = self.roles[topic]
         if role == "camera":
             stamp = header_stamp(msg)
-            self.images[camera.name].append((stamp if stamp > 0 else t, msg))
+            for cam in camera:
+                self._add_image(self.images[cam.name], stamp if stamp > 0 else t, msg)
         elif role == "joint_states":
             data = self.errors.decode(decode_joint_state, msg, topic=topic)
             if data is not None:
@@ -284,6 +301,15 @@ class BagResampler:
                 self.tracker.apply_event(decode_episode_event(msg))
             except ValueError as error:
                 self.tracker.warnings.append(f"t={t:.3f}: bad episode event: {error}")
+
+    def _add_image(self, buffer: deque[tuple[float, Any]], stamp: float, msg: Any) -> None:
+        """Keep a camera's frames in stamp order: a frame received late goes where its stamp belongs."""
+        if not buffer or stamp >= buffer[-1][0]:
+            buffer.append((stamp, msg))
+            return
+        self.reordered_images += 1
+        k = bisect.bisect_right([s for s, _ in buffer], stamp)
+        buffer.insert(k, (stamp, msg))
 
     def _take_environment_state(self, topic: str, msg: Any, t: float) -> None:
         assert self.environment_state is not None and self.env_signal is not None
@@ -315,14 +341,17 @@ class BagResampler:
                 self.sink.begin(head)
             end = episode.end if episode.end is not None else math.inf
             batch: list[Frame] = []
+            follow: EpisodeFrames | None = None
             while not head.cut:
-                t = episode.start + self.next_index * self.period
+                t = episode.start + head.next_index * self.period
                 # frame t needs data up to its next frame (the next state); at the end, all data is in
                 if t > end + _TOLERANCE or (t + self.period > settled + _TOLERANCE and settled < end):
                     break
                 frame, missing = self._frame(t)
-                self.next_index += 1
+                head.next_index += 1
                 if frame is not None:
+                    if head.count == 0:
+                        head.first_t = t
                     batch.append(frame)
                     head.count += 1
                 elif head.count == 0:
@@ -330,7 +359,7 @@ class BagResampler:
                 elif t + self.period > end:  # the last frame has no next state to act towards: not a gap
                     break
                 else:
-                    head.cut = f"no {missing} at {t - episode.start:.2f} s into the episode; later frames dropped"
+                    follow = self._gap(head, t, missing)
                 if len(batch) >= self.batch:
                     self.sink.frames(head, batch)
                     batch = []
@@ -341,18 +370,31 @@ class BagResampler:
                 break
             self.queue.pop(0)
             self.done.append(head)
-            self.next_index = 0
+            if follow is not None:
+                self.queue.insert(0, follow)
         self._forget(settled)
+
+    def _gap(self, head: EpisodeFrames, t: float, missing: str) -> EpisodeFrames | None:
+        """Handle a frame without data in the middle of an episode (see `on_gap`); the next segment, if any."""
+        where = f"t={t:.3f} ({t - head.episode.start:.2f} s into episode {head.episode.index})"
+        if self.on_gap == "error":
+            raise BagContentError(f"no {missing} at {where} (a dropout longer than the input's max age); "
+                                  "--on-gap split (or truncate) keeps the rest")
+        if self.on_gap == "truncate":
+            head.cut = f"no {missing} at {where}; later frames dropped"
+            return None
+        head.cut = f"no {missing} at {where}; the episode continues as segment {head.segment + 1} once it is back"
+        return EpisodeFrames(head.episode, head.source, segment=head.segment + 1, next_index=head.next_index)
 
     def _frame(self, t: float) -> tuple[Frame | None, str]:
         state, ok = self.state.sample(np.array([t]))
         if not ok[0]:
-            return None, "joint state"
+            return None, f"joint state on {self.emb.joint_states.topic}"
         images = {}
         for cam in self.emb.cameras:
             image = self._image(cam, t)
             if image is None:
-                return None, f"image of camera {cam.name!r}"
+                return None, f"image of camera {cam.name!r} on {cam.topic}"
             images[cam.name] = image
         environment_state = None
         if self.env_signal is not None and self.environment_state is not None:
@@ -362,7 +404,9 @@ class BagResampler:
             environment_state = values[0]
         action = self._action(t, state[0])
         if action is None:
-            return None, "command" if self.action_source == "commands" else "next joint state"
+            if self.action_source == "commands":
+                return None, f"command on {command_topic(self.emb).topic}"
+            return None, f"next joint state on {self.emb.joint_states.topic}"
         return Frame(t, state[0], action, images, environment_state), ""
 
     def _image(self, cam: CameraSpec, t: float) -> np.ndarray | None:
@@ -371,7 +415,7 @@ class BagResampler:
             if stamp > t + _TOLERANCE:
                 break
             chosen = (stamp, msg)
-        if chosen is None or t - chosen[0] > cam.max_age:
+        if chosen is None or t - chosen[0] > cam.max_age + _TOLERANCE:
             return None
         decoder = decode_compressed_image if cam.compressed else decode_image
         rgb = self.errors.decode(decoder, chosen[1], topic=cam.topic)
@@ -410,7 +454,7 @@ class BagResampler:
         (the bulk of the data: only ~SETTLE seconds of camera frames are held), signal samples a second older."""
         if self.queue:
             head = self.queue[0]
-            needed = head.episode.start + self.next_index * self.period
+            needed = head.episode.start + head.next_index * self.period
         else:
             needed = settled
         needed = min(needed, self.stream_time)

@@ -21,10 +21,14 @@ class Signal:
 
     linear: interpolates between the samples around t, if they are at most `max_gap` apart.
     hold: the newest sample at or before t (a controller holds its last command), if at most `max_age` old.
-    Samples out of time order are dropped and counted (`out_of_order`).
+    Samples out of time order are dropped and counted (`out_of_order`), or with `reorder` inserted where their
+    stamp belongs (counted in `reordered`): a recorder receives messages in arrival order, not stamp order.
     """
 
-    def __init__(self, dim: int, mode: SampleMode = "linear", max_gap: float = 0.25, max_age: float = math.inf):
+    def __init__(self, dim: int, mode: SampleMode = "linear", max_gap: float = 0.25, max_age: float = math.inf,
+                 reorder: bool = False):
+        self.reorder = reorder
+        self.reordered = 0
         self.dim = dim
         self.mode = mode
         self.max_gap = max_gap
@@ -54,7 +58,10 @@ class Signal:
         if self._end > self._start:
             last = self._t[self._end - 1]
             if t < last:
-                self.out_of_order += 1
+                if self.reorder and t > self._t[self._start]:
+                    self._insert(t, values)
+                else:
+                    self.out_of_order += 1
                 return
             if t == last:  # same instant: the newer message wins
                 self._v[self._end - 1] = values
@@ -65,6 +72,23 @@ class Signal:
         self._v[self._end] = values
         self._end += 1
         self.count += 1
+
+    def _insert(self, t: float, values: np.ndarray) -> None:
+        times = self._t[self._start:self._end]
+        k = self._start + int(np.searchsorted(times, t))
+        if abs(self._t[k] - t) <= _TIME_TOLERANCE:  # same instant: the newer message wins
+            self._v[k] = values
+            return
+        if self._end == len(self._t):
+            self._make_room()
+            k = self._start + int(np.searchsorted(self._t[self._start:self._end], t))
+        self._t[k + 1:self._end + 1] = self._t[k:self._end].copy()
+        self._v[k + 1:self._end + 1] = self._v[k:self._end].copy()
+        self._t[k] = t
+        self._v[k] = values
+        self._end += 1
+        self.count += 1
+        self.reordered += 1
 
     def _make_room(self) -> None:
         live = self._end - self._start

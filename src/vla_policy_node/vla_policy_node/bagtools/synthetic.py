@@ -18,9 +18,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin
 
 from vla_policy_node.bagtools.episodes import EventKind, encode_episode_event
 from vla_policy_node.bagtools.topics import (
@@ -42,6 +43,7 @@ from vla_policy_node.transport.bag import BagWriter
 from vla_policy_node.transport.qos import LATCHED_QOS, SENSOR_DATA_QOS
 
 NS = 1_000_000_000
+STORAGE_MCAP = StoragePlugin.MCAP
 _TIME_TOLERANCE = 1e-6  # the same instant computed two ways at ~1.7e9 s differs by ~1e-7
 COLORS = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200), "yellow": (210, 190, 40)}
 
@@ -99,6 +101,38 @@ class ReachPolicy:
 
 
 @dataclass(frozen=True)
+class RecordingFaults:
+    """What real recordings do that a clean synthetic bag does not (times in seconds from the bag's start).
+
+    dropouts: (camera, from, to): the camera publishes nothing in [from, to).
+    camera_windows: (camera, from, to): the camera publishes only in [from, to) (starts late / ends early).
+    late_every / late_s: every late_every-th frame of every camera arrives late_s late (recorded after newer
+      messages; its header stamp is the capture time), so receive order and stamp order differ.
+    swap_joint_states_every: every k-th pair of joint states is received in swapped order (stamps go backwards).
+    extra_joints: more joints in /joint_states than the robot config has (e.g. Franka's second finger, which
+      mirrors the gripper); shuffle_joints: the names come in another order in every message.
+    compressed_cameras: these cameras are recorded as JPEG CompressedImage on `<topic>/compressed`, the others
+      as raw Image (None: all follow Session.compressed).
+    camera_topics: camera -> topic it is recorded on (instead of the robot config's); omit_cameras: not recorded.
+    split_every_s: the bag is split into files of this duration, as `ros2 bag record --max-bag-duration` does.
+    no_instruction_topic: /vla/instruction is not recorded (the marks still carry the instruction).
+    """
+
+    dropouts: tuple[tuple[str, float, float], ...] = ()
+    camera_windows: tuple[tuple[str, float, float], ...] = ()
+    late_every: int = 0
+    late_s: float = 0.0
+    swap_joint_states_every: int = 0
+    extra_joints: tuple[str, ...] = ()
+    shuffle_joints: bool = False
+    compressed_cameras: tuple[str, ...] | None = None
+    camera_topics: tuple[tuple[str, str], ...] = ()
+    omit_cameras: tuple[str, ...] = ()
+    split_every_s: float = 0.0
+    no_instruction_topic: bool = False
+
+
+@dataclass(frozen=True)
 class Session:
     """A synthetic recording. Times in seconds; `rate_hz` is the joint-state and command rate, cameras publish
     every `camera_every`-th of those ticks and the commander re-plans every `replan_every`-th camera frame."""
@@ -120,6 +154,7 @@ class Session:
     noise: int = 8  # image noise amplitude (makes images compress like camera images)
     seed: int = 0
     home: tuple[float, ...] = field(default_factory=tuple)  # start pose; default: middle of every joint
+    faults: RecordingFaults = field(default_factory=RecordingFaults)
 
 
 def render(state: np.ndarray, instruction: str, height: int, width: int, rng: np.random.Generator,
@@ -157,6 +192,7 @@ class _DemoWriter:
         self.new = rosbags_factory()
         self.space = CommandSpace.from_embodiment(embodiment)
         self.rng = np.random.default_rng(session.seed)
+        self.shuffle_rng = np.random.default_rng(session.seed + 1)  # faults do not change the images
         self.dt = 1.0 / session.rate_hz
         n = len(embodiment.joints)
         middle = [(j.lower + j.upper) / 2 for j in embodiment.joints]
@@ -167,15 +203,23 @@ class _DemoWriter:
         self.command_spec = command_topic(embodiment)
         self.gripper_spec = gripper_command_topic(embodiment)
         self.last_gripper: float | None = None
+        self.pending: list[tuple[int, str, str, Any]] = []  # late messages, written in receive order at the end
+        self.camera_frames = 0
+        self.joint_messages = 0
+        self.held_joint_state: tuple[int, Any] | None = None
 
     def write(self) -> None:
         s = self.s
         with BagWriter(self.path, s.storage) as writer:
             self.writer = writer
             for cam in self.emb.cameras:
-                writer.add_topic(cam.topic, COMPRESSED_IMAGE if s.compressed else IMAGE, SENSOR_DATA_QOS)
+                if cam.name in s.faults.omit_cameras:
+                    continue
+                topic, compressed = self._camera_topic(cam.name, cam.topic)
+                writer.add_topic(topic, COMPRESSED_IMAGE if compressed else IMAGE, SENSOR_DATA_QOS)
             writer.add_topic(self.emb.joint_states.topic, JOINT_STATE, SENSOR_DATA_QOS)
-            writer.add_topic(INSTRUCTION_TOPIC, STRING, LATCHED_QOS)
+            if not s.faults.no_instruction_topic:
+                writer.add_topic(INSTRUCTION_TOPIC, STRING, LATCHED_QOS)
             if s.marks:
                 writer.add_topic(EPISODE_EVENT_TOPIC, EPISODE_EVENT)
             state = self.home.copy()
@@ -186,13 +230,41 @@ class _DemoWriter:
                 t += s.episode_s
                 state = self._reset(t, state)
                 t += s.gap_s
+            self._flush_pending()
+        if s.faults.split_every_s > 0:
+            split_bag(self.path, s.faults.split_every_s)
+
+    def _camera_topic(self, name: str, topic: str) -> tuple[str, bool]:
+        """(topic, compressed) the camera is recorded on under the session's faults."""
+        faults = self.s.faults
+        topic = dict(faults.camera_topics).get(name, topic)
+        compressed = self.s.compressed if faults.compressed_cameras is None else name in faults.compressed_cameras
+        if compressed and not topic.endswith("/compressed") and faults.compressed_cameras is not None:
+            topic = f"{topic}/compressed"
+        return topic, compressed
+
+    def _publishes(self, name: str, t: float) -> bool:
+        faults = self.s.faults
+        rel = t - self.s.start_time + _TIME_TOLERANCE  # t0 + i * dt is not exact
+        if name in faults.omit_cameras:
+            return False
+        if any(cam == name and lo <= rel < hi for cam, lo, hi in faults.dropouts):
+            return False
+        windows = [(lo, hi) for cam, lo, hi in faults.camera_windows if cam == name]
+        return not windows or any(lo <= rel < hi for lo, hi in windows)
+
+    def _flush_pending(self) -> None:
+        for ns, topic, msgtype, msg in sorted(self.pending, key=lambda item: item[0]):
+            self.writer.write(topic, msgtype, msg, ns)
+        self.pending = []
 
     def _ns(self, t: float) -> int:
         return round(t * NS)
 
     def _episode(self, t0: float, state: np.ndarray, instruction: str, index: int) -> np.ndarray:
         s = self.s
-        self.writer.write(INSTRUCTION_TOPIC, STRING, self.new(STRING, data=instruction), self._ns(t0))
+        if not s.faults.no_instruction_topic:
+            self.writer.write(INSTRUCTION_TOPIC, STRING, self.new(STRING, data=instruction), self._ns(t0))
         if s.marks:
             self._mark(EventKind.START, t0, index, instruction)
         ticks = round(s.episode_s * s.rate_hz)
@@ -252,23 +324,55 @@ class _DemoWriter:
 
     def _write_images(self, t: float, state: np.ndarray, instruction: str) -> dict[str, np.ndarray]:
         s = self.s
-        stamp_ns = self._ns(t + s.sensor_latency)
+        faults = s.faults
+        on_time = self._ns(t + s.sensor_latency)
+        stamp_ns = on_time
+        self.camera_frames += 1
+        if faults.late_every and self.camera_frames % faults.late_every == 0:
+            stamp_ns += self._ns(faults.late_s)
         out = {}
         for cam in self.emb.cameras:
             height, width = s.image_size or (cam.height, cam.width)
             rgb = render(state, instruction, height, width, self.rng, s.noise)
-            if s.compressed:
+            out[cam.name] = fit_image(rgb, cam)
+            if not self._publishes(cam.name, t):
+                continue
+            topic, compressed = self._camera_topic(cam.name, cam.topic)
+            if compressed:
                 msg = encode_compressed_image(self.new, rgb, "jpeg", quality=95, stamp=t, frame_id=cam.name)
-                self.writer.write(cam.topic, COMPRESSED_IMAGE, msg, stamp_ns)
+                msgtype = COMPRESSED_IMAGE
             else:
                 msg = encode_image(self.new, rgb, "rgb8", stamp=t, frame_id=cam.name)
-                self.writer.write(cam.topic, IMAGE, msg, stamp_ns)
-            out[cam.name] = fit_image(rgb, cam)
+                msgtype = IMAGE
+            if stamp_ns != on_time:
+                self.pending.append((stamp_ns, topic, msgtype, msg))
+            else:
+                self.writer.write(topic, msgtype, msg, stamp_ns)
         return out
 
     def _write_joint_state(self, t: float, state: np.ndarray) -> None:
-        msg = encode_joint_state(self.new, self.emb.state_names, state, stamp=t)
-        self.writer.write(self.emb.joint_states.topic, JOINT_STATE, msg, self._ns(t + self.s.sensor_latency))
+        faults = self.s.faults
+        names = list(self.emb.state_names)
+        values = [float(v) for v in state]
+        for extra in faults.extra_joints:  # e.g. Franka's second finger mirrors the gripper
+            names.append(extra)
+            values.append(float(state[-1]) if self.emb.gripper is not None else 0.0)
+        if faults.shuffle_joints:
+            order = self.shuffle_rng.permutation(len(names))
+            names = [names[i] for i in order]
+            values = [values[i] for i in order]
+        msg = encode_joint_state(self.new, names, values, stamp=t)
+        ns = self._ns(t + self.s.sensor_latency)
+        self.joint_messages += 1
+        every = faults.swap_joint_states_every
+        if every and self.held_joint_state is None and self.joint_messages % every == 0:
+            self.held_joint_state = (ns, msg)  # received after the next one
+            return
+        self.writer.write(self.emb.joint_states.topic, JOINT_STATE, msg, ns)
+        if self.held_joint_state is not None:
+            _, held = self.held_joint_state
+            self.held_joint_state = None
+            self.writer.write(self.emb.joint_states.topic, JOINT_STATE, held, ns + 1000)
 
     def _write_command(self, t: float, values: np.ndarray) -> None:
         arm = values[: self.n]
@@ -284,3 +388,56 @@ class _DemoWriter:
                 self.last_gripper = gripper
                 self.writer.write(self.gripper_spec.topic, self.gripper_spec.msgtype,
                                   encode_float64_array(self.new, [gripper]), self._ns(t))
+
+
+def split_bag(path: str | Path, every_s: float) -> Path:
+    """Rewrite the mcap bag at `path` as files of `every_s` seconds each in the same directory, with one
+    metadata.yaml listing them, as rosbag2's `--max-bag-duration` splitting writes a recording."""
+    import shutil
+
+    import yaml
+    from rosbags.rosbag2 import Reader, Writer
+
+    from vla_policy_node.msgs.typestore import default_typestore
+
+    path = Path(path)
+    parts = path.with_name(path.name + ".parts")
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir()
+    typestore = default_typestore()
+    with Reader(path) as reader:
+        if not any(path.glob("*.mcap")):
+            raise ValueError("split_bag splits mcap bags")
+        connections = list(reader.connections)
+        start = reader.start_time
+        writers: dict[int, tuple[Writer, dict[int, Any]]] = {}
+        for connection, timestamp, raw in reader.messages():
+            k = int((timestamp - start) // round(every_s * NS))
+            if k not in writers:
+                writer = Writer(parts / f"{path.name}_{k}", version=Writer.VERSION_LATEST,
+                                storage_plugin=STORAGE_MCAP)
+                writer.open()
+                added = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=typestore,
+                                                     offered_qos_profiles=c.ext.offered_qos_profiles)
+                         for c in connections}
+                writers[k] = (writer, added)
+            writer, added = writers[k]
+            writer.write(added[connection.id], timestamp, raw)
+        for writer, _ in writers.values():
+            writer.close()
+    meta_path = path / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    info = meta["rosbag2_bagfile_information"]
+    for old in info["relative_file_paths"]:
+        (path / old).unlink()
+    info["relative_file_paths"], info["files"] = [], []
+    for k in sorted(writers):
+        part = parts / f"{path.name}_{k}"
+        part_info = yaml.safe_load((part / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        for entry in part_info["files"]:
+            shutil.move(part / entry["path"], path / entry["path"])
+            info["relative_file_paths"].append(entry["path"])
+            info["files"].append(entry)
+    shutil.rmtree(parts)
+    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+    return path

@@ -122,6 +122,11 @@ def fit_embodiment_to_bag(
     elif counts.get(joints, 1) == 0:
         problems.append(f"joint states: topic {joints} has no messages")
     if problems:
+        missing = [cam for cam in embodiment.cameras if all(c.name != cam.name for c in cameras)]
+        if missing and image_topics:
+            have = [f"{c.name}:{c.topic}" for c in cameras]
+            value = ",".join(have + [f"{c.name}:{image_topics[0]}" for c in missing])
+            problems.append(f"to read a camera from another topic: --camera-topics {value}")
         raise BagContentError("; ".join(problems))
     return dataclasses.replace(embodiment, cameras=tuple(cameras))
 

@@ -13,15 +13,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from vla_policy_node.model.checkpoint import save_checkpoint
-from vla_policy_node.model.tiny import build_tiny_vla
-from vla_policy_node.model.vla_policy import InferenceTimings, VLAPolicy
 from vla_policy_node.spec import Embodiment, Observation, load_embodiment
-from vla_policy_node.spec.normalization import normalization_from_limits
+from vla_policy_node.spec.cli import CliParser, run_guarded
+
+if TYPE_CHECKING:
+    from vla_policy_node.model.vla_policy import InferenceTimings
 
 REPO_CONFIG = Path(__file__).resolve().parents[4] / "config" / "robots"
 BLOCKS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 210), "yellow": (220, 200, 40)}
@@ -70,16 +70,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def chunk_demo(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CliParser(prog="vla_demo --chunk", description=__doc__.splitlines()[0])
     parser.add_argument("--robot", default=str(REPO_CONFIG / "sim_arm.yaml"), help="robot config YAML")
-    parser.add_argument("--family", default="qwen2_5_vl",
+    parser.add_argument("--family", default="qwen2_5_vl", help="backbone family of the tiny model",
                         choices=["qwen2_5_vl", "qwen3_vl", "paligemma", "paligemma2", "idefics3", "smolvlm"])
     parser.add_argument("--checkpoint", help="load this checkpoint (dir or hub id) instead of building a tiny one")
-    parser.add_argument("--instruction-color", default="red", choices=sorted(BLOCKS))
+    parser.add_argument("--instruction-color", default="red", choices=sorted(BLOCKS), help="block to reach")
     parser.add_argument("--runs", type=int, default=20, help="timed inference calls")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="model init and sampling seed")
     args = parser.parse_args(argv)
+    return run_guarded("vla_demo", lambda: _chunk_demo(args), args.debug)
+
+
+def _chunk_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from vla_policy_node.model.checkpoint import save_checkpoint
+    from vla_policy_node.model.tiny import build_tiny_vla
+    from vla_policy_node.model.vla_policy import VLAPolicy
+    from vla_policy_node.spec.normalization import normalization_from_limits
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     robot = load_embodiment(args.robot)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_policy_node.spec.cli import CliParser, run_guarded
+
 REPO = Path(__file__).resolve().parents[4]
 CHECKPOINT = REPO / "checkpoints" / "sim_reach"
 
@@ -53,15 +55,21 @@ def write_plot(report, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
-    parser = argparse.ArgumentParser(prog="vla_demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=str(CHECKPOINT / "checkpoint"))
-    parser.add_argument("--robot-config", dest="robot_config", default=str(REPO / "config/robots/sim_arm.yaml"))
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--first-seed", dest="first_seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="demo_output")
+    parser = CliParser(prog="vla_demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT / "checkpoint"),
+                        help="policy checkpoint directory or model-hub id")
+    parser.add_argument("--robot-config", dest="robot_config", default=str(REPO / "config/robots/sim_arm.yaml"),
+                        help="robot YAML of the simulated arm")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes (unseen layouts) to run")
+    parser.add_argument("--first-seed", dest="first_seed", type=int, default=0, help="layout seed of episode 0")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", default="demo_output", help="directory for the image strip, plot and summary")
+    parser.add_argument("--chunk", action="store_true", help="run the one-chunk model demo instead (--chunk --help)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_guarded("vla_demo", lambda: _run(args), args.debug)
 
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, evaluate

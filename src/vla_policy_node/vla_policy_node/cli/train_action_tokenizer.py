@@ -15,14 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.model.asa.tokenizers.storage import save_tokenizer
-from vla_policy_node.train.action_tokenizer import KINDS, TokenizerSpec, train_action_tokenizer
-from vla_policy_node.train.data import SampleDataset
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
+
+KINDS = ("uniform", "vq", "rvq", "fast")  # train.action_tokenizer.KINDS (not imported: --help stays fast)
 
 
-def load_dataset(path: Path, *, horizon: int, split: str | None) -> tuple[SampleDataset, Any, list[str] | None]:
+def load_dataset(path: Path, *, horizon: int, split: str | None) -> tuple[Any, Any, list[str] | None]:
     """-> (samples, normalization from the dataset's stats or None, action names or None)."""
     from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+
+    if not path.is_dir():
+        raise UsageError(f"dataset {path} not found (a LeRobot v3 dataset directory)")
 
     dataset = LeRobotSamples(path, split=split, horizon=horizon)
     try:
@@ -34,22 +37,23 @@ def load_dataset(path: Path, *, horizon: int, split: str | None) -> tuple[Sample
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="vla_train_action_tokenizer", description=__doc__.split("\n")[0])
-    p.add_argument("dataset", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--kind", choices=KINDS, required=True)
+    p = CliParser(prog="vla_train_action_tokenizer", description=__doc__.split("\n")[0])
+    p.add_argument("dataset", type=Path, help="LeRobot v3 dataset directory (vla_bag_to_dataset's output)")
+    p.add_argument("out", type=Path, help="output directory for the tokenizer and report.json")
+    p.add_argument("--kind", choices=KINDS, required=True, help="tokenizer: uniform bins, (residual) VQ or FAST")
     p.add_argument("--horizon", type=int, default=16, help="actions per chunk (the policy's horizon)")
     p.add_argument("--split", default="train", help="dataset split ('all' for every episode)")
     p.add_argument("--stride", type=int, default=1, help="use every n-th frame's chunk")
     p.add_argument("--holdout", type=float, default=0.1, help="share of chunks held out for the report")
-    p.add_argument("--bins", type=int, default=256)
-    p.add_argument("--codebook-size", type=int, default=512)
-    p.add_argument("--depth", type=int, default=2)
-    p.add_argument("--unit", choices=("action", "chunk"), default="action")
+    p.add_argument("--bins", type=int, default=256, help="uniform: bins per action dimension")
+    p.add_argument("--codebook-size", type=int, default=512, help="vq/rvq: codes per codebook")
+    p.add_argument("--depth", type=int, default=2, help="rvq: number of residual codebooks")
+    p.add_argument("--unit", choices=("action", "chunk"), default="action",
+                   help="vq/rvq: one code per action or per whole chunk")
     p.add_argument("--steps", type=int, default=3000, help="VQ/RVQ training steps")
-    p.add_argument("--scale", type=float, default=10.0)
-    p.add_argument("--vocab-size", type=int, default=2048)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=10.0, help="fast: DCT coefficient scale before rounding")
+    p.add_argument("--vocab-size", type=int, default=2048, help="fast: BPE vocabulary size")
+    p.add_argument("--seed", type=int, default=0, help="random seed (holdout split, VQ init)")
     return p.parse_args(argv)
 
 
@@ -71,6 +75,13 @@ def format_report(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_guarded("vla_train_action_tokenizer", lambda: _run(args), args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vla_policy_node.model.asa.tokenizers.storage import save_tokenizer
+    from vla_policy_node.train.action_tokenizer import TokenizerSpec, train_action_tokenizer
+
     spec = TokenizerSpec(kind=args.kind, bins=args.bins, codebook_size=args.codebook_size, depth=args.depth,
                          unit=args.unit, scale=args.scale, vocab_size=args.vocab_size)
     dataset, normalization, names = load_dataset(args.dataset, horizon=args.horizon,

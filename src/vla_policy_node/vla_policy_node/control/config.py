@@ -6,6 +6,7 @@ dataclass validates itself on construction so a bad value fails at startup, not 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -166,3 +167,10 @@ class ControlConfig:
     def __post_init__(self) -> None:
         if self.control_hz is not None:
             _check(self.control_hz > 0 and math.isfinite(self.control_hz), "control_hz must be positive")
+
+
+def with_estop_only(config: ControlConfig, latching: bool) -> ControlConfig:
+    """`config` with the policy node's one lock: the e-stop, latching only when no command mux runs downstream
+    (the mux owns the latch and its reset, so one reset re-arms the system)."""
+    mux = dataclasses.replace(config.mux, locks=(LockSpec("estop", priority=255, latching=latching),))
+    return dataclasses.replace(config, mux=mux)

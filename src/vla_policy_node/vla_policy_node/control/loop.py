@@ -1,35 +1,39 @@
-"""ControlLoop: the one object the policy node drives.
+"""ControlLoop: the one control tick of both nodes, and every input that decides what the arm does.
 
-Timer thread:     cmd = loop.tick(now, measured_state)            -> publish cmd (None: nothing known yet)
-Inference thread: if loop.should_request_inference(now):
-                      obs = loop.sync.poll(now)                     (None while inputs are stale / nothing new)
-                      prefix = loop.begin_inference(obs, now)       (RtcPrefix for the sampler, or None)
-                      try:    chunk = policy.infer(obs, prefix); loop.on_chunk(chunk, latency, now)
-                      except Exception as exc: loop.on_inference_error(exc, now)
-Subscriptions:    loop.sync.add_image(...), loop.sync.add_joint_state(...), loop.on_teleop(...), loop.on_lock(...),
-                  loop.on_deadman(...); services: loop.reset_estop(now), loop.pause(), loop.resume(),
-                  loop.set_instruction(text); status timer: loop.status(now), loop.diagnostics(now).
+    tick(now) = source.sample(now) -> CommandMux.select (policy < teleop < locks, hand-over ramps)
+                -> SafetyFilter (limits, anchored on the last command) -> Command
 
-tick = executor.sample -> mux -> safety filter. All entry points take the time explicitly and are serialised
-by one lock, so the threads never see half an update.
+The policy *source* is what differs between the nodes (control/sources.py):
+- policy node: `ControlLoop(embodiment, config)` -> a ChunkSource (observation sync, chunk executor, watchdog);
+  its inference thread runs control/inference.py's InferenceStep against the loop's inference entry points;
+- command mux: `ControlLoop(embodiment, config, source=CommandStream(space, policy_timeout))` -> the newest
+  command a policy node sent, while fresh.
+
+Both take teleop (absolute joints, JointJog, twists), locks (e-stop), deadman, pause/resume and the robot's joint
+states, and hold while the joint states are stale (joint-space robots: the relative-target check needs them).
+Every entry point takes the time explicitly and is serialised by one lock, so threads never see half an update.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 
-from vla_policy_node.control.command import ArmTarget, ChunkError, Command, CommandSpace, LateChunkError
+from vla_policy_node.control.command import ArmTarget, ChunkError, Command, CommandSpace
 from vla_policy_node.control.config import ControlConfig
 from vla_policy_node.control.executor import ChunkExecutor
+from vla_policy_node.control.inputs import InputStats
+from vla_policy_node.control.joints import JointStateGate
 from vla_policy_node.control.latency import RateMeter
-from vla_policy_node.control.mux import CommandMux
+from vla_policy_node.control.mux import build_command_mux
 from vla_policy_node.control.safety import CLAMP_NAMES, SafetyFilter
+from vla_policy_node.control.sources import JOINT_STATES, ChunkSource, CommandStream, PolicySource
 from vla_policy_node.control.status import ClampReport, ControlStatus, Diagnostic, Level
-from vla_policy_node.control.sync import JOINT_STATES, ObservationSync
+from vla_policy_node.control.sync import ObservationSync
+from vla_policy_node.control.teleop import TeleopInput
 from vla_policy_node.control.watchdog import Watchdog
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
@@ -37,45 +41,32 @@ from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 FAULT_DISPLAY_TIME = 2.0  # a one-off fault (a NaN command) stays in the status this long
 
 
-def build_command_mux(embodiment: Embodiment, space: CommandSpace, config: ControlConfig) -> CommandMux:
-    """The CommandMux for `embodiment`, with hand-over ramps bounded by its joint (or Cartesian) limits.
-
-    Shared by ControlLoop and the command mux node, so a hand-over ramps the same way in both."""
-    if space.kind == "joint_position":
-        rates = np.array([j.max_velocity for j in embodiment.joints])
-    else:
-        aspace = embodiment.action_space
-        lin, ang = aspace.max_linear_speed, aspace.max_angular_speed
-        if space.kind == "ee_twist":  # the offset is a velocity: ramp it over twist_ramp_time
-            ramp = config.mux.twist_ramp_time
-            lin, ang = lin / ramp, ang / ramp
-        rates = np.array([lin] * 3 + [ang] * 3)
-    accel = jerk = None
-    if space.kind == "joint_position":
-        accel = np.array([j.max_acceleration for j in embodiment.joints])
-        if config.safety.enforce_jerk:
-            jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
-    gripper_rate = embodiment.gripper.max_velocity if embodiment.gripper else None
-    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk)
-
-
 class ControlLoop:
-    def __init__(self, embodiment: Embodiment, config: ControlConfig | None = None) -> None:
+    def __init__(self, embodiment: Embodiment, config: ControlConfig | None = None,
+                 source: PolicySource | None = None) -> None:
         self.embodiment = embodiment
         self.config = config = config or ControlConfig()
-        self.space = CommandSpace.from_embodiment(embodiment)
+        self.space = space = CommandSpace.from_embodiment(embodiment)
         self.control_hz = config.control_hz or embodiment.rates.control_hz
         self.period = 1.0 / self.control_hz
-        self.sync = ObservationSync(embodiment, config.sync)
-        self.executor = ChunkExecutor(self.space, config.executor, embodiment.rates.inference_hz)
-        self.filter = SafetyFilter(embodiment, self.space, self.period, config.safety)
-        self.mux = build_command_mux(embodiment, self.space, config)
-        self.watchdog = Watchdog(config.watchdog)
+        self.source: PolicySource = source if source is not None else ChunkSource(embodiment, space, config)
+        self.filter = SafetyFilter(embodiment, space, self.period, config.safety)
+        self.mux = build_command_mux(embodiment, space, config)
+        self.teleop = TeleopInput(space, config.mux.teleop_timeout, self.period)
         self.tick_rate = RateMeter(200)
         self._lock = threading.RLock()
-        self._n = self.space.arm_dim
-        self._has_gripper = self.space.gripper_name is not None
-        self._obs_states: OrderedDict[float, np.ndarray] = OrderedDict()
+        self._chunks = self.source if isinstance(self.source, ChunkSource) else None
+        self._stream = self.source if isinstance(self.source, CommandStream) else None
+        if self._chunks is not None:  # the sync's gate: joint states also pair with images; judged by stamp
+            self.joints = self._chunks.sync.joints
+            self._input_stats = self._chunks.sync.stats
+        else:  # twist_mux style: freshness from arrival times, so a driver's clock offset cannot hold the arm
+            self.joints = JointStateGate(embodiment.state_names, JOINT_STATES, InputStats(), None)
+            self._input_stats = {JOINT_STATES: self.joints.stats}
+        self._joint_max_age = embodiment.joint_states.max_age
+        self._hold_on_stale_joints = space.kind == "joint_position"
+        self._n = space.arm_dim
+        self._has_gripper = space.gripper_name is not None
         self._last_held = True
         self._last_source = "hold"
         self._hold_reason = "not started"
@@ -84,74 +75,96 @@ class ControlLoop:
         self._clamp_report = ClampReport()
         self.ticks = 0
 
+    # ------------------------------------------------------------------------------------- source parts
+    @property
+    def sync(self) -> ObservationSync:
+        return self._chunk_source().sync
+
+    @property
+    def executor(self) -> ChunkExecutor:
+        return self._chunk_source().executor
+
+    @property
+    def watchdog(self) -> Watchdog:
+        return self._chunk_source().watchdog
+
+    def _chunk_source(self) -> ChunkSource:
+        if self._chunks is None:
+            raise TypeError("this ControlLoop follows a command stream; it has no observation sync or executor")
+        return self._chunks
+
+    def _command_stream(self) -> CommandStream:
+        if self._stream is None:
+            raise TypeError("this ControlLoop runs its own chunk executor; it takes no policy command stream")
+        return self._stream
+
     # ------------------------------------------------------------------------------------------------ tick
     def tick(
         self, now: float, measured_state: np.ndarray | None = None, measured_ee_pose: np.ndarray | None = None
     ) -> Command | None:
-        """One control period: executor.sample -> mux -> safety filter. None until the robot's state is known.
+        """One control period. None until the robot's state is known (then every tick returns a command).
 
         measured_state: joint positions (+ gripper) in `state_names` order; defaults to the newest joint state
-        the sync accepted. measured_ee_pose: [x, y, z, roll, pitch, yaw] in the action frame, needed to start
-        an ee_pose robot and to enforce the workspace of ee_delta (twist) commands.
+        accepted, while fresh. measured_ee_pose: [x, y, z, roll, pitch, yaw] in the action frame, needed to
+        start an ee_pose robot and to enforce the workspace of ee_delta (twist) commands.
         """
         with self._lock:
             self.ticks += 1
             self.tick_rate.mark(now)
-            if measured_state is None:
-                measured_state = self._fresh_state(now)
-            if not self.filter.initialized and not self._initialize(measured_state, measured_ee_pose):
+            state = self._fresh_state(now) if measured_state is None else measured_state
+            filt = self.filter
+            if not filt.initialized and not self._initialize(state, measured_ee_pose):
                 return None
             mux = self.mux
             if mux.estop_latched:
-                self.executor.clear()  # after a reset the policy starts from a fresh observation
-            arm = gripper = None
-            if not mux.paused and not self.watchdog.policy_blocked(now, self.sync, self.executor):
-                planned = self.executor.sample(now)
-                if planned is not None:
-                    arm = planned[: self._n]
-                    gripper = float(planned[self._n]) if self._has_gripper else None
-            filt = self.filter
+                self.source.clear()  # after a reset the policy starts afresh
+            planned = None if mux.paused else self.source.sample(now)
+            arm, gripper = planned if planned is not None else (None, None)
+            jog = self.teleop.jog_target(now, filt.last_arm)
+            if jog is not None:
+                mux.on_teleop(jog, now)
             velocity = None if self.space.is_velocity else filt.last_velocity
             decision = mux.select(now, arm, gripper, filt.last_arm, filt.last_gripper, self._last_held, velocity)
+            target, reason = decision.arm, decision.reason
+            if target is not None and state is None and self._hold_on_stale_joints:
+                target, reason = None, "joint states stale: holding"
             ee_position = None
             if measured_ee_pose is not None:
                 ee_position = np.asarray(measured_ee_pose, dtype=np.float64)[:3]
-            out = filt.apply(
-                decision.arm,
-                decision.gripper,
-                hold=decision.arm is None,
-                source=decision.source,
-                measured_state=measured_state,
-                ee_position=ee_position,
-            )
+            out = filt.apply(target, decision.gripper if target is not None else None, hold=target is None,
+                             source=decision.source, measured_state=state, ee_position=ee_position)
             self._last_held = out.held
-            source = "hold" if out.held else decision.source
-            self._last_source = source
-            self._hold_reason = decision.reason if decision.arm is None else ""
+            self._last_source = "hold" if out.held else decision.source
+            self._hold_reason = reason if target is None else ""
             if out.fault:
                 self._fault, self._fault_time = out.fault, now
                 self._hold_reason = out.fault
-            return Command(now, self.space.kind, self.space.arm_names, out.arm, out.gripper, source, out.held)
+            return Command(now, self.space.kind, self.space.arm_names, out.arm, out.gripper, self._last_source,
+                           out.held)
 
     def _fresh_state(self, now: float) -> np.ndarray | None:
-        latest = self.sync.latest_state()
-        if latest is None or now - latest[0] > self.sync.max_age[JOINT_STATES]:
+        latest = self.joints.latest
+        if latest is None:
             return None
-        return latest[1]
+        seen = latest.stamp if self._chunks is not None else latest.arrival
+        return latest.state if now - seen <= self._joint_max_age else None
 
     def _initialize(self, state: np.ndarray | None, ee_pose: np.ndarray | None) -> bool:
         gripper = None
         if self._has_gripper:
             if state is None:
+                self._hold_reason = "waiting for joint states"
                 return False
-            gripper = float(np.asarray(state)[len(self.embodiment.joints)])
+            gripper = float(state[len(self.embodiment.joints)])
         kind = self.space.kind
         if kind == "joint_position":
             if state is None:
+                self._hold_reason = "waiting for joint states"
                 return False
             self.filter.reset(np.asarray(state, dtype=np.float64)[: self._n], gripper)
         elif kind == "ee_pose":
             if ee_pose is None:
+                self._hold_reason = "waiting for the end-effector pose (needs the robot description)"
                 return False
             self.filter.reset(np.asarray(ee_pose, dtype=np.float64)[:6], gripper)
         else:
@@ -175,77 +188,130 @@ class ControlLoop:
                 self.filter.reset(np.zeros(6), gripper)
             self._last_held = True
 
+    def reanchor(self, now: float, ee_pose: np.ndarray | None = None) -> tuple[bool, str]:
+        """`reset_command` at the newest joint state if it is fresh; (ok, why not) for a service reply."""
+        with self._lock:
+            state = self._fresh_state(now)
+            if state is None:
+                return False, "no fresh joint state: cannot start the command where the robot is"
+            try:
+                self.reset_command(state, ee_pose)
+            except ValueError as error:
+                return False, str(error)
+            return True, ""
+
+    @property
+    def measured_state(self) -> np.ndarray | None:
+        """The newest accepted joint state (state_names order), however old."""
+        latest = self.joints.latest
+        return None if latest is None else latest.state
+
+    # --------------------------------------------------------------------------------------- measurements
+    def on_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
+        """A joint state message (any order, extra names ignored); False if it was rejected (counted)."""
+        if self._chunks is not None:
+            return self._chunks.sync.add_joint_state(stamp, names, positions, now)
+        with self._lock:
+            return self.joints.accept(stamp, names, positions, now) is not None
+
+    def on_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str, now: float) -> bool:
+        """A camera frame decoded to HxWx3 uint8 RGB from `encoding` (policy node); False if unusable."""
+        return self._chunk_source().sync.add_image(camera, stamp, image, encoding, now)
+
     # ------------------------------------------------------------------------------------------ inference
     def should_request_inference(self, now: float) -> bool:
         """True when the executor wants a new chunk and the policy may run (not paused, no e-stop)."""
+        chunks = self._chunk_source()
         with self._lock:
             if self.mux.paused or self.mux.estop_latched:
                 return False
-            return self.executor.should_request_inference(now)
+            return chunks.executor.should_request_inference(now)
 
     def begin_inference(self, obs: Observation, now: float) -> RtcPrefix | None:
         """Mark `obs` as sent to the model; returns the RTC prefix to condition on (rtc strategy, once a plan
-        exists), else None. Expected latency = the observation's age now + the measured inference quantile."""
+        exists), else None."""
+        chunks = self._chunk_source()
         with self._lock:
-            self.executor.mark_requested(now)
-            self._obs_states[obs.stamp] = np.asarray(obs.state, dtype=np.float64)
-            while len(self._obs_states) > 16:
-                self._obs_states.popitem(last=False)
-            if self.config.executor.strategy != "rtc":
-                return None
-            expected = max(now - obs.stamp, 0.0) + self.executor.expected_latency()
-            return self.executor.rtc_prefix(obs.stamp, expected, reference_state=obs.state)
+            return chunks.begin(obs, now)
 
     def rtc_prefix(
         self, obs_stamp: float, expected_latency: float, reference_state: np.ndarray | None = None
     ) -> RtcPrefix | None:
         """The RTC hook on its own: the running plan on the next chunk's grid with frozen/blend weights."""
+        chunks = self._chunk_source()
         with self._lock:
-            return self.executor.rtc_prefix(obs_stamp, expected_latency, reference_state=reference_state)
+            return chunks.executor.rtc_prefix(obs_stamp, expected_latency, reference_state=reference_state)
 
     def on_chunk(self, chunk: ActionChunk, latency: float, now: float) -> bool:
         """A chunk from the model, `latency` seconds of inference. False if it was dropped (see status).
 
         The new plan is built outside the lock (the control timer keeps ticking meanwhile) and swapped in at
         once; if the executor changed in between (pause, e-stop) the chunk is dropped."""
+        chunks = self._chunk_source()
         with self._lock:
-            self.executor.latency.add(latency)
+            chunks.executor.latency.add(latency)
             if self.mux.paused or self.mux.estop_latched:
-                self.executor.mark_rejected("dropped: policy paused or e-stop latched")
+                chunks.executor.mark_rejected("dropped: policy paused or e-stop latched")
                 return False
             try:
-                arm, gripper = self.space.convert_chunk(chunk, self._obs_states.get(chunk.stamp))
+                arm, gripper = chunks.convert(chunk)
             except ChunkError as exc:
-                return self._reject_chunk(exc)
+                return chunks.reject(exc)
         try:
-            prepared = self.executor.prepare(arm, gripper, chunk.stamp, chunk.dt, now)
+            prepared = chunks.prepare(arm, gripper, chunk, now)
         except ChunkError as exc:
             with self._lock:
-                return self._reject_chunk(exc)
+                return chunks.reject(exc)
         with self._lock:
-            if self.mux.paused or self.mux.estop_latched or not self.executor.commit(prepared):
-                self.executor.mark_rejected("dropped: the executor changed while the chunk was merged")
+            if self.mux.paused or self.mux.estop_latched or not chunks.commit(prepared):
+                chunks.executor.mark_rejected("dropped: the executor changed while the chunk was merged")
                 return False
-            self.watchdog.on_good_chunk()
             return True
-
-    def _reject_chunk(self, exc: ChunkError) -> bool:
-        self.executor.mark_rejected(str(exc))
-        if not isinstance(exc, LateChunkError):  # late is normal under load; malformed is a model fault
-            self.watchdog.on_model_error(f"bad chunk: {exc}")
-        return False
 
     def on_inference_error(self, exc: BaseException, now: float) -> None:
         """The model raised: the policy holds until a good chunk arrives."""
+        chunks = self._chunk_source()
         with self._lock:
-            self.executor.mark_failed()
-            self.watchdog.on_model_error(f"model exception: {type(exc).__name__}: {exc}")
-            self._fault, self._fault_time = self.watchdog.model_fault, now
+            self._fault, self._fault_time = chunks.on_error(exc), now
 
-    # ----------------------------------------------------------------------------------- mux and services
+    def set_instruction(self, text: str) -> None:
+        with self._lock:
+            self._chunk_source().sync.set_instruction(text)
+
+    # --------------------------------------------------------------------------------- command stream
+    def on_policy_command(self, arm: np.ndarray, now: float) -> None:
+        """A command from the policy node (command mux); ValueError if it does not fit the robot."""
+        stream = self._command_stream()
+        with self._lock:
+            stream.on_command(arm, now)
+
+    def on_policy_gripper(self, position: float) -> None:
+        stream = self._command_stream()
+        with self._lock:
+            stream.on_gripper(position)
+
+    # ------------------------------------------------------------------------------- teleop, locks, pause
     def on_teleop(self, target: ArmTarget, now: float) -> None:
         with self._lock:
-            self.mux.on_teleop(target, now)
+            self.mux.on_teleop(self.teleop.absolute(target), now)
+
+    def on_teleop_joints(self, names: Sequence[str], positions: np.ndarray, now: float) -> None:
+        """Absolute joint targets (sensor_msgs/JointState); TeleopError if this robot cannot follow them."""
+        with self._lock:
+            self.mux.on_teleop(self.teleop.joints(names, positions), now)
+
+    def on_teleop_twist(self, linear: np.ndarray, angular: np.ndarray, now: float) -> None:
+        with self._lock:
+            self.mux.on_teleop(self.teleop.twist(linear, angular), now)
+
+    def on_teleop_jog(self, names: Sequence[str], displacements: np.ndarray | None,
+                      velocities: np.ndarray | None, duration: float, now: float) -> None:
+        """control_msgs/JointJog (see control/teleop.py)."""
+        with self._lock:
+            last = self.filter.last_arm if self.filter.initialized else None
+            target = self.teleop.jog(names, displacements, velocities, duration, now, last)
+            if target is not None:
+                self.mux.on_teleop(target, now)
 
     def on_deadman(self, pressed: bool, now: float) -> None:
         with self._lock:
@@ -263,47 +329,52 @@ class ControlLoop:
         """Stop the policy (teleop still works); its plan is dropped so resuming re-plans from fresh data."""
         with self._lock:
             self.mux.set_paused(True)
-            self.executor.clear()
+            self.source.clear()
 
     def resume(self) -> None:
         with self._lock:
             self.mux.set_paused(False)
 
-    def set_instruction(self, text: str) -> None:
-        with self._lock:
-            self.sync.set_instruction(text)
-
     # ------------------------------------------------------------------------------------------------ status
+    def _input_ages(self, now: float) -> dict[str, float]:
+        ages = self.source.input_ages(now)
+        if JOINT_STATES not in ages:
+            latest = self.joints.latest
+            ages[JOINT_STATES] = now - (latest.arrival if latest is not None else -math.inf)
+        return ages
+
+    def _stale_inputs(self, now: float, ages: dict[str, float]) -> tuple[str, ...]:
+        stale = self.source.stale_inputs(now)
+        if JOINT_STATES not in stale and ages[JOINT_STATES] > self._joint_max_age:
+            stale.append(JOINT_STATES)
+        return tuple(stale)
+
     def status(self, now: float) -> ControlStatus:
         with self._lock:
-            ex, sync = self.executor, self.sync
-            ages = sync.input_ages(now)
-            stale = tuple(sync.stale_inputs(now))
-            plan = ex.plan
-            reasons = []
-            if self._hold_reason:
-                reasons.append(self._hold_reason)
+            src, chunks = self.source, self._chunks
+            ages = self._input_ages(now)
+            stale = self._stale_inputs(now, ages)
+            reasons = [self._hold_reason] if self._hold_reason else []
             if not self.mux.paused:
-                reasons += self.watchdog.reasons(now, sync, ex)
-                if plan is None or now > plan.t_end:
-                    reasons.append("executor starved: no action planned for now")
+                reasons += src.hold_reasons(now)
             rejections = tuple(
                 (f"{name}.{reason}", count)
-                for name, stats in sync.stats.items()
+                for name, stats in self._input_stats.items()
                 for reason, count in sorted(stats.rejected.items())
             )
+            ex = chunks.executor if chunks is not None else None
             return ControlStatus(
                 stamp=now,
                 active_source=self._last_source,
                 paused=self.mux.paused,
                 estop_latched=self.mux.estop_latched,
-                starved=plan is None or now > plan.t_end,
+                starved=src.starved(now),
                 fault=self._current_fault(now),
-                instruction=sync.instruction,
+                instruction=chunks.sync.instruction if chunks is not None else "",
                 control_rate=self.tick_rate.rate(now),
-                inference_rate=ex.chunk_rate.rate(now),
-                inference_latency_p50=ex.latency.p50,
-                inference_latency_p99=ex.latency.p99,
+                inference_rate=ex.chunk_rate.rate(now) if ex is not None else 0.0,
+                inference_latency_p50=ex.latency.p50 if ex is not None else math.nan,
+                inference_latency_p99=ex.latency.p99 if ex is not None else math.nan,
                 stale_inputs=stale,
                 input_ages=tuple(ages[n] for n in stale),
                 clamp_names=CLAMP_NAMES,
@@ -312,18 +383,17 @@ class ControlLoop:
                 hold_reasons=tuple(reasons) if self._last_held else (),
                 active_locks=tuple(self.mux.active_locks(now)),
                 all_input_ages=tuple(ages.items()),
-                strategy=self.config.executor.strategy,
-                inference_in_flight=ex.in_flight_since is not None,
-                chunks_accepted=ex.accepted,
-                chunks_rejected=ex.rejected,
+                strategy=chunks.strategy if chunks is not None else "",
+                inference_in_flight=ex is not None and ex.in_flight_since is not None,
+                chunks_accepted=ex.accepted if ex is not None else 0,
+                chunks_rejected=ex.rejected if ex is not None else 0,
                 input_rejections=rejections,
             )
 
     def _current_fault(self, now: float) -> str:
-        if self.watchdog.model_fault:
-            return self.watchdog.model_fault
-        if self.executor.inference_overdue(now):
-            return "inference timeout"
+        fault = self.source.fault(now)
+        if fault:
+            return fault
         if now - self._fault_time <= FAULT_DISPLAY_TIME:
             return self._fault
         return ""
@@ -331,61 +401,25 @@ class ControlLoop:
     def diagnostics(self, now: float) -> list[Diagnostic]:
         """Entries for /diagnostics; clamp warnings refer to clamps since the previous call."""
         st = self.status(now)
-        out: list[Diagnostic] = []
         rate_ok = st.control_rate >= 0.8 * self.control_hz or self.ticks < 10
-        out.append(
-            Diagnostic(
-                Level.OK if rate_ok else Level.WARN,
-                "control loop",
-                f"{st.control_rate:.0f} Hz, source {st.active_source}" + ("" if rate_ok else " (below nominal)"),
-                (("control_rate", f"{st.control_rate:.1f}"), ("nominal_rate", f"{self.control_hz:.1f}"),
-                 ("active_source", st.active_source), ("hold", str(st.hold)),
-                 ("hold_reasons", "; ".join(st.hold_reasons))),
-            )
-        )
-        ages = tuple((name, f"{age:.3f}") for name, age in st.all_input_ages)
-        out.append(
-            Diagnostic(
-                Level.WARN if st.stale_inputs else Level.OK,
-                "observation inputs",
-                ("stale: " + ", ".join(st.stale_inputs)) if st.stale_inputs else "all inputs fresh",
-                ages + tuple((k, str(v)) for k, v in st.input_rejections),
-            )
-        )
-        if st.fault and (self.watchdog.model_fault or self.executor.inference_overdue(now)):
-            level, msg = Level.ERROR, st.fault
-        elif st.starved and not st.paused and st.strategy != "synchronous":
-            level, msg = Level.WARN, "starved: no action planned for now"
-        else:
-            level, msg = Level.OK, f"{st.strategy}, {st.inference_rate:.1f} Hz"
-        out.append(
-            Diagnostic(
-                level,
-                "inference",
-                msg,
-                (("strategy", st.strategy), ("inference_rate", f"{st.inference_rate:.2f}"),
-                 ("latency_p50", f"{st.inference_latency_p50:.4f}"), ("latency_p99", f"{st.inference_latency_p99:.4f}"),
-                 ("chunks_accepted", str(st.chunks_accepted)), ("chunks_rejected", str(st.chunks_rejected)),
-                 ("in_flight", str(st.inference_in_flight))),
-            )
-        )
+        policy_commands = self._stream.received if self._stream is not None else st.chunks_accepted
+        out = [Diagnostic(
+            Level.OK if rate_ok else Level.WARN, "control loop",
+            f"{st.control_rate:.0f} Hz, source {st.active_source}" + ("" if rate_ok else " (below nominal)"),
+            (("control_rate", f"{st.control_rate:.1f}"), ("nominal_rate", f"{self.control_hz:.1f}"),
+             ("active_source", st.active_source), ("hold", str(st.hold)), ("hold_reasons", "; ".join(st.hold_reasons)),
+             ("policy_commands", str(policy_commands)), ("teleop_commands", str(self.teleop.received))))]
+        out += self.source.diagnostics(now, dict(st.all_input_ages), st.stale_inputs, st.input_rejections)
         out.append(self._clamp_report.diagnostic(st.clamp_names, st.clamp_counts))
         if st.estop_latched:
             level, msg = Level.ERROR, "e-stop latched: reset required"
         elif st.active_locks or st.paused:
             parts = (["locked by " + ", ".join(st.active_locks)] if st.active_locks else []) + (
-                ["policy paused"] if st.paused else []
-            )
+                ["policy paused"] if st.paused else [])
             level, msg = Level.WARN, "; ".join(parts)
         else:
             level, msg = Level.OK, f"source {st.active_source}"
-        out.append(
-            Diagnostic(
-                level,
-                "command mux",
-                msg,
-                (("active_source", st.active_source), ("paused", str(st.paused)),
-                 ("estop_latched", str(st.estop_latched)), ("active_locks", ", ".join(st.active_locks))),
-            )
-        )
+        out.append(Diagnostic(level, "command mux", msg, (
+            ("active_source", st.active_source), ("paused", str(st.paused)),
+            ("estop_latched", str(st.estop_latched)), ("active_locks", ", ".join(st.active_locks)))))
         return out

@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from vla_policy_node.control.command import ArmTarget, CommandSpace
-from vla_policy_node.control.config import LockSpec, MuxConfig
+from vla_policy_node.control.config import ControlConfig, LockSpec, MuxConfig
+from vla_policy_node.spec.embodiment import Embodiment
 
 
 class MuxDecision(NamedTuple):
@@ -283,3 +284,23 @@ class CommandMux:
             duration = max(duration, 1.875 * g_off / self._gripper_rate)
         duration = max(duration, self.config.min_handover_time)
         return _Ramp(now, duration, start, velocity, stop_time, decel, current_gripper)
+
+
+def build_command_mux(embodiment: Embodiment, space: CommandSpace, config: ControlConfig) -> CommandMux:
+    """The CommandMux for `embodiment`, with hand-over ramps bounded by its joint (or Cartesian) limits."""
+    if space.kind == "joint_position":
+        rates = np.array([j.max_velocity for j in embodiment.joints])
+    else:
+        aspace = embodiment.action_space
+        lin, ang = aspace.max_linear_speed, aspace.max_angular_speed
+        if space.kind == "ee_twist":  # the offset is a velocity: ramp it over twist_ramp_time
+            ramp = config.mux.twist_ramp_time
+            lin, ang = lin / ramp, ang / ramp
+        rates = np.array([lin] * 3 + [ang] * 3)
+    accel = jerk = None
+    if space.kind == "joint_position":
+        accel = np.array([j.max_acceleration for j in embodiment.joints])
+        if config.safety.enforce_jerk:
+            jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
+    gripper_rate = embodiment.gripper.max_velocity if embodiment.gripper else None
+    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk)

@@ -1,7 +1,9 @@
 """Observation sync: decoded camera images and joint states in, one consistent Observation out.
 
 Contract with the message layer: it decodes every ROS image to an HxWx3 uint8 RGB array (whatever the source
-layout) and passes along the encoding it decoded *from* (`Image.encoding`, or `CompressedImage.format`). The
+layout) and passes along the encoding it decoded *from* (`Image.encoding`, or `CompressedImage.format`). Frames
+are kept at the resolution they came in; an observation's images are fitted to each camera's model resolution
+when the policy first reads them (`FittedImages`), so frames that never reach the model are never resized. The
 sync accepts only arrays of that layout and encodings in `SyncConfig.accepted_encodings`; anything else
 (depth, bayer, a decoder that gave up and passes None) is counted and reported, never used. Joint states come
 as names + positions and are reordered into the embodiment's `state_names` (arm joints, then the gripper);
@@ -17,25 +19,21 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from vla_policy_node.control.config import SyncConfig
+from vla_policy_node.control.inputs import InputStats, StampOrder
+from vla_policy_node.control.joints import JointStateGate
 from vla_policy_node.control.pairing import ApproximateTimePairing, MatchedSet, TriggerPairing
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation
 
 JOINT_STATES = "joint_states"
 SYNC = "sync"  # pseudo-input: the newest matched set
 
-
-@dataclass
-class InputStats:
-    received: int = 0
-    accepted: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    last_error: str = ""
+__all__ = ["JOINT_STATES", "SYNC", "InputStats", "ObservationSync"]
 
 
 class ObservationSync:
@@ -52,13 +50,12 @@ class ObservationSync:
         # (joint states are fresher than that, but a set is only renewed at the cameras' rate).
         self.set_max_age = max(self.max_age.values())
         self._accepted = {e.lower() for e in self.config.accepted_encodings}
-        self._state_names = embodiment.state_names
-        self._state_index = {n: i for i, n in enumerate(self._state_names)}
-        self._perm_cache: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._cameras = {c.name: c for c in embodiment.cameras}
         self.stats = {name: InputStats() for name in self.inputs}
         self.unknown_inputs: Counter[str] = Counter()
-        self._last_stamp = dict.fromkeys(self.inputs, -math.inf)
-        self._latest_state: tuple[float, np.ndarray] | None = None
+        self._order = StampOrder(self.inputs)
+        self._last_stamp = self._order.last
+        self.joints = JointStateGate(embodiment.state_names, JOINT_STATES, self.stats[JOINT_STATES], self._order)
         self._ready: MatchedSet | None = None
         self._ready_stamp = -math.inf
         self._emitted_stamp = -math.inf
@@ -104,7 +101,7 @@ class ObservationSync:
             shape = getattr(image, "shape", None)
             dtype = getattr(image, "dtype", None)
             return self._reject(stats, "bad_image", f"{camera}: expected HxWx3 uint8 RGB, got {shape} {dtype}")
-        if not self._in_order(camera, stamp, stats):
+        if not self._order.check(camera, stamp, stats):
             return False
         stats.accepted += 1
         self._offer(camera, stamp, image)
@@ -113,50 +110,14 @@ class ObservationSync:
     def add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
         """A joint state message; reordered by name into `state_names`. False (and counted) if unusable."""
         with self._lock:
-            return self._add_joint_state(stamp, names, positions)
-
-    def _add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float]) -> bool:
-        stats = self.stats[JOINT_STATES]
-        stats.received += 1
-        names = tuple(names)
-        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
-        if len(names) != len(positions):
-            return self._reject(stats, "malformed", f"joint state has {len(names)} names, {len(positions)} positions")
-        cache = self._perm_cache
-        if cache is not None and cache[0] == names:
-            perm = cache[1]
-        else:
-            index = {n: i for i, n in enumerate(names)}
-            if len(index) != len(names):
-                return self._reject(stats, "malformed", f"joint state repeats names: {list(names)}")
-            missing = [n for n in self._state_names if n not in index]
-            if missing:
-                return self._reject(stats, "missing_joints", f"joint state lacks {missing}")
-            perm = np.array([index[n] for n in self._state_names], dtype=np.int64)
-            self._perm_cache = (names, perm)
-        state = positions[perm]
-        if not np.all(np.isfinite(state)):
-            return self._reject(stats, "nonfinite", "joint state has NaN/Inf positions")
-        if not self._in_order(JOINT_STATES, stamp, stats):
-            return False
-        stats.accepted += 1
-        self._latest_state = (stamp, state)
-        self._offer(JOINT_STATES, stamp, state)
-        return True
+            state = self.joints.accept(stamp, names, positions, now)
+            if state is None:
+                return False
+            self._offer(JOINT_STATES, stamp, state)
+            return True
 
     def _reject(self, stats: InputStats, reason: str, message: str) -> bool:
-        stats.rejected[reason] += 1
-        stats.last_error = message
-        return False
-
-    def _in_order(self, name: str, stamp: float, stats: InputStats) -> bool:
-        if not math.isfinite(stamp):
-            return self._reject(stats, "bad_stamp", f"{name}: non-finite stamp")
-        last = self._last_stamp[name]
-        if stamp <= last:
-            return self._reject(stats, "out_of_order", f"{name}: stamp {stamp:.6f} not after {last:.6f}")
-        self._last_stamp[name] = stamp
-        return True
+        return stats.reject(reason, message)
 
     def _offer(self, name: str, stamp: float, payload: object) -> None:
         matched = self._pairing.add(name, stamp, payload)
@@ -179,7 +140,7 @@ class ObservationSync:
             return None
         self._emitted_stamp = self._ready_stamp
         stamps = {name: s for name, (s, _) in ready.items()}
-        images = {cam: ready[cam][1] for cam in self.embodiment.camera_names}
+        images = FittedImages({cam: ready[cam][1] for cam in self.embodiment.camera_names}, self._cameras)
         state = np.array(ready[JOINT_STATES][1])
         return Observation(
             stamp=self._ready_stamp,
@@ -191,7 +152,8 @@ class ObservationSync:
 
     def latest_state(self) -> tuple[float, np.ndarray] | None:
         """(stamp, state in state_names order) of the newest accepted joint state."""
-        return self._latest_state
+        latest = self.joints.latest
+        return None if latest is None else (latest.stamp, latest.state)
 
     def input_ages(self, now: float) -> dict[str, float]:
         """Age of each input's newest accepted message (inf if none), plus "sync": the age of the oldest member

@@ -101,14 +101,17 @@ def resolve_source(source: str | Path) -> Path:
             raise CheckpointError(f"checkpoint {path} is a file; expected a directory")
         return path
     text = str(source)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise CheckpointError(f"checkpoint directory not found: {path}")
+    local = path if path.is_absolute() else Path.cwd() / path
+    if text.startswith((".", "/", "~")) or text.count("/") != 1 or local.parent.is_dir():
+        raise CheckpointError(f"checkpoint directory not found: {local}")
     from huggingface_hub import snapshot_download  # only needed for hub ids
 
     try:
         return Path(snapshot_download(repo_id=text))
     except Exception as exc:  # the hub client raises many types; all mean "could not get it"
-        raise CheckpointError(f"could not resolve model-hub id {text!r}: {exc}") from exc
+        reason = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"checkpoint not found: no directory {local}, and could not resolve model-hub id "
+                              f"{text!r} ({type(exc).__name__}: {reason})") from exc
 
 
 def _read_json(path: Path) -> Any:

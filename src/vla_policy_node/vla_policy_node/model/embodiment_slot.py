@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.remap import camera_hint
 
 
 class UnknownEmbodimentError(KeyError):
@@ -94,7 +95,8 @@ class EmbodimentSlot:
         if missing:
             raise ValueError(
                 f"embodiment {embodiment.tag!r}: the checkpoint was trained with cameras {list(self.camera_names)}, "
-                f"but the robot config has no camera {missing} (it has {list(embodiment.camera_names)})"
+                f"but the robot config has no camera {missing} (it has {list(embodiment.camera_names)}); "
+                + camera_hint(missing, embodiment)
             )
 
 

@@ -80,17 +80,32 @@ def image_to_array(msg: Any) -> np.ndarray:
     return pixels.reshape(shape)
 
 
-def decode_image(msg: Any) -> np.ndarray:
-    """Color or mono image -> HxWx3 uint8 RGB (a fresh array). Depth images raise; use decode_depth."""
+def decode_image(msg: Any, *, copy: bool = True) -> np.ndarray:
+    """Color or mono image -> HxWx3 uint8 RGB (a fresh array). Depth images raise; use decode_depth.
+
+    copy=False: an rgb8 image whose buffer is read-only (a bag's memory map, DDS bytes) comes back as a
+    read-only view of the message instead of a copy; a writable buffer (someone may reuse it) is still copied.
+    """
     encoding_name = str(get_field(msg, "encoding", IMAGE))
     if encoding_name in DEPTH_ENCODINGS:
         raise MessageError("not_color", f"{encoding_name} is a 16-bit image; use decode_depth", IMAGE)
     pixels = image_to_array(msg)
     order = ENCODINGS[encoding_name].order
     if order == "rgb":
-        return pixels.copy()
+        return pixels if not copy and not _writable(pixels) else pixels.copy()
     conversion = {"bgr": cv2.COLOR_BGR2RGB, "rgba": cv2.COLOR_RGBA2RGB, "bgra": cv2.COLOR_BGRA2RGB}
     return cv2.cvtColor(pixels, conversion.get(order, cv2.COLOR_GRAY2RGB))  # ~5x faster than numpy slicing
+
+
+def _writable(array: np.ndarray) -> bool:
+    """True if the memory under `array` may be written by anyone (numpy's flag, or a writable base buffer)."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return True
+        array = array.base
+    if isinstance(array, memoryview):
+        return not array.readonly
+    return not isinstance(array, bytes)
 
 
 def decode_depth(msg: Any) -> np.ndarray:

@@ -71,12 +71,18 @@ class FieldSpec:
         return self.primitive in NUMPY_DTYPES
 
     @property
+    def plain(self) -> bool:
+        """A single scalar or string: its value is stored as given (bytes for byte/char are unpacked)."""
+        return self.container == "single" and not self.nested
+
+    @property
     def dtype(self) -> np.dtype:
         return NUMPY_DTYPES[self.primitive or ""]
 
 
+@lru_cache(maxsize=4096)
 def normalize_msgtype(msgtype: str) -> str:
-    """'sensor_msgs/Image' or 'sensor_msgs/msg/Image' -> 'sensor_msgs/msg/Image'."""
+    """'sensor_msgs/Image' or 'sensor_msgs/msg/Image' -> 'sensor_msgs/msg/Image' (cached: it runs per message)."""
     parts = msgtype.strip("/").split("/")
     if len(parts) == 2:
         return f"{parts[0]}/msg/{parts[1]}"
@@ -225,19 +231,28 @@ def type_hash(store: Typestore, msgtype: str) -> str:
 
 def new_rosbags_message(store: Typestore, msgtype: str, /, **fields: Any) -> Any:
     """Build a rosbags dataclass; missing fields get ROS defaults, numeric arrays become numpy arrays."""
-    msgtype = normalize_msgtype(msgtype)
-    specs = field_specs(store, msgtype)
-    known = {spec.name for spec in specs}
-    unknown = set(fields) - known
-    if unknown:
-        raise TypeError(f"{msgtype} has no field(s) {sorted(unknown)}; fields are {sorted(known)}")
+    cls, specs, known = _message_plan(id(store), store, msgtype)
+    if not known.issuperset(fields):
+        unknown = set(fields) - known
+        raise TypeError(f"{normalize_msgtype(msgtype)} has no field(s) {sorted(unknown)}; fields are {sorted(known)}")
     values = {}
     for spec in specs:
-        if spec.name in fields:
-            values[spec.name] = _rosbags_value(store, spec, fields[spec.name])
+        name = spec.name
+        if name in fields:
+            value = fields[name]
+            values[name] = value if spec.plain and not isinstance(value, bytes | bytearray) else \
+                _rosbags_value(store, spec, value)
         else:
-            values[spec.name] = _rosbags_default(store, spec)
-    return store.types[msgtype](**values)
+            values[name] = _rosbags_default(store, spec)
+    return cls(**values)
+
+
+@lru_cache(maxsize=4096)
+def _message_plan(_store_id: int, store: Typestore, msgtype: str) -> tuple[type, tuple[FieldSpec, ...], frozenset]:
+    """(class, fields, field names) of `msgtype` in `store`: looked up once, not per message."""
+    normalized = normalize_msgtype(msgtype)
+    specs = field_specs(store, normalized)
+    return store.types[normalized], specs, frozenset(spec.name for spec in specs)
 
 
 def _rosbags_default(store: Typestore, spec: FieldSpec) -> Any:

@@ -5,7 +5,7 @@
     ros2 run vla_policy_node command_mux_node --ros-args -p robot_config:=... -p mux_config:=...   (or ros2 launch)
 
 Under rclpy the ROS parameters (robot_config, controller_type, mux_config, ...) override the command line.
-See mux_runtime.py for topics and mux_core.py for the behaviour.
+See mux_runtime.py for topics and control/loop.py for the behaviour.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from collections.abc import Sequence
 from vla_policy_node.control.mux_file import MuxFileError, load_mux_file
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.mux_runtime import MuxNodeParams, MuxRuntime, default_mux_config_path
-from vla_policy_node.nodes.node_support import console_main, declare_parameters, node_clock, serve
+from vla_policy_node.nodes.node_support import (
+    Param,
+    console_main,
+    declare_parameters,
+    node_clock,
+    serve,
+    watch_parameters,
+)
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, load_embodiment
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 
@@ -29,7 +37,7 @@ NODE_NAME = "vla_command_mux"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
@@ -43,8 +51,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--urdf", default="", help="URDF file (Cartesian robots; default: /robot_description)")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(list(argv))
 
 
@@ -53,10 +61,15 @@ def run(argv: Sequence[str]) -> int:
     logging.getLogger().setLevel(args.log_level.upper())
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        settings = declare_parameters(transport, {
-            "robot_config": args.robot_config, "mux_config": args.mux_config,
-            "controller_type": args.controller_type, "controller_topic": args.controller_topic, "urdf": args.urdf,
-        })
+        params = {
+            "robot_config": Param(args.robot_config, "robot YAML (config/robots/*.yaml)"),
+            "mux_config": Param(args.mux_config, "mux YAML (priorities, timeouts, locks)"),
+            "controller_type": Param(args.controller_type, "override of the robot YAML's controller.interface"),
+            "controller_topic": Param(args.controller_topic, "with controller_type: the controller's topic"),
+            "urdf": Param(args.urdf, "URDF file (Cartesian robots; empty: /robot_description)"),
+        }
+        settings = declare_parameters(transport, params)
+        watch_parameters(transport, params, lambda name, value: "not settable while running")
         if not settings["robot_config"]:
             log.error("robot_config is required (--robot-config or the ROS parameter)")
             return 2
@@ -66,15 +79,15 @@ def run(argv: Sequence[str]) -> int:
             embodiment = resolve_controller(load_embodiment(settings["robot_config"]), settings["controller_type"],
                                             settings["controller_topic"])
             if settings["mux_config"]:
-                params = MuxNodeParams.from_mux_file(load_mux_file(settings["mux_config"]), node_name=name,
-                                                     urdf_path=str(settings["urdf"]))
+                mux_params = MuxNodeParams.from_mux_file(load_mux_file(settings["mux_config"]), node_name=name,
+                                                         urdf_path=str(settings["urdf"]))
             else:
                 log.warning("no mux config found: built-in defaults (policy < teleop < /vla/estop)")
-                params = MuxNodeParams(node_name=name, urdf_path=str(settings["urdf"]))
+                mux_params = MuxNodeParams(node_name=name, urdf_path=str(settings["urdf"]))
         except (ConfigError, MuxFileError) as error:
             log.error("%s", error)
             return 2
-        runtime = MuxRuntime(transport, embodiment, params, node_clock(transport, args.use_sim_time))
+        runtime = MuxRuntime(transport, embodiment, mux_params, node_clock(transport, args.use_sim_time))
         return serve(runtime, log)
     finally:
         transport.close()

@@ -28,6 +28,7 @@ from vla_policy_node.kinematics.urdf import UrdfError, UrdfModel, parse_urdf
 from vla_policy_node.msgs.joints import JOINT_STATE, decode_joint_state
 from vla_policy_node.msgs.tf import TF_MESSAGE, encode_tf_message
 from vla_policy_node.nodes.node_support import console_main
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS
@@ -94,10 +95,12 @@ class GhostStatePublisher:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto")
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
+                        help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
     for name, default in DEFAULTS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default)
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default,
+                            help=f"{name.replace('_', ' ')} (ROS parameter {name})")
     return parser.parse_args(list(argv))
 
 

@@ -1,5 +1,6 @@
-"""The command mux node's wiring over any Transport: inputs from config/mux.yaml's topics, MuxCore, and the
-robot's controller (and gripper) as output. Runs on the robot PC, next to the controllers.
+"""The command mux node's wiring over any Transport: inputs from config/mux.yaml's topics, a ControlLoop that
+follows the policy node's command stream (control/loop.py: the tick, the mux, the safety filter), and the
+robot's controller (and gripper) as output. Runs on the robot PC, next to the controllers. Glue only.
 
 In:  /vla/policy_command (the controller's message type), /vla/policy_gripper_command (Float64MultiArray,
      latched), teleop: /vla/teleop/joint_command (JointState), /vla/teleop/twist_cmds (TwistStamped),
@@ -8,23 +9,26 @@ Out: the robot YAML's controller topic at rates.control_hz, the gripper on chang
      (vla_msgs/PolicyStatus: active_source, estop_latched, stale inputs, clamps), /diagnostics.
 Service: ~/reset_estop (vla_msgs/ResetEstop), i.e. /vla_command_mux/reset_estop.
 
-The mux publishes from its first tick with a known robot state on, holding where the robot is until a
-source takes over: the controller always has a fresh, filtered command, and "hold" is explicit.
+The mux computes a command every tick from its first tick with a known robot state on (holding where the robot
+is while no source commands), but publishes only while a source commands and until a hold has settled
+(`control.output_gate`): in a dry run, or while nobody commands, nothing from us reaches the controller.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vla_policy_node.control.command import Command
+from vla_policy_node.control.command import Command, CommandSpace
+from vla_policy_node.control.config import ControlConfig
 from vla_policy_node.control.gripper import gripper_gate_for
-from vla_policy_node.control.mux_core import MuxCore, MuxCoreConfig
+from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.control.mux_file import MuxFile, MuxTopics, TeleopTopics
+from vla_policy_node.control.output_gate import OutputGate
+from vla_policy_node.control.sources import CommandStream
 from vla_policy_node.control.status import Diagnostic, Level
 from vla_policy_node.msgs.commands import CommandEncoder, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
@@ -38,15 +42,9 @@ from vla_policy_node.msgs.joints import (
     decode_joint_state,
 )
 from vla_policy_node.nodes.gripper_output import make_gripper_output
-from vla_policy_node.nodes.node_support import (
-    BOOL,
-    DIAGNOSTIC_ARRAY,
-    POLICY_STATUS,
-    diagnostics_message,
-    message_error_diagnostic,
-    policy_status_message,
-)
+from vla_policy_node.nodes.node_support import BOOL, message_error_diagnostic
 from vla_policy_node.nodes.robot_model import RobotModel
+from vla_policy_node.nodes.status_output import StatusOutput
 from vla_policy_node.nodes.timing import Ticker, make_ticker
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
@@ -78,19 +76,26 @@ def default_mux_config_path() -> Path | None:
 
 @dataclass(frozen=True)
 class MuxNodeParams:
+    """policy_timeout: the policy node's stream loses control after this silence (s)."""
+
     node_name: str = "vla_command_mux"
     topics: MuxTopics = DEFAULT_TOPICS
     policy_gripper_topic: str = "/vla/policy_gripper_command"
-    core: MuxCoreConfig = field(default_factory=MuxCoreConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    policy_timeout: float = 0.5
     status_topic: str = "/vla/mux_status"
     status_hz: float = 10.0
     diagnostics_period: float = 1.0
     urdf_path: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.policy_timeout > 0:
+            raise ValueError("policy_timeout must be positive")
+
     @classmethod
     def from_mux_file(cls, mux_file: MuxFile, **overrides: Any) -> MuxNodeParams:
-        core = MuxCoreConfig(mux=mux_file.config, policy_timeout=mux_file.policy_timeout)
-        return cls(topics=mux_file.topics, core=core, **overrides)
+        return cls(topics=mux_file.topics, control=ControlConfig(mux=mux_file.config),
+                   policy_timeout=mux_file.policy_timeout, **overrides)
 
 
 class MuxRuntime:
@@ -101,18 +106,20 @@ class MuxRuntime:
         self.embodiment = embodiment
         self.params = params = params or MuxNodeParams()
         self.clock = clock or transport.now
-        self.core = MuxCore(embodiment, params.core)
+        stream = CommandStream(CommandSpace.from_embodiment(embodiment), params.policy_timeout)
+        self.loop = ControlLoop(embodiment, params.control, stream)
         self.errors = MessageErrorCounter()
-        self.encoder = CommandEncoder(embodiment, transport.new_message, self.core.period)
+        self.encoder = CommandEncoder(embodiment, transport.new_message, self.loop.period)
         self.interface = embodiment.controller.interface
-        self._arm_names = self.core.space.arm_names
+        self._arm_names = self.loop.space.arm_names
         self.robot = RobotModel(embodiment, transport, params.urdf_path) if embodiment.action_space.cartesian \
             else None
         self._controller_pub = transport.publisher(embodiment.controller.topic, self.encoder.msgtype, DEFAULT_QOS)
         self.gripper = make_gripper_output(transport, embodiment.gripper)
         self._gripper_gate = gripper_gate_for(embodiment.gripper)
-        self._status_pub = transport.publisher(params.status_topic, POLICY_STATUS, DEFAULT_QOS)
-        self._diagnostics_pub = transport.publisher("/diagnostics", DIAGNOSTIC_ARRAY, DEFAULT_QOS)
+        self._gate = OutputGate()
+        self.status_output = StatusOutput(transport, params.status_topic, params.node_name, embodiment.name,
+                                          params.diagnostics_period)
         topics = params.topics
         sub = self._subscribe
         self._subscriptions = [
@@ -129,7 +136,6 @@ class MuxRuntime:
             self._subscriptions.append(sub(topic, BOOL, self._lock_callback(name), DEFAULT_QOS))
         self._services = [transport.service("~/reset_estop", RESET_ESTOP, self._serve_reset_estop)]
         self._tickers: list[Ticker] = []
-        self._last_diagnostics = -math.inf
         self.commands_sent = 0
         self.last_command: Command | None = None
         log.info("%s: %s -> %s (%s), locks %s", params.node_name, topics.policy, embodiment.controller.topic,
@@ -150,33 +156,33 @@ class MuxRuntime:
 
     # ------------------------------------------------------------------------------------------- inputs
     def on_policy_command(self, msg: Any) -> None:
-        self.core.on_policy(decode_command(msg, self.interface, self._arm_names), self.clock())
+        self.loop.on_policy_command(decode_command(msg, self.interface, self._arm_names), self.clock())
 
     def on_policy_gripper(self, msg: Any) -> None:
-        self.core.on_policy_gripper(float(decode_float64_array(msg, expected_size=1)[0]))
+        self.loop.on_policy_gripper(float(decode_float64_array(msg, expected_size=1)[0]))
 
     def on_joint_state(self, msg: Any) -> None:
         data = decode_joint_state(msg)
-        self.core.on_joint_state(data.names, data.positions, self.clock())
+        self.loop.on_joint_state(data.stamp, data.names, data.positions, self.clock())
 
     def on_teleop_joints(self, msg: Any) -> None:
         data = decode_joint_state(msg)
-        self.core.on_teleop_joints(data.names, data.positions, self.clock())
+        self.loop.on_teleop_joints(data.names, data.positions, self.clock())
 
     def on_teleop_twist(self, msg: Any) -> None:
         twist = decode_twist_stamped(msg)
-        self.core.on_teleop_twist(twist.linear, twist.angular, self.clock())
+        self.loop.on_teleop_twist(twist.linear, twist.angular, self.clock())
 
     def on_teleop_jog(self, msg: Any) -> None:
         jog = decode_joint_jog(msg)
-        self.core.on_teleop_jog(jog.joint_names, jog.displacements, jog.velocities, jog.duration, self.clock())
+        self.loop.on_teleop_jog(jog.joint_names, jog.displacements, jog.velocities, jog.duration, self.clock())
 
     def on_deadman(self, msg: Any) -> None:
-        self.core.on_deadman(bool(msg.data), self.clock())
+        self.loop.on_deadman(bool(msg.data), self.clock())
 
     def _lock_callback(self, name: str) -> Callable[[Any], None]:
         def on_lock(msg: Any) -> None:
-            self.core.on_lock(name, bool(msg.data), self.clock())
+            self.loop.on_lock(name, bool(msg.data), self.clock())
 
         return on_lock
 
@@ -185,33 +191,30 @@ class MuxRuntime:
         now = self.clock()
         if now <= 0.0:  # simulated time that has not started
             return None
-        ee_pose = None
-        if self.robot is not None:
-            ee_pose = self.robot.ee_pose(self.core.measured_state)
-        command = self.core.tick(now, ee_pose)
+        ee_pose = self.robot.ee_pose(self.loop.measured_state) if self.robot is not None else None
+        command = self.loop.tick(now, None, ee_pose)
         if command is None:
             return None
-        velocity = self.core.filter.last_velocity if command.kind == "joint_position" else None
+        self.last_command = command
+        if self._gate.offer(command, now):
+            self._publish(command, now)
+        return command
+
+    def _publish(self, command: Command, now: float) -> None:
+        """The command to the controller (and the gripper on change)."""
+        velocity = self.loop.filter.last_velocity if command.kind == "joint_position" else None
         self._controller_pub.publish(self.encoder.encode(command, now, velocity))
         if command.gripper is not None and self._gripper_gate.offer(command.gripper, now):
             self.gripper.send(command.gripper, now)
         self.commands_sent += 1
-        self.last_command = command
-        return command
 
     def status_step(self) -> None:
         now = self.clock()
-        if now <= 0.0:
-            return
-        new = self.transport.new_message
-        self._status_pub.publish(policy_status_message(new, self.core.status(now), now))
-        if now - self._last_diagnostics >= self.params.diagnostics_period or now < self._last_diagnostics:
-            self._last_diagnostics = now
-            self._diagnostics_pub.publish(diagnostics_message(
-                new, self.params.node_name, self.embodiment.name, self.diagnostics(now), now))
+        if now > 0.0:
+            self.status_output.publish(now, self.loop.status(now), self.diagnostics)
 
     def diagnostics(self, now: float) -> list[Diagnostic]:
-        out = self.core.diagnostics(now)
+        out = self.loop.diagnostics(now)
         out.append(message_error_diagnostic(self.errors))
         problem = self.gripper.problem
         out.append(Diagnostic(Level.WARN if problem else Level.OK, "gripper",
@@ -221,7 +224,7 @@ class MuxRuntime:
         return out
 
     def _serve_reset_estop(self, request: Any) -> Any:
-        ok, message = self.core.reset_estop(self.clock())
+        ok, message = self.loop.reset_estop(self.clock())
         log.warning("reset_estop: %s", message)
         return self.transport.new_response(RESET_ESTOP, success=ok, message=message)
 
@@ -231,7 +234,7 @@ class MuxRuntime:
             raise RuntimeError("already started")
         name = self.params.node_name
         self._tickers = [
-            make_ticker(self.transport, self.core.period, self.control_step, f"{name}-control"),
+            make_ticker(self.transport, self.loop.period, self.control_step, f"{name}-control"),
             make_ticker(self.transport, 1.0 / self.params.status_hz, self.status_step, f"{name}-status"),
         ]
         for ticker in self._tickers:

@@ -4,39 +4,82 @@
         --checkpoint DIR [--instruction "pick up the red block"] [--no-dry-run]
     ros2 run vla_policy_node policy_node --ros-args -p robot_config:=... -p checkpoint:=...   (or ros2 launch)
 
-Under rclpy the ROS parameters (robot_config, checkpoint, instruction, dry_run, controller_type, device, ...;
-use_sim_time is rclpy's own) override the command line. See policy_runtime.py for topics and threads.
+Under rclpy it is a managed (lifecycle) node: configure loads the checkpoint and warms the model up, activate
+starts the control loop (dry run stays its own switch: `dry_run` / ~/set_actuation), deactivate holds the arm
+and stops, cleanup frees the model. `autostart` (default true) runs configure and activate at start-up, as
+launch files want; with `autostart:=false` drive it through the standard lifecycle services
+(`/vla_policy/change_state`, `get_state`: what `ros2 lifecycle set` calls). Over DDS it always autostarts.
+
+The ROS parameters (robot_config, checkpoint, instruction, dry_run, ...; use_sim_time is rclpy's own) override
+the command line; `ros2 param set` applies instruction and dry_run live and refuses the others with the reason.
+See policy_runtime.py for topics and threads.
+
+Where the model runs (`inference`, read at configure): `process` (default) in a process of its own, frames through
+shared memory (transport/inference_ipc.py): this process then runs no model code, so nothing the model does
+stalls a control tick (benchmarks/bench_control_jitter.py), and a crashed or hung model is a hold with the reason
+in the status, followed by a restart; `thread` in this process (less memory and start-up; the model shares the
+GIL with the control timer); `remote` on another machine running vla_inference_server, over this node's DDS/ROS
+transport (transport/inference_dds.py). The model is warmed up at configure, so the first command is not slow.
+`realtime_priority` N > 0 runs this node's threads (never a model's) at SCHED_FIFO N, as ros2_control does.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from vla_policy_node.msgs.commands import resolve_controller
-from vla_policy_node.nodes.node_support import console_main, declare_parameters, node_clock, serve
+from vla_policy_node.nodes.node_support import (
+    Param,
+    console_main,
+    declare_parameters,
+    node_clock,
+    wait_for_shutdown,
+    watch_parameters,
+)
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
+from vla_policy_node.nodes.timing import set_realtime_priority
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.remap import remap_embodiment
+from vla_policy_node.spec.types import Observation
+from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.transport.inference_dds import RemotePolicy
+from vla_policy_node.transport.inference_ipc import ProcessPolicy
 
 log = logging.getLogger("policy_node")
 
 PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
+HOLD_SETTLE_TIMEOUT = 1.0  # deactivate: longest wait for the hold to settle before the loop stops
+INFERENCE_MODES = ("process", "thread", "remote")
+CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
     parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
-    parser.add_argument("--instruction", default="")
+    parser.add_argument("--instruction", default="", help="task instruction until /vla/instruction sets one")
     parser.add_argument("--dry-run", dest="dry_run", action=argparse.BooleanOptionalAction, default=True,
                         help="commands on /vla/preview_command only (default) until ~/set_actuation enables them")
+    parser.add_argument("--camera-topics", dest="camera_topics", default="", metavar="NAME:TOPIC,...",
+                        help="cameras and their topics instead of the robot YAML's (a camera may read another's "
+                             "topic: wrist:/camera/camera/color/image_raw on a robot without a wrist camera)")
+    parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                        help="one of the robot YAML's topics on another name (repeatable)")
     parser.add_argument("--controller-type", dest="controller_type", default="",
                         help="override the robot YAML's controller.interface")
     parser.add_argument("--controller-topic", dest="controller_topic", default="",
@@ -46,14 +89,58 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=0,
                         help="CPU threads for torch (0: torch's default); 1-2 keeps a CPU model from starving the "
                              "control threads and other nodes")
+    parser.add_argument("--inference", choices=INFERENCE_MODES, default="process",
+                        help="process (default): the model in its own process, frames through shared memory, "
+                             "so it can never stall a control tick; thread: in this process (the model shares "
+                             "the GIL with the control timer); remote: on another machine running "
+                             "vla_inference_server, over this node's DDS/ROS transport")
+    parser.add_argument("--inference-timeout", dest="inference_timeout", type=float, default=0.0,
+                        help="process: seconds one inference may take before the process counts as hung and "
+                             "is restarted (the watchdog holds the arm long before); remote: seconds to wait for "
+                             "the server's chunk before asking again. 0: 10 s (process), 1 s (remote)")
+    parser.add_argument("--realtime-priority", dest="realtime_priority", type=int, default=0,
+                        help="SCHED_FIFO priority 1-99 for this node's threads (never a model's), as ros2_control "
+                             "runs; needs CAP_SYS_NICE or an rtprio limit. 0: off")
     parser.add_argument("--urdf", default="", help="URDF file for the predicted path (default: /robot_description)")
     parser.add_argument("--latch-estop", dest="latch_estop", action="store_true",
                         help="latch /vla/estop here too (when no command mux runs downstream)")
+    parser.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=True,
+                        help="rclpy: configure and activate at start-up (else wait for lifecycle transitions)")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
-    parser.add_argument("--log-level", dest="log_level", default="INFO")
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
+    parser.add_argument("--log-level", dest="log_level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(list(argv))
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Param]:
+    """The node's ROS parameters, with the command line's values as defaults."""
+    startup = "read at configure"
+    return {
+        "robot_config": Param(args.robot_config, f"robot YAML (config/robots/*.yaml); {startup}"),
+        "checkpoint": Param(args.checkpoint, f"checkpoint directory or model-hub id; {startup}"),
+        "instruction": Param(args.instruction, "language instruction; applied live", live=True),
+        "dry_run": Param(args.dry_run, "true: commands on /vla/preview_command only; false: to the command mux. "
+                         "Applied live (leaving dry run needs fresh joint states)", live=True),
+        "controller_type": Param(args.controller_type, f"override of the robot YAML's controller.interface; "
+                                 f"{startup}"),
+        "controller_topic": Param(args.controller_topic, f"with controller_type: the controller's topic; {startup}"),
+        "camera_topics": Param(args.camera_topics, "cameras and their topics, NAME:TOPIC,... (empty: the robot "
+                               f"YAML's); a camera may read another's topic; {startup}"),
+        "remaps": Param(",".join(args.remap), f"FROM:=TO,... topic remaps of the robot YAML's topics; {startup}"),
+        "device": Param(args.device, f"torch device (cpu, cuda, cuda:N); {startup}"),
+        "seed": Param(args.seed, f"sampling seed of the flow-matching head; {startup}", range=(0, 2**31 - 1)),
+        "urdf": Param(args.urdf, f"URDF file for the predicted path (empty: /robot_description); {startup}"),
+        "torch_threads": Param(args.torch_threads, f"CPU threads for torch (0: torch's default); {startup}",
+                               range=(0, 256)),
+        "latch_estop": Param(args.latch_estop, f"latch /vla/estop here too (no mux downstream); {startup}"),
+        "autostart": Param(args.autostart, "configure and activate at start-up; read at start-up"),
+        "inference": Param(args.inference, f"where the model runs: process, thread or remote; {startup}"),
+        "inference_timeout": Param(args.inference_timeout, f"seconds before an inference counts as lost (0: 10 s "
+                                   f"process, 1 s remote); {startup}"),
+        "realtime_priority": Param(args.realtime_priority, f"SCHED_FIFO priority of the node's threads (0: off); "
+                                   f"{startup}", range=(0, 99)),
+    }
 
 
 def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0) -> Any:
@@ -67,41 +154,223 @@ def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int,
     return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed)
 
 
+def warm_up(policy: Any, embodiment: Embodiment) -> float:
+    """One inference on a blank observation (first-call allocations, kernel selection); its seconds."""
+    state = np.array([(j.lower + j.upper) / 2 for j in embodiment.joints]
+                     + ([(embodiment.gripper.lower + embodiment.gripper.upper) / 2] if embodiment.gripper else []))
+    images = {c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in embodiment.cameras}
+    start = time.perf_counter()
+    policy.infer(Observation(stamp=0.0, images=images, state=state, instruction=""))
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class PolicyLoader:
+    """`load_policy` as a picklable call: what the inference process runs to build its model."""
+
+    checkpoint: str
+    embodiment: Embodiment
+    device: str = "cpu"
+    seed: int = 0
+    threads: int = 0
+
+    def __call__(self) -> Any:
+        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads)
+
+
+class PolicyNode:
+    """The policy node's lifecycle on one transport; each transition returns "" or why it failed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.params = parameters(args)
+        self.transport: Transport | None = None
+        self.settings: dict[str, Any] = {}
+        self.embodiment: Embodiment | None = None
+        self.policy: Any = None
+        self.runtime: PolicyRuntime | None = None
+        self._lock = threading.RLock()
+
+    def attach(self, transport: Transport) -> None:
+        self.transport = transport
+        self.settings = declare_parameters(transport, self.params)
+        watch_parameters(transport, self.params, self.on_parameter)
+
+    # --------------------------------------------------------------------------------------- transitions
+    def configure(self) -> str:
+        """Load the robot config and the checkpoint, warm the model up, build the (stopped) runtime."""
+        with self._lock:
+            s = self.settings
+            if not s["robot_config"] or not s["checkpoint"]:
+                return "robot_config and checkpoint are required (--robot-config/--checkpoint or ROS parameters)"
+            try:
+                robot = remap_embodiment(load_embodiment(s["robot_config"]), str(s["camera_topics"]),
+                                         [r for r in str(s["remaps"]).split(",") if r.strip()])
+                embodiment = resolve_controller(robot, s["controller_type"], s["controller_topic"])
+            except ConfigError as error:
+                return str(error)
+            mode = str(s["inference"])
+            if mode not in INFERENCE_MODES:
+                return f"inference must be one of {', '.join(INFERENCE_MODES)}, got {mode!r}"
+            assert self.transport is not None
+            try:
+                policy, what = self._load(mode, embodiment)
+            except Exception as error:  # a bad checkpoint is a failed configure, with the reason
+                return f"cannot load checkpoint {s['checkpoint']!r}: {type(error).__name__}: {error}"
+            log.info("configured: %s", what)
+            node = getattr(self.transport, "node", None)
+            params = PolicyNodeParams(
+                node_name=node.get_name() if node is not None else self.args.node_name,
+                instruction=str(s["instruction"]), dry_run=bool(s["dry_run"]), urdf_path=str(s["urdf"]),
+                latch_estop=bool(s["latch_estop"]))
+            self.embodiment, self.policy = embodiment, policy
+            self.runtime = PolicyRuntime(self.transport, embodiment, policy, params,
+                                         node_clock(self.transport, self.args.use_sim_time))
+            return ""
+
+    def _load(self, mode: str, embodiment: Embodiment) -> tuple[Any, str]:
+        """The policy where `inference` says, loaded and warmed up; and a line saying so."""
+        s = self.settings
+        timeout = float(s["inference_timeout"]) or (1.0 if mode == "remote" else 10.0)
+        if mode == "remote":
+            assert self.transport is not None
+            return (RemotePolicy(self.transport, embodiment, timeout=timeout),
+                    f"inference on a remote vla_inference_server (timeout {timeout:.1f} s)")
+        loader = PolicyLoader(str(s["checkpoint"]), embodiment, str(s["device"]), int(s["seed"]),
+                              int(s["torch_threads"]))
+        if mode == "process":
+            start = time.perf_counter()
+            policy = ProcessPolicy(loader, embodiment, timeout=timeout)
+            policy.start()  # loads and warms up the model in the inference process
+            return policy, (f"{s['checkpoint']} on {s['device']} in inference process {policy.pid} (loaded and "
+                            f"warmed up in {time.perf_counter() - start:.1f} s)")
+        policy = loader()
+        seconds = warm_up(policy, embodiment)
+        return policy, f"{s['checkpoint']} on {s['device']} in this process, warm-up inference {seconds * 1e3:.0f} ms"
+
+    def activate(self) -> str:
+        """Start the control loop and inference (commands go where dry_run says)."""
+        with self._lock:
+            if self.runtime is None:
+                return "not configured"
+            self.runtime.loop.resume()
+            self.runtime.start()
+            self._tune()
+            log.info("active: %s", "actuating" if self.runtime.actuating else "dry run (preview only)")
+            return ""
+
+    def _tune(self) -> None:
+        """Steady control ticks: start-up objects out of the collector's way; with the model out of process only
+        light threads remain here, so the GIL may change hands sooner; optionally real-time priority."""
+        assert self.runtime is not None
+        gc.freeze()
+        if getattr(self.policy, "out_of_process", False):
+            sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
+        priority = int(self.settings.get("realtime_priority", 0))
+        if priority:
+            problem = set_realtime_priority(priority, exclude=self.runtime.model_thread_ids)
+            if problem:
+                log.warning("realtime_priority: %s; running at normal priority", problem)
+            else:
+                log.info("node threads at SCHED_FIFO priority %d", priority)
+
+    def deactivate(self) -> str:
+        """Hold the arm (pause: the loop brakes to a stop), then stop the loop and inference."""
+        with self._lock:
+            runtime = self.runtime
+            if runtime is None:
+                return ""
+            runtime.loop.pause()
+            deadline = time.monotonic() + HOLD_SETTLE_TIMEOUT
+            while time.monotonic() < deadline and not runtime.holding_still():
+                time.sleep(runtime.loop.period)
+            runtime.stop()
+            log.info("inactive: holding")
+            return ""
+
+    def cleanup(self) -> str:
+        """Close the runtime and free the model (and its GPU memory)."""
+        with self._lock:
+            if self.runtime is not None:
+                self.runtime.close()
+            close = getattr(self.policy, "close", None)
+            if close is not None:  # the inference process, or the remote client's subscription
+                close()
+            self.runtime = self.policy = self.embodiment = None  # no gc.collect(): DDS entities' finalizers
+            if "torch" in sys.modules:  # can block in it; the model's tensors go with their last reference
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            return ""
+
+    def shutdown(self) -> str:
+        if self.runtime is not None and self.runtime.running:
+            self.deactivate()
+        return self.cleanup()
+
+    # ---------------------------------------------------------------------------------------- parameters
+    def on_parameter(self, name: str, value: Any) -> str:
+        """Live parameters: instruction and dry_run ("" when applied, else why not)."""
+        runtime = self.runtime
+        if name == "instruction":
+            if runtime is not None:
+                runtime.set_instruction(str(value))
+            self.settings[name] = str(value)
+            return ""
+        if name == "dry_run":
+            if runtime is not None:
+                ok, message = runtime.set_actuation(not bool(value))
+                if not ok:
+                    return message
+            self.settings[name] = bool(value)
+            return ""
+        return "not settable while running"
+
+
 def run(argv: Sequence[str]) -> int:
     args = parse_args(strip_ros_args(argv))
     logging.getLogger().setLevel(args.log_level.upper())
-    transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
+    node = PolicyNode(args)
+    managed = use_lifecycle(args.transport)
+    handlers = None
+    if managed:
+        from vla_policy_node.transport.rclpy_backend import LifecycleHandlers
+
+        handlers = LifecycleHandlers(node.configure, node.activate, node.deactivate, node.cleanup, node.shutdown)
+    transport = make_transport(args.transport, args.node_name, argv, PROGRAM, lifecycle=handlers)
     try:
-        settings = declare_parameters(transport, {
-            "robot_config": args.robot_config, "checkpoint": args.checkpoint, "instruction": args.instruction,
-            "dry_run": args.dry_run, "controller_type": args.controller_type,
-            "controller_topic": args.controller_topic, "device": args.device, "seed": args.seed, "urdf": args.urdf,
-            "torch_threads": args.torch_threads,
-            "latch_estop": args.latch_estop,
-        })
-        if not settings["robot_config"] or not settings["checkpoint"]:
-            log.error("robot_config and checkpoint are required (--robot-config/--checkpoint or ROS parameters)")
-            return 2
-        try:
-            embodiment = resolve_controller(load_embodiment(settings["robot_config"]), settings["controller_type"],
-                                            settings["controller_topic"])
-        except ConfigError as error:
-            log.error("%s", error)
-            return 2
-        policy = load_policy(settings["checkpoint"], embodiment, settings["device"], int(settings["seed"]),
-                             int(settings["torch_threads"]))
-        node = getattr(transport, "node", None)
-        params = PolicyNodeParams(
-            node_name=node.get_name() if node is not None else args.node_name,
-            instruction=str(settings["instruction"]),
-            dry_run=bool(settings["dry_run"]),
-            urdf_path=str(settings["urdf"]),
-            latch_estop=bool(settings["latch_estop"]),
-        )
-        runtime = PolicyRuntime(transport, embodiment, policy, params, node_clock(transport, args.use_sim_time))
-        return serve(runtime, log)
+        node.attach(transport)
+        if not managed or bool(node.settings["autostart"]):
+            problem = start(node, getattr(transport, "node", None) if managed else None)
+            if problem:
+                log.error("%s", problem)
+                return 2
+        log.info("running; Ctrl-C to stop")
+        wait_for_shutdown()
+        node.shutdown()
+        return 0
     finally:
         transport.close()
+
+
+def use_lifecycle(choice: str) -> bool:
+    from vla_policy_node.transport.factory import use_rclpy
+
+    return use_rclpy(choice)
+
+
+def start(node: PolicyNode, lifecycle_node: Any) -> str:
+    """configure + activate: through the managed node's state machine (so `get_state` and transition events
+    are right) under rclpy, directly otherwise."""
+    if lifecycle_node is None:
+        return node.configure() or node.activate()
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    for trigger in (lifecycle_node.trigger_configure, lifecycle_node.trigger_activate):
+        if trigger() != TransitionCallbackReturn.SUCCESS:
+            return f"lifecycle transition {trigger.__name__.removeprefix('trigger_')} failed (see above)"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

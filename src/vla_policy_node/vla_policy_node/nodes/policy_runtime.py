@@ -1,26 +1,24 @@
-"""The policy node's logic over any Transport: messages in, ControlLoop, commands and visualisation out.
+"""The policy node over any Transport: messages in -> ControlLoop (control/) -> commands and visualisation out.
 
     runtime = PolicyRuntime(transport, embodiment, policy, PolicyNodeParams(dry_run=False))
     runtime.start()   # inference thread + control timer + status timer
     ...
     runtime.stop()
 
+Glue only; what the arm does is decided in control/ (loop.py: the tick; inference.py: the inference step).
 Threads (see ARCHITECTURE.md, "one control cycle"):
-- subscription callbacks (the transport's thread(s)) decode, resize and hand data to `loop.sync`;
-- the inference thread: should_request_inference -> sync.poll -> begin_inference -> policy.infer -> on_chunk,
-  then publishes the chunk, the predicted path and the predicted joint states. A model exception or a hung
-  inference never stops the node: the loop holds and the status says why (fault / inference timeout);
-- the control timer (rates.control_hz): loop.tick -> encode for the controller -> publish. It never waits for
-  the model: a chunk is merged under the loop's lock only for the swap;
+- subscription callbacks (the transport's thread(s)) hand decoded data to the loop (msgs/observation_input.py);
+- the inference thread: InferenceStep (should_request -> sync.poll -> begin_inference -> policy.infer ->
+  on_chunk), then the chunk, the predicted path and the predicted joint states go out. A model exception or a
+  hung inference never stops the node: the loop holds and the status says why;
+- the control timer (rates.control_hz): loop.tick -> encode for the controller -> publish;
 - the status timer: /vla/status at `status_hz`, /diagnostics every `diagnostics_period`.
 Every step is also a public method (`control_step`, `inference_step`, `status_step`) that tests drive with a
 scripted clock.
 
-Safety: the ControlLoop applies the full safety filter (limits, velocity, acceleration, jerk,
-max_relative_target) to every command this node sends, and holds on stale inputs, model faults, pause and
-e-stop. The command mux node downstream applies the same filter again on the robot PC and adds what a policy
-node cannot: teleop priority, the e-stop latch and a timeout on the policy stream itself. Here the e-stop
-lock is not latching by default (the mux owns the latch and its reset), so one reset re-arms the system.
+The command mux node downstream applies the same loop again on the robot PC with teleop, the e-stop latch and a
+timeout on this node's stream. Here the e-stop lock is not latching by default (the mux owns the latch and its
+reset), so one reset re-arms the system.
 
 Dry run: commands go to the preview topics until `~/set_actuation` (vla_msgs/SetActuation) enables them;
 on enabling, the command is re-anchored to the measured joints so the mux receives a stream that starts
@@ -29,44 +27,31 @@ where the robot is.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from vla_policy_node.control.command import ChunkError, Command
-from vla_policy_node.control.config import ControlConfig, LockSpec
+from vla_policy_node.control.command import Command
+from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.gripper import GripperGate
+from vla_policy_node.control.inference import InferencePolicy, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.control.status import Diagnostic, Level
-from vla_policy_node.control.sync import JOINT_STATES
-from vla_policy_node.msgs.chunks import ACTION_CHUNK, encode_action_chunk
 from vla_policy_node.msgs.commands import CommandEncoder
 from vla_policy_node.msgs.errors import MessageErrorCounter
-from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE, decode_compressed_image, decode_image
-from vla_policy_node.msgs.joints import JOINT_STATE, decode_joint_state, encode_joint_state
-from vla_policy_node.msgs.markers import MARKER_ARRAY, encode_path_markers
-from vla_policy_node.msgs.stamps import header_stamp
+from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
+from vla_policy_node.msgs.joints import JOINT_STATE
+from vla_policy_node.msgs.observation_input import ObservationInput
 from vla_policy_node.nodes.gripper_output import FloatGripperOutput
-from vla_policy_node.nodes.node_support import (
-    BOOL,
-    DIAGNOSTIC_ARRAY,
-    POLICY_STATUS,
-    STRING,
-    diagnostics_message,
-    message_error_diagnostic,
-    policy_status_message,
-)
+from vla_policy_node.nodes.node_support import BOOL, STRING, message_error_diagnostic
+from vla_policy_node.nodes.prediction_output import PredictionOutput
 from vla_policy_node.nodes.robot_model import RobotModel
-from vla_policy_node.nodes.timing import Ticker, make_ticker
-from vla_policy_node.spec.embodiment import CameraSpec, Embodiment
-from vla_policy_node.spec.images import fit_image
-from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
+from vla_policy_node.nodes.status_output import StatusOutput
+from vla_policy_node.nodes.timing import Ticker, drop_realtime_priority, make_ticker
+from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
 
@@ -77,11 +62,7 @@ SET_PAUSED = "vla_msgs/srv/SetPaused"
 RESET_ESTOP = "vla_msgs/srv/ResetEstop"
 SET_ACTUATION = "vla_msgs/srv/SetActuation"
 
-
-class InferencePolicy(Protocol):
-    """What the runtime needs from a policy (VLAPolicy, or a scripted one in tests)."""
-
-    def infer(self, observation: Observation, *, prefix: RtcPrefix | None = None) -> ActionChunk: ...
+__all__ = ["InferencePolicy", "PolicyNodeParams", "PolicyRuntime"]
 
 
 @dataclass(frozen=True)
@@ -114,9 +95,7 @@ class PolicyNodeParams:
 
     def control_config(self) -> ControlConfig:
         """`control` with this node's one lock: the e-stop (latching only when `latch_estop`)."""
-        mux = dataclasses.replace(self.control.mux, locks=(LockSpec("estop", priority=255,
-                                                                    latching=self.latch_estop),))
-        return dataclasses.replace(self.control, mux=mux)
+        return with_estop_only(self.control, self.latch_estop)
 
 
 class PolicyRuntime:
@@ -126,21 +105,21 @@ class PolicyRuntime:
         default `transport.now` (wall clock over DDS, the ROS clock under rclpy)."""
         self.transport = transport
         self.embodiment = embodiment
-        self.policy = policy
         self.params = params = params or PolicyNodeParams()
         self.clock = clock or transport.now
         self.loop = ControlLoop(embodiment, params.control_config())
         self.loop.set_instruction(params.instruction)
-        self.errors = MessageErrorCounter()
+        self.inference = InferenceStep(self.loop, policy)
+        self.inputs = ObservationInput(self.loop, self.clock)
+        self.errors: MessageErrorCounter = self.inputs.errors
         self.robot = RobotModel(embodiment, transport, params.urdf_path)
         self.encoder = CommandEncoder(embodiment, transport.new_message, self.loop.period)
         self._cartesian = embodiment.action_space.cartesian
-        new_pub = transport.publisher
         msgtype = self.encoder.msgtype
         self._outputs = {
-            True: (new_pub(params.command_topic, msgtype, DEFAULT_QOS),
+            True: (transport.publisher(params.command_topic, msgtype, DEFAULT_QOS),
                    FloatGripperOutput(transport, params.gripper_command_topic, LATCHED_QOS)),
-            False: (new_pub(params.preview_topic, msgtype, DEFAULT_QOS),
+            False: (transport.publisher(params.preview_topic, msgtype, DEFAULT_QOS),
                     FloatGripperOutput(transport, params.preview_gripper_topic, LATCHED_QOS)),
         }
         self._gripper_gate = GripperGate()
@@ -150,58 +129,53 @@ class PolicyRuntime:
         self._stop = threading.Event()
         self._tickers: list[Ticker] = []
         self._inference_thread: threading.Thread | None = None
-        self._last_diagnostics = -math.inf
         self._logged: set[str] = set()
         self.commands_sent = 0
         self.inferences = 0
         self.last_command: Command | None = None
-        self.last_latency = math.nan
-        self._status_pub = new_pub(params.status_topic, POLICY_STATUS, DEFAULT_QOS)
-        self._diagnostics_pub = new_pub("/diagnostics", DIAGNOSTIC_ARRAY, DEFAULT_QOS)
-        self._chunk_pub = new_pub(params.chunk_topic, ACTION_CHUNK, DEFAULT_QOS)
-        self._path_pub = new_pub(params.path_topic, MARKER_ARRAY, DEFAULT_QOS)
-        self._ghost_pub = new_pub(params.predicted_joint_states_topic, JOINT_STATE, DEFAULT_QOS)
+        self.last_latency = float("nan")
+        self.status_output = StatusOutput(transport, params.status_topic, params.node_name, embodiment.name,
+                                          params.diagnostics_period)
+        self.prediction = PredictionOutput(transport, embodiment, self.loop.space, self.robot, params.chunk_topic,
+                                           params.path_topic, params.predicted_joint_states_topic)
+        sub = transport.subscribe
         self._subscriptions = [
-            transport.subscribe(cam.topic, COMPRESSED_IMAGE if cam.compressed else IMAGE,
-                                self._image_callback(cam), SENSOR_DATA_QOS)
+            sub(cam.topic, COMPRESSED_IMAGE if cam.compressed else IMAGE, self._waking(self.inputs.image_handler(cam)),
+                SENSOR_DATA_QOS)
             for cam in embodiment.cameras
         ]
         self._subscriptions += [
-            transport.subscribe(embodiment.joint_states.topic, JOINT_STATE, self.on_joint_state, SENSOR_DATA_QOS),
-            transport.subscribe(params.instruction_topic, STRING, self.on_instruction, LATCHED_QOS),
-            transport.subscribe(params.estop_topic, BOOL, self.on_estop, DEFAULT_QOS),
+            sub(embodiment.joint_states.topic, JOINT_STATE, self._waking(self.inputs.on_joint_state), SENSOR_DATA_QOS),
+            sub(params.instruction_topic, STRING, self.on_instruction, LATCHED_QOS),
+            sub(params.estop_topic, BOOL, self.on_estop, DEFAULT_QOS),
         ]
-        name = params.node_name
         self._services = [
             transport.service("~/set_instruction", SET_INSTRUCTION, self._serve_set_instruction),
             transport.service("~/set_paused", SET_PAUSED, self._serve_set_paused),
             transport.service("~/reset_estop", RESET_ESTOP, self._serve_reset_estop),
             transport.service("~/set_actuation", SET_ACTUATION, self._serve_set_actuation),
         ]
-        log.info("%s: %s, %d camera(s), controller %s, %s", name, embodiment.name, len(embodiment.cameras),
-                 embodiment.controller.interface, "actuating" if self._actuating else "dry run (preview only)")
+        log.info("%s: %s, %d camera(s), controller %s, %s", params.node_name, embodiment.name,
+                 len(embodiment.cameras), embodiment.controller.interface,
+                 "actuating" if self._actuating else "dry run (preview only)")
+
+    @property
+    def policy(self) -> InferencePolicy:
+        return self.inference.policy
+
+    @policy.setter
+    def policy(self, policy: InferencePolicy) -> None:
+        self.inference.policy = policy
 
     # ------------------------------------------------------------------------------------------- inputs
-    def _image_callback(self, camera: CameraSpec):
-        decoder = decode_compressed_image if camera.compressed else decode_image
+    def _waking(self, handler: Any) -> Any:
+        """A sensor handler that also wakes the inference thread (new data may complete an observation)."""
 
-        def on_image(msg: Any) -> None:
-            rgb = self.errors.decode(decoder, msg, topic=camera.topic)
-            if rgb is None:
-                return
-            stamp = header_stamp(msg)
-            encoding = str(msg.format if camera.compressed else msg.encoding)
-            self.loop.sync.add_image(camera.name, stamp, fit_image(rgb, camera), encoding, self.clock())
+        def callback(msg: Any) -> None:
+            handler(msg)
             self._wake.set()
 
-        return on_image
-
-    def on_joint_state(self, msg: Any) -> None:
-        data = self.errors.decode(decode_joint_state, msg, topic=self.embodiment.joint_states.topic)
-        if data is None:
-            return
-        self.loop.sync.add_joint_state(data.stamp, data.names, data.positions, self.clock())
-        self._wake.set()
+        return callback
 
     def on_instruction(self, msg: Any) -> None:
         self.set_instruction(str(msg.data))
@@ -215,8 +189,7 @@ class PolicyRuntime:
         now = self.clock()
         if now <= 0.0:  # simulated time that has not started
             return None
-        ee_pose = self._measured_ee_pose() if self._cartesian else None
-        command = self.loop.tick(now, None, ee_pose)
+        command = self.loop.tick(now, None, self._measured_ee_pose())
         if command is None:
             return None
         velocity = self.loop.filter.last_velocity if command.kind == "joint_position" else None
@@ -231,8 +204,7 @@ class PolicyRuntime:
         return command
 
     def _measured_ee_pose(self) -> np.ndarray | None:
-        latest = self.loop.sync.latest_state()
-        return self.robot.ee_pose(latest[1]) if latest is not None else None
+        return self.robot.ee_pose(self.loop.measured_state) if self._cartesian else None
 
     @property
     def actuating(self) -> bool:
@@ -244,14 +216,9 @@ class PolicyRuntime:
             if enable == self._actuating:
                 return True, "actuating already" if enable else "dry run already"
             if enable:
-                now = self.clock()
-                latest = self.loop.sync.latest_state()
-                if latest is None or now - latest[0] > self.loop.sync.max_age[JOINT_STATES]:
-                    return False, "no fresh joint state: cannot start the command where the robot is"
-                try:
-                    self.loop.reset_command(latest[1], self._measured_ee_pose() if self._cartesian else None)
-                except ValueError as error:
-                    return False, str(error)
+                ok, problem = self.loop.reanchor(self.clock(), self._measured_ee_pose())
+                if not ok:
+                    return False, problem
             self._actuating = enable
             self._gripper_gate.reset()
         message = (f"actuating: commands on {self.params.command_topic}" if enable
@@ -262,30 +229,31 @@ class PolicyRuntime:
     # ---------------------------------------------------------------------------------------- inference
     def inference_step(self) -> bool:
         """One inference if the loop wants one and a fresh observation is ready; True if the model ran."""
-        loop = self.loop
-        now = self.clock()
-        if not loop.should_request_inference(now):
+        result = self.inference.step(self.clock)
+        if result is None:
             return False
-        obs = loop.sync.poll(now)
-        if obs is None:
-            return False
-        prefix = loop.begin_inference(obs, now)
-        start = time.perf_counter()
-        try:
-            chunk = self.policy.infer(obs, prefix=prefix)
-        except Exception as error:  # the model's failure is a status, never the node's end
-            loop.on_inference_error(error, self.clock())
-            self._log_once(f"inference failed: {type(error).__name__}: {error}", exc_info=True)
+        if result.chunk is None:
+            error = result.error
+            self._log_once(f"inference failed: {type(error).__name__}: {error}", exc_info=error)
             return True
-        latency = time.perf_counter() - start
         self.inferences += 1
-        self.last_latency = latency
-        loop.on_chunk(chunk, latency, self.clock())
-        self._publish_prediction(chunk, obs, latency)
+        self.last_latency = result.latency
+        self.prediction.publish(result.chunk, result.request.obs, result.latency, self.clock())
         return True
 
-    def _inference_loop(self) -> None:
-        while not self._stop.is_set():
+    @property
+    def model_thread_ids(self) -> tuple[int, ...]:
+        """Native ids of the threads that run model code here (none when the model is out of process): what
+        `set_realtime_priority` must leave at normal priority."""
+        thread = self._inference_thread
+        if thread is None or thread.native_id is None or getattr(self.policy, "out_of_process", False):
+            return ()
+        return (thread.native_id,)
+
+    def _inference_loop(self, stop: threading.Event) -> None:
+        if not getattr(self.policy, "out_of_process", False):
+            drop_realtime_priority()  # the node may run at real-time priority; a model in this thread never does
+        while not stop.is_set():
             try:
                 ran = self.inference_step()
             except Exception:  # a bug in the glue must not end inference silently either
@@ -295,51 +263,12 @@ class PolicyRuntime:
                 self._wake.wait(self.params.idle_wait)
                 self._wake.clear()
 
-    def _publish_prediction(self, chunk: ActionChunk, obs: Observation, latency: float) -> None:
-        """/vla/action_chunk always; the predicted path and the ghost's joint states where they can be made."""
-        new = self.transport.new_message
-        self._chunk_pub.publish(encode_action_chunk(new, chunk, frame_id=self.embodiment.action_space.frame,
-                                                    inference_latency=latency))
-        try:
-            arm, gripper = self.loop.space.convert_chunk(chunk, obs.state)
-        except ChunkError:
-            return  # the loop rejected it too and reports why
-        now = self.clock()
-        kind = self.loop.space.kind
-        points: np.ndarray | None = None
-        frame = self.embodiment.action_space.frame
-        if kind == "joint_position":
-            names = list(self.embodiment.joint_names)
-            final = list(arm[-1])
-            if gripper is not None and self.embodiment.gripper is not None:
-                names.append(self.embodiment.gripper.name)
-                final.append(float(gripper[-1]))
-            self._ghost_pub.publish(encode_joint_state(new, names, final, stamp=now))
-            points = self.robot.tool_positions(arm)
-            frame = self.robot.path_frame
-        elif kind == "ee_pose":
-            points = arm[:, :3]
-        else:  # twist: integrate the predicted velocities from the measured tool position
-            start_pose = self.robot.ee_pose(obs.state)
-            if start_pose is not None:
-                points = start_pose[:3] + np.cumsum(arm[:, :3] * chunk.dt, axis=0)
-        if points is None:
-            self._log_once(f"predicted path markers off: {self.robot.problem}", level=logging.WARNING)
-            return
-        self._path_pub.publish(encode_path_markers(new, points, stamp=now, frame_id=frame))
-
     # ------------------------------------------------------------------------------------------- status
     def status_step(self) -> None:
         """Publish /vla/status; /diagnostics when `diagnostics_period` has passed."""
         now = self.clock()
-        if now <= 0.0:
-            return
-        new = self.transport.new_message
-        self._status_pub.publish(policy_status_message(new, self.loop.status(now), now))
-        if now - self._last_diagnostics >= self.params.diagnostics_period or now < self._last_diagnostics:
-            self._last_diagnostics = now
-            self._diagnostics_pub.publish(diagnostics_message(
-                new, self.params.node_name, self.embodiment.name, self.diagnostics(now), now))
+        if now > 0.0:
+            self.status_output.publish(now, self.loop.status(now), self.diagnostics)
 
     def diagnostics(self, now: float) -> list[Diagnostic]:
         out = self.loop.diagnostics(now)
@@ -358,7 +287,6 @@ class PolicyRuntime:
     def set_instruction(self, text: str) -> None:
         self.loop.set_instruction(text)
         log.info("instruction: %r", text)
-
     # ----------------------------------------------------------------------------------------- services
     def _serve_set_instruction(self, request: Any) -> Any:
         self.set_instruction(str(request.instruction))
@@ -394,18 +322,33 @@ class PolicyRuntime:
         ]
         for ticker in self._tickers:
             ticker.start()
-        self._inference_thread = threading.Thread(target=self._inference_loop, name=f"{name}-inference",
-                                                  daemon=True)
+        self._inference_thread = threading.Thread(target=self._inference_loop, args=(self._stop,),
+                                                  name=f"{name}-inference", daemon=True)
         self._inference_thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the threads; a model stuck in `infer` is left behind (daemon thread), not waited for."""
+        """Stop the threads; a model stuck in `infer` is left behind (daemon thread), not waited for. A later
+        `start()` runs the node again (a lifecycle deactivate / activate)."""
         self._stop.set()
         self._wake.set()
         for ticker in self._tickers:
             ticker.stop()
         if self._inference_thread is not None:
             self._inference_thread.join(timeout)
+        self._tickers, self._inference_thread = [], None
+        self._stop = threading.Event()  # a thread left in `infer` keeps the old (set) event and ends after it
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tickers)
+
+    def holding_still(self) -> bool:
+        """The last command is a hold that no longer moves (the brake ramp is over), or nothing was sent."""
+        last = self.last_command
+        if last is None or not self.running:
+            return True
+        return last.hold and self.loop.filter.last_velocity is not None and bool(
+            np.all(np.abs(self.loop.filter.last_velocity) < 1e-6))
 
     def close(self) -> None:
         self.stop()
@@ -415,7 +358,7 @@ class PolicyRuntime:
             subscription.close()
         self.robot.close()
 
-    def _log_once(self, message: str, exc_info: bool = False, level: int = logging.ERROR) -> None:
+    def _log_once(self, message: str, exc_info: Any = False, level: int = logging.ERROR) -> None:
         if message in self._logged or len(self._logged) > 100:
             return
         self._logged.add(message)

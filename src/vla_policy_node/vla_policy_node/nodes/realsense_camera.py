@@ -30,6 +30,7 @@ from vla_policy_node.msgs.camera_info import CAMERA_INFO, CameraIntrinsics, enco
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.images import IMAGE, encode_image
 from vla_policy_node.nodes.node_support import console_main
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.transport.base import Publisher, Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args, use_rclpy
 
@@ -120,15 +121,15 @@ class RealSenseCameraNode:
 # ----------------------------------------------------------------------------------------- command line
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     defaults = RealSenseConfig()
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS (cyclonedds) without ROS")
     parser.add_argument("--serial-no", default=defaults.serial_no, help="camera serial; empty: the first camera")
-    parser.add_argument("--camera-namespace", default="camera")
-    parser.add_argument("--camera-name", default="camera")
-    parser.add_argument("--width", type=int, default=defaults.width)
-    parser.add_argument("--height", type=int, default=defaults.height)
-    parser.add_argument("--fps", type=int, default=defaults.fps)
+    parser.add_argument("--camera-namespace", default="camera", help="topic namespace (realsense2_camera's)")
+    parser.add_argument("--camera-name", default="camera", help="camera name under the namespace (topics /NS/NAME/...)")
+    parser.add_argument("--width", type=int, default=defaults.width, help="color image width (px)")
+    parser.add_argument("--height", type=int, default=defaults.height, help="color image height (px)")
+    parser.add_argument("--fps", type=int, default=defaults.fps, help="frame rate")
     parser.add_argument("--depth-width", type=int, default=defaults.depth_width, help="0: device default")
     parser.add_argument("--depth-height", type=int, default=defaults.depth_height, help="0: device default")
     parser.add_argument("--no-depth", dest="enable_depth", action="store_false", help="color only")

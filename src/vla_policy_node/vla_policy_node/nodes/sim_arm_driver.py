@@ -59,6 +59,7 @@ from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
 from vla_policy_node.sim.scene import ARM_JOINTS
 from vla_policy_node.sim.tasks import Task, TaskSampler, reach_distance, reach_point, reach_success
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.base import Publisher, Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
@@ -275,7 +276,9 @@ class SimArmDriver:
 
     def start(self) -> None:
         self._last_step = self.clock()
-        self._tickers = [make_ticker(self.transport, 1.0 / self.params.joint_rate, self.step, "sim-arm")]
+        # one thread owns the simulation and its EGL renderer (see timing.make_ticker's own_thread)
+        self._tickers = [make_ticker(self.transport, 1.0 / self.params.joint_rate, self.step, "sim-arm",
+                                     own_thread=True)]
         for ticker in self._tickers:
             ticker.start()
 
@@ -288,15 +291,19 @@ class SimArmDriver:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto")
-    parser.add_argument("--robot-config", dest="robot_config", required=True)
-    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0)
-    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=10.0)
+    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
+                        help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
+    parser.add_argument("--robot-config", dest="robot_config", required=True,
+                        help="robot YAML (config/robots/*.yaml)")
+    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0,
+                        help="joint state publish rate (Hz)")
+    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=10.0,
+                        help="camera publish rate (Hz)")
     parser.add_argument("--seed", type=int, default=0, help="the task laid out at start")
     parser.add_argument("--no-description", dest="description", action="store_false",
                         help="do not publish the arm's URDF on /robot_description")
-    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME)
+    parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
     return parser.parse_args(list(argv))
 
 

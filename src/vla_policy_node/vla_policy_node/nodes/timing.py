@@ -11,10 +11,12 @@ clock (sim time included) under rclpy. Tests skip both and call the jobs with a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -110,9 +112,39 @@ class RclpyTicker:
             self._timer = None
 
 
-def make_ticker(transport: object, period: float, job: Job, name: str) -> Ticker:
-    """An rclpy timer when the transport wraps an rclpy node, else a thread."""
+def set_realtime_priority(priority: int, exclude: Iterable[int] = ()) -> str:
+    """SCHED_FIFO at `priority` (1-99) for every thread of this process now running except `exclude` (native thread
+    ids: a thread that runs a model), as ros2_control runs its controller manager. All of them, because they all
+    take the GIL: a normal-priority thread that holds it when the OS preempts it stalls a real-time control thread
+    (priority inversion). Threads and processes started later begin at normal priority (SCHED_RESET_ON_FORK).
+    Returns '' on success, else why not (no permission: CAP_SYS_NICE or an rtprio limit is needed; not Linux)."""
+    if not hasattr(os, "SCHED_FIFO") or not os.path.isdir("/proc/self/task"):
+        return "real-time scheduling is not available on this OS"
+    if not 1 <= priority <= 99:
+        return f"real-time priority must be 1..99, got {priority}"
+    skip = set(exclude)
+    try:
+        for tid in sorted(int(t) for t in os.listdir("/proc/self/task")):
+            if tid not in skip:
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                    os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except OSError as error:
+        return f"cannot set SCHED_FIFO {priority}: {error.strerror} (needs CAP_SYS_NICE or an rtprio limit)"
+    return ""
+
+
+def drop_realtime_priority() -> None:
+    """The calling thread back to normal scheduling (a model must never run at real-time priority)."""
+    if hasattr(os, "SCHED_FIFO") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def make_ticker(transport: object, period: float, job: Job, name: str, own_thread: bool = False) -> Ticker:
+    """An rclpy timer when the transport wraps an rclpy node, else a thread. `own_thread`: always one thread
+    of its own, for jobs bound to a thread (an EGL context is current in one thread only: a renderer driven by
+    a MultiThreadedExecutor, which runs each timer call on whichever thread is free, fails with
+    EGL_BAD_ACCESS) or that must not follow a simulated clock."""
     node = getattr(transport, "node", None)
-    if node is not None:
+    if node is not None and not own_thread:
         return RclpyTicker(node, period, job, name)
     return ThreadTicker(period, job, name)

@@ -31,6 +31,8 @@ CHUNKS_SIZE = 1000  # files per chunk directory
 DATA_FILE_SIZE_MB = 100
 VIDEO_FILE_SIZE_MB = 500
 INFO_PATH = "meta/info.json"
+VLA_PATH = "meta/vla.json"  # our own metadata (embodiment tag, sources, splits' origin): LeRobot drops unknown
+# info.json keys when it rewrites the file (resume, tools), but leaves other files in meta/ alone
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 EPISODES_DIR = "meta/episodes"
@@ -69,6 +71,17 @@ _TASKS_PANDAS_METADATA = {
     "pandas_version": "2.2.3",
 }
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def read_vla(root: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Our metadata block: meta/vla.json, or info.json's `vla` key (datasets written before it moved)."""
+    path = root / VLA_PATH
+    if path.is_file():
+        try:
+            return dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            raise DatasetFormatError(f"{path}: not valid JSON: {error}") from error
+    return dict((info or {}).get("vla") or {})
 
 
 class DatasetFormatError(ValueError):
@@ -162,7 +175,7 @@ class DatasetInfo:
         missing = [k for k in ("fps", "features", "total_episodes", "total_frames", "data_path") if k not in info]
         if missing:
             raise DatasetFormatError(f"{path}: missing {missing}")
-        return cls(root, float(info["fps"]), info["features"], dict(info.get("splits") or {}),
+        return cls(root, float(info["fps"]), info["features"], _splits(root, info),
                    int(info["total_episodes"]), int(info["total_frames"]), str(info["data_path"]), info)
 
     @property
@@ -180,5 +193,22 @@ class DatasetInfo:
         spec = self.splits.get(split)
         if spec is None:
             raise DatasetFormatError(f"{self.root / INFO_PATH}: no split {split!r}; splits: {sorted(self.splits)}")
-        start, _, stop = spec.partition(":")
-        return list(range(int(start), int(stop)))
+        episodes: list[int] = []
+        for part in spec.split(","):
+            start, _, stop = part.partition(":")
+            episodes += range(int(start), int(stop))
+        return episodes
+
+
+def _splits(root: Path, info: dict[str, Any]) -> dict[str, str]:
+    """The splits the converter made (meta/vla.json: LeRobot's resume rewrites info.json's to all-train);
+    episodes appended later by other tools join the train split."""
+    ours = read_vla(root, info).get("splits")
+    if not ours:
+        return dict(info.get("splits") or {})
+    splits = dict(ours)
+    covered = max(int(part.partition(":")[2]) for spec in splits.values() for part in spec.split(","))
+    total = int(info.get("total_episodes", covered))
+    if total > covered:
+        splits["train"] = f"{splits['train']},{covered}:{total}" if splits.get("train") else f"{covered}:{total}"
+    return splits

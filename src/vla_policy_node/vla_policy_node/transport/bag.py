@@ -44,6 +44,7 @@ from vla_policy_node.transport.base import (
     TransportError,
 )
 from vla_policy_node.transport.local import LocalEndpoints
+from vla_policy_node.transport.mcap_zero_copy import ZeroCopyMcap, supported
 from vla_policy_node.transport.names import resolve_name
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
 
@@ -138,7 +139,9 @@ class BagWriter:
 class BagReader:
     """Open a rosbag2 directory (mcap or sqlite3) and iterate its messages in time order."""
 
-    def __init__(self, path: str | Path, typestore: Typestore | None = None) -> None:
+    def __init__(self, path: str | Path, typestore: Typestore | None = None, *, zero_copy: bool = True) -> None:
+        """zero_copy: chunk-indexed mcap files are read through a memory map (payloads are views into it, see
+        `mcap_zero_copy`); False reads everything through rosbags."""
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"bag {self.path} does not exist")
@@ -148,6 +151,12 @@ class BagReader:
         except Exception as error:
             raise BagError(f"cannot open bag {self.path}: {type(error).__name__}: {error}") from error
         self.typestore = self._typestore_for_bag(typestore or default_typestore())
+        self._zero_copy: ZeroCopyMcap | None = None
+        if zero_copy and supported(self._reader.storage):
+            try:
+                self._zero_copy = ZeroCopyMcap(self._reader.storage)
+            except (OSError, ValueError):  # e.g. a file that cannot be mapped: rosbags reads it
+                self._zero_copy = None
 
     @property
     def topics(self) -> dict[str, str]:
@@ -180,10 +189,13 @@ class BagReader:
         connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
         if wanted is not None and not connections:
             return
+        source = (self._zero_copy.messages(connections) if self._zero_copy is not None
+                  else self._reader.messages(connections=connections))
+        deserialize = self.typestore.deserialize_cdr
         try:
-            for connection, timestamp, raw in self._reader.messages(connections=connections):
+            for connection, timestamp, raw in source:
                 try:
-                    msg = self.typestore.deserialize_cdr(raw, connection.msgtype)
+                    msg = deserialize(raw, connection.msgtype)
                 except Exception as error:
                     raise BagError(
                         f"{self.path}: cannot decode {connection.msgtype} on {connection.topic} "
@@ -196,6 +208,8 @@ class BagReader:
             raise BagError(f"{self.path}: corrupt bag data: {type(error).__name__}: {error}") from error
 
     def close(self) -> None:
+        if self._zero_copy is not None:
+            self._zero_copy.close()
         self._reader.close()
 
     def __enter__(self) -> BagReader:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vla_policy_node.transport.base import Transport
+
+if TYPE_CHECKING:
+    from vla_policy_node.transport.rclpy_backend import LifecycleHandlers
 
 TRANSPORT_CHOICES = ("auto", "rclpy", "dds")
 
@@ -37,12 +41,14 @@ def use_rclpy(choice: str) -> bool:
     return choice == "rclpy"
 
 
-def make_transport(choice: str, node_name: str, argv: Sequence[str], program: str) -> Transport:
-    """A transport for one node: rclpy (ROS arguments in argv applied) or a DDS participant."""
+def make_transport(choice: str, node_name: str, argv: Sequence[str], program: str,
+                   lifecycle: LifecycleHandlers | None = None) -> Transport:
+    """A transport for one node: rclpy (ROS arguments in argv applied; a managed node when `lifecycle` is
+    given) or a DDS participant (which has no lifecycle: the caller drives the transitions itself)."""
     if use_rclpy(choice):
         from vla_policy_node.transport.rclpy_backend import RclpyTransport
 
-        return RclpyTransport.create(node_name, args=[program, *argv])
+        return RclpyTransport.create(node_name, args=[program, *argv], lifecycle=lifecycle)
     from vla_policy_node.transport.dds import DdsTransport
     from vla_policy_node.transport.dds_config import DdsConfig
 

@@ -1,18 +1,25 @@
 """RclpyTransport: the Transport interface on a real rclpy node, for robots with ROS 2 installed.
 
-Deliberately thin (rclpy is not installable where the tests run): publishers, subscriptions, services and
-clients are the node's own; the only logic here is turning numpy values into what rclpy message setters
-accept (array.array for `sequence<T>`, numpy for `T[N]`, bytes for `octet`) and copying foreign messages
-(rosbags dataclasses, DDS structs) into rclpy classes. rclpy is imported lazily.
+Deliberately thin: publishers, subscriptions, services and clients are the node's own; the only logic here is
+turning numpy values into what rclpy message setters accept (array.array for `sequence<T>`, numpy for `T[N]`,
+bytes for `octet`) and copying foreign messages (rosbags dataclasses, DDS structs) into rclpy classes. rclpy is
+imported lazily. Tested against the real rclpy in test/ros2/.
 
 Threading: callbacks and service handlers run in whatever executor spins `node`. `RclpyTransport.create()`
-makes its own node and spins it on a background MultiThreadedExecutor, so `ServiceClient.call` can block.
+makes its own node (a lifecycle node on request) and spins it on a background MultiThreadedExecutor, so
+`ServiceClient.call` can block.
+
+Shutdown: `create()` initialises rclpy without its signal handlers. With them, SIGINT shut the context down
+under the running node, so the node's own timers and threads then published through destroyed handles
+("cannot use Destroyable because destruction was requested"); instead the node executable's SIGINT handler
+stops its runtime first and `close()` then shuts down executor, node and context in that order.
 """
 
 from __future__ import annotations
 
 import array
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,15 +206,21 @@ class RclpyTransport(Transport):
         self._spin_thread = _spin_thread
 
     @classmethod
-    def create(cls, node_name: str, namespace: str = "", args: list[str] | None = None) -> RclpyTransport:
-        """Init rclpy if needed, make a node and spin it on a background multi-threaded executor."""
+    def create(cls, node_name: str, namespace: str = "", args: list[str] | None = None,
+               lifecycle: LifecycleHandlers | None = None) -> RclpyTransport:
+        """Init rclpy if needed (no signal handlers: see the module docstring), make a node (a managed node
+        whose transitions call `lifecycle`'s handlers, when given) and spin it on a background executor."""
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
+        from rclpy.signals import SignalHandlerOptions
 
         if not rclpy.ok():
-            rclpy.init(args=args)
-        node = Node(node_name, namespace=namespace)
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        if lifecycle is not None:
+            node = _lifecycle_node_class()(node_name, namespace=namespace, handlers=lifecycle)
+        else:
+            node = Node(node_name, namespace=namespace)
         executor = MultiThreadedExecutor()
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name=f"rclpy-{node_name}", daemon=True)
@@ -255,13 +268,63 @@ class RclpyTransport(Transport):
         return _RclpyClient(handle.srv_name, srvtype, handle, self.node)
 
     def close(self) -> None:
+        """Stop spinning, destroy the node, shut rclpy down (a node made by `create()`; else nothing)."""
         if self._executor is None:
             return
-        self._executor.shutdown()
-        self.node.destroy_node()
+        executor, self._executor = self._executor, None
+        executor.shutdown(timeout_sec=5.0)
         if self._spin_thread is not None:
             self._spin_thread.join(timeout=5.0)
+        self.node.destroy_node()
         import rclpy
 
         rclpy.try_shutdown()
-        self._executor = None
+
+
+@dataclass(frozen=True)
+class LifecycleHandlers:
+    """What a managed node does on each transition: each returns "" for success or the reason it failed
+    (the transition then fails and the node stays where it was; configure's failure leaves it unconfigured)."""
+
+    configure: Callable[[], str]
+    activate: Callable[[], str]
+    deactivate: Callable[[], str]
+    cleanup: Callable[[], str]
+    shutdown: Callable[[], str]
+
+
+def _lifecycle_node_class() -> type:
+    """rclpy's LifecycleNode whose transition callbacks call LifecycleHandlers (built lazily: rclpy import)."""
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    class HandlerLifecycleNode(LifecycleNode):
+        def __init__(self, node_name: str, *, namespace: str, handlers: LifecycleHandlers) -> None:
+            self._handlers = handlers
+            super().__init__(node_name, namespace=namespace)
+
+        def _run(self, name: str) -> TransitionCallbackReturn:
+            try:
+                problem = getattr(self._handlers, name)()
+            except Exception as error:  # a transition that raises is a failed transition, not a dead node
+                problem = f"{type(error).__name__}: {error}"
+            if problem:
+                self.get_logger().error(f"{name} failed: {problem}")
+                return TransitionCallbackReturn.FAILURE
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_configure(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("configure")
+
+        def on_activate(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("activate")
+
+        def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("deactivate")
+
+        def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("cleanup")
+
+        def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("shutdown")
+
+    return HandlerLifecycleNode

@@ -1,7 +1,7 @@
-"""A Transport on a virtual clock: the replay sets the time and hands messages to the node's own callbacks.
+"""A Transport on a virtual clock: the caller sets the time and hands messages to the node's own callbacks.
 
-The node under test (PolicyRuntime) subscribes, publishes and serves exactly as it does live; here `now()` is
-whatever the replay says (the bag's time), subscriptions run only when the replay delivers a message, and
+A node runtime subscribes, publishes and serves exactly as it does live; here `now()` is
+whatever its owner says (a simulated clock), subscriptions run only when the owner delivers a message, and
 publications go to per-topic sinks (or nowhere), so nothing accumulates over a long bag.
 """
 

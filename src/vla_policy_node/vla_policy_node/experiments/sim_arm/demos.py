@@ -111,7 +111,8 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
         shutil.rmtree(bag)
     stats = record_demonstrations(robot, bag, range(first_seed, first_seed + episodes), storage=storage)
     summary = convert_bags([bag], robot, output / "dataset",
-                           ConversionConfig(val_fraction=0.0, environment_state_topic=TARGET_POINT_TOPIC))
+                           ConversionConfig(val_fraction=0.0, environment_state_topic=TARGET_POINT_TOPIC,
+                                            image_format="png"))  # lossless: the shipped recipe's images
     return stats, summary
 
 

@@ -11,7 +11,6 @@ completions. `inner_epochs` > 1 reuses a batch of samples for several updates (t
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib
 import time
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from vla_policy_node.model.asa.fast import fast_token_names
 from vla_policy_node.model.vocabulary import add_tokens
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.roboalign.common import (
     Checkpoints,
     Metrics,
@@ -229,7 +229,7 @@ def _mean(values: Sequence[float] | object) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CliParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML/JSON: run, mllm (source: SFT output), data, ...")
     args = parser.parse_args(argv)
     final, _ = run_grpo(load_config_file(GRPOConfig, args.config))

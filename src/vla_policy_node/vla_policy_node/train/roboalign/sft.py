@@ -9,7 +9,6 @@ language model; AdamW with linear warmup + cosine decay (`train/trainer.py`'s `l
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 
 from vla_policy_node.model.asa.fast import fast_token_names
 from vla_policy_node.model.vocabulary import add_tokens
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.roboalign.common import (
     Checkpoints,
     Metrics,
@@ -116,7 +116,7 @@ def run_sft(cfg: SFTConfig, mix: Mix | None = None, until: int | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CliParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML/JSON: run, mllm, data (see README.md)")
     args = parser.parse_args(argv)
     final, _ = run_sft(load_config_file(SFTConfig, args.config))

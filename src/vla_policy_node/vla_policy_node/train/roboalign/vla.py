@@ -10,7 +10,6 @@ the aligned processor (its added think/answer/FAST tokens are harmless to the fl
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from vla_policy_node.model.backbone import BackboneConfig
 from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec import Embodiment, load_embodiment
+from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.data import SampleDataset, fit_normalization
 from vla_policy_node.train.roboalign.common import from_dict, load_config_file
 from vla_policy_node.train.trainer import TrainConfig, Trainer
@@ -64,7 +64,7 @@ def run_vla(cfg: VLAStageConfig, dataset: SampleDataset | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CliParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML/JSON: aligned, select_layer, embodiments, dataset, ...")
     args = parser.parse_args(argv)
     ckpt, _ = run_vla(load_config_file(VLAStageConfig, args.config))

@@ -1,0 +1,237 @@
+"""Control-tick period jitter of the policy node at the robot's control rate while inference runs flat out.
+
+    python benchmarks/bench_control_jitter.py [--inference thread process] [--seconds 60] [--robot franka_fr3]
+                                              [--camera-size 480x640] [--torch-threads 1] [--realtime 50]
+
+A child process plays the arm driver and the cameras over DDS on loopback: joint states at the control rate
+and every camera of the robot as rgb8 frames at 30 Hz. This process is the policy node: `PolicyRuntime` on a
+`DdsTransport` (its subscriptions run on cyclonedds' threads, the control and status timers on their own), with
+the tiny VLA (random weights; CPU) asked for a new chunk as soon as the previous one landed, so the model never
+rests. The start time of every control tick is recorded; a period is the time between two starts.
+
+--inference thread: the model runs on the node's inference thread, as the node did so far (the model, the DDS
+callbacks and the timers share one interpreter and its GIL). --inference process: the model runs in its own
+process behind the shared-memory boundary (`transport.inference_ipc`); the node only sends observations.
+--realtime N runs the node's threads (DDS, timers, callbacks; never the model) at SCHED_FIFO priority N, as
+ros2_control runs its controller manager.
+Printed per mode: period p50, |period - nominal| p99 / p99.9 / max, the longest gap in periods, gaps over two
+periods and over 50 ms, the inference rate reached, and the machine's load (others share it; figures move
+with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ROBOTS = REPO / "config" / "robots"
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} (1 / 5 min), {os.cpu_count()} CPUs"
+
+
+# ------------------------------------------------------------------------------------------ sensor process
+def publish_sensors(domain: int, robot: str, height: int, width: int, seconds: float) -> None:
+    """Joint states at the control rate, every camera at 30 Hz (640x480 rgb8 by default), stamped now."""
+    from vla_policy_node.msgs import encode_image, encode_joint_state
+    from vla_policy_node.spec import load_embodiment
+    from vla_policy_node.transport import DdsConfig, DdsTransport
+
+    emb = load_embodiment(ROBOTS / f"{robot}.yaml")
+    t = DdsTransport(DdsConfig(node_name="bench_sensors", loopback=True, domain_id=domain))
+    joints = t.publisher(emb.joint_states.topic, "sensor_msgs/msg/JointState")
+    cams = [(c, t.publisher(c.topic, "sensor_msgs/msg/Image")) for c in emb.cameras]
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in cams]
+    lo = np.array([j.lower for j in emb.joints])
+    hi = np.array([j.upper for j in emb.joints])
+    grip = [emb.gripper.upper] if emb.gripper is not None else []
+    period = 1.0 / emb.rates.control_hz
+    camera_every = max(1, round(emb.rates.control_hz / 30.0))
+    end = time.monotonic() + seconds
+    next_t, k = time.monotonic(), 0
+    while time.monotonic() < end:
+        now = time.time()
+        state = np.concatenate([(lo + hi) / 2 + 0.05 * np.sin(0.5 * now + np.arange(lo.size)), grip])
+        joints.publish(encode_joint_state(t.new_message, emb.state_names, state, stamp=now))
+        if k % camera_every == 0:
+            for (_cam, pub), frame in zip(cams, frames, strict=True):
+                pub.publish(encode_image(t.new_message, frame, "rgb8", stamp=now))
+        k += 1
+        next_t += period
+        time.sleep(max(0.0, next_t - time.monotonic()))
+    t.close()
+
+
+# ------------------------------------------------------------------------------------------- node process
+def build_policy_factory(robot: str, threads: int):
+    """(embodiment, factory() -> VLAPolicy): the tiny VLA for `robot`, random weights, CPU."""
+    from vla_policy_node.spec import load_embodiment
+
+    emb = load_embodiment(ROBOTS / f"{robot}.yaml")
+    # Ask for a chunk as soon as the previous one landed: inference never rests.
+    emb = dataclasses.replace(emb, rates=dataclasses.replace(emb.rates, inference_hz=1000.0))
+    return emb, TinyPolicyFactory(robot, threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyPolicyFactory:
+    """Builds the tiny VLA (seeded random weights) wherever it is called: here, or in the inference process."""
+
+    robot: str
+    threads: int
+
+    def __call__(self):
+        import torch
+
+        from vla_policy_node.model.tiny import build_tiny_vla
+        from vla_policy_node.model.vla_policy import VLAPolicy
+        from vla_policy_node.spec import load_embodiment
+        from vla_policy_node.spec.normalization import normalization_from_limits
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        emb = load_embodiment(ROBOTS / f"{self.robot}.yaml")
+        torch.manual_seed(0)
+        return VLAPolicy(build_tiny_vla([emb]), normalization_from_limits(emb), emb)
+
+
+def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
+    from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
+    from vla_policy_node.nodes.timing import drop_realtime_priority, set_realtime_priority
+    from vla_policy_node.transport import DdsConfig, DdsTransport
+
+    emb, factory = build_policy_factory(args.robot, args.torch_threads)
+    closer = None
+    switch = sys.getswitchinterval()
+    if mode != "thread" and args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    if mode == "thread":
+        policy = factory()
+    else:
+        from vla_policy_node.transport.inference_ipc import ProcessPolicy
+
+        policy = closer = ProcessPolicy(factory, emb)
+        policy.start(timeout=120.0)
+    transport = DdsTransport(DdsConfig(node_name="bench_policy", loopback=True, domain_id=domain))
+    runtime = PolicyRuntime(transport, emb, policy, PolicyNodeParams(instruction="pick up the red block"))
+    period = runtime.loop.period
+    capacity = int((args.seconds + args.warmup + 60) / period) + 1000
+    starts = np.zeros(capacity)
+    count = [0]
+    step = runtime.control_step
+
+    def timed_step():
+        i = count[0]
+        if i < capacity:
+            starts[i] = time.perf_counter()
+            count[0] = i + 1
+        return step()
+
+    runtime.control_step = timed_step
+    sensors = subprocess.Popen([sys.executable, __file__, "--publisher", str(domain), args.robot,
+                                str(args.height), str(args.width), str(args.seconds + args.warmup + 60)],
+                               env=dict(os.environ, VLA_DDS_LOOPBACK="1"))
+    try:
+        runtime.start()
+        if args.realtime:  # DDS, timers, callbacks, the inference thread when it only waits; never a model
+            problem = set_realtime_priority(args.realtime, exclude=runtime.model_thread_ids)
+            if problem:
+                raise SystemExit(f"--realtime: {problem}")
+        begin = time.monotonic()
+        while runtime.inferences == 0:
+            if time.monotonic() - begin > 120:
+                raise RuntimeError(f"{mode}: no chunk within 120 s")
+            time.sleep(0.1)
+        time.sleep(args.warmup)
+        first, inferences0, load_before = count[0], runtime.inferences, os.getloadavg()[0]
+        time.sleep(args.seconds)
+        last, inferences1 = count[0], runtime.inferences
+        status = runtime.loop.status(runtime.clock())
+    finally:
+        runtime.stop()
+        runtime.close()
+        transport.close()
+        if closer is not None:
+            closer.close()
+        sensors.terminate()
+        sensors.wait(10)
+        drop_realtime_priority()
+        sys.setswitchinterval(switch)
+    periods = np.diff(starts[first:last])
+    jitter = np.abs(periods - period) * 1e3
+    return {
+        "mode": mode, "ticks": int(periods.size + 1), "nominal_ms": period * 1e3,
+        "period_p50_ms": float(np.percentile(periods, 50) * 1e3),
+        "jitter_p50_ms": float(np.percentile(jitter, 50)), "jitter_p99_ms": float(np.percentile(jitter, 99)),
+        "jitter_p999_ms": float(np.percentile(jitter, 99.9)), "jitter_max_ms": float(jitter.max()),
+        "max_gap_ms": float(periods.max() * 1e3), "max_gap_periods": float(periods.max() / period),
+        "gaps_over_2_periods": int(np.count_nonzero(periods > 2 * period)),
+        "gaps_over_50ms": int(np.count_nonzero(periods > 0.05)),
+        "inference_hz": (inferences1 - inferences0) / args.seconds,
+        "inference_p50_ms": status.inference_latency_p50 * 1e3,
+        "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0],
+    }
+
+
+def report(r: dict) -> str:
+    return (f"{r['mode']:>7}: {r['ticks']} ticks, period p50 {r['period_p50_ms']:.3f} ms (nominal "
+            f"{r['nominal_ms']:.1f}); |period - nominal| p50 {r['jitter_p50_ms']:.3f} / p99 {r['jitter_p99_ms']:.3f} / "
+            f"p99.9 {r['jitter_p999_ms']:.3f} / max {r['jitter_max_ms']:.2f} ms; longest gap {r['max_gap_ms']:.2f} ms "
+            f"({r['max_gap_periods']:.2f} periods), {r['gaps_over_2_periods']} gaps > 2 periods, "
+            f"{r['gaps_over_50ms']} > 50 ms; inference {r['inference_hz']:.1f} Hz (p50 {r['inference_p50_ms']:.1f} "
+            f"ms); load {r['load_1min_before']:.1f} -> {r['load_1min_after']:.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inference", nargs="+", choices=("thread", "process"), default=["thread", "process"])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured time per mode")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the first chunk before measuring")
+    parser.add_argument("--robot", default="franka_fr3")
+    parser.add_argument("--camera-size", default="480x640", help="HxW of the published frames")
+    parser.add_argument("--torch-threads", dest="torch_threads", type=int, default=1)
+    parser.add_argument("--realtime", type=int, default=0, metavar="PRIORITY",
+                        help="SCHED_FIFO priority (1-99) for the node's threads except the model's (0: off)")
+    parser.add_argument("--switch-interval", dest="switch_interval", type=float, default=0.0005,
+                        help="the control process's GIL switch interval with the model out of process (s)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--publisher", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publisher:
+        domain, robot, height, width, seconds = args.publisher
+        publish_sensors(int(domain), robot, int(height), int(width), float(seconds))
+        return 0
+    try:
+        args.height, args.width = (int(v) for v in args.camera_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--camera-size must be HxW, got {args.camera_size!r}")
+    print(f"policy node at {args.robot}'s control rate over DDS (loopback), tiny VLA on CPU ({args.torch_threads} "
+          f"torch thread(s)) asked for chunks back to back, cameras {args.height}x{args.width} rgb8 at 30 Hz; "
+          f"{_load()}")
+    results = []
+    for mode in args.inference:
+        domain = random.SystemRandom().randint(1, 230)
+        result = measure(mode, args, domain)
+        results.append(result)
+        print(report(result), flush=True)
+    print("target: |period - nominal| p99 <= 1 ms and no gap over 2 periods")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The model behind the process boundary (ProcessPolicy): same chunks as in process, frames arrive intact through
+shared memory, and every failure of the inference side (model exception, kill -9, hang) is the watchdog's hold
+with the reason in the status; after the restart the policy resumes without a jump."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test.nodes.fakes import FailingPolicy, ScriptedPolicy
+from test.nodes.test_policy_runtime import Harness
+from vla_policy_node.msgs import decode_joint_trajectory
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.images import FittedImages, fit_image
+from vla_policy_node.spec.types import ActionChunk, Observation
+from vla_policy_node.transport.inference_ipc import InferenceProcessError, ProcessPolicy
+
+
+class PixelPolicy(ScriptedPolicy):
+    """A scripted chunk whose first action carries what the model saw: native and fitted sizes, pixel sums."""
+
+    def infer(self, observation: Observation, *, prefix=None) -> ActionChunk:
+        chunk = super().infer(observation, prefix=prefix)
+        images = observation.images
+        assert isinstance(images, FittedImages)
+        scene = images.native("scene")
+        fitted = images["scene"]
+        actions = chunk.actions.copy()
+        actions[0, :6] = [scene.shape[0], scene.shape[1], fitted.shape[0], float(scene.sum(dtype=np.int64)),
+                          float(fitted.sum(dtype=np.int64)), os.getpid()]
+        return ActionChunk(chunk.stamp, chunk.dt, actions, chunk.names)
+
+
+class HangOncePolicy(ScriptedPolicy):
+    """Hangs on its first real observation (once per marker file), then answers normally."""
+
+    def __init__(self, embodiment: Embodiment, marker: str) -> None:
+        super().__init__(embodiment)
+        self.marker = Path(marker)
+
+    def infer(self, observation, *, prefix=None):
+        if observation.instruction != "warm up" and not self.marker.exists():
+            self.marker.write_text("hung")
+            time.sleep(60)
+        return super().infer(observation, prefix=prefix)
+
+
+@dataclass(frozen=True)
+class Factory:
+    """Picklable: builds the policy in the inference process."""
+
+    kind: str
+    embodiment: Embodiment
+    marker: str = ""
+
+    def __call__(self):
+        if self.kind == "pixels":
+            return PixelPolicy(self.embodiment)
+        if self.kind == "failing":
+            return FailingPolicy()
+        if self.kind == "hang_once":
+            return HangOncePolicy(self.embodiment, self.marker)
+        if self.kind == "broken":
+            raise RuntimeError("checkpoint not found: /nowhere")
+        return ScriptedPolicy(self.embodiment)
+
+
+@pytest.fixture
+def process_policy(sim_arm, request):
+    kind, *rest = request.param if hasattr(request, "param") else ("scripted",)
+    policy = ProcessPolicy(Factory(kind, sim_arm, *rest), sim_arm, timeout=2.0, backoff=(0.05, 0.2))
+    policy.start(timeout=60)
+    yield policy
+    policy.close()
+
+
+def _observation(emb: Embodiment, rng) -> Observation:
+    frames = {c.name: rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for c in emb.cameras}
+    state = np.array([(j.lower + j.upper) / 2 for j in emb.joints] + [emb.gripper.upper])
+    return Observation(3.5, FittedImages(frames, {c.name: c for c in emb.cameras}), state, "stack the cups")
+
+
+@pytest.mark.parametrize("process_policy", [("pixels",)], indirect=True)
+def test_frames_cross_intact_and_are_fitted_in_the_inference_process(process_policy, sim_arm):
+    obs = _observation(sim_arm, np.random.default_rng(0))
+    chunk = process_policy.infer(obs)
+    scene = obs.images.native("scene")
+    fitted = fit_image(scene, sim_arm.camera("scene"))
+    assert chunk.stamp == 3.5 and chunk.names == sim_arm.action_names
+    np.testing.assert_array_equal(chunk.actions[0, :5], [48, 80, 128, scene.sum(dtype=np.int64),
+                                                         fitted.sum(dtype=np.int64)])
+    assert chunk.actions[0, 5] == process_policy.pid != os.getpid()
+    expected = ScriptedPolicy(sim_arm).infer(obs)
+    np.testing.assert_array_equal(chunk.actions[1:], expected.actions[1:])
+    bigger = Observation(4.0, {c.name: np.full((96, 160, 3), 7, np.uint8) for c in sim_arm.cameras},
+                         obs.state, "")  # a larger frame: a larger segment, still intact
+    assert process_policy.infer(bigger).actions[0, 3] == 96 * 160 * 3 * 7
+
+
+def test_a_model_that_raises_holds_with_its_message_and_the_process_stays(sim_arm):
+    policy = ProcessPolicy(Factory("failing", sim_arm), sim_arm, timeout=2.0)
+    policy.start(timeout=60)
+    try:
+        h = Harness(sim_arm, policy, dry_run=False)
+        h.step(40)
+        status = h.status()
+        assert status["active_source"] == "hold"
+        assert "model raised in the inference process: RuntimeError: CUDA error" in status["fault"]
+        assert policy.restarts == 0 and policy.alive
+    finally:
+        policy.close()
+
+
+def test_a_factory_that_fails_is_a_clear_start_error(sim_arm):
+    with pytest.raises(InferenceProcessError, match=r"failed to start.*checkpoint not found: /nowhere"):
+        ProcessPolicy(Factory("broken", sim_arm), sim_arm).start(timeout=60)
+
+
+def _commands(h: Harness) -> np.ndarray:
+    return np.stack([decode_joint_trajectory(m).positions[0] for m in h.t.messages("/vla/policy_command")])
+
+
+def _step_until(h: Harness, condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        h.step(1)
+        time.sleep(0.01)
+
+
+def test_killing_the_inference_process_holds_with_the_reason_and_recovers_without_a_jump(process_policy, sim_arm):
+    h = Harness(sim_arm, process_policy, dry_run=False)
+    h.step(40)
+    assert h.status()["active_source"] == "policy"
+    pid = process_policy.pid
+    os.kill(pid, signal.SIGKILL)
+    h.state[:6] += 0.2  # the arm is elsewhere when the policy comes back: its new plan starts 0.2 rad away
+    _step_until(h, lambda: "exited with code -9" in h.status()["fault"], seconds=10)
+    status = h.status()
+    assert status["active_source"] == "hold" and "restarting" in status["fault"]
+    held_from = len(h.t.messages("/vla/policy_command"))
+    _step_until(h, lambda: process_policy.restarts == 1 and h.status()["active_source"] == "policy")
+    assert process_policy.pid != pid and process_policy.alive
+    h.step(250)  # a fault stays in the status for 2 s after the last one
+    assert h.status()["active_source"] == "policy" and h.status()["fault"] == ""
+    q = _commands(h)
+    max_step = max(j.max_velocity for j in sim_arm.joints) * 0.01
+    assert np.abs(np.diff(q, axis=0)).max() <= max_step + 1e-9  # no jump, before, during or after the hold
+    assert np.all(q[-1] > q[held_from - 1] + 0.15)  # yet the command did reach the new plan
+
+
+def test_a_hung_inference_process_is_killed_and_replaced(sim_arm, tmp_path):
+    policy = ProcessPolicy(Factory("hang_once", sim_arm, str(tmp_path / "hung")), sim_arm, timeout=0.5,
+                           backoff=(0.05, 0.2))
+    policy.start(timeout=60)
+    try:
+        obs = _observation(sim_arm, np.random.default_rng(1))
+        first = policy.pid
+        with pytest.raises(InferenceProcessError, match=r"hung: no answer within 0.5 s; restarting"):
+            policy.infer(obs)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                chunk = policy.infer(obs)
+                break
+            except InferenceProcessError as error:
+                assert "restarting" in str(error)
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert chunk.stamp == obs.stamp and policy.pid != first and policy.restarts == 1
+    finally:
+        policy.close()

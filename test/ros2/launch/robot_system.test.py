@@ -1,0 +1,260 @@
+"""launch_testing system test of one robot launch file under `ros2 launch` (the ROS convention, as twist_mux's
+test/system.test.py), run by `launch_test` from test/ros2/test_launch_files.py once per robot.
+
+Starts `ros2 launch vla_bringup <robot>.launch.py rviz:=false` with a tiny checkpoint (the sim arm brings its
+MuJoCo driver; the real robots get the fake arm driver), then checks from a real rclpy node: the graph, the
+lifecycle state, parameters through `ros2 param`, the services, dry run (nothing on the controller topic),
+commands within the limits once actuated, silence again after dry run is re-entered; after SIGINT: every
+process ended cleanly and no node logged an error on the way out.
+
+Environment (set by the pytest wrapper): VLA_TEST_ROBOT, VLA_TEST_CHECKPOINT.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import threading
+import time
+import unittest
+from pathlib import Path
+
+import launch
+import launch.actions
+import launch_ros.actions
+import launch_testing
+import launch_testing.actions
+import launch_testing.asserts
+import numpy as np
+import rclpy
+from ament_index_python.packages import get_package_share_directory
+from lifecycle_msgs.srv import GetState
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from rosidl_runtime_py.utilities import get_message
+
+from vla_msgs.msg import ActionChunk, PolicyStatus
+from vla_msgs.srv import ResetEstop, SetActuation, SetInstruction, SetPaused
+from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES
+from vla_policy_node.spec import load_embodiment
+
+ROBOT = os.environ["VLA_TEST_ROBOT"]
+CHECKPOINT = os.environ["VLA_TEST_CHECKPOINT"]
+CONFIG = Path(get_package_share_directory("vla_bringup")) / "config" / "robots" / f"{ROBOT}.yaml"
+EMBODIMENT = load_embodiment(CONFIG)
+DRIVER = "sim_arm_driver" if ROBOT == "sim_arm" else "fake_arm_driver"
+STARTUP_TIMEOUT = 120.0  # torch + transformers import and the model's load on a loaded 2-core machine
+
+
+def generate_test_description():
+    robot = launch.actions.ExecuteProcess(
+        cmd=["ros2", "launch", "vla_bringup", f"{ROBOT}.launch.py", f"checkpoint:={CHECKPOINT}", "rviz:=false",
+             "device:=cpu", "instruction:=reach the red block"],
+        name="ros2_launch", output="screen", sigterm_timeout="15", sigkill_timeout="15")
+    processes = [robot]
+    if DRIVER == "fake_arm_driver":  # a Node action, not `ros2 run`: that does not pass SIGINT on to its child
+        processes.append(launch_ros.actions.Node(
+            package="vla_policy_node", executable="fake_arm_driver", name="fake_arm_driver", output="screen",
+            arguments=["--robot-config", str(CONFIG)]))
+    return (launch.LaunchDescription([*processes, launch_testing.actions.ReadyToTest()]),
+            {"robot_launch": robot})
+
+
+class Recorder:
+    """Every message of one topic, with its arrival time."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, object]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, msg: object) -> None:
+        with self.lock:
+            self.messages.append((time.monotonic(), msg))
+
+    def since(self, t: float) -> list[object]:
+        with self.lock:
+            return [m for stamp, m in self.messages if stamp >= t]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def ros2(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ros2", *args], capture_output=True, text=True, timeout=60)
+
+
+class TestRobotLaunch(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.context = rclpy.Context()
+        rclpy.init(context=cls.context)
+        cls.node = rclpy.create_node("robot_system_test", context=cls.context)
+        cls.executor = SingleThreadedExecutor(context=cls.context)
+        cls.executor.add_node(cls.node)
+        node = cls.node
+        controller_type = get_message(CONTROLLER_MSGTYPES[EMBODIMENT.controller.interface])
+        cls.controller = Recorder()
+        cls.policy_command = Recorder()
+        cls.preview = Recorder()
+        cls.status = Recorder()
+        cls.chunks = Recorder()
+        cls.cameras = Recorder()
+        cls.subscriptions = [
+            node.create_subscription(controller_type, EMBODIMENT.controller.topic, cls.controller, 100),
+            node.create_subscription(controller_type, "/vla/policy_command", cls.policy_command, 100),
+            node.create_subscription(controller_type, "/vla/preview_command", cls.preview, 100),
+            node.create_subscription(PolicyStatus, "/vla/status", cls.status, 10),
+            node.create_subscription(ActionChunk, "/vla/action_chunk", cls.chunks, 10),
+            node.create_subscription(get_message("sensor_msgs/msg/Image"), EMBODIMENT.cameras[0].topic,
+                                     cls.cameras, qos_profile_sensor_data),
+        ]
+        cls.spinner = threading.Thread(target=cls.executor.spin, daemon=True)
+        cls.spinner.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.executor.shutdown()
+        cls.node.destroy_node()
+        rclpy.shutdown(context=cls.context)
+
+    def call(self, srv_type, name: str, timeout: float = 10.0, **fields):
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.assertTrue(client.wait_for_service(timeout_sec=timeout), f"service {name} not available")
+            request = srv_type.Request(**fields)
+            future = client.call_async(request)
+            wait_for(future.done, timeout, f"reply of {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def latest_status(self) -> PolicyStatus | None:
+        with self.status.lock:
+            return self.status.messages[-1][1] if self.status.messages else None
+
+    def test_robot_launch(self) -> None:
+        """One session through the whole story (a second launch would cost another model load)."""
+        self._graph_and_lifecycle()
+        self._dry_run_sends_nothing_to_the_controller()
+        self._parameters()
+        self._services()
+        self._actuated_commands_within_limits()
+        self._dry_run_again_goes_quiet()
+
+    def _graph_and_lifecycle(self) -> None:
+        expected = {"vla_policy", "vla_command_mux", DRIVER}
+        wait_for(lambda: expected <= {n for n, _ in self.node.get_node_names_and_namespaces()},
+                 STARTUP_TIMEOUT, f"nodes {expected}")
+        reply = None
+
+        def active() -> bool:
+            nonlocal reply
+            reply = self.call(GetState, "/vla_policy/get_state", timeout=STARTUP_TIMEOUT)
+            return reply.current_state.label == "active"
+
+        wait_for(active, STARTUP_TIMEOUT, "the policy node to be active (autostart)")
+        wait_for(lambda: self.chunks.count() >= 2, 60.0, "inference (/vla/action_chunk)")
+        topics = dict(self.node.get_topic_names_and_types())
+        for topic, msgtype in [("/vla/status", "vla_msgs/msg/PolicyStatus"),
+                               ("/vla/mux_status", "vla_msgs/msg/PolicyStatus"),
+                               ("/vla/predicted_path", "visualization_msgs/msg/MarkerArray"),
+                               (EMBODIMENT.joint_states.topic, "sensor_msgs/msg/JointState")]:
+            self.assertIn(msgtype, topics.get(topic, []), topic)
+        info = ros2("node", "info", "/vla_policy").stdout
+        for name in ("/vla_policy/set_instruction", "/vla_policy/set_actuation", "/vla_policy/change_state"):
+            self.assertIn(name, info)
+
+    def _dry_run_sends_nothing_to_the_controller(self) -> None:
+        wait_for(lambda: self.preview.count() >= 10, 30.0, "preview commands")
+        time.sleep(1.0)
+        self.assertEqual(self.controller.count(), 0, "dry run: something reached the controller topic")
+        self.assertEqual(self.policy_command.count(), 0, "dry run: the policy published to the mux")
+        if ROBOT == "sim_arm":  # the renderer on one thread: cameras at their 10 Hz over rclpy
+            start = time.monotonic()
+            time.sleep(5.0)
+            rate = len(self.cameras.since(start)) / 5.0
+            self.assertGreaterEqual(rate, 8.0, f"sim camera at {rate:.1f} Hz, configured 10 Hz")
+
+    def _parameters(self) -> None:
+        listed = ros2("param", "list", "/vla_policy").stdout
+        for name in ("instruction", "dry_run", "checkpoint", "device", "autostart", "use_sim_time"):
+            self.assertIn(f"  {name}\n", listed)
+        self.assertIn("True", ros2("param", "get", "/vla_policy", "dry_run").stdout)
+        refused = ros2("param", "set", "/vla_policy", "checkpoint", "/elsewhere")
+        self.assertIn("Setting parameter failed", refused.stdout + refused.stderr)
+        self.assertIn("read once at start-up", refused.stdout + refused.stderr)
+        self.assertEqual(ros2("param", "get", "/vla_policy", "checkpoint").stdout.split(":", 1)[1].strip(),
+                         CHECKPOINT)
+        applied = ros2("param", "set", "/vla_policy", "instruction", "reach the green block")
+        self.assertIn("Set parameter successful", applied.stdout)
+        wait_for(lambda: (s := self.latest_status()) is not None and s.instruction == "reach the green block",
+                 5.0, "the new instruction in /vla/status")
+        described = ros2("param", "describe", "/vla_policy", "seed").stdout
+        self.assertIn("Min value: 0", described)
+
+    def _services(self) -> None:
+        reply = self.call(SetInstruction, "/vla_policy/set_instruction", instruction="reach the blue block")
+        self.assertTrue(reply.success)
+        wait_for(lambda: self.latest_status().instruction == "reach the blue block", 5.0, "instruction")
+        self.assertTrue(self.call(SetPaused, "/vla_policy/set_paused", paused=True).success)
+        wait_for(lambda: self.latest_status().paused, 5.0, "paused in /vla/status")
+        self.assertTrue(self.call(SetPaused, "/vla_policy/set_paused", paused=False).success)
+        wait_for(lambda: not self.latest_status().paused, 5.0, "resumed")
+        for name in ("/vla_policy/reset_estop", "/vla_command_mux/reset_estop"):
+            reply = self.call(ResetEstop, name)
+            self.assertTrue(reply.message, name)
+
+    def _actuated_commands_within_limits(self) -> None:
+        reply = self.call(SetActuation, "/vla_policy/set_actuation", enable=True)
+        self.assertTrue(reply.success and reply.actuating, reply.message)
+        start = time.monotonic()
+        wait_for(lambda: len(self.controller.since(start)) >= 20, 10.0, "commands on the controller topic")
+        time.sleep(1.0)
+        for msg in self.controller.since(start):
+            self._assert_within_limits(msg)
+
+    def _assert_within_limits(self, msg) -> None:
+        interface = EMBODIMENT.controller.interface
+        limits = {j.name: (j.lower, j.upper) for j in EMBODIMENT.joints}
+        if interface == "joint_trajectory":
+            for point in msg.points:
+                for name, value in zip(msg.joint_names, point.positions, strict=True):
+                    low, high = limits[name]
+                    self.assertTrue(low - 1e-9 <= value <= high + 1e-9, f"{name}={value} outside [{low}, {high}]")
+        elif interface == "forward_command":
+            for (low, high), value in zip(limits.values(), msg.data, strict=False):
+                self.assertTrue(low - 1e-9 <= value <= high + 1e-9, f"{value} outside [{low}, {high}]")
+        else:  # servo twist: speeds within the action space's limits
+            space = EMBODIMENT.action_space
+            linear = np.array([msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z])
+            angular = np.array([msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z])
+            self.assertLessEqual(float(np.linalg.norm(linear)), space.max_linear_speed + 1e-9)
+            self.assertLessEqual(float(np.max(np.abs(angular))), space.max_angular_speed * math.sqrt(3) + 1e-9)
+
+    def _dry_run_again_goes_quiet(self) -> None:
+        applied = ros2("param", "set", "/vla_policy", "dry_run", "true")
+        self.assertIn("Set parameter successful", applied.stdout)
+        time.sleep(3.0)  # the mux's policy timeout, then its hold settles
+        quiet_from = time.monotonic()
+        time.sleep(1.5)
+        self.assertEqual(len(self.controller.since(quiet_from)), 0, "the mux kept streaming after dry run")
+
+
+@launch_testing.post_shutdown_test()
+class TestShutdown(unittest.TestCase):
+    def test_every_process_ended_cleanly(self, proc_info, proc_output, robot_launch) -> None:
+        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2])
+        text = "".join(output.text.decode(errors="replace") for output in proc_output[robot_launch])
+        for problem in ("Destroyable", "Traceback", "EGL_BAD", "process has died"):
+            self.assertNotIn(problem, text)

@@ -1,0 +1,125 @@
+"""The rclpy-only glue against the real rclpy: parameters with descriptors and live handlers, node timers in
+their own callback groups, the transport's messages, and the GripperCommand action client against a real
+rclpy action server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vla_policy_node.msgs.joints import decode_joint_state, encode_joint_state
+from vla_policy_node.nodes.gripper_output import GripperActionOutput, make_gripper_output
+from vla_policy_node.nodes.node_support import Param, declare_parameters, watch_parameters
+from vla_policy_node.nodes.timing import RclpyTicker, ThreadTicker, make_ticker
+from vla_policy_node.transport.rclpy_backend import RclpyTransport
+
+
+@pytest.fixture
+def spun_node(rclpy_context):
+    """A node on a MultiThreadedExecutor in a background thread (as RclpyTransport.create spins its node)."""
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    node = Node("glue_test", context=rclpy_context)
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_parameters_declared_with_descriptors_and_live_handlers(spun_node) -> None:
+    from rcl_interfaces.msg import ParameterType
+    from rclpy.parameter import Parameter
+
+    transport = RclpyTransport(spun_node)
+    params = {"instruction": Param("reach", "what to do", live=True),
+              "checkpoint": Param("/ckpt", "weights"),
+              "seed": Param(3, "seed", range=(0, 10))}
+    assert declare_parameters(transport, params) == {"instruction": "reach", "checkpoint": "/ckpt", "seed": 3}
+    applied = []
+    watch_parameters(transport, params, lambda name, value: applied.append((name, value)) or "")
+    (descriptor,) = spun_node.describe_parameters(["seed"])
+    assert descriptor.type == ParameterType.PARAMETER_INTEGER and descriptor.integer_range[0].to_value == 10
+    (ok,) = spun_node.set_parameters([Parameter("instruction", value="push")])
+    assert ok.successful and applied == [("instruction", "push")]
+    (refused,) = spun_node.set_parameters([Parameter("checkpoint", value="/other")])
+    assert not refused.successful and "read once at start-up" in refused.reason
+    assert spun_node.get_parameter("checkpoint").value == "/ckpt"
+    (out_of_range,) = spun_node.set_parameters([Parameter("seed", value=11)])
+    assert not out_of_range.successful
+
+
+def test_timers_are_node_timers_in_their_own_callback_groups(spun_node) -> None:
+    transport = RclpyTransport(spun_node)
+    calls: list[str] = []
+    control = make_ticker(transport, 0.01, lambda: calls.append(threading.current_thread().name), "control")
+    failing = make_ticker(transport, 0.02, lambda: 1 / 0, "status")
+    own = make_ticker(transport, 0.01, lambda: None, "render", own_thread=True)
+    assert isinstance(control, RclpyTicker) and isinstance(own, ThreadTicker)
+    control.start()
+    failing.start()
+    assert wait_until(lambda: len(calls) >= 10 and failing.job.failures >= 3)  # an exception never ends spin
+    assert control._timer.callback_group is not failing._timer.callback_group
+    control.stop()
+    failing.stop()
+    count = len(calls)
+    time.sleep(0.1)
+    assert len(calls) == count  # stopped means stopped
+
+
+def test_transport_round_trip_through_real_rclpy(spun_node) -> None:
+    transport = RclpyTransport(spun_node)
+    received = []
+    transport.subscribe("/glue/joints", "sensor_msgs/msg/JointState", received.append)
+    publisher = transport.publisher("/glue/joints", "sensor_msgs/msg/JointState")
+    assert wait_until(lambda: spun_node.count_subscribers("/glue/joints") >= 1)
+    for _ in range(50):
+        publisher.publish(encode_joint_state(transport.new_message, ["a", "b"], np.array([0.5, -0.25]), stamp=2.5))
+        if wait_until(lambda: received, 0.1):
+            break
+    data = decode_joint_state(received[0])
+    assert data.names == ("a", "b") and data.positions.tolist() == [0.5, -0.25] and data.stamp == 2.5
+
+
+def test_gripper_action_client_against_a_real_action_server(spun_node, franka) -> None:
+    from control_msgs.action import GripperCommand
+    from rclpy.action import ActionServer
+
+    goals = []
+
+    def execute(handle):
+        goals.append((handle.request.command.position, handle.request.command.max_effort))
+        handle.succeed()
+        result = GripperCommand.Result()
+        result.position, result.reached_goal = handle.request.command.position, True
+        return result
+
+    transport = RclpyTransport(spun_node)
+    output = make_gripper_output(transport, franka.gripper)
+    assert isinstance(output, GripperActionOutput)
+    output.send(0.01, 1.0)  # no server yet: nothing sent, and the problem says why
+    assert output.sent == 0 and "not available" in output.problem
+    server = ActionServer(spun_node, GripperCommand, franka.gripper.topic, execute)
+    try:
+        assert wait_until(lambda: output._client.server_is_ready())
+        output.send(0.02, 2.0)
+        assert wait_until(lambda: goals == [(0.02, franka.gripper.max_effort)])
+        assert output.sent == 1 and output.problem == ""
+    finally:
+        output.close()
+        server.destroy()
