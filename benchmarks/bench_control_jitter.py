@@ -11,7 +11,7 @@ rests. The start time of every control tick is recorded; a period is the time be
 
 --inference thread: the model runs on the node's inference thread, as the node did so far (the model, the DDS
 callbacks and the timers share one interpreter and its GIL). --inference process: the model runs in its own
-process behind the shared-memory boundary (`transport.inference_ipc`); the node only sends observations.
+process behind the shared-memory boundary (`inference.process`); the node only sends observations.
 --realtime N runs the node's threads (DDS, timers, callbacks; never the model) at SCHED_FIFO priority N, as
 ros2_control runs its controller manager.
 Printed per mode: period p50, |period - nominal| p99 / p99.9 / max, the longest gap in periods, gaps over two
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import random
@@ -110,18 +111,16 @@ class TinyPolicyFactory:
 
 def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
     from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
-    from vla_policy_node.nodes.timing import drop_realtime_priority, set_realtime_priority
+    from vla_policy_node.nodes.timing import drop_realtime_priority, tune_control_process
     from vla_policy_node.transport import DdsConfig, DdsTransport
 
     emb, factory = build_policy_factory(args.robot, args.torch_threads)
     closer = None
     switch = sys.getswitchinterval()
-    if mode != "thread" and args.switch_interval:
-        sys.setswitchinterval(args.switch_interval)
     if mode == "thread":
         policy = factory()
     else:
-        from vla_policy_node.transport.inference_ipc import ProcessPolicy
+        from vla_policy_node.inference.process import ProcessPolicy
 
         policy = closer = ProcessPolicy(factory, emb)
         policy.start(timeout=120.0)
@@ -146,10 +145,12 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
                                env=dict(os.environ, VLA_DDS_LOOPBACK="1"))
     try:
         runtime.start()
-        if args.realtime:  # DDS, timers, callbacks, the inference thread when it only waits; never a model
-            problem = set_realtime_priority(args.realtime, exclude=runtime.model_thread_ids)
-            if problem:
-                raise SystemExit(f"--realtime: {problem}")
+        # as the policy node does: gc.freeze, a short GIL switch interval with the model out of process, and
+        # --realtime: SCHED_FIFO for DDS, timers, callbacks, the inference thread when it only waits; never a model
+        problem = tune_control_process(runtime.model_thread_ids, mode != "thread" and args.switch_interval > 0,
+                                       args.realtime)
+        if problem:
+            raise SystemExit(f"--realtime: {problem}")
         begin = time.monotonic()
         while runtime.inferences == 0:
             if time.monotonic() - begin > 120:
@@ -170,6 +171,7 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
         sensors.wait(10)
         drop_realtime_priority()
         sys.setswitchinterval(switch)
+        gc.unfreeze()
     periods = np.diff(starts[first:last])
     jitter = np.abs(periods - period) * 1e3
     return {
@@ -206,7 +208,8 @@ def main() -> int:
     parser.add_argument("--realtime", type=int, default=0, metavar="PRIORITY",
                         help="SCHED_FIFO priority (1-99) for the node's threads except the model's (0: off)")
     parser.add_argument("--switch-interval", dest="switch_interval", type=float, default=0.0005,
-                        help="the control process's GIL switch interval with the model out of process (s)")
+                        help="0: keep CPython's 5 ms GIL switch interval with the model out of process (the node "
+                             "uses 0.5 ms)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--publisher", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 
 import numpy as np
@@ -14,8 +15,8 @@ from test.bagtools.helpers import StampSeeded, demo_bag, drop_topic, humble_layo
 from vla_policy_node.bagtools import replay_cli
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
 from vla_policy_node.bagtools.report import REPORT_FILES, write_report
-from vla_policy_node.bagtools.synthetic import ReachPolicy
-from vla_policy_node.control.config import ControlConfig, ExecutorConfig
+from vla_policy_node.bagtools.synthetic import ReachPolicy, RecordingFaults
+from vla_policy_node.control.config import ControlConfig, ExecutorConfig, PlausibilityConfig
 
 
 def _replay(emb, policy, bag, **config):
@@ -56,7 +57,10 @@ def test_tiny_vla_checkpoint_is_recognised_against_another(tmp_path, sim_arm, ti
         generator = torch.Generator().manual_seed(1)
         for param in other.model.head.parameters():
             param.add_(0.05 * torch.randn(param.shape, generator=generator))
-    control = ControlConfig(executor=ExecutorConfig(strategy="ensemble"))  # no RTC guidance: plain chunks
+    # no RTC guidance: plain chunks. The synthetic arm follows the random model's commands exactly, teleporting
+    # (8 rad on a 3 rad joint, 7 rad in 20 ms): no physical arm, so the sensor plausibility checks are off here.
+    unphysical = PlausibilityConfig(position_tolerance=math.inf, gripper_tolerance=math.inf, jump_slack=math.inf)
+    control = ControlConfig(executor=ExecutorConfig(strategy="ensemble"), plausibility=unphysical)
     same = _replay(emb, recorded, bag, latency=0.02, control=control)
     different = _replay(emb, StampSeeded(other), bag, latency=0.02, control=control)
     same_first, other_first = same["chunk_error"]["mae_per_step"][:4], different["chunk_error"]["mae_per_step"][:4]
@@ -175,3 +179,46 @@ def test_cli_writes_a_report_or_an_error_and_no_report(tmp_path, sim_arm, tiny_c
     err = capsys.readouterr().err
     assert code == 2 and "camera 'scene'" in err and str(broken) in err
     assert list(out.iterdir()) == []  # the earlier report is gone: nothing looks like this run's result
+
+
+def test_without_instruction_topic_each_episode_takes_its_marks(tmp_path, sim_arm, mcap_bag):
+    """The recorder's start marks carry the instruction: without /vla/instruction the replay uses them (and says
+    so), so the known policy still replays with ~zero error; with no marks either it is refused."""
+    bag = demo_bag(tmp_path / "no_instruction", sim_arm, faults=RecordingFaults(no_instruction_topic=True))
+    summary = _replay(sim_arm, ReachPolicy(sim_arm), bag, latency=0.1)
+    assert summary["instruction_source"] == "episode start marks"
+    assert any("no /vla/instruction" in w for w in summary["warnings"])
+    assert max(summary["chunk_error"]["mae_per_step"]) < 1e-5
+    with_topic = _replay(sim_arm, ReachPolicy(sim_arm), mcap_bag, latency=0.1)
+    assert with_topic["instruction_source"] == "topic /vla/instruction" and with_topic["warnings"] == []
+    unmarked = demo_bag(tmp_path / "nothing", sim_arm, marks=False, faults=RecordingFaults(no_instruction_topic=True))
+    with pytest.raises(ReplayError, match=r"no instruction: .* pass --instruction"):
+        _replay(sim_arm, ReachPolicy(sim_arm), unmarked)
+    given = _replay(sim_arm, ReachPolicy(sim_arm), unmarked, instruction="reach the red block", latency=0.1)
+    assert given["instruction_source"] == "the --instruction given" and given["warnings"]
+
+
+def test_cli_latency_is_fixed_by_default_and_named_at_the_top(tmp_path, sim_arm, tiny_checkpoint, one_torch_thread):
+    bag = demo_bag(tmp_path / "short", sim_arm, episodes=1, episode_s=1.2, gap_s=0.2)
+    reports = []
+    for name in ("a", "b"):
+        args = [str(bag), "--robot", "sim_arm", "--checkpoint", str(tiny_checkpoint), "-o", str(tmp_path / name),
+                "--no-progress"]
+        assert replay_cli.main(args) == 0
+        reports.append(json.loads((tmp_path / name / "report.json").read_text()))
+    a, b = reports
+    assert a["latency_model"] == "fixed 0.100 s (the robot's inference period, 1/10 Hz)"
+    assert a["counts"] == b["counts"] and a["chunk_error"]["mae"] == b["chunk_error"]["mae"]  # not load-dependent
+    top = (tmp_path / "a" / "report.md").read_text().splitlines()[2]
+    assert top.startswith("**Latency model: fixed 0.100 s") and f"{a['counts']['inferences']} chunks" in top
+    benchmarked = tmp_path / "benchmarked"
+    shutil.copytree(tiny_checkpoint, benchmarked)
+    (benchmarked / "benchmark.json").write_text(json.dumps({"latency_ms": {"p50": 40.0}}))
+    assert replay_cli.main([str(bag), "--robot", "sim_arm", "--checkpoint", str(benchmarked), "-o",
+                            str(tmp_path / "c"), "--no-progress"]) == 0
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["latency_model"] == "fixed 0.040 s (the checkpoint's benchmark.json p50)"
+    assert replay_cli.main([str(bag), "--robot", "sim_arm", "--checkpoint", str(tiny_checkpoint), "-o",
+                            str(tmp_path / "d"), "--no-progress", "--latency", "measured"]) == 0
+    measured = json.loads((tmp_path / "d" / "report.json").read_text())["latency_model"]
+    assert measured.startswith("measured (wall time")

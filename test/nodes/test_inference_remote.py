@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from test.nodes.fakes import ScriptedPolicy, mid_state
+from vla_policy_node.inference.remote import RemoteInferenceError, RemotePolicy
 from vla_policy_node.msgs import decode_policy_status, encode_image, encode_joint_state
 from vla_policy_node.msgs.inference import decode_inference_request, encode_inference_request
 from vla_policy_node.msgs.joints import decode_joint_trajectory
 from vla_policy_node.nodes.inference_server import InferenceServer
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.spec.types import ActionChunk, RtcPrefix
-from vla_policy_node.transport.inference_dds import RemoteInferenceError, RemotePolicy
 from vla_policy_node.transport.inprocess import InProcessBus
 
 PERIOD = 0.01
@@ -51,8 +51,8 @@ class Rig:
         self.step_count = 0
         self.value = 10
 
-    def start_server(self) -> FrameSumPolicy:
-        policy = FrameSumPolicy(self.emb)
+    def start_server(self, policy: ScriptedPolicy | None = None) -> ScriptedPolicy:
+        policy = policy or FrameSumPolicy(self.emb)
         self.server = InferenceServer(self.bus.transport(f"vla_inference_{self.step_count}"), self.emb, policy)
         self.server.start()
         return policy
@@ -120,7 +120,8 @@ def test_the_server_answers_with_the_frames_the_sync_chose_and_a_lost_server_hol
         assert status()["active_source"] == "hold" and time.monotonic() - start < 30
         rig.state[:6] += 0.2  # the arm is elsewhere when the server comes back
         held_from = len(commands)
-        rig.start_server()
+        # a plain plan this time: the frame sums in the first action are no motion to follow
+        rig.start_server(ScriptedPolicy(sim_arm))
         rig.step(300)
         assert status()["active_source"] == "policy" and status()["fault"] == ""
         q = np.stack([decode_joint_trajectory(m).positions[0] for m in commands])

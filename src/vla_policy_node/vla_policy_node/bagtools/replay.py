@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from vla_policy_node.bagtools.episodes import Episode, EpisodeTracker, decode_episode_event
+from vla_policy_node.bagtools.episodes import Episode, EpisodeTracker, EventKind, decode_episode_event
 from vla_policy_node.bagtools.metrics import GripperAgreement, HorizonErrors, latency_summary
 from vla_policy_node.bagtools.signals import PlotSeries, Signal
 from vla_policy_node.bagtools.topics import (
@@ -88,6 +88,7 @@ class ReplayConfig:
 
     target: Target = "auto"
     latency: float | None = None
+    latency_source: str = ""  # where a fixed latency came from (the report says it)
     instruction: str = ""
     control: ControlConfig = field(default_factory=ControlConfig)
     reference_max_gap: float = 0.25
@@ -192,6 +193,7 @@ class _Session:
         self.target = self._choose_target(config.target, has_commands)
         self.now = 0.0
         self.loop = ControlLoop(emb, with_estop_only(config.control, latching=False))
+        self.loop.set_special_tokens(getattr(self.policy, "special_tokens", ()))
         self.loop.set_instruction(config.instruction)
         self.inference = InferenceStep(self.loop, self.policy)
         self.inputs = ObservationInput(self.loop, lambda: self.now)
@@ -221,6 +223,8 @@ class _Session:
         self.has_marks = counts.get(EPISODE_EVENT_TOPIC, 0) > 0 and topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT
         self.tracker = EpisodeTracker()
         self.implicit_episode = None if self.has_marks else Episode(0, reader.start_ns * 1e-9, None, implicit=True)
+        self.warnings: list[str] = []
+        self.instruction_source = self._instruction_source(topics, counts)
         self.episode_results: dict[int, EpisodeResult] = {}
         self.decode_errors = MessageErrorCounter()
         self.stream_time = -math.inf
@@ -269,7 +273,7 @@ class _Session:
                 handler = _both(handlers[cam.topic][1], handler)
             handlers[cam.topic] = (COMPRESSED_IMAGE if cam.compressed else IMAGE, handler)
         handlers[emb.joint_states.topic] = (JOINT_STATE, self.inputs.on_joint_state)
-        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: loop.set_instruction(str(msg.data)))
+        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: self._set_instruction(str(msg.data)))
         handlers[ESTOP_TOPIC] = (BOOL, lambda msg: loop.on_lock("estop", bool(msg.data), self.now))
         handlers[DESCRIPTION_TOPIC] = (STRING, lambda msg: self.robot.set_description(str(msg.data)))
         return handlers
@@ -340,6 +344,28 @@ class _Session:
         episode.end = end
         episode.instruction = self.tracker.first_instruction or self.config.instruction
         return [episode]
+
+    def _set_instruction(self, text: str) -> None:
+        """As the live node: a refused instruction holds the policy; the report says why (a few times)."""
+        ok, message = self.loop.set_instruction(text)
+        if not ok and len(self.warnings) < 20:
+            self.warnings.append(f"t={self.now:.3f}: {message}")
+
+    def _instruction_source(self, topics: dict[str, str], counts: dict[str, int]) -> str:
+        """Where the policy's instruction comes from: the bag's /vla/instruction, else the --instruction given,
+        else each episode's start mark (a warning in the report); with none of them the replay is refused."""
+        if topics.get(INSTRUCTION_TOPIC) == STRING and counts.get(INSTRUCTION_TOPIC, 0) > 0:
+            return f"topic {INSTRUCTION_TOPIC}"
+        if self.config.instruction:
+            self.warnings.append(f"the bag has no {INSTRUCTION_TOPIC} messages: the given instruction "
+                                 f"{self.config.instruction!r} is used throughout")
+            return "the --instruction given"
+        if self.has_marks:
+            self.warnings.append(f"the bag has no {INSTRUCTION_TOPIC} messages: each episode's instruction is "
+                                 "taken from its start mark (vla_msgs/EpisodeEvent)")
+            return "episode start marks"
+        raise ReplayError(f"{self.path}: no instruction: the bag has no {INSTRUCTION_TOPIC} messages and no episode "
+                          "marks carrying one; pass --instruction TEXT")
 
     def _check_complete(self, read_counts: dict[str, int]) -> None:
         short = {t: (n, self.counts.get(t, 0)) for t, n in read_counts.items() if n < self.counts.get(t, 0)}
@@ -453,6 +479,8 @@ class _Session:
             self.tracker.warnings.append(f"t={t:.3f}: bad episode event: {error}")
             return
         self.tracker.apply_event(event)
+        if self.instruction_source == "episode start marks" and event.kind == EventKind.START and event.instruction:
+            self._set_instruction(event.instruction)
 
     def _reference(self, times: np.ndarray) -> np.ndarray:
         """The reference at `times` [n] in command space [n, D]; NaN where it is not defined."""
@@ -607,7 +635,12 @@ class _Session:
             "cameras": {c.name: {"topic": c.topic, "compressed": c.compressed} for c in self.embodiment.cameras},
             "target": self.target,
             "reference": self._reference_description(),
-            "latency_model": "measured" if self.config.latency is None else f"fixed {self.config.latency} s",
+            "latency_model": ("measured (wall time of each inference on this machine: results depend on its "
+                              "load)" if self.config.latency is None else
+                              f"fixed {self.config.latency:.3f} s" + (f" ({self.config.latency_source})"
+                                                                       if self.config.latency_source else "")),
+            "instruction_source": self.instruction_source,
+            "warnings": self.warnings,
             "control_hz": self.loop.control_hz,
             "executor": self.loop.config.executor.strategy,
             "names": list(self.names),

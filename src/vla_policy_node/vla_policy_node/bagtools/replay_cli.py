@@ -2,8 +2,10 @@
 
     vla_replay_test BAG --robot franka_fr3 --checkpoint CKPT_DIR [-o REPORT_DIR] [--target commands]
 
-Exit status: 0 with a complete report; 1 when the bag cannot be replayed (missing topic, corrupt or truncated
-bag, nothing comparable): the error names the problem and no report is left behind; 2 for bad arguments.
+Exit status: 0 with a complete report; 2 when the bag cannot be replayed (missing topic, corrupt or truncated
+bag, nothing comparable, no instruction) or an argument is bad: one line names the problem and no report is
+left behind. The inference latency is simulated, fixed by default (--latency auto), so a report means the
+same on every machine; --latency measured uses each call's wall time instead.
 To watch a replay in rviz instead, run it on a ROS 2 machine: ros2 launch vla_bringup replay.launch.py.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +21,8 @@ from pathlib import Path
 from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
-from vla_policy_node.spec.cli import CliParser, run_guarded
-from vla_policy_node.spec.embodiment import ConfigError
+from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 
 PROGRAM = "vla_replay_test"
 
@@ -34,8 +37,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--target", choices=("auto", "commands", "joint_states"), default="auto",
                         help="compare with the recorded controller commands or the joint states that followed "
                              "(auto: commands when the bag has them)")
-    parser.add_argument("--latency", default="measured",
-                        help="inference latency in virtual time: 'measured' (wall time of each call) or seconds")
+    parser.add_argument("--latency", default="auto",
+                        help="inference latency in virtual time: seconds, 'auto' (fixed: the checkpoint's "
+                             "benchmark.json p50 if it has one, else the robot's inference period 1/inference_hz; "
+                             "the same on every machine) or 'measured' (wall time of each call: depends on load)")
     parser.add_argument("--strategy", choices=("rtc", "ensemble", "synchronous"), default=None,
                         help="chunk executor strategy (default: the node's default)")
     parser.add_argument("--controller-type", dest="controller_type", default="",
@@ -48,13 +53,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def replay_config(args: argparse.Namespace) -> ReplayConfig:
-    latency = None if args.latency == "measured" else float(args.latency)
+def resolve_latency(value: str, checkpoint: str, embodiment: Embodiment) -> tuple[float | None, str]:
+    """(seconds or None for measured, where it came from) for --latency."""
+    if value == "measured":
+        return None, ""
+    if value != "auto":
+        try:
+            return float(value), "--latency"
+        except ValueError:
+            raise UsageError(f"--latency {value!r}: use seconds, auto or measured") from None
+    benchmark = Path(checkpoint) / "benchmark.json"
+    if benchmark.is_file():
+        try:
+            p50 = float(json.loads(benchmark.read_text())["latency_ms"]["p50"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{benchmark}: expected {{\"latency_ms\": {{\"p50\": ...}}}} ({error})") from error
+        return p50 / 1000.0, "the checkpoint's benchmark.json p50"
+    hz = embodiment.rates.inference_hz
+    return 1.0 / hz, f"the robot's inference period, 1/{hz:g} Hz"
+
+
+def replay_config(args: argparse.Namespace, embodiment: Embodiment) -> ReplayConfig:
+    latency, source = resolve_latency(args.latency, args.checkpoint, embodiment)
     control = ControlConfig()
     if args.strategy is not None:
         control = dataclasses.replace(control, executor=ExecutorConfig(strategy=args.strategy))
-    return ReplayConfig(target=args.target, latency=latency, instruction=args.instruction, control=control,
-                        progress=args.progress)
+    return ReplayConfig(target=args.target, latency=latency, latency_source=source, instruction=args.instruction,
+                        control=control, progress=args.progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         from vla_policy_node.msgs.commands import resolve_controller
 
         embodiment = resolve_controller(robot_from_args(args), args.controller_type)
-        config = replay_config(args)
+        config = replay_config(args, embodiment)
     except (ConfigError, ValueError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
@@ -94,9 +119,12 @@ def _run(args: argparse.Namespace) -> int:
     summary = result.summary
     chunk = summary["chunk_error"]
     first = chunk["mae_per_step"][0]
-    print(f"{PROGRAM}: {summary['counts']['inferences']} chunks compared with the recorded {summary['target']}: "
-          f"MAE {chunk['mae']:.4g} (step 0: {'-' if first is None else f'{first:.4g}'}), "
-          f"latency p50 {summary['latency_ms'].get('p50', float('nan')):.1f} ms")
+    print(f"{PROGRAM}: latency model {summary['latency_model']}; {summary['counts']['inferences']} chunks compared "
+          f"with the recorded {summary['target']}: MAE {chunk['mae']:.4g} (step 0: "
+          f"{'-' if first is None else f'{first:.4g}'}), wall latency p50 "
+          f"{summary['latency_ms'].get('p50', float('nan')):.1f} ms")
+    for warning in summary.get("warnings", []):
+        print(f"  warning: {warning}")
     print(f"{PROGRAM}: report: {paths['report.md']}")
     return 0
 

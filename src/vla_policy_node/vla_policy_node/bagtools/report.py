@@ -148,6 +148,10 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Open-loop replay: {summary['robot']}",
         "",
+        f"**Latency model: {summary['latency_model']}; {counts.get('inferences', 0)} chunks compared.** "
+        f"Instruction from {summary.get('instruction_source', '-')}.",
+        *[f"> **Warning:** {w}" for w in summary.get("warnings", [])],
+        "",
         f"Bag `{bag['path']}` ({bag['duration_s']:.1f} s, {bag['message_count']} messages, "
         f"{bag['bytes'] / 1e6:.1f} MB). Policy: {summary.get('policy', '-')}.",
         f"Compared with the recorded **{summary['target']}**: {summary['reference']}. Executor "

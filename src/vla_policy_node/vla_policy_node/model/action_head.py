@@ -86,10 +86,12 @@ class ActionHead(nn.Module, ABC):
                 category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Any = None,
                 num_steps: int | None = None, prefix: torch.Tensor | None = None,
                 prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         """Normalized actions for a batch. `on_prefill` is called once the backbone has run, `on_step` after each
         head step (denoising step or decoded token); heads use the options that apply to them (flow: num_steps,
-        prefix; token heads: sampling) and ignore the rest."""
+        prefix, and `sample_fn`, a stand-in with `FlowMatchingHead.sample`'s signature such as the fast path's
+        captured loop; token heads: sampling) and ignore the rest."""
 
     def context(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
                 category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -238,10 +238,12 @@ class FlowMatchingHead(ActionHead):
                 category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Any = None,
                 num_steps: int | None = None, prefix: torch.Tensor | None = None,
                 prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         ctx = self.encode(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()
-        actions = self.sample(ctx, horizon=self.config.horizon, num_steps=num_steps, generator=generator,
-                              prefix=prefix, prefix_weights=prefix_weights, step_callback=on_step)
+        sample = sample_fn or self.sample
+        actions = sample(ctx, horizon=self.config.horizon, num_steps=num_steps, generator=generator, prefix=prefix,
+                         prefix_weights=prefix_weights, step_callback=on_step)
         return Prediction(actions=actions, tokens=[])

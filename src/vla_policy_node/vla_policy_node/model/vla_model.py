@@ -111,11 +111,13 @@ class VLAModel(nn.Module):
     def predict(self, batch: Mapping[str, Any], *, generator: torch.Generator | None = None, sampling: Any = None,
                 num_steps: int | None = None, prefix: torch.Tensor | None = None,
                 prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         """Normalized actions for a batch of the pipeline's `inputs`; the one inference path of every head."""
         return self.head.predict(self.backbone, batch["inputs"], batch["state"], batch["category"],
                                  generator=generator, sampling=sampling, num_steps=num_steps, prefix=prefix,
-                                 prefix_weights=prefix_weights, on_prefill=on_prefill, on_step=on_step)
+                                 prefix_weights=prefix_weights, on_prefill=on_prefill, on_step=on_step,
+                                 sample_fn=sample_fn)
 
     @torch.inference_mode()
     def predict_env_state(self, inputs: dict[str, torch.Tensor], state: torch.Tensor,

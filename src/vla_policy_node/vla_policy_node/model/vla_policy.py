@@ -8,6 +8,10 @@ step; a token head prefills the prompt once and decodes each action token as one
 (`head_steps_ms` per token). RTC prefixes steer only heads whose config is `guided_by_prefix`; the others ignore
 them (with one warning).
 
+With a fast path (`model/fast_path.py`) the same pipeline runs with its batch step on the device: frames as
+received are fitted to the camera sizes and prepared as tensors there, and the flow head's denoising loop may be
+a captured graph.
+
 Continuous heads answer `infer` with an ActionChunk stamped with the observation's stamp (the control runtime
 compensates latency). Discrete heads (BabyAI-style agents: an action index, no chunk, no units, no robot
 embodiment) answer `act`; `DiscreteActionPolicy` is the same class bound to such a head's single agent slot.
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 
 from vla_policy_node.model.checkpoint import load_checkpoint
+from vla_policy_node.model.fast_path import FastPath, FastPathConfig
 from vla_policy_node.model.transforms.frame import Frame
 from vla_policy_node.model.transforms.pipeline import TransformPipeline
 from vla_policy_node.model.vla_model import VLAModel
@@ -61,6 +66,7 @@ class VLAPolicy:
     embodiment: the robot config; required for continuous heads, must be None for discrete ones.
     normalization: the checkpoint's stats (discrete heads: may be None, identity).
     sampling: decoding of token heads (default: the head config's); num_steps: denoising steps of the flow head.
+    fast_path: the switchable GPU fast path (model/fast_path.py); None = the eager path.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class VLAPolicy:
         num_steps: int | None = None,
         sync_timing: bool | None = None,
         sampling: Any = None,
+        fast_path: FastPathConfig | None = None,
     ) -> None:
         head = model.config.head
         self.discrete = head.discrete
@@ -100,7 +107,10 @@ class VLAPolicy:
                 f"{self.norm.state.stats.dim}/{self.norm.action.stats.dim}, "
                 f"the model slot has {self.slot.state_dim}/{self.slot.action_dim}"
             )
-        self.pipeline = TransformPipeline.from_model(model, normalization, embodiment)
+        self.fast = FastPath(model, fast_path) if fast_path is not None else None
+        pipeline = TransformPipeline.from_model(model, normalization, embodiment)
+        # the fast path fits frames as received to the camera sizes and runs the processor (on the device)
+        self.pipeline = pipeline if self.fast is None else pipeline.with_image_inputs(self.fast.prepare)
         param = next(model.head.parameters())
         self.device = param.device
         self.dtype = param.dtype
@@ -116,16 +126,29 @@ class VLAPolicy:
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, embodiment: Embodiment, *, device: str = "cpu",
-                        dtype: torch.dtype | None = None, seed: int = 0, num_steps: int | None = None) -> VLAPolicy:
+                        dtype: torch.dtype | None = None, seed: int = 0, num_steps: int | None = None,
+                        fast_path: FastPathConfig | None = None) -> VLAPolicy:
         dev = torch.device(device)
         model, normalization = load_checkpoint(source, device=dev, dtype=dtype or default_dtype(dev))
-        return cls(model, normalization, embodiment, seed=seed, num_steps=num_steps)
+        return cls(model, normalization, embodiment, seed=seed, num_steps=num_steps, fast_path=fast_path)
 
     @property
     def embodiment(self) -> Embodiment:
         if self._embodiment is None:
             raise AttributeError("a discrete policy is bound to an agent slot, not a robot embodiment")
         return self._embodiment
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special and added special tokens (image placeholders, chat-turn markers): in an
+        instruction they would change the layout of the model's input, so the runtime refuses such text."""
+        tokenizer = getattr(getattr(self.model.backbone, "processor", None), "tokenizer", None)
+        if tokenizer is None:
+            return ()
+        tokens = set(tokenizer.all_special_tokens)
+        tokens |= {str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                   if getattr(t, "special", False)}
+        return tuple(sorted(tokens))
 
     def reseed(self, seed: int) -> None:
         with self._lock:
@@ -155,7 +178,8 @@ class VLAPolicy:
         with self._lock:
             for obs in observations:
                 validate_observation(obs, self.embodiment)
-            frames = [Frame.from_observation(obs, self.slot.tag) for obs in observations]
+            native = self.pipeline.image_inputs is not None  # frames as received: the fast path fits them
+            frames = [Frame.from_observation(obs, self.slot.tag, native=native) for obs in observations]
             actions = self._run(frames, prefixes)
             return [ActionChunk(stamp=obs.stamp, dt=self.slot.dt, actions=a, names=self.slot.action_names)
                     for obs, a in zip(observations, actions, strict=True)]
@@ -202,7 +226,8 @@ class VLAPolicy:
 
         prediction = self.model.predict(batch, generator=self._generator, sampling=self.sampling,
                                         num_steps=self.num_steps, prefix=prefix_t, prefix_weights=weights_t,
-                                        on_prefill=mark, on_step=lambda _i: mark())
+                                        on_prefill=mark, on_step=lambda _i: mark(),
+                                        sample_fn=self.fast.sample if self.fast is not None else None)
         self.last_tokens = prediction.tokens
         actions = self.pipeline.outputs(prediction.actions, [f.tag for f in frames])
         if not all(np.all(np.isfinite(a)) for a in actions):

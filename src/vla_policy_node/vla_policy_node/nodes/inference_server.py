@@ -7,7 +7,7 @@
 Subscribes to the robot's camera topics (keeping the last `--frame-window` seconds of frames, as views of the
 received messages) and to /vla/inference/request; for each request it takes the frames with the requested
 stamps (waiting up to `--frame-wait` for a frame still on its way), runs the model and publishes the chunk on
-/vla/inference/chunk (see transport/inference_dds.py). One inference at a time; a newer request replaces one
+/vla/inference/chunk (see inference/remote.py). One inference at a time; a newer request replaces one
 still waiting. A request it cannot serve (a frame that never came, a model exception) is logged and left
 unanswered: the policy node holds on its timeout and says so.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.inference.remote import CHUNK_TOPIC, REQUEST_TOPIC, STAMP_TOLERANCE
 from vla_policy_node.msgs.chunks import ACTION_CHUNK, encode_action_chunk
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE, decode_compressed_image, decode_image
@@ -38,7 +39,6 @@ from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.transport.inference_dds import CHUNK_TOPIC, REQUEST_TOPIC, STAMP_TOLERANCE
 from vla_policy_node.transport.qos import DEFAULT_QOS, SENSOR_DATA_QOS
 
 log = logging.getLogger("inference_server")
@@ -178,8 +178,8 @@ class InferenceServer:
 
 
 def run(argv: Sequence[str]) -> int:
+    from vla_policy_node.inference.process import warm_up
     from vla_policy_node.nodes.policy_node import load_policy
-    from vla_policy_node.transport.inference_ipc import warm_up
 
     parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",

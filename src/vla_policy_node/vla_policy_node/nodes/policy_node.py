@@ -15,18 +15,17 @@ the command line; `ros2 param set` applies instruction and dry_run live and refu
 See policy_runtime.py for topics and threads.
 
 Where the model runs (`inference`, read at configure): `process` (default) in a process of its own, frames through
-shared memory (transport/inference_ipc.py): this process then runs no model code, so nothing the model does
+shared memory (inference/process.py): this process then runs no model code, so nothing the model does
 stalls a control tick (benchmarks/bench_control_jitter.py), and a crashed or hung model is a hold with the reason
 in the status, followed by a restart; `thread` in this process (less memory and start-up; the model shares the
 GIL with the control timer); `remote` on another machine running vla_inference_server, over this node's DDS/ROS
-transport (transport/inference_dds.py). The model is warmed up at configure, so the first command is not slow.
+transport (inference/remote.py). The model is warmed up at configure, so the first command is not slow.
 `realtime_priority` N > 0 runs this node's threads (never a model's) at SCHED_FIFO N, as ros2_control does.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 import threading
@@ -37,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.inference.process import ProcessPolicy
+from vla_policy_node.inference.remote import RemotePolicy
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.node_support import (
     Param,
@@ -47,15 +48,13 @@ from vla_policy_node.nodes.node_support import (
     watch_parameters,
 )
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
-from vla_policy_node.nodes.timing import set_realtime_priority
+from vla_policy_node.nodes.timing import tune_control_process
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
-from vla_policy_node.transport.inference_dds import RemotePolicy
-from vla_policy_node.transport.inference_ipc import ProcessPolicy
 
 log = logging.getLogger("policy_node")
 
@@ -63,7 +62,7 @@ PROGRAM = "policy_node"
 NODE_NAME = "vla_policy"
 HOLD_SETTLE_TIMEOUT = 1.0  # deactivate: longest wait for the hold to settle before the loop stops
 INFERENCE_MODES = ("process", "thread", "remote")
-CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
+FAST_PATH_PRESETS = ("auto", "off", "full")  # model/fast_path.py's presets (not imported here: no torch at --help)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -98,6 +97,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="process: seconds one inference may take before the process counts as hung and "
                              "is restarted (the watchdog holds the arm long before); remote: seconds to wait for "
                              "the server's chunk before asking again. 0: 10 s (process), 1 s (remote)")
+    parser.add_argument("--fast-path", dest="fast_path", choices=FAST_PATH_PRESETS, default="auto",
+                        help="the model's fast path (model/fast_path.py): auto = device preprocessing, SDPA, bf16, "
+                             "compiled backbone and captured denoising loop on CUDA, SDPA only on a CPU; off = eager; "
+                             "full = every step on any device")
     parser.add_argument("--realtime-priority", dest="realtime_priority", type=int, default=0,
                         help="SCHED_FIFO priority 1-99 for this node's threads (never a model's), as ros2_control "
                              "runs; needs CAP_SYS_NICE or an rtprio limit. 0: off")
@@ -138,20 +141,25 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
         "inference": Param(args.inference, f"where the model runs: process, thread or remote; {startup}"),
         "inference_timeout": Param(args.inference_timeout, f"seconds before an inference counts as lost (0: 10 s "
                                    f"process, 1 s remote); {startup}"),
+        "fast_path": Param(args.fast_path, f"the model's fast path: auto, off or full; {startup}"),
         "realtime_priority": Param(args.realtime_priority, f"SCHED_FIFO priority of the node's threads (0: off); "
                                    f"{startup}", range=(0, 99)),
     }
 
 
-def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0) -> Any:
-    """VLAPolicy from a checkpoint (torch is imported here, not at module import)."""
+def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int, threads: int = 0,
+                fast_path: str = "off") -> Any:
+    """VLAPolicy from a checkpoint (torch is imported here, not at module import); `fast_path`: a preset of
+    model/fast_path.py (off, auto, full)."""
     import torch
 
+    from vla_policy_node.model.fast_path import fast_path_preset
     from vla_policy_node.model.vla_policy import VLAPolicy
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed)
+    return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed,
+                                     fast_path=fast_path_preset(fast_path, device))
 
 
 def warm_up(policy: Any, embodiment: Embodiment) -> float:
@@ -173,9 +181,10 @@ class PolicyLoader:
     device: str = "cpu"
     seed: int = 0
     threads: int = 0
+    fast_path: str = "off"
 
     def __call__(self) -> Any:
-        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads)
+        return load_policy(self.checkpoint, self.embodiment, self.device, self.seed, self.threads, self.fast_path)
 
 
 class PolicyNode:
@@ -236,8 +245,10 @@ class PolicyNode:
             assert self.transport is not None
             return (RemotePolicy(self.transport, embodiment, timeout=timeout),
                     f"inference on a remote vla_inference_server (timeout {timeout:.1f} s)")
+        if str(s["fast_path"]) not in FAST_PATH_PRESETS:
+            raise ValueError(f"fast_path must be one of {', '.join(FAST_PATH_PRESETS)}, got {s['fast_path']!r}")
         loader = PolicyLoader(str(s["checkpoint"]), embodiment, str(s["device"]), int(s["seed"]),
-                              int(s["torch_threads"]))
+                              int(s["torch_threads"]), str(s["fast_path"]))
         if mode == "process":
             start = time.perf_counter()
             policy = ProcessPolicy(loader, embodiment, timeout=timeout)
@@ -260,19 +271,14 @@ class PolicyNode:
             return ""
 
     def _tune(self) -> None:
-        """Steady control ticks: start-up objects out of the collector's way; with the model out of process only
-        light threads remain here, so the GIL may change hands sooner; optionally real-time priority."""
         assert self.runtime is not None
-        gc.freeze()
-        if getattr(self.policy, "out_of_process", False):
-            sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
         priority = int(self.settings.get("realtime_priority", 0))
-        if priority:
-            problem = set_realtime_priority(priority, exclude=self.runtime.model_thread_ids)
-            if problem:
-                log.warning("realtime_priority: %s; running at normal priority", problem)
-            else:
-                log.info("node threads at SCHED_FIFO priority %d", priority)
+        problem = tune_control_process(self.runtime.model_thread_ids, getattr(self.policy, "out_of_process", False),
+                                       priority)
+        if problem:
+            log.warning("realtime_priority: %s; running at normal priority", problem)
+        elif priority:
+            log.info("node threads at SCHED_FIFO priority %d", priority)
 
     def deactivate(self) -> str:
         """Hold the arm (pause: the loop brakes to a stop), then stop the loop and inference."""

@@ -60,6 +60,9 @@ class FittedImages(Mapping[str, np.ndarray]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._frames)
 
+    def __contains__(self, name: object) -> bool:  # Mapping's default would fit the frame to find out
+        return name in self._frames
+
     def __len__(self) -> int:
         return len(self._frames)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation, ObservationError
 
 
@@ -22,15 +23,16 @@ def validate_observation(obs: Observation, embodiment: Embodiment) -> None:
             f"observation is missing camera(s) {missing} required by {embodiment.name!r} "
             f"(got {sorted(obs.images)})"
         )
+    fitted = isinstance(obs.images, FittedImages)  # fitted to the camera sizes when read: check what came in
     for cam in embodiment.cameras:
-        image = obs.images[cam.name]
+        image = obs.images.native(cam.name) if fitted else obs.images[cam.name]
         if not isinstance(image, np.ndarray):
             raise ObservationError(f"camera {cam.name!r}: image must be a numpy array, got {type(image).__name__}")
         if image.dtype != np.uint8:
             raise ObservationError(f"camera {cam.name!r}: image dtype must be uint8 RGB, got {image.dtype}")
         if image.ndim != 3 or image.shape[2] != 3:
             raise ObservationError(f"camera {cam.name!r}: image must be HxWx3 RGB, got shape {image.shape}")
-        if image.shape[:2] != (cam.height, cam.width):
+        if not fitted and image.shape[:2] != (cam.height, cam.width):
             raise ObservationError(
                 f"camera {cam.name!r}: image is {image.shape[0]}x{image.shape[1]} (HxW) but the embodiment "
                 f"expects {cam.height}x{cam.width}; resize it with policy.images.fit_image"

@@ -190,7 +190,8 @@ class TokenAdapter(ActionSpaceAdapter):
                 category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Sampling | None = None,
                 num_steps: int | None = None, prefix: torch.Tensor | None = None,
                 prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         hidden, decode_state = self.condition(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()

@@ -49,7 +49,8 @@ class PredAdapter(ActionSpaceAdapter):
                 category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Sampling | None = None,
                 num_steps: int | None = None, prefix: torch.Tensor | None = None,
                 prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         hidden, _ = self.condition(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()
@@ -79,7 +80,8 @@ class DiscretePredAdapter(ActionSpaceAdapter):
                 category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Sampling | None = None,
                 num_steps: int | None = None, prefix: torch.Tensor | None = None,
                 prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         hidden, _ = self.condition(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()

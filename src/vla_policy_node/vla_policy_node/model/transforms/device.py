@@ -1,10 +1,12 @@
 """The device stage of the pipeline: a collated batch moves to the model's device, then batch steps run there.
 
-Today its only step is `ToDevice`. It is where preprocessing on the accelerator plugs in (issue 16): a step
-`Batch -> Batch` that works on tensors already on the GPU, e.g. decode -> resize -> normalize of camera frames,
-goes into `TransformPipeline.device_steps` and runs after `ToDevice`, in training and serving alike. Such a step
-takes over work the CPU steps do today (`ResizeImages`, the image half of the backbone's processor), so those are
-then left out when the pipeline is built (`TransformPipeline.build(..., device_steps=...)`).
+Today its only step is `ToDevice`. Preprocessing on the accelerator plugs in at two places (issue 16):
+- the batch step: `TransformPipeline.with_image_inputs(prepare)` leaves `ResizeImages` out and hands the frames
+  as received to `prepare(images, instructions, camera_sizes)`, which fits, rescales, normalizes and patchifies
+  them as tensors on the device (the fast path's `FastPath.prepare`, used by `VLAPolicy(fast_path=...)`);
+- after collation: a step `Batch -> Batch` on tensors already on the GPU (e.g. decode -> resize -> normalize of
+  frames a loader left as uint8) goes into `TransformPipeline.device_steps` and runs after `ToDevice`, in
+  training and serving alike (`TransformPipeline.build(..., device_steps=...)`).
 """
 
 from __future__ import annotations

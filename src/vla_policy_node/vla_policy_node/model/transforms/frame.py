@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import Observation
 
 
@@ -33,6 +34,10 @@ class Frame:
     category: int = -1
 
     @classmethod
-    def from_observation(cls, observation: Observation, tag: str) -> Frame:
-        return cls(tag=tag, images=observation.images, state=np.asarray(observation.state),
-                   instruction=observation.instruction)
+    def from_observation(cls, observation: Observation, tag: str, *, native: bool = False) -> Frame:
+        """native: the frames as received (`FittedImages.native`), for a pipeline whose batch step fits them
+        itself (the fast path); otherwise the observation's images as they read (fitted to the robot's cameras)."""
+        images = observation.images
+        if native and isinstance(images, FittedImages):
+            images = {name: images.native(name) for name in images}
+        return cls(tag=tag, images=images, state=np.asarray(observation.state), instruction=observation.instruction)

@@ -17,8 +17,9 @@ Build it with `TransformPipeline.from_model(model, normalization, embodiment)` w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,17 +47,25 @@ from vla_policy_node.spec.normalization import NormalizationSet
 if TYPE_CHECKING:
     from vla_policy_node.model.vla_model import VLAConfig, VLAModel
 
+# A batch step that fits frames as received to (height, width) per camera itself, then makes the model inputs:
+# the fast path's `FastPath.prepare` (resize, rescale, normalize and patchify as tensors on the device).
+ImageInputs = Callable[[Sequence[Sequence[np.ndarray]], Sequence[str], Sequence[tuple[int, int]] | None],
+                       dict[str, torch.Tensor]]
+
 
 @dataclass(frozen=True)
 class TransformPipeline:
     """steps: per-sample input steps, in order; backbone_inputs: the batch step (the backbone's processor);
     aux: the auxiliary probe's config when the checkpoint has one (training batches then carry env_state);
-    device_steps: batch steps run on the model's device after `ToDevice`."""
+    device_steps: batch steps run on the model's device after `ToDevice`; camera_sizes: tag -> camera ->
+    (height, width) frames are fitted to; image_inputs: set by `with_image_inputs`."""
 
     steps: tuple[FrameTransform, ...]
     backbone_inputs: BackboneInputs
     aux: AuxProbeConfig | None = None
     device_steps: tuple[BatchTransform, ...] = ()
+    camera_sizes: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=dict)
+    image_inputs: ImageInputs | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -84,7 +93,7 @@ class TransformPipeline:
         ]
         if config.aux is not None:
             steps.append(NormalizeEnvState(config.aux))
-        return cls(tuple(steps), backbone_inputs, config.aux, tuple(device_steps))
+        return cls(tuple(steps), backbone_inputs, config.aux, tuple(device_steps), sizes)
 
     @classmethod
     def from_model(cls, model: VLAModel, normalization: NormalizationSet, embodiment: Embodiment | None = None,
@@ -98,6 +107,13 @@ class TransformPipeline:
 
         config, normalization, backbone_inputs = read_pipeline_parts(source)
         return cls.build(config, normalization, backbone_inputs, embodiment=embodiment)
+
+    def with_image_inputs(self, image_inputs: ImageInputs) -> TransformPipeline:
+        """This pipeline with the image work moved into the batch step (the fast path, issue 16): `ResizeImages` is
+        left out and `image_inputs(images, instructions, sizes)` fits the frames (given as received) to the same
+        camera sizes and makes the model inputs in place of `backbone_inputs`. Every other step is unchanged."""
+        steps = tuple(step for step in self.steps if not isinstance(step, ResizeImages))
+        return dataclasses.replace(self, steps=steps, image_inputs=image_inputs)
 
     # ------------------------------------------------------------------ inputs
     def process(self, frames: Sequence[Frame]) -> list[Frame]:
@@ -122,10 +138,18 @@ class TransformPipeline:
         return self._collate(self.process(frames), training=True)
 
     def _collate(self, frames: list[Frame], *, training: bool) -> Batch:
-        batch: Batch = {
-            "inputs": self.backbone_inputs([list(f.images.values()) for f in frames], [f.instruction for f in frames]),
-            "state": torch.from_numpy(np.stack([f.state for f in frames])),
-        }
+        images = [list(f.images.values()) for f in frames]
+        instructions = [f.instruction for f in frames]
+        if self.image_inputs is None:
+            inputs = self.backbone_inputs(images, instructions)
+        else:
+            tags = {f.tag for f in frames}
+            if len(tags) != 1:
+                raise ValueError(f"a batch step that fits frames itself needs one embodiment per batch, got {tags}")
+            sizes = self.camera_sizes.get(tags.pop())
+            inputs = self.image_inputs(images, instructions,
+                                       None if sizes is None else [sizes[name] for name in frames[0].images])
+        batch: Batch = {"inputs": inputs, "state": torch.from_numpy(np.stack([f.state for f in frames]))}
         if training:
             missing = [i for i, f in enumerate(frames) if f.actions is None]
             if missing:
