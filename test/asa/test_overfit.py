@@ -15,6 +15,8 @@ from vla_policy_node.model.vla_policy import DiscreteActionPolicy, VLAPolicy
 from vla_policy_node.spec import Embodiment
 from vla_policy_node.train.trainer import TrainConfig, Trainer
 
+pytestmark = pytest.mark.slow  # training runs
+
 # Pred adapters read one hidden state and get no token feedback; on a random tiny backbone they need twice the
 # steps of the token adapters to separate the four scenes (both budgets checked on six seeds).
 STEPS = {"pred": 300, "discrete_pred": 300}

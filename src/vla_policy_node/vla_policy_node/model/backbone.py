@@ -42,6 +42,7 @@ from vla_policy_node.model.backbone_config import BackboneConfig, LoraSpec
 from vla_policy_node.model.backbone_inputs import BackboneInputs
 from vla_policy_node.model.families import FamilySpec, resolve_family
 from vla_policy_node.model.processors import load_processor
+from vla_policy_node.model.qwen_fast import linear_patch_embeds
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Backbone(nn.Module):
         if kept != cfg.select_layer:  # pragma: no cover - guards the truncation invariant
             raise RuntimeError(f"model has {kept} decoder layers after the cut, expected {cfg.select_layer}")
         text_model.norm = nn.Identity()  # features are the raw output of the last kept layer
+        linear_patch_embeds(model)  # Qwen vision patch embeddings: same weights, a matmul instead of a Conv3d
         if cfg.lora is not None:
             _inject_lora(text_model, cfg.lora)
         for name, param in model.named_parameters():

@@ -1,4 +1,5 @@
-"""A minimal, resumable flow-matching trainer: AdamW, linear warmup + cosine decay, grad clipping.
+"""A minimal, resumable flow-matching trainer: AdamW, linear warmup + cosine decay (optionally held at the peak
+until the last `decay_fraction` of the run: warmup-stable-decay), grad clipping.
 
 Checkpoints are policy checkpoints (loadable by the node) plus the optimizer/scheduler/RNG state in
 safetensors + JSON, so a run resumes exactly and nothing is pickled.
@@ -39,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     betas: tuple[float, float] = (0.95, 0.999)
     warmup_steps: int = 50
+    decay_fraction: float = 1.0  # the cosine decay spans this last fraction of the steps (1: all after warmup)
     grad_clip: float = 1.0
     log_every: int = 10
     save_every: int = 500
@@ -49,11 +51,14 @@ class TrainConfig:
     progress: bool = True
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warmup to 1, then cosine decay to 0 at `total`."""
+def lr_factor(step: int, warmup: int, total: int, decay_fraction: float = 1.0) -> float:
+    """Linear warmup to 1, then cosine decay to 0 at `total`; with decay_fraction < 1 the factor stays 1 until
+    the decay's last `decay_fraction * total` steps (warmup-stable-decay: a feature learnt late, e.g. grounding,
+    still has the full rate when it appears)."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    begin = warmup if decay_fraction >= 1.0 else max(warmup, round(total * (1.0 - decay_fraction)))
+    progress = min(1.0, max(0.0, step - begin) / max(1, total - begin))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -86,7 +91,7 @@ class Trainer:
             raise ValueError("model has no trainable parameters")
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps)
+            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps, config.decay_fraction)
         )
         self.step = 0
         self.loss_terms: dict[str, list[float]] = {}  # per-term losses of a multi-term model loss (logging)
