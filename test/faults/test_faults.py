@@ -11,7 +11,7 @@ import pytest
 
 from test.faults.campaign import scenario_keys
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]  # about 2 min as a whole (one campaign)
 
 
 @pytest.mark.parametrize("scenario", [key for key, _ in scenario_keys()])

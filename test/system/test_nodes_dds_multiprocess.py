@@ -21,6 +21,8 @@ from vla_policy_node.msgs.joints import encode_joint_state
 from vla_policy_node.msgs.markers import decode_marker_points
 from vla_policy_node.transport.qos import LATCHED_QOS, QosProfile
 
+pytestmark = pytest.mark.slow  # node processes over DDS
+
 STARTUP_TIMEOUT = 60.0
 INSTRUCTION = "put the red block in the bowl"
 
