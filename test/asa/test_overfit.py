@@ -11,8 +11,7 @@ import torch
 
 from test.asa.helpers import CONTINUOUS, DISCRETE, TARGETS, build
 from test.model.helpers import observation
-from vla_policy_node.model.asa.policy import DiscreteActionPolicy
-from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.model.vla_policy import DiscreteActionPolicy, VLAPolicy
 from vla_policy_node.spec import Embodiment
 from vla_policy_node.train.trainer import TrainConfig, Trainer
 

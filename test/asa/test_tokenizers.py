@@ -7,9 +7,10 @@ import pytest
 
 from test.asa.trajectories import LATENT_PER_DIM, noisy_chunks, smooth_chunks
 from vla_policy_node.model.asa.grammar import InvalidActionSequence
-from vla_policy_node.model.asa.tokenizers.base import load_tokenizer, reconstruction_report, save_tokenizer
+from vla_policy_node.model.asa.tokenizers.base import reconstruction_report
 from vla_policy_node.model.asa.tokenizers.fast import FastConfig, FastTokenizer
 from vla_policy_node.model.asa.tokenizers.rvq import RVQConfig, RVQTokenizer
+from vla_policy_node.model.asa.tokenizers.storage import load_tokenizer, save_tokenizer
 from vla_policy_node.model.asa.tokenizers.uniform import UniformConfig, UniformTokenizer
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 

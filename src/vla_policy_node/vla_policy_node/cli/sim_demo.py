@@ -30,8 +30,8 @@ CHECKPOINTS = {"pick_place": REPO / "checkpoints" / "sim_pick_place" / "checkpoi
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     parser = CliParser(prog="vla_demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=sorted(CHECKPOINTS), default="pick_place",
-                        help="pick_place (default) or reach")
+    parser.add_argument("--task", choices=sorted(CHECKPOINTS), default=None,
+                        help="pick_place (the default when its checkpoint is shipped) or reach")
     parser.add_argument("--checkpoint", default=None,
                         help="policy checkpoint directory or model-hub id (default: the task's shipped one)")
     parser.add_argument("--robot-config", dest="robot_config", default=str(REPO / "config/robots/sim_arm.yaml"),
@@ -54,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     from vla_policy_node.spec.embodiment import load_embodiment
 
     torch.set_num_threads(args.threads)
+    if args.task is None:
+        args.task = "pick_place" if CHECKPOINTS["pick_place"].is_dir() else "reach"
     robot = load_embodiment(args.robot_config)
     checkpoint = args.checkpoint or str(CHECKPOINTS[args.task])
     print(f"sim arm ({args.task}) + policy node + command mux; checkpoint {checkpoint}; {args.episodes} episodes")

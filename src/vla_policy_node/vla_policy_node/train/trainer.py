@@ -21,9 +21,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from vla_policy_node.model.checkpoint import load_weights, save_checkpoint
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.transforms.pipeline import TransformPipeline
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.normalization import NormalizationSet
-from vla_policy_node.train.data import SampleDataset, collate, to_device
+from vla_policy_node.train.data import SampleDataset, collate_samples
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -79,6 +80,7 @@ class Trainer:
             self.sample_p = weights / weights.sum()
         self.model = model
         self.normalization = normalization
+        self.pipeline = TransformPipeline.from_model(model, normalization)  # the one VLAPolicy serves with
         self.dataset = dataset
         self.config = config
         self.out = Path(config.output_dir)
@@ -141,9 +143,9 @@ class Trainer:
             idx = self.rng.integers(0, len(self.dataset), size=self.config.batch_size)
         else:
             idx = self.rng.choice(len(self.dataset), size=self.config.batch_size, p=self.sample_p)
-        batch = collate([self.dataset[int(i)] for i in idx], self.model, self.normalization)
+        batch = collate_samples([self.dataset[int(i)] for i in idx], self.pipeline)
         dtype = next(self.model.head.parameters()).dtype
-        batch = to_device(batch, self.device, dtype)
+        batch = self.pipeline.to_device(batch, self.device, dtype)
         loss = self.model.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")

@@ -50,7 +50,7 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
                      "select_layer": spec.select_layer, "lora": lora}
         return build_tiny_vla([robot], spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, aux=aux,
                               backbone_overrides=overrides, max_state_dim=16, max_action_dim=16, **head)
-    from vla_policy_node.model.vla import VLAModel
+    from vla_policy_node.model.vla_model import VLAModel
 
     config = BackboneConfig(family="auto", source=spec.backbone, select_layer=spec.select_layer,
                             freeze=spec.mode != "full", lora=lora, dtype=spec.dtype,
@@ -106,7 +106,7 @@ class Validation:
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
         from vla_policy_node.model.vla_policy import VLAPolicy
-        from vla_policy_node.train.data import collate, to_device
+        from vla_policy_node.train.data import collate_samples
 
         model = trainer.model
         dtype = next(model.head.parameters()).dtype
@@ -116,8 +116,8 @@ class Validation:
         with torch.no_grad():
             model.eval()
             for k in range(0, len(self.samples), self.batch_size):
-                batch = collate(self.samples[k:k + self.batch_size], model, trainer.normalization)
-                losses.append(float(model.loss(to_device(batch, trainer.device, dtype))))
+                batch = collate_samples(self.samples[k:k + self.batch_size], trainer.pipeline)
+                losses.append(float(model.loss(trainer.pipeline.to_device(batch, trainer.device, dtype))))
             policy = VLAPolicy(model, trainer.normalization, self.robot, seed=self.seed)
             errors, valid = [], []
             for k in range(0, len(self.samples), self.batch_size):

@@ -36,7 +36,7 @@ from vla_policy_node.experiments.metaworld.data import DemoStats, demonstrations
 from vla_policy_node.experiments.metaworld.env import ENV_STATE_NAMES, MT10, MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.tiny import build_tiny_vla
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
