@@ -153,8 +153,7 @@ class VLAPolicy:
         if self.model.head_type == "flow":
             ctx = self.model.encode(inputs, state_t, category)
             step_marks.append(self._clock())
-            sample = self.fast.sample if self.fast is not None else self.model.head.sample
-            actions = sample(
+            actions = self.model.head.sample(  # the captured loop when the fast path installed one
                 ctx,
                 horizon=horizon,
                 num_steps=self.num_steps,
