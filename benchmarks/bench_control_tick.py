@@ -4,7 +4,10 @@ Simulated time at the robot's control rate; cameras at 30 Hz and joint states ev
 fresh; a chunk (H=16, dt=0.1 s) arrives at 10 Hz, 50 ms after its observation. Only `tick` is timed; chunk
 merges are timed separately (they run on the inference thread, not on the timer).
 
-    python benchmarks/bench_control_tick.py [--ticks 20000] [--strategy rtc|ensemble|synchronous]
+    python benchmarks/bench_control_tick.py [--ticks 20000] [--strategy rtc|ensemble|synchronous] [--node-path]
+
+--node-path: the tick takes the measured state from the accepted joint state, as the nodes do (it was checked
+for plausibility on arrival), instead of being handed it (then the tick checks it itself).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from vla_policy_node.spec import ActionChunk, load_embodiment
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(ticks: int, strategy: str, interpolation: str) -> None:
+def run(ticks: int, strategy: str, interpolation: str, node_path: bool = False) -> None:
     emb = load_embodiment(ROOT / "config" / "robots" / "franka_fr3.yaml")
     config = ControlConfig(executor=ExecutorConfig(strategy=strategy, interpolation=interpolation))
     loop = ControlLoop(emb, config)
@@ -61,14 +64,15 @@ def run(ticks: int, strategy: str, interpolation: str) -> None:
                 loop.on_chunk(chunk, latency=0.05, now=now)
                 merge_ns.append(time.perf_counter_ns() - t0)
         t0 = time.perf_counter_ns()
-        cmd = loop.tick(now, state)
+        cmd = loop.tick(now) if node_path else loop.tick(now, state)
         tick_ns[i] = time.perf_counter_ns() - t0
         assert cmd is not None
         sources[cmd.source] = sources.get(cmd.source, 0) + 1
     st = loop.status(ticks * period)
     us = tick_ns[ticks // 10 :] / 1e3  # skip warm-up
     merge_us = np.array(merge_ns) / 1e3
-    print(f"franka_fr3, {strategy}/{interpolation}, {rate:.0f} Hz, {ticks} ticks (first 10% skipped)")
+    path = "measured state from the joint-state input" if node_path else "measured state passed to tick"
+    print(f"franka_fr3, {strategy}/{interpolation}, {rate:.0f} Hz, {ticks} ticks (first 10% skipped), {path}")
     print(f"tick   p50 {np.percentile(us, 50):7.1f} us   p99 {np.percentile(us, 99):7.1f} us   max {us.max():7.1f} us")
     print(f"merge  p50 {np.percentile(merge_us, 50):7.1f} us   p99 {np.percentile(merge_us, 99):7.1f} us"
           f"   ({len(merge_us)} chunks, inference thread)")
@@ -81,8 +85,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20000)
     parser.add_argument("--strategy", default="rtc", choices=["rtc", "ensemble", "synchronous"])
     parser.add_argument("--interpolation", default="cubic", choices=["cubic", "linear"])
+    parser.add_argument("--node-path", action="store_true", help="measured state from the joint-state input")
     args = parser.parse_args()
-    run(args.ticks, args.strategy, args.interpolation)
+    run(args.ticks, args.strategy, args.interpolation, args.node_path)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ setup(
             "fake_arm_driver = vla_policy_node.nodes.fake_arm_driver:main",
             "sim_arm_driver = vla_policy_node.nodes.sim_arm_driver:main",
             "vla_train_action_tokenizer = vla_policy_node.cli.train_action_tokenizer:main",
+            "vla_train = vla_policy_node.cli.vla_train:main",
             "roboalign_sft = vla_policy_node.cli.roboalign:sft_main",
             "roboalign_grpo = vla_policy_node.cli.roboalign:grpo_main",
             "roboalign_vla = vla_policy_node.cli.roboalign:vla_main",

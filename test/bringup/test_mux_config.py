@@ -56,7 +56,12 @@ def test_shipped_priorities_teleop_over_policy_estop_over_both_and_latching() ->
     assert _select(mux, 1.2) == "hold"  # latched until reset
     assert mux.reset_estop(1.3)[0]
     assert _select(mux, 1.3) == "teleop"
-    assert _select(mux, 1.3 + load_mux_file(MUX_YAML).config.teleop_timeout + 0.01) == "policy"
+    # handback: resume: after teleop lets go the policy waits for an explicit resume
+    after = 1.3 + load_mux_file(MUX_YAML).config.teleop_timeout + 0.01
+    assert _select(mux, after) == "hold" and mux.awaiting_resume
+    assert _select(mux, after + 5.0) == "hold"
+    mux.resume_policy()
+    assert _select(mux, after + 5.01) == "policy"
 
 
 def _data() -> dict:
@@ -78,6 +83,8 @@ def _data() -> dict:
         (lambda d: d["handover"].update(speed_fraction=2.0), r"handover_speed_fraction must be in \(0, 1\]"),
         (lambda d: d.update(outputs={}), "outputs: unknown key"),
         (lambda d: d.update(locks=[]), "locks: expected a mapping"),
+        (lambda d: d["inputs"]["teleop"].update(handback="later"), r"inputs\.teleop\.handback: expected one of"),
+        (lambda d: d["inputs"]["teleop"].update(resume_topic="no topic"), r"inputs\.teleop\.resume_topic: not a"),
     ],
 )
 def test_mistakes_are_errors_that_name_the_field(edit, message: str) -> None:

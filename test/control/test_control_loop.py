@@ -138,7 +138,7 @@ def test_stale_observation_holds_and_recovers(sim_arm):
 
 
 def test_teleop_takes_over_and_hands_back(sim_arm):
-    h = Harness(sim_arm)
+    h = Harness(sim_arm, ControlConfig(mux=MuxConfig(handback="auto")))  # twist_mux's automatic return
     h.step(2)
     h.chunk(np.tile(mid_state(sim_arm)[:6], (80, 1)))
     h.step(2)
@@ -180,7 +180,7 @@ def test_estop_holds_latches_and_resets(sim_arm):
 
 
 def test_pause_and_resume(sim_arm):
-    h = Harness(sim_arm)
+    h = Harness(sim_arm, ControlConfig(mux=MuxConfig(handback="auto")))  # the teleop below hands back by itself
     h.step(2)
     h.chunk(np.tile(mid_state(sim_arm)[:6], (80, 1)))
     h.step(2)

@@ -16,7 +16,10 @@ POLICY = np.full(6, 0.01)
 
 
 def make(sim_arm, **kw) -> CommandMux:
+    """twist_mux semantics (automatic hand-back) unless a test asks otherwise; the default, a policy that waits
+    for an explicit resume after a takeover, is tested in test_control_handback.py."""
     space = CommandSpace.from_embodiment(sim_arm)
+    kw.setdefault("handback", "auto")
     return CommandMux(MuxConfig(**kw), space, np.full(6, 2.0), 0.2)
 
 
@@ -209,3 +212,16 @@ def test_handover_continues_the_current_velocity(sim_arm):
     assert 0.07 < q.max() < 0.125
     np.testing.assert_allclose(q[101:], 0.0, atol=1e-12)  # and settles on the target after the ramp
     assert abs(q[95]) > 1e-9
+
+
+def test_an_absurd_target_value_cannot_stretch_a_handover(sim_arm):
+    """A hand-over's length is measured to the target clamped into the joint limits (the filter clamps it there
+    anyway): one garbage value (1e5 rad) used to stretch the ramp, and with it every joint's motion, to days."""
+    from vla_policy_node.control.config import ControlConfig
+    from vla_policy_node.control.mux import build_command_mux
+
+    mux = build_command_mux(sim_arm, CommandSpace.from_embodiment(sim_arm), ControlConfig(mux=MuxConfig()))
+    target = np.array([1e5, 0.2, 0.2, 0.2, 0.2, 0.2])
+    mux.select(0.0, target, None, HERE, None, was_held=True)
+    decision = mux.select(10.0, target, None, HERE, None, was_held=False)  # joint1's range is 6 rad: < 10 s
+    np.testing.assert_allclose(decision.arm, target)

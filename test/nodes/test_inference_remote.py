@@ -51,8 +51,8 @@ class Rig:
         self.step_count = 0
         self.value = 10
 
-    def start_server(self) -> FrameSumPolicy:
-        policy = FrameSumPolicy(self.emb)
+    def start_server(self, policy: ScriptedPolicy | None = None) -> ScriptedPolicy:
+        policy = policy or FrameSumPolicy(self.emb)
         self.server = InferenceServer(self.bus.transport(f"vla_inference_{self.step_count}"), self.emb, policy)
         self.server.start()
         return policy
@@ -120,7 +120,8 @@ def test_the_server_answers_with_the_frames_the_sync_chose_and_a_lost_server_hol
         assert status()["active_source"] == "hold" and time.monotonic() - start < 30
         rig.state[:6] += 0.2  # the arm is elsewhere when the server comes back
         held_from = len(commands)
-        rig.start_server()
+        # a plain plan this time: the frame sums in the first action are no motion to follow
+        rig.start_server(ScriptedPolicy(sim_arm))
         rig.step(300)
         assert status()["active_source"] == "policy" and status()["fault"] == ""
         q = np.stack([decode_joint_trajectory(m).positions[0] for m in commands])

@@ -66,14 +66,22 @@ def mux(sim_arm):
     return MuxHarness(sim_arm, params)
 
 
+@pytest.fixture
+def auto_mux(sim_arm):
+    """config/mux.yaml with twist_mux's automatic hand-back (handback: auto)."""
+    params = MuxNodeParams.from_mux_file(load_mux_file(default_mux_config_path()))
+    control = dataclasses.replace(params.control, mux=dataclasses.replace(params.control.mux, handback="auto"))
+    return MuxHarness(sim_arm, dataclasses.replace(params, control=control))
+
+
 def test_wiring_follows_mux_yaml(mux, sim_arm):
     assert set(mux.t.subscribers) >= {"/vla/policy_command", "/vla/policy_gripper_command", "/joint_states",
                                       "/vla/teleop/joint_command", "/vla/teleop/twist_cmds",
-                                      "/vla/teleop/joint_jog", "/vla/estop"}
+                                      "/vla/teleop/joint_jog", "/vla/estop", "/vla/teleop/resume"}
     assert mux.t.subscribers["/vla/policy_command"][0] == "trajectory_msgs/msg/JointTrajectory"
     assert mux.t.qos["/joint_states"] == SENSOR_DATA_QOS
     assert mux.t.qos["/vla/policy_gripper_command"] == LATCHED_QOS
-    assert set(mux.t.services) == {"/vla_command_mux/reset_estop"}
+    assert set(mux.t.services) == {"/vla_command_mux/reset_estop", "/vla_command_mux/set_paused"}
     assert mux.runtime.params.policy_timeout == 0.5 and mux.runtime.loop.source.timeout == 0.5
 
 
@@ -105,7 +113,8 @@ def test_policy_stream_timeout_holds_and_reports(mux):
     assert np.max(np.abs(np.diff(q[-20:], axis=0))) < 1e-12
 
 
-def test_teleop_overrides_the_policy_then_hands_back(mux):
+def test_teleop_overrides_the_policy_then_hands_back(auto_mux):
+    mux = auto_mux
     start = mux.state[:6].copy()
     policy = start + 0.1
     mux.step(50, policy=policy)
@@ -119,7 +128,32 @@ def test_teleop_overrides_the_policy_then_hands_back(mux):
     np.testing.assert_allclose(mux.commands()[-1], policy, atol=1e-6)
 
 
-def test_estop_latches_until_reset_and_blocks_teleop(mux):
+def test_after_a_takeover_the_policy_waits_for_the_resume_topic_or_service(mux):
+    """config/mux.yaml's default (handback: resume): the operator hands control back explicitly."""
+    start = mux.state[:6].copy()
+    policy = start + 0.1
+    mux.step(50, policy=policy)
+    teleop = encode_joint_state(mux.t.new_message, mux.embodiment.joint_names, start - 0.2)
+    mux.step(100, policy=policy, joint_command=teleop)
+    mux.step(150, policy=policy)  # teleop silent for longer than its 0.5 s timeout
+    status = mux.status()
+    assert status["active_source"] == "hold" and status["awaiting_resume"]
+    assert "resume" in status["control_reason"] and any("resume" in r for r in status["hold_reasons"])
+    assert np.max(np.abs(np.diff(mux.commands()[-50:], axis=0))) < 1e-12  # held still
+    mux.t.inject("/vla/teleop/resume", mux.t.new_message("std_msgs/msg/Bool", data=True))  # the pedal
+    mux.step(150, policy=policy)
+    assert mux.status()["active_source"] == "policy" and not mux.status()["awaiting_resume"]
+    np.testing.assert_allclose(mux.commands()[-1], policy, atol=1e-6)
+    mux.step(100, policy=policy, joint_command=teleop)  # again; this time the service hands back
+    mux.step(100, policy=policy)
+    assert mux.status()["awaiting_resume"]
+    assert mux.t.call("/vla_command_mux/set_paused", paused=False).success
+    mux.step(1, policy=policy)
+    assert mux.status()["active_source"] == "policy"
+
+
+def test_estop_latches_until_reset_and_blocks_teleop(auto_mux):
+    mux = auto_mux  # the teleop command sent during the e-stop drives briefly after the reset, then hands back
     policy = mux.state[:6] + 0.3
     mux.step(20, policy=policy)
     mux.estop(True)

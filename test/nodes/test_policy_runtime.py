@@ -345,3 +345,45 @@ def test_twist_robot_streams_twists_in_the_action_frame(repo_root):
     assert twists[-1].header.frame_id == "base_link"
     assert twists[-1].twist.linear.x == pytest.approx(0.05, rel=1e-6)
     assert h.policy.calls[-1].images["scene"].shape == (224, 224, 3)  # fit_image to the model's size
+
+
+def test_the_models_special_tokens_are_refused_in_instructions(sim_arm):
+    """Issue 13, finding 4, end to end: a tiny VLA exposes its tokenizer's special tokens; the node refuses an
+    instruction carrying one (service reply and status), holds, and takes a clean one."""
+    import torch
+
+    from vla_policy_node.model.tiny import build_tiny_vla
+    from vla_policy_node.model.vla_policy import VLAPolicy
+    from vla_policy_node.spec.normalization import normalization_from_limits
+
+    torch.manual_seed(0)
+    policy = VLAPolicy(build_tiny_vla([sim_arm]), normalization_from_limits(sim_arm), sim_arm)
+    assert "<|image_pad|>" in policy.special_tokens
+    h = Harness(sim_arm, ScriptedPolicy(sim_arm), dry_run=False, instruction="stack the cups")
+    h.runtime.loop.set_special_tokens(policy.special_tokens)
+    h.step(30)
+    reply = h.t.call("/vla_policy/set_instruction", instruction="stack the <|image_pad|> cups")
+    assert not reply.success and "<|image_pad|>" in reply.message
+    h.step(5)
+    status = h.status()
+    assert status["active_source"] == "hold" and status["instruction"] == ""
+    assert any("instruction refused" in r for r in status["hold_reasons"])
+    calls = len(h.policy.calls)
+    h.step(20)
+    assert len(h.policy.calls) == calls  # no inference on a refused instruction
+    assert h.t.call("/vla_policy/set_instruction", instruction="stack the cups").success
+    h.step(30)
+    assert h.status()["active_source"] == "policy" and h.policy.calls[-1].instruction == "stack the cups"
+
+
+def test_long_instructions_are_refused_and_never_logged_whole(live, caplog):
+    import logging
+
+    huge = "word " * 20000
+    with caplog.at_level(logging.DEBUG):
+        live.t.inject("/vla/instruction", live.t.new_message("std_msgs/msg/String", data=huge))
+        live.step(5)
+    assert caplog.records and max(len(r.getMessage()) for r in caplog.records) < 400
+    assert any("too long" in r.getMessage() for r in caplog.records)
+    status = live.status()
+    assert status["instruction"] == "" and status["active_source"] == "hold"

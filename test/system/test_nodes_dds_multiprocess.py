@@ -206,8 +206,21 @@ def test_teleop_takes_over_and_hands_back(system, sim_arm):
     assert saw_teleop, "mux status never showed teleop as the active source"
     assert abs(final[0] - target[0]) < 0.02, f"joint1 at {final[0]:.3f}, teleop target {target[0]:.3f}"
     assert np.max(np.abs(final - target)) < 0.05
+    # config/mux.yaml: after a takeover the policy waits for an explicit resume (handback: resume)
+    status = system.wait_status(system.mux_status, lambda s: s["awaiting_resume"] and s["active_source"] == "hold",
+                                2.0, "the mux to hold after the teleop timeout, waiting for resume")
+    assert "resume" in status["control_reason"]
+    time.sleep(0.5)
+    assert system.mux_status.latest()["active_source"] == "hold", "the policy took over without a resume"
+    client = system.t.client("/vla_command_mux/set_paused", "vla_msgs/srv/SetPaused")
+    try:
+        assert client.wait_for_service(5.0)
+        reply = client.call(system.t.new_request("vla_msgs/srv/SetPaused", paused=False), timeout=5.0)
+    finally:
+        client.close()
+    assert reply.success, reply.message
     system.wait_status(system.mux_status, lambda s: s["active_source"] == "policy", 2.0,
-                       "the mux to hand back to the policy after the teleop timeout")
+                       "the mux to hand back to the policy after the resume")
 
 
 def test_estop_holds_until_reset(system):

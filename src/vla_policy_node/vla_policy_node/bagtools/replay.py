@@ -193,6 +193,7 @@ class _Session:
         self.target = self._choose_target(config.target, has_commands)
         self.now = 0.0
         self.loop = ControlLoop(emb, with_estop_only(config.control, latching=False))
+        self.loop.set_special_tokens(getattr(self.policy, "special_tokens", ()))
         self.loop.set_instruction(config.instruction)
         self.inference = InferenceStep(self.loop, self.policy)
         self.inputs = ObservationInput(self.loop, lambda: self.now)
@@ -272,7 +273,7 @@ class _Session:
                 handler = _both(handlers[cam.topic][1], handler)
             handlers[cam.topic] = (COMPRESSED_IMAGE if cam.compressed else IMAGE, handler)
         handlers[emb.joint_states.topic] = (JOINT_STATE, self.inputs.on_joint_state)
-        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: loop.set_instruction(str(msg.data)))
+        handlers[INSTRUCTION_TOPIC] = (STRING, lambda msg: self._set_instruction(str(msg.data)))
         handlers[ESTOP_TOPIC] = (BOOL, lambda msg: loop.on_lock("estop", bool(msg.data), self.now))
         handlers[DESCRIPTION_TOPIC] = (STRING, lambda msg: self.robot.set_description(str(msg.data)))
         return handlers
@@ -343,6 +344,12 @@ class _Session:
         episode.end = end
         episode.instruction = self.tracker.first_instruction or self.config.instruction
         return [episode]
+
+    def _set_instruction(self, text: str) -> None:
+        """As the live node: a refused instruction holds the policy; the report says why (a few times)."""
+        ok, message = self.loop.set_instruction(text)
+        if not ok and len(self.warnings) < 20:
+            self.warnings.append(f"t={self.now:.3f}: {message}")
 
     def _instruction_source(self, topics: dict[str, str], counts: dict[str, int]) -> str:
         """Where the policy's instruction comes from: the bag's /vla/instruction, else the --instruction given,
@@ -473,7 +480,7 @@ class _Session:
             return
         self.tracker.apply_event(event)
         if self.instruction_source == "episode start marks" and event.kind == EventKind.START and event.instruction:
-            self.loop.set_instruction(event.instruction)
+            self._set_instruction(event.instruction)
 
     def _reference(self, times: np.ndarray) -> np.ndarray:
         """The reference at `times` [n] in command space [n, D]; NaN where it is not defined."""

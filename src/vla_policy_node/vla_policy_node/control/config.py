@@ -15,6 +15,7 @@ SyncMode = Literal["approximate", "image_trigger"]
 Strategy = Literal["synchronous", "ensemble", "rtc"]
 Interpolation = Literal["linear", "cubic"]
 LatencyQuantile = Literal["p50", "p99"]
+Handback = Literal["resume", "auto"]
 
 # Encodings a ROS image may have been decoded *from* for the sync to accept the RGB array it carries.
 # Depth ("16UC1", "32FC1"), bayer and YUV streams are not colour views of the scene the policy was trained on.
@@ -34,6 +35,8 @@ class SyncConfig:
         members of a set lie within `slop` seconds of each other).
     image_trigger: every image of `trigger_camera` (default: the first camera) makes a set with the joint state
         nearest before it and the other cameras' images nearest to it, each within `slop`.
+    future_tolerance: a message stamped more than this ahead of the node's clock is rejected (counted as
+        future_stamp) instead of becoming the newest stamp that later, correct ones would have to beat.
     """
 
     mode: SyncMode = "approximate"
@@ -42,11 +45,14 @@ class SyncConfig:
     trigger_camera: str | None = None
     accepted_encodings: tuple[str, ...] = DEFAULT_ENCODINGS
     joint_history: int = 256
+    future_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         _check(self.queue_size >= 1, "sync.queue_size must be >= 1")
         _check(self.slop > 0 and math.isfinite(self.slop), "sync.slop must be positive")
         _check(self.joint_history >= 1, "sync.joint_history must be >= 1")
+        _check(self.future_tolerance >= 0 and math.isfinite(self.future_tolerance),
+               "sync.future_tolerance must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,8 @@ class ExecutorConfig:
     interpolation: between waypoints; "cubic" (Catmull-Rom) keeps velocity continuous, which keeps a
         250-500 Hz command stream from hitting the acceleration limit at every waypoint.
     latency_quantile: which measured latency compensates delay when building an RTC prefix.
-    inference_timeout: an inference running longer than this is reported and holds the policy.
+    inference_timeout: the inference deadline: an inference running longer than this holds the policy (and the
+        status says so), and the chunk it finally returns is dropped (planned from an observation that old).
     """
 
     strategy: Strategy = "rtc"
@@ -110,6 +117,8 @@ class MuxConfig:
     handover_speed_fraction: hand-over ramps move the offset between sources at most at this fraction of each
         joint's max velocity (the safety filter after the mux enforces the hard limits).
     twist_ramp_time: for velocity (ee_delta) commands, the time a hand-over from zero to full speed takes.
+    handback: after teleop lets go, "resume": the policy waits for an explicit resume (a service or a pedal);
+        "auto": it takes over again at once (twist_mux).
     """
 
     policy_priority: int = 10
@@ -121,9 +130,11 @@ class MuxConfig:
     handover_speed_fraction: float = 0.5
     min_handover_time: float = 0.05
     twist_ramp_time: float = 0.5
+    handback: Handback = "resume"
 
     def __post_init__(self) -> None:
         _check(self.policy_priority < self.teleop_priority, "mux: policy priority must be below teleop priority")
+        _check(self.handback in ("resume", "auto"), f"mux.handback must be resume or auto, got {self.handback!r}")
         _check(self.teleop_timeout > 0, "mux.teleop_timeout must be positive")
         _check(self.deadman_timeout > 0, "mux.deadman_timeout must be positive")
         _check(0 < self.handover_speed_fraction <= 1, "mux.handover_speed_fraction must be in (0, 1]")
@@ -149,6 +160,46 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class PlausibilityConfig:
+    """When a joint reading is a sensor fault rather than a measurement (see plausibility.py).
+
+    position_tolerance: how far beyond a joint's limits a reading may lie (encoder noise, a joint pushed into
+        its end stop); gripper_tolerance: the same for the gripper, in its units.
+    jump_factor, jump_slack: a reading may differ from the last good one by at most
+        jump_factor * max_velocity * elapsed + jump_slack.
+    absurd: readings beyond this magnitude are reported as absurd (and are out of range anyway).
+    recovery_readings: consecutive plausible readings that end a fault.
+    """
+
+    position_tolerance: float = 0.05
+    gripper_tolerance: float = 0.01
+    jump_factor: float = 2.0
+    jump_slack: float = 0.05
+    absurd: float = 1e3
+    recovery_readings: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("position_tolerance", "gripper_tolerance", "jump_slack"):  # inf: that check is off
+            _check(getattr(self, name) >= 0, f"plausibility.{name} must be >= 0")
+        _check(self.jump_factor >= 1 and math.isfinite(self.jump_factor), "plausibility.jump_factor must be >= 1")
+        _check(self.absurd > 0, "plausibility.absurd must be positive")
+        _check(self.recovery_readings >= 1, "plausibility.recovery_readings must be >= 1")
+
+
+@dataclass(frozen=True)
+class InstructionConfig:
+    """max_chars: longer instructions are refused (a long prompt stalls inference); log_chars: how much of any
+    message text goes into logs and replies."""
+
+    max_chars: int = 1000
+    log_chars: int = 120
+
+    def __post_init__(self) -> None:
+        _check(self.max_chars >= 1, "instruction.max_chars must be >= 1")
+        _check(self.log_chars >= 10, "instruction.log_chars must be >= 10")
+
+
+@dataclass(frozen=True)
 class WatchdogConfig:
     """hold_on_stale: the policy holds while any observation input is older than its max_age."""
 
@@ -162,11 +213,16 @@ class ControlConfig:
     mux: MuxConfig = field(default_factory=MuxConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
+    instruction: InstructionConfig = field(default_factory=InstructionConfig)
     control_hz: float | None = None  # None: the embodiment's rates.control_hz
+    clock_jump_tolerance: float = 0.5  # the node's clock going back more than this is a clock jump (s)
 
     def __post_init__(self) -> None:
         if self.control_hz is not None:
             _check(self.control_hz > 0 and math.isfinite(self.control_hz), "control_hz must be positive")
+        _check(self.clock_jump_tolerance > 0 and math.isfinite(self.clock_jump_tolerance),
+               "clock_jump_tolerance must be positive")
 
 
 def with_estop_only(config: ControlConfig, latching: bool) -> ControlConfig:

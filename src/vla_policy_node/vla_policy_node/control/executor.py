@@ -228,6 +228,16 @@ class ChunkExecutor:
         self._chunks = []
         self.starved = True
 
+    def reset(self) -> None:
+        """Forget everything tied to the old timeline (a clock jump): the plan, the newest chunk's stamp, the
+        request in flight (its chunk, if it still comes, answers an observation from that timeline)."""
+        self.clear()
+        self._generation += 1
+        self._in_flight_since = None
+        self._last_request = -math.inf
+        self._last_stamp = -math.inf
+        self.chunk_rate.reset()
+
     @property
     def plan(self) -> Trajectory | None:
         return self._plan

@@ -1,7 +1,8 @@
 """Joint-state messages -> the measured state both nodes anchor on, or a counted rejection.
 
 Names + positions are reordered into the embodiment's `state_names` (arm joints, then the gripper); extra names
-are ignored, missing or repeated ones reject the message, as do NaN/Inf positions and stamps out of order.
+are ignored, missing or repeated ones reject the message, as do NaN/Inf positions, stamps out of order or from
+the future, and readings that are not plausible (control/plausibility.py: a sensor fault is never a measurement).
 The policy node's ObservationSync and the command mux feed their joint states through this one gate.
 """
 
@@ -13,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vla_policy_node.control.inputs import InputStats, StampOrder
+from vla_policy_node.control.plausibility import Plausibility
 
 
 class JointReading(NamedTuple):
@@ -31,6 +33,7 @@ class JointStateGate:
         self.name = name
         self.stats = stats
         self.order = order
+        self.plausibility: Plausibility | None = None  # set by the ControlLoop that owns the gate
         self.latest: JointReading | None = None
         self._perm_cache: tuple[tuple[str, ...], np.ndarray] | None = None
 
@@ -50,8 +53,13 @@ class JointStateGate:
         if not np.all(np.isfinite(state)):
             stats.reject("nonfinite", "joint state has NaN/Inf positions")
             return None
-        if self.order is not None and not self.order.check(self.name, stamp, stats):
+        if self.order is not None and not self.order.check(self.name, stamp, stats, now):
             return None
+        if self.plausibility is not None:
+            problem = self.plausibility.check(state, now, stamp)
+            if problem:
+                stats.reject("implausible", f"sensor fault: {problem}")
+                return None
         stats.accepted += 1
         self.latest = JointReading(stamp, now, state)
         return state
@@ -74,3 +82,8 @@ class JointStateGate:
 
     def reset(self) -> None:
         self.latest = None
+
+    def rebase(self, shift: float) -> None:
+        """The node's clock jumped by `shift`: the newest reading arrived that much earlier on the new clock."""
+        if self.latest is not None:
+            self.latest = self.latest._replace(arrival=self.latest.arrival + shift)

@@ -61,6 +61,11 @@ class RateMeter:
         self._count = 0
         self._next = 0
 
+    def reset(self) -> None:
+        """Forget every event (the clock jumped: their times are on another timeline)."""
+        self._count = 0
+        self._next = 0
+
     def mark(self, now: float) -> None:
         self._times[self._next] = now
         self._next = (self._next + 1) % len(self._times)

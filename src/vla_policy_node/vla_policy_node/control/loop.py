@@ -11,6 +11,16 @@ The policy *source* is what differs between the nodes (control/sources.py):
 
 Both take teleop (absolute joints, JointJog, twists), locks (e-stop), deadman, pause/resume and the robot's joint
 states, and hold while the joint states are stale (joint-space robots: the relative-target check needs them).
+
+Distrust of inputs, the same in both nodes (issue 13):
+- a joint reading that is not plausible (control/plausibility.py) is a sensor fault: every source holds, the
+  status names the joint and why, nothing is anchored on it; control resumes (with a hand-over ramp) once
+  readings are healthy again;
+- time: stamps from the future are rejected (sync), and the node's clock going back by more than
+  `clock_jump_tolerance` resets the sync and the plan and rebases every arrival time, with a message;
+- after a teleop takeover the policy waits for an explicit resume (MuxConfig.handback);
+- the instruction is checked (control/instruction.py) and a refused one holds the policy; a chunk whose
+  inference overran the deadline (`executor.inference_timeout`) is dropped.
 Every entry point takes the time explicitly and is serialised by one lock, so threads never see half an update.
 """
 
@@ -26,9 +36,11 @@ from vla_policy_node.control.command import ArmTarget, ChunkError, Command, Comm
 from vla_policy_node.control.config import ControlConfig
 from vla_policy_node.control.executor import ChunkExecutor
 from vla_policy_node.control.inputs import InputStats
+from vla_policy_node.control.instruction import InstructionRules, for_log
 from vla_policy_node.control.joints import JointStateGate
 from vla_policy_node.control.latency import RateMeter
-from vla_policy_node.control.mux import build_command_mux
+from vla_policy_node.control.mux import AWAITING_RESUME, build_command_mux
+from vla_policy_node.control.plausibility import Plausibility
 from vla_policy_node.control.safety import CLAMP_NAMES, SafetyFilter
 from vla_policy_node.control.sources import JOINT_STATES, ChunkSource, CommandStream, PolicySource
 from vla_policy_node.control.status import ClampReport, ControlStatus, Diagnostic, Level
@@ -63,6 +75,12 @@ class ControlLoop:
         else:  # twist_mux style: freshness from arrival times, so a driver's clock offset cannot hold the arm
             self.joints = JointStateGate(embodiment.state_names, JOINT_STATES, InputStats(), None)
             self._input_stats = {JOINT_STATES: self.joints.stats}
+        self.plausibility = Plausibility(embodiment, config.plausibility)
+        self.joints.plausibility = self.plausibility
+        self.instruction_rules = InstructionRules(config.instruction.max_chars)
+        self._instruction_fault = ""
+        self._last_now = -math.inf
+        self.clock_jumps = 0
         self._joint_max_age = embodiment.joint_states.max_age
         self._hold_on_stale_joints = space.kind == "joint_position"
         self._n = space.arm_dim
@@ -109,24 +127,36 @@ class ControlLoop:
         start an ee_pose robot and to enforce the workspace of ee_delta (twist) commands.
         """
         with self._lock:
+            self._observe_clock(now)
             self.ticks += 1
             self.tick_rate.mark(now)
-            state = self._fresh_state(now) if measured_state is None else measured_state
+            if measured_state is None:
+                state = self._fresh_state(now)
+            else:
+                state = np.asarray(measured_state, dtype=np.float64)
+                if self.plausibility.check(state, now):
+                    state = None
+            sensor_fault = self.plausibility.fault
             filt = self.filter
-            if not filt.initialized and not self._initialize(state, measured_ee_pose):
-                return None
+            if not filt.initialized:
+                if sensor_fault:
+                    self._hold_reason = f"sensor fault: {sensor_fault}: not starting"
+                    return None
+                if not self._initialize(state, measured_ee_pose):
+                    return None
             mux = self.mux
             if mux.estop_latched:
                 self.source.clear()  # after a reset the policy starts afresh
-            planned = None if mux.paused else self.source.sample(now)
+            planned = None if mux.paused or self._instruction_fault else self.source.sample(now)
             arm, gripper = planned if planned is not None else (None, None)
-            jog = self.teleop.jog_target(now, filt.last_arm)
-            if jog is not None:
-                mux.on_teleop(jog, now)
+            if self.teleop.jogging(now):
+                mux.on_teleop(self.teleop.jog_target(now, filt.last_arm), now)
             velocity = None if self.space.is_velocity else filt.last_velocity
             decision = mux.select(now, arm, gripper, filt.last_arm, filt.last_gripper, self._last_held, velocity)
             target, reason = decision.arm, decision.reason
-            if target is not None and state is None and self._hold_on_stale_joints:
+            if sensor_fault:
+                target, reason = None, f"sensor fault: {sensor_fault}: holding"
+            elif target is not None and state is None and self._hold_on_stale_joints:
                 target, reason = None, "joint states stale: holding"
             ee_position = None
             if measured_ee_pose is not None:
@@ -148,6 +178,34 @@ class ControlLoop:
             return None
         seen = latest.stamp if self._chunks is not None else latest.arrival
         return latest.state if now - seen <= self._joint_max_age else None
+
+    def _observe_clock(self, now: float) -> None:
+        """Every entry point's time: the node's clock going back by more than the tolerance is a clock jump.
+        The usual case takes no lock (sensor callbacks must not queue behind the tick); a jump is handled
+        under the loop's lock."""
+        last = self._last_now
+        if now >= last - self.config.clock_jump_tolerance:
+            if now > last:
+                self._last_now = now
+            return
+        with self._lock:
+            last = self._last_now
+            if now < last - self.config.clock_jump_tolerance:
+                self._clock_jumped(now - last, now)
+                self._last_now = now
+
+    def _clock_jumped(self, shift: float, now: float) -> None:
+        """Stamps of the old timeline are meaningless (sync and plan start afresh); arrival times move with the
+        clock, so every timeout measures the time that really passed."""
+        self.clock_jumps += 1
+        self.source.clock_jumped(shift)
+        self.mux.rebase(shift)
+        self.teleop.rebase(shift)
+        self.joints.rebase(shift)
+        self.plausibility.rebase(shift)
+        self.tick_rate.reset()
+        self._fault = f"clock jumped back {-shift:.3f} s: inputs and plan reset"
+        self._fault_time = now
 
     def _initialize(self, state: np.ndarray | None, ee_pose: np.ndarray | None) -> bool:
         gripper = None
@@ -191,6 +249,8 @@ class ControlLoop:
     def reanchor(self, now: float, ee_pose: np.ndarray | None = None) -> tuple[bool, str]:
         """`reset_command` at the newest joint state if it is fresh; (ok, why not) for a service reply."""
         with self._lock:
+            if self.plausibility.fault:
+                return False, f"sensor fault: {self.plausibility.fault}: cannot start the command there"
             state = self._fresh_state(now)
             if state is None:
                 return False, "no fresh joint state: cannot start the command where the robot is"
@@ -209,21 +269,24 @@ class ControlLoop:
     # --------------------------------------------------------------------------------------- measurements
     def on_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
         """A joint state message (any order, extra names ignored); False if it was rejected (counted)."""
-        if self._chunks is not None:
+        self._observe_clock(now)
+        if self._chunks is not None:  # the sync's own lock serialises it
             return self._chunks.sync.add_joint_state(stamp, names, positions, now)
         with self._lock:
             return self.joints.accept(stamp, names, positions, now) is not None
 
     def on_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str, now: float) -> bool:
         """A camera frame decoded to HxWx3 uint8 RGB from `encoding` (policy node); False if unusable."""
-        return self._chunk_source().sync.add_image(camera, stamp, image, encoding, now)
+        sync = self._chunk_source().sync
+        self._observe_clock(now)
+        return sync.add_image(camera, stamp, image, encoding, now)
 
     # ------------------------------------------------------------------------------------------ inference
     def should_request_inference(self, now: float) -> bool:
         """True when the executor wants a new chunk and the policy may run (not paused, no e-stop)."""
         chunks = self._chunk_source()
         with self._lock:
-            if self.mux.paused or self.mux.estop_latched:
+            if self.mux.paused or self.mux.estop_latched or self._instruction_fault:
                 return False
             return chunks.executor.should_request_inference(now)
 
@@ -253,6 +316,16 @@ class ControlLoop:
             if self.mux.paused or self.mux.estop_latched:
                 chunks.executor.mark_rejected("dropped: policy paused or e-stop latched")
                 return False
+            deadline = chunks.executor.config.inference_timeout
+            if latency > deadline:  # planned from an observation that old: not worth executing
+                self._fault = f"inference deadline missed ({latency:.2f} s > {deadline} s): chunk dropped"
+                self._fault_time = now
+                chunks.executor.mark_rejected(self._fault)
+                return False
+            ahead = chunk.stamp - now
+            if ahead > chunks.sync.config.future_tolerance:  # answers an observation of another timeline
+                chunks.executor.mark_rejected(f"dropped: chunk stamped {ahead:.3f} s ahead of the clock")
+                return False
             try:
                 arm, gripper = chunks.convert(chunk)
             except ChunkError as exc:
@@ -274,15 +347,32 @@ class ControlLoop:
         with self._lock:
             self._fault, self._fault_time = chunks.on_error(exc), now
 
-    def set_instruction(self, text: str) -> None:
+    def set_special_tokens(self, tokens: Sequence[str]) -> None:
+        """The model's special tokens, refused in instructions (the policy says which: `special_tokens`)."""
         with self._lock:
-            self._chunk_source().sync.set_instruction(text)
+            self.instruction_rules.set_special_tokens(tokens)
+
+    def set_instruction(self, text: str) -> tuple[bool, str]:
+        """(True, message) if `text` is the instruction now; else (False, why) and the policy holds (no
+        instruction) until a valid one arrives. Messages quote the text cut to a log line."""
+        sync = self._chunk_source().sync
+        with self._lock:
+            problem = self.instruction_rules.check(text)
+            if problem:
+                self._instruction_fault = f"instruction refused ({problem}): the policy holds"
+                sync.set_instruction("")
+                self.source.clear()
+                return False, self._instruction_fault
+            self._instruction_fault = ""
+            sync.set_instruction(text)
+            return True, f"instruction set: {for_log(text, self.config.instruction.log_chars)}"
 
     # --------------------------------------------------------------------------------- command stream
     def on_policy_command(self, arm: np.ndarray, now: float) -> None:
         """A command from the policy node (command mux); ValueError if it does not fit the robot."""
         stream = self._command_stream()
         with self._lock:
+            self._observe_clock(now)
             stream.on_command(arm, now)
 
     def on_policy_gripper(self, position: float) -> None:
@@ -293,21 +383,25 @@ class ControlLoop:
     # ------------------------------------------------------------------------------- teleop, locks, pause
     def on_teleop(self, target: ArmTarget, now: float) -> None:
         with self._lock:
+            self._observe_clock(now)
             self.mux.on_teleop(self.teleop.absolute(target), now)
 
     def on_teleop_joints(self, names: Sequence[str], positions: np.ndarray, now: float) -> None:
         """Absolute joint targets (sensor_msgs/JointState); TeleopError if this robot cannot follow them."""
         with self._lock:
+            self._observe_clock(now)
             self.mux.on_teleop(self.teleop.joints(names, positions), now)
 
     def on_teleop_twist(self, linear: np.ndarray, angular: np.ndarray, now: float) -> None:
         with self._lock:
+            self._observe_clock(now)
             self.mux.on_teleop(self.teleop.twist(linear, angular), now)
 
     def on_teleop_jog(self, names: Sequence[str], displacements: np.ndarray | None,
                       velocities: np.ndarray | None, duration: float, now: float) -> None:
         """control_msgs/JointJog (see control/teleop.py)."""
         with self._lock:
+            self._observe_clock(now)
             last = self.filter.last_arm if self.filter.initialized else None
             target = self.teleop.jog(names, displacements, velocities, duration, now, last)
             if target is not None:
@@ -315,10 +409,12 @@ class ControlLoop:
 
     def on_deadman(self, pressed: bool, now: float) -> None:
         with self._lock:
+            self._observe_clock(now)
             self.mux.on_deadman(pressed, now)
 
     def on_lock(self, name: str, value: bool, now: float) -> None:
         with self._lock:
+            self._observe_clock(now)
             self.mux.on_lock(name, value, now)
 
     def reset_estop(self, now: float) -> tuple[bool, str]:
@@ -332,15 +428,22 @@ class ControlLoop:
             self.source.clear()
 
     def resume(self) -> None:
+        """End a pause, and hand control back to the policy after a teleop takeover."""
         with self._lock:
-            self.mux.set_paused(False)
+            self.mux.resume_policy()
+
+    def on_resume_signal(self, pressed: bool, now: float) -> bool:
+        """A resume pedal or button (std_msgs/Bool); True if this message resumed the policy."""
+        with self._lock:
+            self._observe_clock(now)
+            return self.mux.on_resume_signal(pressed, now)
 
     # ------------------------------------------------------------------------------------------------ status
     def _input_ages(self, now: float) -> dict[str, float]:
         ages = self.source.input_ages(now)
         if JOINT_STATES not in ages:
             latest = self.joints.latest
-            ages[JOINT_STATES] = now - (latest.arrival if latest is not None else -math.inf)
+            ages[JOINT_STATES] = max(now - (latest.arrival if latest is not None else -math.inf), 0.0)
         return ages
 
     def _stale_inputs(self, now: float, ages: dict[str, float]) -> tuple[str, ...]:
@@ -355,7 +458,14 @@ class ControlLoop:
             ages = self._input_ages(now)
             stale = self._stale_inputs(now, ages)
             reasons = [self._hold_reason] if self._hold_reason else []
-            if not self.mux.paused:
+            sensor = self.plausibility.fault
+            if sensor and not any(sensor in r for r in reasons):
+                reasons.append(f"sensor fault: {sensor}")
+            if self._instruction_fault:
+                reasons.append(self._instruction_fault)
+            if self.mux.awaiting_resume and AWAITING_RESUME not in reasons:
+                reasons.append(AWAITING_RESUME)
+            if not self.mux.paused and not self.mux.awaiting_resume:
                 reasons += src.hold_reasons(now)
             rejections = tuple(
                 (f"{name}.{reason}", count)
@@ -363,6 +473,7 @@ class ControlLoop:
                 for reason, count in sorted(stats.rejected.items())
             )
             ex = chunks.executor if chunks is not None else None
+            hold_reasons = tuple(reasons) if self._last_held else ()
             return ControlStatus(
                 stamp=now,
                 active_source=self._last_source,
@@ -380,7 +491,7 @@ class ControlLoop:
                 clamp_names=CLAMP_NAMES,
                 clamp_counts=tuple(self.filter.counts[n] for n in CLAMP_NAMES),
                 hold=self._last_held,
-                hold_reasons=tuple(reasons) if self._last_held else (),
+                hold_reasons=hold_reasons,
                 active_locks=tuple(self.mux.active_locks(now)),
                 all_input_ages=tuple(ages.items()),
                 strategy=chunks.strategy if chunks is not None else "",
@@ -388,7 +499,21 @@ class ControlLoop:
                 chunks_accepted=ex.accepted if ex is not None else 0,
                 chunks_rejected=ex.rejected if ex is not None else 0,
                 input_rejections=rejections,
+                control_reason=self._control_reason(hold_reasons),
+                awaiting_resume=self.mux.awaiting_resume,
+                sensor_fault=sensor,
+                joint_state_age=ages[JOINT_STATES],
             )
+
+    def _control_reason(self, hold_reasons: tuple[str, ...]) -> str:
+        """Who is in control and why, in one line."""
+        source = self._last_source
+        if source == "policy":
+            return "policy: " + ("following the policy node's commands" if self._stream is not None
+                                 else "executing the policy's plan")
+        if source == "teleop":
+            return "teleop: the operator's commands override the policy"
+        return "hold: " + ("; ".join(hold_reasons) or "no command source")
 
     def _current_fault(self, now: float) -> str:
         fault = self.source.fault(now)

@@ -7,6 +7,11 @@ its heartbeat is older than its timeout (a lock never heard from counts as expir
 latching lock (e-stop) stays engaged until `reset_estop`. With no candidate the mux asks for the safe state:
 hold.
 
+Hand-back (`MuxConfig.handback`): by default, once teleop has had control and lets go (or loses it to a lock),
+the policy is not a candidate again until an explicit `resume_policy` (a service, or a press on a pedal/button
+topic: `on_resume_signal`); "auto" hands back at once, as twist_mux does. An arm that starts moving again by
+itself half a second after the operator let go is a surprise.
+
 Hand-over is a ramp, not a jump: when the source changes (or after a hold), the command blends from the
 last command (carried on at its velocity) into the new source's target with a smootherstep (quintic) weight
 whose duration keeps the offset's speed, acceleration and jerk under `handover_speed_fraction` of each
@@ -17,7 +22,7 @@ first tick; it just starts where the robot is, moving as it was moving.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +30,9 @@ import numpy as np
 from vla_policy_node.control.command import ArmTarget, CommandSpace
 from vla_policy_node.control.config import ControlConfig, LockSpec, MuxConfig
 from vla_policy_node.spec.embodiment import Embodiment
+
+AWAITING_RESUME = "teleop released: the policy waits for resume (set_paused false, or press the resume button)"
+RESUME_REPEAT = 0.5  # a resume signal reading true again after this much silence counts as a new press (s)
 
 
 class MuxDecision(NamedTuple):
@@ -69,15 +77,19 @@ class CommandMux:
         gripper_speed: float | None,
         arm_accel: np.ndarray | None = None,
         arm_jerk: np.ndarray | None = None,
+        arm_limits: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """arm_speed/accel/jerk: per-dim limits (units/s, /s^2, /s^3) that a hand-over ramp stays within
-        (times handover_speed_fraction); gripper_speed likewise. Accel and jerk are optional (twists)."""
+        (times handover_speed_fraction); gripper_speed likewise. Accel and jerk are optional (twists).
+        arm_limits: (lower, upper) positions; a ramp's length is measured to the target clamped into them (the
+        filter clamps it there anyway), so one absurd value cannot stretch a hand-over to hours."""
         self.config = config
         self.space = space
         frac = config.handover_speed_fraction
         self._arm_rate = np.asarray(arm_speed, dtype=np.float64) * frac
         self._arm_accel = None if arm_accel is None else np.asarray(arm_accel, dtype=np.float64) * frac
         self._arm_jerk = None if arm_jerk is None else np.asarray(arm_jerk, dtype=np.float64) * frac
+        self._arm_limits = arm_limits
         self._gripper_rate = (gripper_speed or 0.0) * frac
         self._locks = {spec.name: _Lock(spec) for spec in config.locks}
         self._teleop: ArmTarget | None = None
@@ -85,6 +97,9 @@ class CommandMux:
         self._deadman = False
         self._deadman_stamp = -math.inf
         self._paused = False
+        self._awaiting_resume = False
+        self._resume_pressed = False
+        self._resume_stamp = -math.inf
         self._source = "hold"
         self._ramp: _Ramp | None = None
         self._ramp_pending = False
@@ -125,10 +140,39 @@ class CommandMux:
     def set_paused(self, paused: bool) -> None:
         self._paused = bool(paused)
 
+    def resume_policy(self) -> None:
+        """The explicit hand-back after a teleop takeover (and the end of a pause)."""
+        self._paused = False
+        self._awaiting_resume = False
+
+    def on_resume_signal(self, pressed: bool, now: float) -> bool:
+        """A pedal or button (std_msgs/Bool): a press resumes the policy. A press is true after false, or true
+        after `RESUME_REPEAT` of silence (a button that only publishes presses); a pedal held down (true
+        repeated) is one press, so it cannot hand back by itself after a later takeover. True if it resumed."""
+        press = bool(pressed) and (not self._resume_pressed or now - self._resume_stamp > RESUME_REPEAT)
+        self._resume_pressed, self._resume_stamp = bool(pressed), now
+        if press:
+            self.resume_policy()
+        return press
+
+    def rebase(self, shift: float) -> None:
+        """The node's clock jumped by `shift`: every arrival time moves with it, so ages stay what really passed."""
+        self._teleop_stamp += shift
+        self._deadman_stamp += shift
+        self._resume_stamp += shift
+        for lock in self._locks.values():
+            lock.stamp += shift
+        if self._ramp is not None:
+            self._ramp = replace(self._ramp, start=self._ramp.start + shift)
+
     # --------------------------------------------------------------------------------------------- state
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def awaiting_resume(self) -> bool:
+        return self._awaiting_resume
 
     @property
     def source(self) -> str:
@@ -187,14 +231,21 @@ class CommandMux:
         if self.config.teleop_priority > level and self.teleop_available(now):
             assert self._teleop is not None
             source, arm, gripper = "teleop", self._teleop.arm, self._teleop.gripper
-        elif self.config.policy_priority > level and not self._paused and policy_arm is not None:
+        elif (self.config.policy_priority > level and not self._paused and not self._awaiting_resume
+              and policy_arm is not None):
             source, arm, gripper = "policy", policy_arm, policy_gripper
         elif locked_by:
             reason = f"locked by {locked_by}"
         elif self._paused:
             reason = "paused"
+        elif self._awaiting_resume:
+            reason = AWAITING_RESUME
         else:
             reason = "no command source"
+        if self._source == "teleop" and source != "teleop" and self.config.handback == "resume":
+            self._awaiting_resume = True
+            if source == "policy":  # teleop timed out this very tick: the policy does not get it back
+                source, arm, gripper, reason = "hold", None, None, AWAITING_RESUME
         if source != self._source:
             self.switches += 1
             self._ramp_pending = True
@@ -269,7 +320,8 @@ class CommandMux:
         decel = self._arm_accel if velocity.any() else None
         stop_time = np.abs(velocity) / decel if decel is not None else np.zeros_like(start)
         # the gap the blend must close: the offset plus the old motion's braking distance
-        size = np.abs(start - arm) + (np.abs(velocity) * stop_time * 0.5)
+        goal = arm if self._arm_limits is None else np.clip(arm, *self._arm_limits)
+        size = np.abs(start - goal) + (np.abs(velocity) * stop_time * 0.5)
         g_off = abs(current_gripper - gripper) if gripper is not None and current_gripper is not None else 0.0
         if not size.any() and g_off == 0.0:
             return None
@@ -297,10 +349,11 @@ def build_command_mux(embodiment: Embodiment, space: CommandSpace, config: Contr
             ramp = config.mux.twist_ramp_time
             lin, ang = lin / ramp, ang / ramp
         rates = np.array([lin] * 3 + [ang] * 3)
-    accel = jerk = None
+    accel = jerk = limits = None
     if space.kind == "joint_position":
+        limits = (np.array([j.lower for j in embodiment.joints]), np.array([j.upper for j in embodiment.joints]))
         accel = np.array([j.max_acceleration for j in embodiment.joints])
         if config.safety.enforce_jerk:
             jerk = np.array([j.max_jerk or np.inf for j in embodiment.joints])
     gripper_rate = embodiment.gripper.max_velocity if embodiment.gripper else None
-    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk)
+    return CommandMux(config.mux, space, rates, gripper_rate, accel, jerk, limits)

@@ -32,12 +32,14 @@ class TeleopTopics:
 
 @dataclass(frozen=True)
 class MuxTopics:
-    """policy: the policy's commands; deadman: std_msgs/Bool; locks: lock name -> std_msgs/Bool topic."""
+    """policy: the policy's commands; deadman: std_msgs/Bool; locks: lock name -> std_msgs/Bool topic;
+    resume: std_msgs/Bool, a press hands control back to the policy after a teleop takeover ("" = none)."""
 
     policy: str
     teleop: TeleopTopics
     deadman: str
     locks: Mapping[str, str]
+    resume: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ def _flag(value: Any, path: str) -> bool:
     return value
 
 
+def _choice(value: Any, path: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise MuxFileError(f"{path}: expected one of {list(allowed)}, got {value!r}")
+    return str(value)
+
+
 def _topic(value: Any, path: str) -> str:
     if not isinstance(value, str) or not is_valid_topic(value):
         raise MuxFileError(f"{path}: not a valid ROS topic name: {value!r}")
@@ -98,7 +106,8 @@ def mux_file_from_dict(data: Any) -> MuxFile:
     root = _mapping(data, "", ("inputs", "locks"), ("handover",))
     inputs = _mapping(root["inputs"], "inputs", ("policy", "teleop"))
     policy = _mapping(inputs["policy"], "inputs.policy", ("topic", "priority", "timeout"))
-    teleop = _mapping(inputs["teleop"], "inputs.teleop", ("priority", "timeout", "topics"), ("deadman",))
+    teleop = _mapping(inputs["teleop"], "inputs.teleop", ("priority", "timeout", "topics"),
+                      ("deadman", "handback", "resume_topic"))
     teleop_topics = _mapping(teleop["topics"], "inputs.teleop.topics", ("joint_command", "twist", "joint_jog"))
     deadman = _mapping(teleop.get("deadman", {}), "inputs.teleop.deadman", (), ("required", "topic", "timeout"))
     defaults = MuxConfig()
@@ -134,6 +143,7 @@ def mux_file_from_dict(data: Any) -> MuxFile:
             min_handover_time=_number(handover.get("min_time", defaults.min_handover_time), "handover.min_time"),
             twist_ramp_time=_number(handover.get("twist_ramp_time", defaults.twist_ramp_time),
                                     "handover.twist_ramp_time"),
+            handback=_choice(teleop.get("handback", defaults.handback), "inputs.teleop.handback", ("resume", "auto")),
         )
     except ValueError as error:
         if isinstance(error, MuxFileError):
@@ -147,6 +157,7 @@ def mux_file_from_dict(data: Any) -> MuxFile:
                                for key in ("joint_command", "twist", "joint_jog")}),
         deadman=_topic(deadman["topic"], "inputs.teleop.deadman.topic") if "topic" in deadman else "",
         locks=lock_topics,
+        resume=_topic(teleop["resume_topic"], "inputs.teleop.resume_topic") if "resume_topic" in teleop else "",
     )
     return MuxFile(config, topics, _number(policy["timeout"], "inputs.policy.timeout", positive=True))
 

@@ -10,6 +10,12 @@ The limits are applied as nested clamps on the step velocity, lowest priority fi
 Clamping a value that lies in one interval to an interval that intersects it lands in the intersection, so
 each clamp keeps all earlier ones whenever they are jointly feasible, and the hard ones (last) always hold.
 
+A clamp restricts motion towards a target; it never creates motion of its own. The relative-target interval
+(around the *measured* position) always admits standing still, so a reading far from the command (a lagging
+arm, or a wrong reading that got past the plausibility check) can stop motion away from it but never pull
+the command towards it; and a command outside the position limits (anchored there at start) holds where it
+is, moving back inside only while a source asks for motion.
+
 Cartesian commands: workspace box and linear/angular speed (ee_pose: step towards the target; ee_twist:
 velocity norms, and velocities that would leave the box). Gripper: range, then speed.
 Non-finite values anywhere: hold and fault. Every clamp is counted once per tick by name.
@@ -123,7 +129,7 @@ class SafetyFilter:
         self._on_target = [False] * n
         if self.space.gripper_name is not None:
             g = float(gripper) if gripper is not None and math.isfinite(gripper) else self._g_lo
-            self._gripper = g
+            self._gripper = min(max(g, self._g_lo), self._g_hi)  # every gripper command in range, the first too
         self.initialized = True
 
     @property
@@ -223,23 +229,28 @@ class SafetyFilter:
                         x = max(x, vt - self._approach_speed(j, -e, max(-a_prev, 0.0)))
                 if step != math.inf:
                     ref = measured[j] if measured is not None else q
-                    hi_m, lo_m = (ref + step - q) * inv_t, (ref - step - q) * inv_t
+                    # never an interval that excludes standing still: the clamp must not create motion
+                    hi_m, lo_m = max((ref + step - q) * inv_t, 0.0), min((ref - step - q) * inv_t, 0.0)
                     if x > hi_m:
                         x = hi_m
                         flags.add("relative_target")
                     elif x < lo_m:
                         x = lo_m
                         flags.add("relative_target")
-            # Braking-aware position limits.
+            # Braking-aware position limits (holding outside them stays put: no motion of their own).
             d_hi = hi - q
             if d_hi < self._brake_zone[j]:
                 cap = braking_velocity(d_hi, amax, period)
+                if target is None:
+                    cap = max(cap, 0.0)
                 if x > cap:
                     x = cap
                     flags.add("position")
             d_lo = q - lo
             if d_lo < self._brake_zone[j]:
                 cap = -braking_velocity(d_lo, amax, period)
+                if target is None:
+                    cap = min(cap, 0.0)
                 if x < cap:
                     x = cap
                     flags.add("position")

@@ -36,6 +36,8 @@ class PolicySource(Protocol):
 
     def clear(self) -> None: ...
 
+    def clock_jumped(self, shift: float) -> None: ...
+
     def starved(self, now: float) -> bool: ...
 
     def fault(self, now: float) -> str: ...
@@ -72,6 +74,12 @@ class ChunkSource:
 
     def clear(self) -> None:
         self.executor.clear()
+
+    def clock_jumped(self, shift: float) -> None:
+        """Stamps of the old timeline mean nothing now: start the sync and the executor afresh."""
+        self.sync.reset()
+        self.executor.reset()
+        self._obs_states.clear()
 
     # ------------------------------------------------------------------------------------------ inference
     def begin(self, obs: Observation, now: float) -> RtcPrefix | None:
@@ -190,6 +198,9 @@ class CommandStream:
     def clear(self) -> None:
         """Nothing to drop: the stream's next message is the policy node's current command."""
 
+    def clock_jumped(self, shift: float) -> None:
+        self._time += shift
+
     def starved(self, now: float) -> bool:
         return now - self._time > self.timeout
 
@@ -200,7 +211,7 @@ class CommandStream:
         return []
 
     def input_ages(self, now: float) -> dict[str, float]:
-        return {POLICY_INPUT: now - self._time}
+        return {POLICY_INPUT: max(now - self._time, 0.0)}
 
     def stale_inputs(self, now: float) -> list[str]:
         return [POLICY_INPUT] if self.starved(now) else []

@@ -6,6 +6,7 @@ WARN=1, ERROR=2 as in diagnostic_msgs).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -53,6 +54,10 @@ class ControlStatus:
     chunks_accepted: int = 0
     chunks_rejected: int = 0
     input_rejections: tuple[tuple[str, int], ...] = ()
+    control_reason: str = ""  # who is in control and why, one line
+    awaiting_resume: bool = False  # teleop let go: the policy waits for an explicit resume
+    sensor_fault: str = ""  # the implausible reading that holds the arm ("" when none)
+    joint_state_age: float = math.inf  # of the newest accepted joint state (s, never negative)
 
     def clamp_count(self, name: str) -> int:
         return dict(zip(self.clamp_names, self.clamp_counts, strict=True)).get(name, 0)

@@ -53,7 +53,7 @@ class ObservationSync:
         self._cameras = {c.name: c for c in embodiment.cameras}
         self.stats = {name: InputStats() for name in self.inputs}
         self.unknown_inputs: Counter[str] = Counter()
-        self._order = StampOrder(self.inputs)
+        self._order = StampOrder(self.inputs, self.config.future_tolerance)
         self._last_stamp = self._order.last
         self.joints = JointStateGate(embodiment.state_names, JOINT_STATES, self.stats[JOINT_STATES], self._order)
         self._ready: MatchedSet | None = None
@@ -64,18 +64,27 @@ class ObservationSync:
         # Subscription callbacks may run on several threads; the tick's staleness checks only read values
         # that are replaced whole (floats, the matched-set dict), so they do not take this lock.
         self._lock = threading.Lock()
-        if self.config.mode == "approximate":
-            self._pairing: ApproximateTimePairing | TriggerPairing = ApproximateTimePairing(
-                self.inputs, self.config.queue_size, self.config.slop
-            )
-        else:
+        if self.config.mode != "approximate":
             trigger = self.config.trigger_camera or cams[0]
             if trigger not in cams:
                 raise ValueError(f"sync.trigger_camera {trigger!r} is not a camera of {embodiment.name}: {cams}")
-            self._pairing = TriggerPairing(
-                self.inputs, trigger, (JOINT_STATES,), max(self.config.joint_history, self.config.queue_size),
-                self.config.slop,
-            )
+        self._pairing = self._new_pairing()
+
+    def _new_pairing(self) -> ApproximateTimePairing | TriggerPairing:
+        cfg = self.config
+        if cfg.mode == "approximate":
+            return ApproximateTimePairing(self.inputs, cfg.queue_size, cfg.slop)
+        trigger = cfg.trigger_camera or self.embodiment.camera_names[0]
+        return TriggerPairing(self.inputs, trigger, (JOINT_STATES,), max(cfg.joint_history, cfg.queue_size), cfg.slop)
+
+    def reset(self) -> None:
+        """Forget every stamp and queued message (the clock jumped: they belong to another timeline). Counters
+        are kept: they are the history the status reports."""
+        with self._lock:
+            self._order.reset()
+            self.joints.reset()
+            self._pairing = self._new_pairing()
+            self._ready, self._ready_stamp, self._emitted_stamp = None, -math.inf, -math.inf
 
     def set_instruction(self, text: str) -> None:
         self.instruction = text
@@ -84,9 +93,9 @@ class ObservationSync:
     def add_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str, now: float) -> bool:
         """An image decoded to HxWx3 uint8 RGB from `encoding`; False (and counted) if it cannot be used."""
         with self._lock:
-            return self._add_image(camera, stamp, image, encoding)
+            return self._add_image(camera, stamp, image, encoding, now)
 
-    def _add_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str) -> bool:
+    def _add_image(self, camera: str, stamp: float, image: np.ndarray | None, encoding: str, now: float) -> bool:
         stats = self.stats.get(camera)
         if stats is None or camera == JOINT_STATES:
             self.unknown_inputs[camera] += 1
@@ -101,7 +110,7 @@ class ObservationSync:
             shape = getattr(image, "shape", None)
             dtype = getattr(image, "dtype", None)
             return self._reject(stats, "bad_image", f"{camera}: expected HxWx3 uint8 RGB, got {shape} {dtype}")
-        if not self._order.check(camera, stamp, stats):
+        if not self._order.check(camera, stamp, stats, now):
             return False
         stats.accepted += 1
         self._offer(camera, stamp, image)
@@ -157,9 +166,10 @@ class ObservationSync:
 
     def input_ages(self, now: float) -> dict[str, float]:
         """Age of each input's newest accepted message (inf if none), plus "sync": the age of the oldest member
-        of the newest matched set (stale beyond `set_max_age`)."""
-        ages = {name: now - self._last_stamp[name] for name in self.inputs}
-        ages[SYNC] = self._set_age(now)
+        of the newest matched set (stale beyond `set_max_age`). Never negative: a stamp a little ahead of the
+        node's clock (within `future_tolerance`) is as fresh as it gets."""
+        ages = {name: max(now - self._last_stamp[name], 0.0) for name in self.inputs}
+        ages[SYNC] = max(self._set_age(now), 0.0)
         return ages
 
     def _set_age(self, now: float) -> float:

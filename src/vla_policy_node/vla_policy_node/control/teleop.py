@@ -72,6 +72,10 @@ class TeleopInput:
             self._jog_until = now + min(horizon, self.timeout)
         return None
 
+    def jogging(self, now: float) -> bool:
+        """A jog velocity is active (cheap: the tick asks every period)."""
+        return self._jog_velocity is not None and now <= self._jog_until
+
     def jog_target(self, now: float, last_arm: np.ndarray) -> ArmTarget | None:
         """This tick's target while a jog velocity is active: one period's travel from the last command."""
         if self._jog_velocity is None or now > self._jog_until:

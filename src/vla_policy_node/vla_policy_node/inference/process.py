@@ -90,6 +90,7 @@ class ProcessPolicy:
         self.backoff = backoff
         self.restarts = 0
         self.last_error = ""
+        self.special_tokens: tuple[str, ...] = ()  # the model's (from its process), refused in instructions
         self._ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked DDS/torch threads
         self._lock = threading.Lock()
         self._process: Any = None
@@ -139,6 +140,8 @@ class ProcessPolicy:
                 why = f"not ready within {timeout:.0f} s"
             raise InferenceProcessError(f"inference process failed to start: {why}")
         log.info("inference process %d ready (%s)", process.pid, message[1])
+        if len(message) > 2:
+            self.special_tokens = tuple(message[2])
         return process, parent
 
     def close(self) -> None:
@@ -274,7 +277,8 @@ def _serve(conn: Connection, factory: PolicyFactory, cameras: tuple[CameraSpec, 
     except BaseException as error:  # whatever it was, the parent gets it as text
         conn.send(("failed", f"{type(error).__name__}: {error}", traceback.format_exc(limit=8)))
         return
-    conn.send(("ready", f"pid {os.getpid()}, {warmup} warm-up inference(s)"))
+    tokens = tuple(str(t) for t in getattr(policy, "special_tokens", ()))
+    conn.send(("ready", f"pid {os.getpid()}, {warmup} warm-up inference(s)", tokens))
     by_name = {cam.name: cam for cam in cameras}
     segment: SharedMemory | None = None
     while True:

@@ -99,6 +99,18 @@ class VLAPolicy:
     def embodiment(self) -> Embodiment:
         return self._embodiment
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special and added special tokens (image placeholders, chat-turn markers): in an
+        instruction they would change the layout of the model's input, so the runtime refuses such text."""
+        tokenizer = getattr(getattr(self.model.backbone, "processor", None), "tokenizer", None)
+        if tokenizer is None:
+            return ()
+        tokens = set(tokenizer.all_special_tokens)
+        tokens |= {str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                   if getattr(t, "special", False)}
+        return tuple(sorted(tokens))
+
     def reseed(self, seed: int) -> None:
         with self._lock:
             self.seed = seed

@@ -18,7 +18,7 @@ from vla_policy_node.msgs.stamps import header_stamp, make_header
 from vla_policy_node.msgs.typestore import default_typestore, field_specs
 
 POLICY_STATUS = "vla_msgs/msg/PolicyStatus"
-_PAIRED = (("stale_inputs", "input_ages"), ("clamp_names", "clamp_counts"))
+_PAIRED = (("stale_inputs", "input_ages"), ("clamp_names", "clamp_counts"), ("rejection_names", "rejection_counts"))
 
 
 def status_fields() -> tuple[str, ...]:
@@ -44,7 +44,7 @@ def encode_policy_status(
             raise ValueError(f"{names_key} and {values_key} must have the same length")
     fields = {
         key: (np.asarray(value, dtype=np.float64) if key == "input_ages" else
-              np.asarray(value, dtype=np.uint64) if key == "clamp_counts" else
+              np.asarray(value, dtype=np.uint64) if key in ("clamp_counts", "rejection_counts") else
               list(value) if isinstance(value, list | tuple) else value)
         for key, value in values.items()
     }

@@ -7,7 +7,9 @@ In:  /vla/policy_command (the controller's message type), /vla/policy_gripper_co
      /vla/teleop/joint_jog (JointJog), /vla/teleop/deadman (Bool), locks (Bool: /vla/estop), joint states.
 Out: the robot YAML's controller topic at rates.control_hz, the gripper on change, /vla/mux_status
      (vla_msgs/PolicyStatus: active_source, estop_latched, stale inputs, clamps), /diagnostics.
-Service: ~/reset_estop (vla_msgs/ResetEstop), i.e. /vla_command_mux/reset_estop.
+Services: ~/reset_estop (vla_msgs/ResetEstop), i.e. /vla_command_mux/reset_estop; ~/set_paused
+(vla_msgs/SetPaused): paused false resumes the policy after a teleop takeover (config/mux.yaml: handback), true
+holds it; the resume topic (std_msgs/Bool, a pedal or button) does the same with a press.
 
 The mux computes a command every tick from its first tick with a known robot state on (holding where the robot
 is while no source commands), but publishes only while a source commands and until a hold has settled
@@ -53,11 +55,13 @@ from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_
 log = logging.getLogger(__name__)
 
 RESET_ESTOP = "vla_msgs/srv/ResetEstop"
+SET_PAUSED = "vla_msgs/srv/SetPaused"
 DEFAULT_TOPICS = MuxTopics(
     policy="/vla/policy_command",
     teleop=TeleopTopics("/vla/teleop/joint_command", "/vla/teleop/twist_cmds", "/vla/teleop/joint_jog"),
     deadman="/vla/teleop/deadman",
     locks={"estop": "/vla/estop"},
+    resume="/vla/teleop/resume",
 )
 
 
@@ -132,9 +136,12 @@ class MuxRuntime:
         ]
         if topics.deadman:
             self._subscriptions.append(sub(topics.deadman, BOOL, self.on_deadman, DEFAULT_QOS))
+        if topics.resume:
+            self._subscriptions.append(sub(topics.resume, BOOL, self.on_resume, DEFAULT_QOS))
         for name, topic in topics.locks.items():
             self._subscriptions.append(sub(topic, BOOL, self._lock_callback(name), DEFAULT_QOS))
-        self._services = [transport.service("~/reset_estop", RESET_ESTOP, self._serve_reset_estop)]
+        self._services = [transport.service("~/reset_estop", RESET_ESTOP, self._serve_reset_estop),
+                          transport.service("~/set_paused", SET_PAUSED, self._serve_set_paused)]
         self._tickers: list[Ticker] = []
         self.commands_sent = 0
         self.last_command: Command | None = None
@@ -179,6 +186,10 @@ class MuxRuntime:
 
     def on_deadman(self, msg: Any) -> None:
         self.loop.on_deadman(bool(msg.data), self.clock())
+
+    def on_resume(self, msg: Any) -> None:
+        if self.loop.on_resume_signal(bool(msg.data), self.clock()):
+            log.warning("policy resumed (resume topic)")
 
     def _lock_callback(self, name: str) -> Callable[[Any], None]:
         def on_lock(msg: Any) -> None:
@@ -227,6 +238,16 @@ class MuxRuntime:
         ok, message = self.loop.reset_estop(self.clock())
         log.warning("reset_estop: %s", message)
         return self.transport.new_response(RESET_ESTOP, success=ok, message=message)
+
+    def _serve_set_paused(self, request: Any) -> Any:
+        if request.paused:
+            self.loop.pause()
+            message = "policy paused at the mux (teleop still works)"
+        else:
+            self.loop.resume()
+            message = "policy resumed"
+        log.warning("set_paused: %s", message)
+        return self.transport.new_response(SET_PAUSED, success=True, message=message)
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:

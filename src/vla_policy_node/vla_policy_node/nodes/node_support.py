@@ -34,6 +34,9 @@ def policy_status_message(new: MessageFactory, status: ControlStatus, stamp: flo
     """ControlStatus -> vla_msgs/PolicyStatus (the message's fields only; the rest goes to diagnostics)."""
     fields = set(status_fields())
     values = {f.name: getattr(status, f.name) for f in dataclasses.fields(status) if f.name in fields}
+    if "rejection_names" in fields:
+        values["rejection_names"] = [name for name, _ in status.input_rejections]
+        values["rejection_counts"] = [count for _, count in status.input_rejections]
     return encode_policy_status(new, values, stamp=stamp)
 
 

@@ -108,7 +108,8 @@ class PolicyRuntime:
         self.params = params = params or PolicyNodeParams()
         self.clock = clock or transport.now
         self.loop = ControlLoop(embodiment, params.control_config())
-        self.loop.set_instruction(params.instruction)
+        self.loop.set_special_tokens(getattr(policy, "special_tokens", ()))
+        self.set_instruction(params.instruction)
         self.inference = InferenceStep(self.loop, policy)
         self.inputs = ObservationInput(self.loop, self.clock)
         self.errors: MessageErrorCounter = self.inputs.errors
@@ -284,14 +285,14 @@ class PolicyRuntime:
                               f"markers off: {problem}" if problem else f"markers in {self.robot.path_frame}"))
         return out
 
-    def set_instruction(self, text: str) -> None:
-        self.loop.set_instruction(text)
-        log.info("instruction: %r", text)
+    def set_instruction(self, text: str) -> tuple[bool, str]:
+        ok, message = self.loop.set_instruction(text)
+        (log.info if ok else log.error)("%s", message)
+        return ok, message
     # ----------------------------------------------------------------------------------------- services
     def _serve_set_instruction(self, request: Any) -> Any:
-        self.set_instruction(str(request.instruction))
-        return self.transport.new_response(SET_INSTRUCTION, success=True,
-                                           message=f"instruction set: {request.instruction!r}")
+        ok, message = self.set_instruction(str(request.instruction))
+        return self.transport.new_response(SET_INSTRUCTION, success=ok, message=message)
 
     def _serve_set_paused(self, request: Any) -> Any:
         paused = bool(request.paused)

@@ -14,22 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from vla_policy_node.model.aux_probe import AuxProbeConfig
-from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
-from vla_policy_node.train.data import Sample
-from vla_policy_node.train.lerobot_dataset import LeRobotSamples
-from vla_policy_node.train.trainer import LATEST, TrainConfig, Trainer
+from vla_policy_node.train.mixture import DatasetSpec
+from vla_policy_node.train.recipe import LoopRecipe, ModelRecipe, TrainRecipe
 
 
 @dataclass(frozen=True)
@@ -65,26 +57,6 @@ class SimTrainConfig:
     threads: int = 2
 
 
-class InMemorySamples:
-    """A dataset's samples decoded once (images included): training is then limited by the model, not PNGs."""
-
-    def __init__(self, samples: LeRobotSamples) -> None:
-        self.samples: list[Sample] = [samples[i] for i in range(len(samples))]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.samples[index]
-
-
-def build_model(robot: Embodiment, config: SimTrainConfig, aux: AuxProbeConfig | None = None):
-    torch.manual_seed(config.seed)
-    return build_tiny_vla([robot], config.family, image_size=config.image_size, aux=aux,
-                          backbone_overrides={"freeze": False, "instruction_first": config.instruction_first},
-                          dim=config.head_dim, horizon=config.horizon, max_state_dim=16, max_action_dim=16)
-
-
 def policy_cameras(robot: Embodiment, cameras: str) -> Embodiment:
     """The robot as the policy sees it: only the named cameras (all when `cameras` is empty)."""
     if not cameras:
@@ -92,42 +64,32 @@ def policy_cameras(robot: Embodiment, cameras: str) -> Embodiment:
     return dataclasses.replace(robot, cameras=tuple(robot.camera(name.strip()) for name in cameras.split(",")))
 
 
-def aux_config(source: LeRobotSamples, samples: InMemorySamples, weight: float) -> AuxProbeConfig | None:
-    """The aux probe for the dataset's environment state (None when weight is 0)."""
-    if weight <= 0:
-        return None
-    values = [s.env_state for s in samples.samples]
-    if any(v is None for v in values):
-        raise ValueError(f"aux_weight {weight} needs observation.environment_state in {source.root}; record the "
-                         "demonstrations with it (experiments.sim_arm.demos does)")
-    return AuxProbeConfig.fit(tuple(source.env_state_names), np.stack(values), weight)
+def recipe(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config: SimTrainConfig) -> TrainRecipe:
+    """The sim recipe as a `vla_train` recipe (config/train/sim_reach.yaml is the same with its defaults)."""
+    cameras = ",".join(f"{cam.name}:{cam.topic}" for cam in policy_cameras(robot, config.cameras).cameras)
+    return TrainRecipe(
+        robot=robot.name, datasets=(DatasetSpec(str(dataset_dir)),), output_dir=str(output), camera_topics=cameras,
+        model=ModelRecipe(backbone=f"tiny:{config.family}", mode="full", select_layer=2,
+                          image_size=config.image_size, instruction_first=config.instruction_first,
+                          horizon=config.horizon, head_dim=config.head_dim, aux_weight=config.aux_weight),
+        train=LoopRecipe(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                         warmup_steps=config.warmup_steps, save_every=max(config.steps // 4, 1), keep_checkpoints=1,
+                         log_every=25, val_every=config.steps, start_frames=config.start_frames,
+                         start_weight=config.start_weight, in_memory=True, seed=config.seed,
+                         threads=config.threads))
 
 
 def train(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config: SimTrainConfig,
           *, until: int | None = None, progress: bool = False) -> tuple[Path, list[float], float]:
-    """Train from scratch (or resume) into `output`; (final checkpoint dir, losses, seconds)."""
-    torch.set_num_threads(config.threads)
-    robot = policy_cameras(robot, config.cameras)
-    source = LeRobotSamples(dataset_dir, split=None, horizon=config.horizon, tag=robot.tag)
-    samples = InMemorySamples(source)
-    model = build_model(robot, config, aux_config(source, samples, config.aux_weight))
-    weights = np.where(source.frame_in_episode < config.start_frames, config.start_weight, 1.0)
-    trainer = Trainer(model, source.normalization(), samples, sample_weights=weights, config=TrainConfig(
-        output_dir=str(output), steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-        warmup_steps=config.warmup_steps, save_every=max(config.steps // 4, 1), keep_checkpoints=1,
-        seed=config.seed, progress=progress, log_every=25))
-    start = time.perf_counter()
-    losses = trainer.train(until)
-    seconds = time.perf_counter() - start
+    """Train from scratch (or resume) into `output` through vla_train; (final checkpoint dir, losses, seconds)."""
+    from vla_policy_node.train.vla_train import run
+
+    plan = recipe(robot, dataset_dir, output, config)
+    summary = run(plan, policy_cameras(robot, config.cameras), progress=progress, until=until)
     output = Path(output)
-    final = output / "final"
-    if final.exists():
-        shutil.rmtree(final)
-    shutil.copytree(output / (output / LATEST).read_text().strip(), final,
-                    ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json"))
     (output / "train_config.json").write_text(json.dumps({"robot": robot.name, "dataset": str(dataset_dir),
                                                           **asdict(config)}, indent=2))
-    return final, losses, seconds
+    return output / "final", summary["losses"], summary["seconds"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

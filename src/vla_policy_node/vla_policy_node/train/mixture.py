@@ -1,0 +1,73 @@
+"""One or more LeRobot v3 datasets as one sample set, mixed by weight: what `vla_train` trains and validates on.
+
+Each dataset contributes its share `weight / sum(weights)` of the draws whatever its size (a small dataset of
+rare skills is not drowned by a large one); inside a dataset every sample is equally likely, except the first
+`start_frames` frames of each episode, drawn `start_weight` times as often (see experiments/sim_arm/train.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vla_policy_node.spec.normalization import NormalizationSet
+from vla_policy_node.train.data import Sample
+from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset of the mixture: its directory, relative weight, and camera mapping (dataset key -> camera)."""
+
+    path: str
+    weight: float = 1.0
+    cameras: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ValueError(f"dataset {self.path}: weight must be > 0, got {self.weight}")
+
+
+class Mixture:
+    """Samples of several datasets, indexable as one; `weights` gives each sample's draw probability."""
+
+    def __init__(self, specs: Sequence[DatasetSpec], *, split: str | None, horizon: int, tag: str,
+                 require_cameras: Sequence[str] = (), start_frames: int = 0, start_weight: float = 1.0,
+                 in_memory: bool = False) -> None:
+        if not specs:
+            raise ValueError("no datasets given")
+        self.parts: list[LeRobotSamples] = []
+        self.specs = list(specs)
+        for spec in specs:
+            if not Path(spec.path).is_dir():
+                raise FileNotFoundError(f"dataset {spec.path} not found (a LeRobot v3 dataset directory)")
+            self.parts.append(LeRobotSamples(spec.path, split=split, horizon=horizon, tag=tag, cameras=spec.cameras,
+                                             require_cameras=require_cameras))
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        weights = []
+        total = sum(s.weight for s in specs)
+        for spec, part in zip(specs, self.parts, strict=True):
+            w = np.where(part.frame_in_episode < start_frames, start_weight, 1.0)
+            # one dataset: the raw per-frame weights (the Trainer normalizes; the sim recipe's exact draws)
+            weights.append(w if len(specs) == 1 else w / w.sum() * spec.weight / total)
+        self.weights = np.concatenate(weights)  # relative draw probability of each sample
+        self._cache: list[Sample] | None = [self._get(i) for i in range(len(self))] if in_memory else None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _get(self, index: int) -> Sample:
+        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.parts[part][index - int(self.offsets[part])]
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range ({len(self)} samples)")
+        return self._cache[index] if self._cache is not None else self._get(index)
+
+    def normalization(self) -> NormalizationSet:
+        """The first dataset's statistics (train split); the others must share its state/action layout."""
+        return self.parts[0].normalization()

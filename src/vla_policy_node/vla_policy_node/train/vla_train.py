@@ -1,0 +1,191 @@
+"""`vla_train`: train a policy from a recipe (train/recipe.py): model built from a pretrained (or tiny) backbone,
+LeRobot v3 datasets mixed by weight, the project's resumable Trainer, validation, plots.
+
+Validation every `val_every` steps on the datasets' val splits: the flow loss (fixed noise and times, so values
+compare across steps) and the open-loop action error per joint (the policy's chunk against the recorded
+actions, valid steps only; in physical units). `metrics.jsonl` gets train and val rows; `loss.png` plots them.
+A run resumes exactly from `output_dir/latest` (weights, optimizer, schedule, RNG). `final/` is the last
+checkpoint without trainer state: what the node, replay and `vla_policy_node.model` load.
+
+Multi-GPU/FSDP: launch the same command with `accelerate launch -m vla_policy_node.cli.vla_train ...` or
+`torchrun`; each process reads WORLD_SIZE/RANK/LOCAL_RANK and trains data-parallel (not implemented yet:
+see the note in README; one process runs on one device).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.types import Observation
+from vla_policy_node.train.lerobot_format import DatasetFormatError
+from vla_policy_node.train.mixture import Mixture
+from vla_policy_node.train.recipe import TrainRecipe, recipe_dict
+from vla_policy_node.train.trainer import LATEST, TrainConfig, Trainer
+
+
+def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
+    """The model a recipe describes: the one place that knows how backbones and heads are put together."""
+    spec = recipe.model
+    torch.manual_seed(recipe.train.seed)
+    head = {"dim": spec.head_dim, "horizon": spec.horizon}
+    if spec.head != "flow":
+        raise NotImplementedError(f"model.head {spec.head!r}: action-space adapter heads are not wired into "
+                                  "vla_train yet (train them with the ASA tools); use head: flow")
+    from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
+
+    lora = LoraSpec(rank=spec.lora_rank) if spec.mode == "lora" else None
+    if spec.backbone.startswith("tiny:"):
+        from vla_policy_node.model.tiny import build_tiny_vla
+
+        overrides = {"freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
+                     "select_layer": spec.select_layer, "lora": lora}
+        return build_tiny_vla([robot], spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, aux=aux,
+                              backbone_overrides=overrides, max_state_dim=16, max_action_dim=16, **head)
+    from vla_policy_node.model.vla import VLAModel
+
+    config = BackboneConfig(family="auto", source=spec.backbone, select_layer=spec.select_layer,
+                            freeze=spec.mode != "full", lora=lora, dtype=spec.dtype,
+                            instruction_first=spec.instruction_first)
+    return VLAModel.build(config, head, [robot], aux=aux)
+
+
+def _aux(recipe: TrainRecipe, train: Mixture) -> Any:
+    if recipe.model.aux_weight <= 0:
+        return None
+    from vla_policy_node.model.aux_probe import AuxProbeConfig
+
+    values = [train[i].env_state for i in range(len(train))]
+    if any(v is None for v in values):
+        raise ValueError("model.aux_weight > 0 needs observation.environment_state in every dataset")
+    names = train.parts[0].env_state_names or ()
+    return AuxProbeConfig.fit(tuple(names), np.stack(values), recipe.model.aux_weight)
+
+
+class Validation:
+    """Val loss and open-loop action error per joint on a fixed set of val samples."""
+
+    def __init__(self, val: Mixture, robot: Embodiment, batches: int, batch_size: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        count = min(len(val), batches * batch_size)
+        self.samples = [val[int(i)] for i in rng.choice(len(val), size=count, replace=False)]
+        self.robot = robot
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def __call__(self, trainer: Trainer) -> dict[str, Any]:
+        from vla_policy_node.model.vla_policy import VLAPolicy
+        from vla_policy_node.train.data import collate, to_device
+
+        model = trainer.model
+        dtype = next(model.head.parameters()).dtype
+        losses = []
+        state = torch.get_rng_state()
+        torch.manual_seed(self.seed)  # the same noise and times at every validation
+        with torch.no_grad():
+            model.eval()
+            for k in range(0, len(self.samples), self.batch_size):
+                batch = collate(self.samples[k:k + self.batch_size], model, trainer.normalization)
+                losses.append(float(model.loss(to_device(batch, trainer.device, dtype))))
+            policy = VLAPolicy(model, trainer.normalization, self.robot, seed=self.seed)
+            errors, valid = [], []
+            for k in range(0, len(self.samples), self.batch_size):
+                part = self.samples[k:k + self.batch_size]
+                observations = [Observation(0.0, s.images, s.state, s.instruction) for s in part]
+                for sample, chunk in zip(part, policy.infer_batch(observations), strict=True):
+                    h = min(chunk.actions.shape[0], sample.actions.shape[0])
+                    errors.append(np.abs(chunk.actions[:h] - sample.actions[:h]))
+                    valid.append(np.asarray(sample.valid[:h], bool))
+        torch.set_rng_state(state)
+        model.train()
+        err = np.concatenate(errors)[np.concatenate(valid)]
+        per_joint = dict(zip(self.robot.action_names, err.mean(0).tolist(), strict=True))
+        return {"val_loss": float(np.mean(losses)), "val_action_mae": float(err.mean()),
+                "val_action_mae_per_joint": per_joint}
+
+
+def plot_metrics(output: Path) -> Path | None:
+    """loss.png: training loss and validation loss / action error over steps, from metrics.jsonl."""
+    path = output / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["step"], r["val_loss"], r["val_action_mae"]) for r in rows if "val_loss" in r]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    if train:
+        a.plot(*zip(*train, strict=True), label="train")
+    if val:
+        a.plot([v[0] for v in val], [v[1] for v in val], "o-", label="val")
+        b.plot([v[0] for v in val], [v[2] for v in val], "o-")
+    a.set(xlabel="step", ylabel="flow loss", yscale="log")
+    a.legend()
+    b.set(xlabel="step", ylabel="val action MAE (physical units)", title="open loop, valid steps")
+    fig.tight_layout()
+    out = output / "loss.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until: int | None = None) -> dict[str, Any]:
+    """Train (or resume) `recipe`; returns a summary (final checkpoint, losses, validation)."""
+    loop = recipe.train
+    if loop.threads > 0:
+        torch.set_num_threads(loop.threads)
+    output = Path(recipe.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
+    common = {"horizon": recipe.model.horizon, "tag": robot.tag, "require_cameras": robot.camera_names}
+    train = Mixture(recipe.datasets, split="train", start_frames=loop.start_frames, start_weight=loop.start_weight,
+                    in_memory=loop.in_memory, **common)
+    try:
+        val: Mixture | None = Mixture(recipe.datasets, split="val", in_memory=False, **common)
+    except DatasetFormatError:
+        val = None  # no val split (a dataset of one episode): training only
+    model = build_model(recipe, robot, _aux(recipe, train))
+    config = TrainConfig(output_dir=str(output), steps=loop.steps, batch_size=loop.batch_size, lr=loop.lr,
+                         weight_decay=loop.weight_decay, warmup_steps=loop.warmup_steps, grad_clip=loop.grad_clip,
+                         log_every=loop.log_every, save_every=loop.save_every, keep_checkpoints=loop.keep_checkpoints,
+                         seed=loop.seed, device=loop.device, progress=progress)
+    trainer = Trainer(model, train.normalization(), train, config, sample_weights=train.weights)
+    validation = Validation(val, robot, loop.val_batches, loop.batch_size, loop.seed) if val is not None else None
+    stop = loop.steps if until is None else min(until, loop.steps)
+    losses: list[float] = []
+    results: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    while True:
+        target = min(stop, (trainer.step // loop.val_every + 1) * loop.val_every)
+        losses += trainer.train(until=target)
+        trainer.config = dataclasses.replace(config, resume=False)  # resumed once, at the start
+        if validation is not None and (trainer.step % loop.val_every == 0 or trainer.step >= stop):
+            row = {"step": trainer.step, **validation(trainer)}
+            results.append(row)
+            with (output / "metrics.jsonl").open("a") as metrics:
+                metrics.write(json.dumps(row) + "\n")
+        if trainer.step >= stop:
+            break
+    final = output / "final"
+    if trainer.step >= loop.steps:
+        if final.exists():
+            shutil.rmtree(final)
+        shutil.copytree(output / (output / LATEST).read_text().strip(), final,
+                        ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json"))
+    plot = plot_metrics(output)
+    return {"final": str(final) if final.exists() else None, "steps": trainer.step, "losses": losses,
+            "validation": results, "plot": str(plot) if plot else None,
+            "seconds": time.perf_counter() - start, "train_samples": len(train),
+            "val_samples": 0 if val is None else len(val)}
