@@ -179,7 +179,8 @@ def test_killing_the_inference_process_holds_with_the_reason_and_recovers_withou
     _step_until(h, lambda: process_policy.restarts == 1 and h.status()["active_source"] == "policy")
     assert process_policy.pid != pid and process_policy.alive
     h.step(250)  # a fault stays in the status for 2 s after the last one
-    assert h.status()["active_source"] == "policy" and h.status()["fault"] == ""
+    status = h.status()  # (on a loaded machine a slow answer may show as a missed deadline: not the crash)
+    assert status["active_source"] == "policy" and "inference process" not in status["fault"]
     q = _commands(h)
     max_step = max(j.max_velocity for j in sim_arm.joints) * 0.01
     assert np.abs(np.diff(q, axis=0)).max() <= max_step + 1e-9  # no jump, before, during or after the hold
@@ -207,3 +208,31 @@ def test_a_hung_inference_process_is_killed_and_replaced(sim_arm, tmp_path):
         assert chunk.stamp == obs.stamp and policy.pid != first and policy.restarts == 1
     finally:
         policy.close()
+
+
+def test_close_is_quick_while_an_inference_is_in_flight(sim_arm, tmp_path):
+    """A node shutting down must not wait for a slow model: close() ends the process and the waiting infer."""
+    import threading
+
+    policy = ProcessPolicy(Factory("hang_once", sim_arm, str(tmp_path / "hung")), sim_arm, timeout=30.0,
+                           warmup_instruction=WARM_UP)
+    policy.start(timeout=60)
+    errors: list[BaseException] = []
+
+    def infer() -> None:
+        try:
+            policy.infer(_observation(sim_arm, np.random.default_rng(2)))
+        except InferenceProcessError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "hung").exists():  # the model is now stuck in its 60 s sleep
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    start = time.monotonic()
+    policy.close()
+    worker.join(10)
+    assert time.monotonic() - start < 5 and not worker.is_alive()
+    assert errors and "restarting" not in str(errors[0]) and not policy.alive
