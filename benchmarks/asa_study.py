@@ -33,12 +33,11 @@ import numpy as np
 import torch
 
 from vla_policy_node.model.asa.build import build_asa_vla, discrete_normalization, discrete_slot
-from vla_policy_node.model.asa.policy import DiscreteActionPolicy
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer, reconstruction_report
 from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
-from vla_policy_node.model.tiny import tiny_backbone_config
-from vla_policy_node.model.vla import VLAModel
-from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.model.tiny import tiny_backbone_config, tiny_processor
+from vla_policy_node.model.vla_model import VLAModel
+from vla_policy_node.model.vla_policy import DiscreteActionPolicy, VLAPolicy
 from vla_policy_node.spec import Observation
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
@@ -164,14 +163,15 @@ def continuous_study(args: argparse.Namespace, out: Path) -> list[Row]:
     print(f"  {len(train_samples)} training / {len(test_samples)} held-out samples, chunks [{h}, {robot.action_dim}];"
           f" expert success {stats.successes}/{stats.episodes}", flush=True)
     tokenizers = fit_tokenizers(args, train_chunks, test_chunks, h, robot.action_dim)
+    bcfg = backbone_config(args)
     rows = []
     for adapter in CONTINUOUS:
         if adapter not in args.adapters:
             continue
         torch.manual_seed(args.seed)
         tokenizer = tokenizers[adapter][0] if adapter in tokenizers else None
-        model = build_asa_vla(backbone_config(args), adapter, embodiments=[robot], tokenizer=tokenizer, horizon=h,
-                              hidden=args.hidden)
+        model = build_asa_vla(bcfg, adapter, processor=tiny_processor(bcfg), embodiments=[robot], tokenizer=tokenizer,
+                              horizon=h, hidden=args.hidden)
         loss, seconds = train(model, norm, Samples(train_samples), out / "runs" / adapter, args)
         policy = VLAPolicy(model, norm, robot, seed=args.seed)
         row = Row(adapter, "continuous", f"sim arm closed loop ({args.episodes} layouts)", final_loss=loss,
@@ -213,11 +213,13 @@ def discrete_study(args: argparse.Namespace, out: Path) -> list[Row]:
                 success=babyai.success_rate(babyai.random_actions(args.seed), env, eval_seeds, max_steps),
                 open_loop=1 / len(babyai.ACTIONS))]
     norm = discrete_normalization(babyai.TAG)
+    bcfg = backbone_config(args)
     for adapter in DISCRETE:
         if adapter not in args.adapters:
             continue
         torch.manual_seed(args.seed)
-        model = build_asa_vla(backbone_config(args), adapter, slots=[discrete_slot(babyai.TAG, [babyai.CAMERA])],
+        model = build_asa_vla(bcfg, adapter, processor=tiny_processor(bcfg),
+                              slots=[discrete_slot(babyai.TAG, [babyai.CAMERA])],
                               actions=babyai.ACTIONS, phrases=babyai.PHRASES if adapter == "semlang" else None,
                               hidden=args.hidden, lang_seed=args.seed)
         loss, seconds = train(model, norm, Samples(demos.samples), out / "runs" / adapter, args)

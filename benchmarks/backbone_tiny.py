@@ -11,8 +11,7 @@ import time
 import numpy as np
 import torch
 
-from vla_policy_node.model.backbone import Backbone
-from vla_policy_node.model.tiny import tiny_backbone_config
+from vla_policy_node.model.tiny import build_tiny_backbone, tiny_backbone_config
 
 VARIANTS = ("qwen2_5_vl", "qwen3_vl", "paligemma", "paligemma2", "idefics3", "smolvlm")
 
@@ -32,7 +31,7 @@ def main() -> None:
     print(f"{'family':<12} {'params':>8} {'tokens':>6} {'build ms':>9} {'prepare ms':>10} {'forward ms':>10}")
     for variant in VARIANTS:
         t0 = time.perf_counter()
-        backbone = Backbone.build(tiny_backbone_config(variant)).to(args.device)
+        backbone = build_tiny_backbone(tiny_backbone_config(variant)).to(args.device)
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(args.repeats):

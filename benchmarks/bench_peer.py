@@ -102,7 +102,7 @@ def time_ours(args: argparse.Namespace, vlm: dict, inputs: Path) -> dict:
 
     from vla_policy_node.model.backbone import BackboneConfig
     from vla_policy_node.model.fast_path import fast_path_preset
-    from vla_policy_node.model.vla import VLAModel
+    from vla_policy_node.model.vla_model import VLAModel
     from vla_policy_node.model.vla_policy import VLAPolicy
     from vla_policy_node.spec import Observation, load_embodiment
     from vla_policy_node.spec.embodiment import CameraSpec

@@ -35,8 +35,8 @@ import torch
 
 from vla_policy_node.model.backbone import BackboneConfig
 from vla_policy_node.model.fast_path import FAST_PATH_PRESETS, FastPathConfig, fast_path_preset
-from vla_policy_node.model.tiny import TINY_HEAD, tiny_backbone_config
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.tiny import TINY_HEAD, tiny_backbone_config, tiny_processor
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy, default_dtype
 from vla_policy_node.spec import Observation, load_embodiment
 from vla_policy_node.spec.embodiment import CameraSpec
@@ -105,7 +105,7 @@ def measure(args: argparse.Namespace, cameras: int, horizon: int, steps: int, fa
     torch.manual_seed(0)
     bcfg = backbone_config(args.size, args.image_size, args.select_layer, str(dtype).removeprefix("torch."))
     head = {**(TINY_HEAD if args.size == "tiny" else {}), "horizon": horizon, "num_steps": steps}
-    model = VLAModel.build(bcfg, head, [robot])
+    model = VLAModel.build(bcfg, head, [robot], processor=tiny_processor(bcfg))
     model.to(device=device, dtype=dtype).eval()
     build_s = time.perf_counter() - t0
     policy = VLAPolicy(model, normalization_from_limits(robot), robot, num_steps=steps,

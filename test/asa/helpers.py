@@ -8,8 +8,8 @@ from test.model.helpers import COLORS, observation
 from vla_policy_node.model.asa.build import build_asa_vla, discrete_normalization, discrete_slot
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
 from vla_policy_node.model.backbone import LoraSpec
-from vla_policy_node.model.tiny import tiny_backbone_config
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.tiny import tiny_backbone_config, tiny_processor
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec import Embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.action_tokenizer import TokenizerSpec
@@ -60,13 +60,14 @@ def build(adapter: str, emb: Embodiment, *, strategy: str = "new", lora: bool = 
     backbone = tiny_backbone_config(family, **overrides)
     if adapter in DISCRETE:
         model = build_asa_vla(backbone, adapter, slots=[discrete_slot("grid", ["view"])], actions=DISCRETE_ACTIONS,
-                              phrases=SEMANTIC_PHRASES if adapter == "semlang" else None, hidden=64)
+                              phrases=SEMANTIC_PHRASES if adapter == "semlang" else None, hidden=64,
+                              processor=tiny_processor(backbone))
         return model, discrete_normalization("grid"), discrete_samples(emb)
     data = reach_samples(emb)
     norm = fit_normalization(data)
     tokenizer = fitted_tokenizer(adapter, emb, norm) if adapter in SPECS else None
     model = build_asa_vla(backbone, adapter, embodiments=[emb], tokenizer=tokenizer, token_strategy=strategy,
-                          horizon=HORIZON, hidden=64)
+                          horizon=HORIZON, hidden=64, processor=tiny_processor(backbone))
     return model, norm, data
 
 

@@ -12,10 +12,11 @@ import torch
 
 from test.asa.helpers import CONTINUOUS, DISCRETE, build
 from test.model.helpers import observation
-from vla_policy_node.model.asa.policy import DiscreteActionPolicy
 from vla_policy_node.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla_policy_node.model.tiny import build_tiny_vla
-from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.model.token_decoder import embed_tokens
+from vla_policy_node.model.vla_policy import DiscreteActionPolicy, VLAPolicy
+from vla_policy_node.model.vocabulary import rare_token_ids
 from vla_policy_node.spec import Embodiment
 from vla_policy_node.spec.normalization import normalization_from_limits
 from vla_policy_node.spec.types import ActionChunk, RtcPrefix
@@ -72,7 +73,7 @@ def test_remapped_ids_keep_the_vocabulary_size(sim_arm: Embodiment) -> None:
     plain = build_tiny_vla([sim_arm])
     model, _, _ = build("rvq", sim_arm, strategy="remap", lora=False)
     assert model.backbone.vocab_size == plain.backbone.vocab_size
-    assert set(model.head.owned_token_ids) == set(model.backbone.rare_token_ids(16))
+    assert set(model.head.owned_token_ids) == set(rare_token_ids(model.backbone, 16))
 
 
 def test_token_ids_that_do_not_match_the_tokenizer_are_refused(sim_arm: Embodiment, tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_interface_pieces(sim_arm: Embodiment) -> None:
     embedded = head.embed(backbone, tokens)
     assert embedded.shape == (2, 2, backbone.hidden_size)
     ids = torch.tensor(head.owned_token_ids)[tokens]
-    torch.testing.assert_close(embedded, backbone.embed_tokens(ids))  # offsets start at zero
+    torch.testing.assert_close(embedded, embed_tokens(backbone, ids))  # offsets start at zero
     assert head.decode([[0, 8], [3, 15]]).shape == (2, 2, 7)
     assert head.grammar().accepts([3, 15]) and not head.grammar().accepts([15, 3])
 
@@ -158,6 +159,8 @@ def test_semlang_spells_actions_with_the_models_own_tokens(sim_arm: Embodiment) 
 
 
 def test_every_adapter_is_covered() -> None:
-    from vla_policy_node.model.asa.registry import ADAPTER_CLASSES
+    from vla_policy_node.model.asa.config import ASAHeadConfig
+    from vla_policy_node.model.heads import registered_heads
 
-    assert set(ADAPTER_CLASSES) == set(CONTINUOUS) | set(DISCRETE)
+    adapters = {name for name, entry in registered_heads().items() if entry.config_cls is ASAHeadConfig}
+    assert adapters == set(CONTINUOUS) | set(DISCRETE)

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
-from vla_policy_node.model.tiny import tiny_backbone_config
+from vla_policy_node.model.tiny import build_tiny_backbone, tiny_backbone_config
+from vla_policy_node.model.token_decoder import decode_step, embed_tokens, prefill
+from vla_policy_node.model.vocabulary import add_backbone_tokens, rare_token_ids
 
 VARIANTS = ["qwen2_5_vl", "qwen3_vl", "paligemma", "paligemma2", "idefics3", "smolvlm"]
 INSTRUCTIONS = ["pick up the red block and put it in the blue bowl", "open"]  # different lengths: padding
@@ -18,7 +20,7 @@ INSTRUCTIONS = ["pick up the red block and put it in the blue bowl", "open"]  # 
 
 def left_padded(variant: str) -> Backbone:
     torch.manual_seed(0)
-    return Backbone.build(replace(tiny_backbone_config(variant), padding_side="left"))
+    return build_tiny_backbone(replace(tiny_backbone_config(variant), padding_side="left"))
 
 
 def images(seed: int = 0) -> list[list[np.ndarray]]:
@@ -49,9 +51,9 @@ def test_kv_cache_decoding_equals_full_forward(variant: str) -> None:
     assert not inputs["attention_mask"][:, 0].all()  # the shorter prompt really is left-padded
     extra = torch.tensor([[55, 90, 111], [70, 300, 120]])  # ordinary text token ids
     with torch.no_grad():
-        last, state = backbone.prefill(inputs)
-        first = backbone.decode_step(state, backbone.embed_tokens(extra[:, :1]))  # one step...
-        rest = backbone.decode_step(state, backbone.embed_tokens(extra[:, 1:]))  # ...then two at once
+        last, state = prefill(backbone, inputs)
+        first = decode_step(backbone, state, embed_tokens(backbone, extra[:, :1]))  # one step...
+        rest = decode_step(backbone, state, embed_tokens(backbone, extra[:, 1:]))  # ...then two at once
         for b, instruction in enumerate(INSTRUCTIONS):
             reference = full_forward_with_appended(backbone, frames[b], instruction, extra[b])
             cached = torch.cat([last[b:b + 1], first[b], rest[b]])
@@ -59,42 +61,42 @@ def test_kv_cache_decoding_equals_full_forward(variant: str) -> None:
 
 
 def test_prefill_refuses_right_padded_batches() -> None:
-    backbone = Backbone.build(tiny_backbone_config("qwen2_5_vl"))
+    backbone = build_tiny_backbone(tiny_backbone_config("qwen2_5_vl"))
     with pytest.raises(ValueError, match="left-padded"):
-        backbone.prefill(backbone.prepare(images(), INSTRUCTIONS))
+        prefill(backbone, backbone.prepare(images(), INSTRUCTIONS))
 
 
 def test_decode_step_carries_gradients_into_fed_embeddings_of_a_frozen_backbone() -> None:
     backbone = left_padded("qwen2_5_vl")
     assert not any(p.requires_grad for p in backbone.parameters())
-    _, state = backbone.prefill(backbone.prepare(images(), INSTRUCTIONS))
+    _, state = prefill(backbone, backbone.prepare(images(), INSTRUCTIONS))
     fed = torch.randn(2, 1, backbone.hidden_size, requires_grad=True)
-    backbone.decode_step(state, fed).sum().backward()
+    decode_step(backbone, state, fed).sum().backward()
     assert fed.grad is not None and fed.grad.abs().sum() > 0
 
 
 def test_add_tokens_grows_vocabulary_and_embeddings() -> None:
     backbone = left_padded("smolvlm")
     before = backbone.vocab_size
-    ids = backbone.add_tokens(["<act_0>", "<act_1>"])
+    ids = add_backbone_tokens(backbone, ["<act_0>", "<act_1>"])
     assert ids == [before, before + 1] and backbone.vocab_size == before + 2
     assert backbone.model.config.get_text_config().vocab_size == before + 2  # saved with the checkpoint config
     weight = backbone.input_embeddings.weight
     torch.testing.assert_close(weight[ids[0]], weight[:before].mean(0))  # new rows start at the mean
     assert not weight.requires_grad  # a frozen backbone stays frozen
     assert backbone.processor.tokenizer.convert_tokens_to_ids("<act_1>") == ids[1]
-    assert backbone.add_tokens(["<act_1>"]) == [ids[1]] and backbone.vocab_size == before + 2  # idempotent
+    assert add_backbone_tokens(backbone, ["<act_1>"]) == [ids[1]] and backbone.vocab_size == before + 2  # idempotent
 
 
 def test_rare_token_ids_are_the_last_ordinary_ids() -> None:
     backbone = left_padded("qwen2_5_vl")
     tokenizer = backbone.processor.tokenizer
-    rare = backbone.rare_token_ids(20)
+    rare = rare_token_ids(backbone, 20)
     assert rare == sorted(rare) and len(set(rare)) == 20
     assert not set(rare) & set(tokenizer.all_special_ids)
     assert max(rare) < tokenizer.vocab_size
     with pytest.raises(ValueError, match="non-special"):
-        backbone.rare_token_ids(10**6)
+        rare_token_ids(backbone, 10**6)
 
 
 def test_padding_side_is_validated_and_defaults_to_right() -> None:

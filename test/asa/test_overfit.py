@@ -11,10 +11,11 @@ import torch
 
 from test.asa.helpers import CONTINUOUS, DISCRETE, TARGETS, build
 from test.model.helpers import observation
-from vla_policy_node.model.asa.policy import DiscreteActionPolicy
-from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.model.vla_policy import DiscreteActionPolicy, VLAPolicy
 from vla_policy_node.spec import Embodiment
 from vla_policy_node.train.trainer import TrainConfig, Trainer
+
+pytestmark = pytest.mark.slow  # training runs
 
 # Pred adapters read one hidden state and get no token feedback; on a random tiny backbone they need twice the
 # steps of the token adapters to separate the four scenes (both budgets checked on six seeds).

@@ -7,9 +7,10 @@ import pytest
 
 from test.asa.trajectories import LATENT_PER_DIM, noisy_chunks, smooth_chunks
 from vla_policy_node.model.asa.grammar import InvalidActionSequence
-from vla_policy_node.model.asa.tokenizers.base import load_tokenizer, reconstruction_report, save_tokenizer
+from vla_policy_node.model.asa.tokenizers.base import reconstruction_report
 from vla_policy_node.model.asa.tokenizers.fast import FastConfig, FastTokenizer
 from vla_policy_node.model.asa.tokenizers.rvq import RVQConfig, RVQTokenizer
+from vla_policy_node.model.asa.tokenizers.storage import load_tokenizer, save_tokenizer
 from vla_policy_node.model.asa.tokenizers.uniform import UniformConfig, UniformTokenizer
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 
@@ -101,6 +102,7 @@ def rvq_bound(codes: int) -> float:
     return 4.0 * codes ** (-2.0 / p)
 
 
+@pytest.mark.slow
 def test_rvq_reconstructs_smooth_chunks_within_the_quantization_bound(rvq_results) -> None:
     tok, report = rvq_results["smooth"]
     chunks = RVQ_DATA["smooth"]
@@ -115,6 +117,7 @@ def test_rvq_reconstructs_smooth_chunks_within_the_quantization_bound(rvq_result
     assert min(report["codebook_usage"]) > 0.5
 
 
+@pytest.mark.slow  # trains the module's RVQ tokenizers (rvq_results)
 def test_rvq_on_noisy_chunks_keeps_the_smooth_part(rvq_results) -> None:
     """White noise in H*D dimensions cannot be coded with K*K codes; the error may reach the noise energy but
     not more than that plus the smooth-chunk bound."""

@@ -10,7 +10,7 @@ import pytest
 
 from test.asa.trajectories import smooth_chunks
 from vla_policy_node.cli import train_action_tokenizer as cli
-from vla_policy_node.model.asa.tokenizers.base import load_tokenizer
+from vla_policy_node.model.asa.tokenizers.storage import load_tokenizer
 from vla_policy_node.train.action_tokenizer import TokenizerSpec, action_chunks, train_action_tokenizer
 from vla_policy_node.train.data import Sample, fit_normalization
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from test.bagtools.helpers import demo_bag
 from vla_policy_node.bagtools.dataset import convert_bags
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
@@ -20,6 +22,7 @@ def _peak_bytes(work) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # writes and converts bags of several sizes
 def test_peak_memory_does_not_grow_with_the_bag(tmp_path, sim_arm):
     short = demo_bag(tmp_path / "short", sim_arm, episodes=1, episode_s=2.0, gap_s=0.5, image_size=(96, 128))
     long = demo_bag(tmp_path / "long", sim_arm, episodes=4, episode_s=2.0, gap_s=0.5, image_size=(96, 128))

@@ -13,7 +13,7 @@ import transformers
 from vla_policy_node.model.backbone import Backbone, BackboneConfig, LoraSpec, truncate_config
 from vla_policy_node.model.families import FAMILIES, get_family
 from vla_policy_node.model.processors import load_processor
-from vla_policy_node.model.tiny import build_tiny_processor, tiny_backbone_config
+from vla_policy_node.model.tiny import build_tiny_backbone, build_tiny_processor, tiny_backbone_config
 from vla_policy_node.spec.types import ObservationError
 
 # paligemma2 = PaliGemma with a Gemma 2 decoder (sliding/full layer_types, eager attention).
@@ -44,7 +44,7 @@ class Case:
         self.variant = variant
         cfg = tiny_backbone_config(variant, select_layer=CUT, num_layers=NUM_LAYERS)
         self.full = full_model(cfg)
-        self.backbone = Backbone.build(cfg)
+        self.backbone = build_tiny_backbone(cfg)
         own = self.backbone.model.state_dict()
         self.backbone.model.load_state_dict({k: v for k, v in self.full.state_dict().items() if k in own})
         self.inputs = self.backbone.prepare(camera_images(), INSTRUCTIONS)
@@ -174,9 +174,9 @@ def test_processor_without_chat_template_gets_the_family_format(tmp_path) -> Non
 
 def test_family_resolution() -> None:
     cfg = replace(tiny_backbone_config("idefics3"), family="auto")
-    assert Backbone.build(cfg).family.name == "idefics3"
+    assert build_tiny_backbone(cfg).family.name == "idefics3"
     with pytest.raises(ValueError, match="does not match"):
-        Backbone.build(replace(cfg, family="qwen2_5_vl"))
+        build_tiny_backbone(replace(cfg, family="qwen2_5_vl"))
     with pytest.raises(ValueError, match="unknown backbone family"):
         get_family("llava")
     assert get_family("paligemma2").name == "paligemma"
@@ -184,7 +184,7 @@ def test_family_resolution() -> None:
 
 def test_select_layer_must_fit_the_model() -> None:
     with pytest.raises(ValueError, match=r"outside 1\.\.4"):
-        Backbone.build(tiny_backbone_config("qwen2_5_vl", select_layer=5))
+        build_tiny_backbone(tiny_backbone_config("qwen2_5_vl", select_layer=5))
     with pytest.raises(ValueError, match=">= 1"):
         tiny_backbone_config("qwen2_5_vl", select_layer=0)
 
@@ -211,7 +211,7 @@ def test_config_validation() -> None:
 
 # ---------------------------------------------------------------------- training modes
 def test_frozen_backbone_has_no_trainable_params_and_stays_in_eval() -> None:
-    backbone = Backbone.build(tiny_backbone_config("qwen3_vl"))
+    backbone = build_tiny_backbone(tiny_backbone_config("qwen3_vl"))
     assert not any(p.requires_grad for p in backbone.parameters())
     backbone.train()
     assert backbone.training and not backbone.model.training
@@ -220,7 +220,7 @@ def test_frozen_backbone_has_no_trainable_params_and_stays_in_eval() -> None:
 
 
 def test_unfrozen_backbone_trains_everything() -> None:
-    backbone = Backbone.build(tiny_backbone_config("smolvlm", freeze=False))
+    backbone = build_tiny_backbone(tiny_backbone_config("smolvlm", freeze=False))
     assert all(p.requires_grad for p in backbone.parameters())
     backbone.train()
     assert backbone.model.training
@@ -232,7 +232,7 @@ def test_lora_trains_only_language_model_adapters(family: str, tmp_path) -> None
     checkpointing = family == "idefics3"  # activation checkpointing must not change which params get gradients
     lora = LoraSpec(rank=4, alpha=8, dropout=0.0)
     cfg = tiny_backbone_config(family, lora=lora, gradient_checkpointing=checkpointing)
-    backbone = Backbone.build(cfg)
+    backbone = build_tiny_backbone(cfg)
     assert backbone.model.is_activation_checkpointing == checkpointing
     text_attr = backbone.family.text_model_attr
     trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
@@ -265,7 +265,7 @@ def test_lora_trains_only_language_model_adapters(family: str, tmp_path) -> None
 # ---------------------------------------------------------------------- inputs
 @pytest.fixture(scope="module")
 def two_camera_backbone() -> Backbone:
-    return Backbone.build(tiny_backbone_config("paligemma", num_cameras=2))
+    return build_tiny_backbone(tiny_backbone_config("paligemma", num_cameras=2))
 
 
 def test_bad_inputs_raise_named_errors(two_camera_backbone: Backbone) -> None:
@@ -287,7 +287,7 @@ def test_bad_inputs_raise_named_errors(two_camera_backbone: Backbone) -> None:
 
 
 def test_varying_camera_counts_rejected_without_num_cameras() -> None:
-    bb = Backbone.build(tiny_backbone_config("qwen2_5_vl"))
+    bb = build_tiny_backbone(tiny_backbone_config("qwen2_5_vl"))
     good = camera_images(batch=1)[0]
     with pytest.raises(ObservationError, match="same number"):
         bb.prepare([good, good[:1]], ["x", "y"])
@@ -300,7 +300,7 @@ def test_empty_instruction_is_allowed(two_camera_backbone: Backbone) -> None:
 
 
 def test_long_instructions_are_cut_to_max_tokens() -> None:
-    bb = Backbone.build(tiny_backbone_config("qwen2_5_vl", max_instruction_tokens=3))
+    bb = build_tiny_backbone(tiny_backbone_config("qwen2_5_vl", max_instruction_tokens=3))
     tok = bb.processor.tokenizer
     long = "pick up the red block and put it in the blue bowl"
     short = tok.decode(tok(long, add_special_tokens=False)["input_ids"][:3])
@@ -312,7 +312,7 @@ def test_long_instructions_are_cut_to_max_tokens() -> None:
 
 def test_camera_order_matters() -> None:
     """Cameras are positional: swapping them changes the features (the embodiment's order must be kept)."""
-    bb = Backbone.build(tiny_backbone_config("idefics3"))
+    bb = build_tiny_backbone(tiny_backbone_config("idefics3"))
     images = camera_images(batch=1)
     a, _ = bb(bb.prepare(images, ["pick"]))
     b, _ = bb(bb.prepare([images[0][::-1]], ["pick"]))

@@ -103,6 +103,7 @@ def _edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow
 def test_hub_id_loads_through_the_same_path(saved, tmp_path: Path, sim_arm: Embodiment) -> None:
     """A hub id resolves to a snapshot in the local hub cache (offline here) and loads like a directory."""
     directory, expected = saved

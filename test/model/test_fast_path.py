@@ -76,7 +76,7 @@ def _context(model, franka):
     state = torch.zeros(1, model.config.head.max_state_dim)
     category = torch.zeros(1, dtype=torch.long)
     with torch.inference_mode():
-        return inputs, model.encode(inputs, state, category), state, category
+        return inputs, model.head.encode(model.backbone, inputs, state, category), state, category
 
 
 @pytest.mark.slow
@@ -88,7 +88,7 @@ def test_compiled_backbone_equals_eager(family, franka):
     FastPath(model, FastPathConfig(device_preprocess=False, attention=None, compile_backbone=True,
                                    compile_backend="aot_eager"))
     with torch.inference_mode():
-        compiled = model.encode(inputs, state, category)
+        compiled = model.head.encode(model.backbone, inputs, state, category)
     torch.testing.assert_close(compiled.features, ctx.features, rtol=1e-4, atol=1e-5)
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from test.model.helpers import limits_normalization, observation
+from vla_policy_node.model.embodiment_slot import UnknownEmbodimentError
 from vla_policy_node.model.tiny import build_tiny_vla
-from vla_policy_node.model.vla import UnknownEmbodimentError
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec import Embodiment, ObservationError, RtcPrefix
 from vla_policy_node.spec.protocol import Policy

@@ -78,3 +78,36 @@ def test_nodes_exit_with_a_message_when_required_settings_are_missing(module, tm
                            "--ros-args", "-p", "x:=1"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2, done.stderr
     assert "robot_config" in done.stderr and "required" in done.stderr
+
+
+def test_fake_arm_sensor_faults_lie_the_way_sensors_do(sim_arm):
+    from vla_policy_node.nodes.fake_arm_driver import SensorFault
+
+    t = ServiceTransport(clock=10.0)
+    t.node_name = "fake_arm_driver"
+    arm = FakeArm(t, sim_arm, FakeArmParams(initial=(0.0,) * 7))
+    fault = '{"readings": {"joint2": NaN, "joint3": 1e9}, "offsets": {"gripper": 0.076}, "joint_stamp_offset": 3600}'
+    t.inject("~/sensor_fault", t.new_message("std_msgs/msg/String", data=fault))
+    arm.joint_step()
+    msg = t.messages("/joint_states")[-1]  # raw: the decoder would refuse the NaN, as the nodes do
+    positions = np.asarray(msg.position)
+    assert math.isnan(positions[1]) and positions[2] == 1e9
+    assert positions[6] == pytest.approx(0.076) and positions[0] == 0.0
+    assert msg.header.stamp.sec == 10 + 3600
+    assert arm.positions[1] == 0.0  # the arm itself is where it was: only its sensor lies
+    t.inject("~/sensor_fault", t.new_message("std_msgs/msg/String", data='{"joint_states": false, "cameras": false}'))
+    sent = len(t.messages("/joint_states"))
+    arm.joint_step()
+    arm.camera_step()
+    assert len(t.messages("/joint_states")) == sent and not t.messages(sim_arm.cameras[0].topic)
+    t.inject("~/sensor_fault", t.new_message("std_msgs/msg/String", data='{"offsets": {"elbow": 1}}'))
+    assert arm.errors.total == 1 and not arm.fault.joint_states  # a bad fault is refused, the old one stays
+    with pytest.raises(ValueError, match="unknown sensor fault key"):
+        SensorFault.from_json('{"joint_state": false}', sim_arm.state_names)
+
+
+def test_fake_arm_refuses_a_bad_sensor_fault_argument(repo_root):
+    from vla_policy_node.nodes import fake_arm_driver
+
+    robot = str(repo_root / "config" / "robots" / "sim_arm.yaml")
+    assert fake_arm_driver.main(["--transport", "dds", "--robot-config", robot, "--sensor-fault", "{oops"]) == 2

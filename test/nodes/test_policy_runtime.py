@@ -251,13 +251,14 @@ def test_gripper_is_sent_on_change_only(sim_arm):
     class Gripping(ScriptedPolicy):
         def infer(self, observation, *, prefix=None):
             chunk = super().infer(observation, prefix=prefix)
-            chunk.actions[:, -1] = 0.01  # close to 1 cm
+            chunk.actions[:, -1] = closed  # 3 cm less than fully open
             return chunk
 
+    closed = sim_arm.gripper.upper - 0.03
     h = Harness(sim_arm, Gripping(sim_arm, step=0.0), dry_run=False)
     h.step(100)
     values = [float(m.data[0]) for m in h.t.messages("/vla/policy_gripper_command")]
-    assert values[0] == pytest.approx(0.04) and values[-1] == pytest.approx(0.01)
+    assert values[0] == pytest.approx(sim_arm.gripper.upper) and values[-1] == pytest.approx(closed)
     assert all(a != b for a, b in itertools.pairwise(values))
     assert len(values) < 80  # one per change while the command ramps, none while it stands still
     h.step(30)

@@ -80,3 +80,12 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("joints: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_embodiment(bad)
+
+
+def test_bad_yaml_error_is_one_line_with_its_place(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\njoints: [\n")
+    with pytest.raises(ConfigError) as err:
+        load_embodiment(bad)
+    message = str(err.value)
+    assert "\n" not in message and "line 3, column 1" in message and str(bad) in message

@@ -4,13 +4,13 @@ CLIs with YAML configs -> a checkpoint the policy serves."""
 import re
 
 import numpy as np
+import pytest
 import yaml
 
 from test.model.helpers import observation
 from test.roboalign.toy import single_thread
 from test.system.processes import REPO
 from vla_policy_node.cli import train_action_tokenizer
-from vla_policy_node.experiments.sim_arm.demos import demonstration_dataset
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.train.roboalign import grpo, sft, vla
@@ -24,11 +24,11 @@ def _yaml(path, data):
     return ["--config", str(path)]
 
 
-def test_stage_commands_chain_from_a_recorded_dataset(tmp_path, capsys):
+@pytest.mark.slow
+def test_stage_commands_chain_from_a_recorded_dataset(tmp_path, capsys, sim_demos):
     single_thread()
     robot = load_embodiment(ROBOT)
-    demonstration_dataset(robot, tmp_path / "demo", 2)
-    dataset = tmp_path / "demo" / "dataset"
+    dataset = sim_demos.target_state_dataset  # recorded by this robot config (the session's shared demos)
     assert train_action_tokenizer.main([str(dataset), str(tmp_path / "fast"), "--kind", "fast", "--horizon", str(H),
                                         "--split", "all", "--vocab-size", "64", "--scale", "4"]) == 0
     source = {"kind": "lerobot", "path": str(dataset), "tokenizer": str(tmp_path / "fast"), "split": None}

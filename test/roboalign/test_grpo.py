@@ -55,6 +55,7 @@ def test_reward_is_pluggable_by_name():
         resolve_reward("nope")
 
 
+@pytest.mark.slow
 def test_grpo_raises_mean_reward(tmp_path):
     single_thread()
     cfg = GRPOConfig(run=RunConfig(output_dir=str(tmp_path), steps=40, batch_size=3, lr=2e-2, warmup_steps=2,
@@ -69,6 +70,7 @@ def test_grpo_raises_mean_reward(tmp_path):
     assert (final / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_roboalign_reward_after_sft(tmp_path):
     """The real reward on the toy action task: SFT to a model that is often, not always, right when sampling,
     then GRPO raises format rate and prefix accuracy."""

@@ -4,9 +4,10 @@ import numpy as np
 from PIL import Image
 
 from test.roboalign.toy import single_thread, toy_actions
+from vla_policy_node.model.vocabulary import add_tokens
 from vla_policy_node.train.roboalign.common import RunConfig
 from vla_policy_node.train.roboalign.data import Mix, VQASamples, sft_batch
-from vla_policy_node.train.roboalign.mllm import MLLMConfig, add_tokens, load_mllm
+from vla_policy_node.train.roboalign.mllm import MLLMConfig, load_mllm
 from vla_policy_node.train.roboalign.rewards import format_reward
 from vla_policy_node.train.roboalign.sft import SFTConfig, run_sft
 
@@ -29,7 +30,7 @@ def test_vqa_layout_and_answer_only_labels(tmp_path):
     sample = actions[0]
     assert format_reward(sample.answer) == 1.0 and sample.target and sample.target == actions.target(0)
     model, processor = load_mllm(MLLMConfig())
-    add_tokens(model, processor, [f"<fast_{k}>" for k in range(actions.tokenizer.vocab_size)])
+    add_tokens(model, processor.tokenizer, [f"<fast_{k}>" for k in range(actions.tokenizer.vocab_size)])
     batch = sft_batch(processor, [vqa[1], sample])
     tok = processor.tokenizer
     for b, answer in enumerate(["left", sample.answer]):

@@ -1,6 +1,7 @@
 """The whole chain learns, in CI: expert demonstrations recorded and converted through our tools train a tiny
 VLA that reaches >= 80% closed loop (target position in the state), and the vision-language variant's training
-loss falls by >= 30% in the same number of steps. A few minutes on 2 CPU cores."""
+loss falls by >= 30% in the same number of steps. A few minutes on 2 CPU cores; both train on the session's
+shared demonstrations (`sim_demos`, test/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 import torch
 
 from test.system.processes import REPO, SIM_ARM
-from vla_policy_node.experiments.sim_arm.demos import demonstration_dataset
 from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
 from vla_policy_node.experiments.sim_arm.train import SimTrainConfig, train
 from vla_policy_node.spec.embodiment import load_embodiment
@@ -20,8 +20,10 @@ TARGET_STATE = REPO / "config" / "sim" / "sim_arm_target_state.yaml"
 # the target-state variant needs no grounding, so no auxiliary target-position loss
 CONFIG = SimTrainConfig(steps=1200, batch_size=8, lr=1e-3, threads=1)
 TARGET_STATE_CONFIG = dataclasses.replace(CONFIG, aux_weight=0.0)
-DEMOS = 60
 EVAL_LAYOUTS = range(20)  # task seeds never used for demonstrations
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
@@ -31,18 +33,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def test_target_state_variant_learns_to_reach_closed_loop(tmp_path) -> None:
+def test_target_state_variant_learns_to_reach_closed_loop(tmp_path, sim_demos) -> None:
     robot = load_embodiment(TARGET_STATE)
-    stats, _ = demonstration_dataset(robot, tmp_path / "demos", DEMOS)
-    assert stats.successes == DEMOS
-    final, _, _ = train(robot, tmp_path / "demos" / "dataset", tmp_path / "run", TARGET_STATE_CONFIG)
+    assert sim_demos.stats.successes == sim_demos.episodes == 60
+    final, _, _ = train(robot, sim_demos.target_state_dataset, tmp_path / "run", TARGET_STATE_CONFIG)
     report = evaluate_checkpoint(robot, final, EVAL_LAYOUTS)
     assert report.success_rate >= 0.8, report.summary()
 
 
-def test_vision_language_variant_loss_falls(tmp_path) -> None:
+def test_vision_language_variant_loss_falls(tmp_path, sim_demos) -> None:
     robot = load_embodiment(SIM_ARM)
-    demonstration_dataset(robot, tmp_path / "demos", DEMOS)
-    _, losses, _ = train(robot, tmp_path / "demos" / "dataset", tmp_path / "run", CONFIG)
+    _, losses, _ = train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", CONFIG)
     first, last = float(np.mean(losses[:50])), float(np.mean(losses[-50:]))
     assert last <= 0.7 * first, (first, last)

@@ -28,6 +28,8 @@ from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec.embodiment import load_embodiment
 from vla_policy_node.train.data import fit_normalization
 
+pytestmark = pytest.mark.slow  # Meta-World environments, experts and training
+
 ROBOT = load_embodiment(REPO / "config" / "sim" / "metaworld_sawyer.yaml")
 CAMERA = ROBOT.cameras[0]
 
@@ -187,3 +189,28 @@ def test_cli_writes_the_summary(tmp_path) -> None:
     trained = evaluation["trained"]
     assert trained["latency_ms"]["inferences"] == sum(-(-n // 8) for n in trained["lengths"])  # execute=8
     assert "latency_ms" not in evaluation["expert"]
+
+
+def test_samples_carry_the_goal_and_object_for_the_aux_loss_only(reach) -> None:
+    samples, stats = demonstrations(reach, [10_003], horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
+    obs = reach.reset(10_003)
+    goal, puck = obs[36:39], obs[4:7]
+    assert stats.frame_in_episode == list(range(len(samples)))
+    for s in samples:
+        assert s.env_state.shape == (6,) and s.state.shape == (4,)  # the policy's state has neither
+        np.testing.assert_allclose(s.env_state[:3], goal, atol=1e-9)  # the goal does not move
+    np.testing.assert_allclose(samples[0].env_state[3:], puck, atol=1e-9)
+
+
+def test_grounding_recipe_trains_one_policy_for_several_tasks(tmp_path) -> None:
+    out = tmp_path / "out"
+    assert metaworld_eval.main(["--task", "reach-v3,push-v3", "--recipe", "grounding", "--demos", "1",
+                                "--steps", "2", "--warmup-steps", "1", "--batch-size", "2", "--image-size", "64",
+                                "--episodes", "1", "--max-steps", "200", "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["aux_weight"] == 4.0 and summary["config"]["family"] == "qwen3_vl"
+    assert set(summary["per_task"]) == {"reach-v3", "push-v3"}
+    for task in summary["per_task"].values():
+        assert {"trained", "expert", "random_init"} <= set(task) and task["trained"]["episodes"] == 1
+    config = json.loads((out / "run" / "checkpoint-0000002" / "vla_config.json").read_text())
+    assert config["aux"]["names"] == ["goal_x", "goal_y", "goal_z", "object_x", "object_y", "object_z"]

@@ -46,6 +46,7 @@ def test_shipped_checkpoint_locates_the_named_block_on_unseen_layouts(robot) -> 
     assert report.nearest_is_target >= 0.8 and report.median_error_m < 0.04, report
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_reaches_the_named_block_on_unseen_layouts(robot) -> None:
     trained = evaluate_checkpoint(robot, CHECKPOINT, UNSEEN_LAYOUTS)
     instructions = {e.instruction for e in trained.episodes}

@@ -1,33 +1,114 @@
-"""Child processes for the multi-process tests: node processes that always end, and their logs on failure."""
+"""Child processes for the multi-process tests: node processes that always end, their logs on failure, and a
+thread-safe log of the messages a test process hears from them."""
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_ARM = REPO / "config" / "robots" / "sim_arm.yaml"
+FRANKA_FR3 = REPO / "config" / "robots" / "franka_fr3.yaml"
 
 
-def node_env(domain: int) -> dict[str, str]:
+def node_env(domain: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Loopback DDS on a private domain; one torch thread per process (the suite runs on 2 cores)."""
     env = dict(os.environ)
     env.update(VLA_DDS_LOOPBACK="1", ROS_DOMAIN_ID=str(domain), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra or {})
     return env
+
+
+def claim_domain(name: str = "domain_probe", tries: int = 8, listen: float = 0.5) -> tuple[Any, int]:
+    """A DDS participant named `name` on a random domain that no other ROS node on this machine uses: other
+    test runs on a shared machine pick random domains too, and two runs on one domain would hear each other."""
+    from vla_policy_node.transport import DdsConfig, DdsTransport
+
+    for _ in range(tries):
+        domain = random.SystemRandom().randint(1, 230)
+        transport = DdsTransport(DdsConfig(node_name=name, loopback=True, domain_id=domain))
+        time.sleep(listen)
+        if len(transport.discovered_nodes()) <= 1:  # only this one
+            return transport, domain
+        transport.close()
+    raise AssertionError(f"no free DDS domain found in {tries} tries")
+
+
+def build_tiny_checkpoint(robots: Any, directory: Path) -> Path:
+    """A randomly initialised tiny VLA for `robots` (one Embodiment or several), saved the way a real checkpoint
+    is, with normalization stats from each robot's joint limits."""
+    import torch
+
+    from vla_policy_node.model.checkpoint import save_checkpoint
+    from vla_policy_node.model.tiny import build_tiny_vla
+    from vla_policy_node.spec.normalization import NormalizationSet, normalization_from_limits
+
+    robots = list(robots) if isinstance(robots, list | tuple) else [robots]
+    torch.manual_seed(0)
+    model = build_tiny_vla(robots)
+    stats = {tag: norm for robot in robots for tag, norm in normalization_from_limits(robot).by_tag.items()}
+    return save_checkpoint(model, NormalizationSet(stats), directory)
+
+
+class Recorder:
+    """Thread-safe message log: (arrival time on time.monotonic(), decoded value)."""
+
+    def __init__(self, decode: Callable) -> None:
+        self.items: list[tuple[float, object]] = []
+        self._decode = decode
+        self._lock = threading.Lock()
+
+    def __call__(self, msg) -> None:
+        value = self._decode(msg)
+        with self._lock:
+            self.items.append((time.monotonic(), value))
+
+    def since(self, t0: float) -> list:
+        with self._lock:
+            return [value for t, value in self.items if t >= t0]
+
+    def window(self, t0: float, t1: float = float("inf")) -> list[tuple[float, Any]]:
+        """(arrival time, value) of the messages that arrived in [t0, t1]."""
+        with self._lock:
+            return [(t, value) for t, value in self.items if t0 <= t <= t1]
+
+    def latest(self):
+        with self._lock:
+            return self.items[-1][1] if self.items else None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, system=None) -> float:
+    """Poll `condition` until it holds (returns the time.monotonic() it did) or fail after `timeout` seconds;
+    `system` (check_alive(), logs()) fails early when a node died and adds the node logs to the failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic()
+        if system is not None:
+            system.check_alive()
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}" +
+                         ("\n" + system.logs() if system is not None else ""))
 
 
 class NodeProcess:
     """`python -m <module> <args>` with output in `log`; `stop()` sends SIGINT, then kills after a grace time."""
 
-    def __init__(self, module: str, args: list[str], domain: int, log: Path) -> None:
+    def __init__(self, module: str, args: list[str], domain: int, log: Path,
+                 env: Mapping[str, str] | None = None) -> None:
         self.module = module
         self.log = log
         self._file = log.open("w")
         self.process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=self._file,
-                                        stderr=subprocess.STDOUT, env=node_env(domain), cwd=REPO)
+                                        stderr=subprocess.STDOUT, env=node_env(domain, env), cwd=REPO)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -43,6 +124,11 @@ class NodeProcess:
         self._file.close()
         return self.process.returncode
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` (SIGSTOP, SIGCONT, SIGKILL...) to the node process."""
+        self.process.send_signal(sig)
+
     def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
+        text = [line if len(line) <= 500 else line[:500] + f"... ({len(line)} characters)"
+                for line in self.log.read_text(errors="replace").splitlines()]
         return f"--- {self.module} (exit {self.process.poll()}) ---\n" + "\n".join(text[-lines:])

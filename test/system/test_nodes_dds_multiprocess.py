@@ -9,55 +9,22 @@ services. The three nodes start once for the module; each test leaves the system
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from test.system.processes import SIM_ARM, NodeProcess
+from test.system.processes import SIM_ARM, NodeProcess, Recorder, wait_for
 from vla_policy_node.msgs import decode_action_chunk, decode_joint_trajectory, decode_policy_status
 from vla_policy_node.msgs.joints import encode_joint_state
 from vla_policy_node.msgs.markers import decode_marker_points
 from vla_policy_node.transport.qos import LATCHED_QOS, QosProfile
 
+pytestmark = pytest.mark.slow  # node processes over DDS
+
 STARTUP_TIMEOUT = 60.0
 INSTRUCTION = "put the red block in the bowl"
-
-
-class Recorder:
-    """Thread-safe message log: (arrival time, decoded value)."""
-
-    def __init__(self, decode: Callable) -> None:
-        self.items: list[tuple[float, object]] = []
-        self._decode = decode
-        self._lock = threading.Lock()
-
-    def __call__(self, msg) -> None:
-        value = self._decode(msg)
-        with self._lock:
-            self.items.append((time.monotonic(), value))
-
-    def since(self, t0: float) -> list:
-        with self._lock:
-            return [value for t, value in self.items if t >= t0]
-
-    def latest(self):
-        with self._lock:
-            return self.items[-1][1] if self.items else None
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, system=None) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return time.monotonic()
-        if system is not None:
-            system.check_alive()
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}" +
-                         ("\n" + system.logs() if system is not None else ""))
 
 
 def max_change(commands: list[np.ndarray]) -> float:

@@ -43,6 +43,17 @@ def test_lr_schedule_hand_values() -> None:
     assert lr_factor(100, 10, 100) == pytest.approx(0.0)
 
 
+def test_warmup_stable_decay_holds_the_peak_until_its_decay() -> None:
+    # decay over the last 20% of 100 steps: 1 from the warmup's end to step 80, then the cosine to 0 at 100
+    assert lr_factor(5, 10, 100, decay_fraction=0.2) == pytest.approx(0.6)
+    assert lr_factor(50, 10, 100, decay_fraction=0.2) == pytest.approx(1.0)
+    assert lr_factor(80, 10, 100, decay_fraction=0.2) == pytest.approx(1.0)
+    assert lr_factor(90, 10, 100, decay_fraction=0.2) == pytest.approx(0.5)
+    assert lr_factor(100, 10, 100, decay_fraction=0.2) == pytest.approx(0.0)
+    assert lr_factor(55, 10, 100, decay_fraction=1.0) == lr_factor(55, 10, 100)  # 1: the plain cosine
+
+
+@pytest.mark.slow
 def test_overfits_small_dataset(tmp_path: Path, sim_arm: Embodiment) -> None:
     torch.manual_seed(0)
     model = build_tiny_vla([sim_arm])
@@ -61,6 +72,7 @@ def test_overfits_small_dataset(tmp_path: Path, sim_arm: Embodiment) -> None:
     assert metrics[-1]["step"] == 300 and metrics[0]["lr"] > 0
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path, sim_arm: Embodiment) -> None:
     data = dataset(sim_arm)
     norm = fit_normalization(data)

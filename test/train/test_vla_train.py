@@ -103,3 +103,11 @@ def test_the_sim_recipe_is_the_sim_reach_config(sim_arm):
 
     shipped = load_recipe(REPO / "config/train/sim_reach.yaml", ["datasets=[demos/dataset]", "output_dir=runs/x"])
     assert recipe(sim_arm, "demos/dataset", "runs/x", SimTrainConfig(threads=1)) == shipped  # README: --threads 1
+
+
+def test_the_pick_place_recipe_is_the_sim_pick_place_config(sim_arm):
+    from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
+
+    shipped = load_recipe(REPO / "config/train/sim_pick_place.yaml", ["datasets=[demos/dataset]",
+                                                                      "output_dir=runs/x"])
+    assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place"]) == shipped

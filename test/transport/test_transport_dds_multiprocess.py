@@ -23,6 +23,8 @@ from cyclonedds.qos import Policy
 from vla_policy_node.msgs import decode_image, decode_joint_state, encode_float64_array
 from vla_policy_node.transport import SENSOR_DATA_QOS
 
+pytestmark = pytest.mark.slow  # processes over DDS
+
 PEER = Path(__file__).with_name("dds_peer.py")
 _spec = importlib.util.spec_from_file_location("dds_peer", PEER)
 peer = importlib.util.module_from_spec(_spec)

@@ -1,10 +1,12 @@
-"""The built-in demo: the simulated arm, the policy node and the command mux, closed loop on "reach the <color>
-block" from the camera images, with the policy trained by our own pipeline (checkpoints/sim_reach/).
+"""The built-in demo: the simulated arm, the policy node and the command mux, closed loop from the camera image
+and the instruction, with a policy trained by our own pipeline: "put the <color> block on the <color> pad"
+(checkpoints/sim_pick_place/, the default) or "reach the <color> block" (--task reach, checkpoints/sim_reach/).
 
-    ./scripts/demo.sh [--episodes 20] [--checkpoint DIR] [--out demo_output]
+    ./scripts/demo.sh [--task pick_place|reach] [--episodes 20] [--checkpoint DIR] [--out demo_output]
 
 Prints the success rate, episode time and inference latency; writes an image strip of the first episode
-(scene camera, every 0.3 s) and a plot of the per-episode results. Runs on CPU, without ROS.
+(scene camera every 0.5 s, with the time, the instruction and markers on the named block and its goal) and a
+plot of the per-episode results with the success criterion. Runs on CPU, without ROS.
 """
 
 from __future__ import annotations
@@ -21,43 +23,17 @@ import numpy as np
 from vla_policy_node.spec.cli import CliParser, run_guarded
 
 REPO = Path(__file__).resolve().parents[4]
-CHECKPOINT = REPO / "checkpoints" / "sim_reach"
-
-
-def write_strip(frames: list[np.ndarray], path: Path, every: int = 3) -> None:
-    from PIL import Image
-
-    picked = frames[::every] + ([frames[-1]] if (len(frames) - 1) % every else [])
-    strip = np.concatenate([np.pad(f, ((2, 2), (2, 2), (0, 0)), constant_values=255) for f in picked], axis=1)
-    Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(path)
-
-
-def write_plot(report, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    episodes = report.episodes
-    colors = ["tab:green" if e.success else "tab:red" for e in episodes]
-    a.bar(range(len(episodes)), [e.final_distance for e in episodes], color=colors)
-    a.axhline(0.05, color="k", lw=0.8, ls="--")
-    a.set(xlabel="episode (layout seed)", ylabel="final tool distance to target (m)",
-          title=f"success {report.success_rate:.0%} (green)")
-    latencies = np.concatenate([e.latencies_ms for e in episodes])
-    b.hist(latencies, bins=30)
-    b.set(xlabel="inference latency (ms)", ylabel="count", title="policy latency (CPU)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+CHECKPOINTS = {"pick_place": REPO / "checkpoints" / "sim_pick_place" / "checkpoint",
+               "reach": REPO / "checkpoints" / "sim_reach" / "checkpoint"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     parser = CliParser(prog="vla_demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=str(CHECKPOINT / "checkpoint"),
-                        help="policy checkpoint directory or model-hub id")
+    parser.add_argument("--task", choices=sorted(CHECKPOINTS), default=None,
+                        help="pick_place (the default when its checkpoint is shipped) or reach")
+    parser.add_argument("--checkpoint", default=None,
+                        help="policy checkpoint directory or model-hub id (default: the task's shipped one)")
     parser.add_argument("--robot-config", dest="robot_config", default=str(REPO / "config/robots/sim_arm.yaml"),
                         help="robot YAML of the simulated arm")
     parser.add_argument("--episodes", type=int, default=20, help="episodes (unseen layouts) to run")
@@ -74,15 +50,19 @@ def _run(args: argparse.Namespace) -> int:
 
     from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, evaluate
     from vla_policy_node.experiments.sim_arm.evaluate import load_policy
+    from vla_policy_node.experiments.sim_arm.figures import write_plot, write_strip
     from vla_policy_node.spec.embodiment import load_embodiment
 
     torch.set_num_threads(args.threads)
+    if args.task is None:
+        args.task = "pick_place" if CHECKPOINTS["pick_place"].is_dir() else "reach"
     robot = load_embodiment(args.robot_config)
-    print(f"sim arm + policy node + command mux; checkpoint {args.checkpoint}; {args.episodes} episodes")
-    system = ClosedLoopSystem(robot, load_policy(args.checkpoint, robot))
+    checkpoint = args.checkpoint or str(CHECKPOINTS[args.task])
+    print(f"sim arm ({args.task}) + policy node + command mux; checkpoint {checkpoint}; {args.episodes} episodes")
+    system = ClosedLoopSystem(robot, load_policy(checkpoint, robot), task=args.task)
 
     def progress(e) -> None:
-        print(f"  seed {e.seed:3d}  {e.instruction:<24} {'success' if e.success else 'fail   '} "
+        print(f"  seed {e.seed:3d}  {e.instruction:<38} {'success' if e.success else 'fail   '} "
               f"t={e.time:4.1f}s  d={e.final_distance:.3f} m  inference p50 {np.median(e.latencies_ms):5.1f} ms")
 
     try:
@@ -93,8 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = report.summary()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_strip(report.episodes[0].frames, out / "episode_strip.png")
-    write_plot(report, out / "results.png")
+    write_strip(report.episodes[0], out / "episode_strip.png")
+    write_plot(report, out / "results.png", args.task)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"success rate {summary['success_rate']:.0%} ({summary['successes']}/{summary['episodes']}), "
           f"mean episode time {summary['episode_time_mean_s']:.2f} s (successes), inference latency "

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vla_policy_node.model.asa.tokenizers.base import save_tokenizer
+    from vla_policy_node.model.asa.tokenizers.storage import save_tokenizer
     from vla_policy_node.train.action_tokenizer import TokenizerSpec, train_action_tokenizer
 
     spec = TokenizerSpec(kind=args.kind, bins=args.bins, codebook_size=args.codebook_size, depth=args.depth,

@@ -9,26 +9,26 @@ select_layer == all layers, that is the last layer's output before the final nor
 models); at such a layer our features include that addition (what the next layer would read), while transformers'
 `hidden_states` records the layer output before it. For a cut at layer >= 4 the two agree.
 
-Padding: batches are RIGHT-padded by default (`padding_side="left"` for token action heads, so that tokens decoded
-after the prompt follow every sample's last real token without a gap). The returned mask is True on real tokens;
-features at padding are zero. Instructions may be empty (a single-task policy has none); requiring one is the
-policy's decision, not ours.
+Inputs come from `backbone_inputs.BackboneInputs` (the processor and chat template; `prepare`). Padding: batches
+are RIGHT-padded by default (`padding_side="left"` for token action heads, so that tokens decoded after the prompt
+follow every sample's last real token without a gap). The returned mask is True on real tokens; features at
+padding are zero. Instructions may be empty (a single-task policy has none); requiring one is the policy's
+decision, not ours.
 
-Token action heads (model/asa) also use: the LM's input embeddings (`embed_tokens`), vocabulary growth
-(`add_tokens`) or reuse of rarely used ids (`rare_token_ids`), and KV-cache decoding (`prefill` once per chunk,
-then `decode_step` per action token, fed as `inputs_embeds`).
+Token action heads (model/asa) decode through `token_decoder.py` (KV cache) and get their vocabulary ids through
+`vocabulary.py`. A backbone built from a bare `model_config` (random weights) needs its processor passed in:
+test-size models get theirs from `model/tiny.py`, which production code never imports.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import logging
 import re
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,91 +38,18 @@ from torch import nn
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
-from vla_policy_node.model.families import FamilySpec, family_for_model_type, get_family
+from vla_policy_node.model.backbone_config import BackboneConfig, LoraSpec
+from vla_policy_node.model.backbone_inputs import BackboneInputs
+from vla_policy_node.model.families import FamilySpec, resolve_family
 from vla_policy_node.model.processors import load_processor
-from vla_policy_node.spec.types import ObservationError
+from vla_policy_node.model.qwen_fast import linear_patch_embeds
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Per-layer config lists that must shrink with num_hidden_layers.
 PER_LAYER_KEYS = ("layer_types", "no_rope_layers")
-# Processor outputs that are not model inputs.
-_NOT_INPUTS = frozenset({"labels"})
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """LoRA on the language model only (the vision tower stays frozen)."""
-
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-    def __post_init__(self) -> None:
-        if self.rank < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0 or not self.target_modules:
-            raise ValueError(f"invalid LoraSpec: {self}")
-        object.__setattr__(self, "target_modules", tuple(self.target_modules))
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """How to build the backbone. Serializable with `to_dict` / `from_dict` (checkpoint config JSON).
-
-    source: local dir or hub id for `from_pretrained`; None -> random init from `model_config` (tests), and
-        `Backbone.from_checkpoint_dir` always builds from `model_config` (the truncated config it saved).
-    select_layer: decoder layers kept (1-based); features are the output of the last kept layer.
-    num_cameras: when set, every sample must bring exactly this many images.
-    max_instruction_tokens: longer instructions are cut to this many tokens (bounds latency and context).
-    processor_kwargs: forwarded to the processor's `from_pretrained` (e.g. Qwen's `max_pixels`, the per-camera
-        token budget) or, without a source, to `tiny.build_tiny_processor` (e.g. `image_size`). Not used by
-        `from_checkpoint_dir`: the saved processor already carries them.
-    instruction_first: put the instruction before the camera images in the prompt. In a causal decoder the
-        image tokens can then attend to the task text (language-conditioned vision, as FiLM does in RT-1), which
-        lets a small model learn which object the instruction names; with images first only the text tokens see
-        both. Default False: the order the families' chat formats use for image questions.
-    """
-
-    family: str = "qwen2_5_vl"  # qwen2_5_vl | qwen3_vl | paligemma | idefics3 | smolvlm | auto
-    source: str | None = None
-    model_config: dict[str, Any] | None = None
-    select_layer: int = 12
-    freeze: bool = True
-    lora: LoraSpec | None = None
-    dtype: str = "float32"  # "bfloat16" on GPU
-    attn_implementation: str | None = None  # None: transformers picks (sdpa where supported)
-    num_cameras: int | None = None
-    max_instruction_tokens: int | None = None
-    processor_kwargs: dict[str, Any] = field(default_factory=dict)
-    gradient_checkpointing: bool = False
-    padding_side: str = "right"  # "left" for token action heads (KV-cache decoding after the prompt)
-    instruction_first: bool = False
-
-    def __post_init__(self) -> None:
-        if self.source is None and self.model_config is None:
-            raise ValueError("BackboneConfig needs a `source` (pretrained) or a `model_config` dict")
-        if self.select_layer < 1:
-            raise ValueError(f"select_layer must be >= 1, got {self.select_layer}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.lora is not None and not self.freeze:
-            raise ValueError("lora trains only the adapters: use freeze=True with lora (freeze=False = full tuning)")
-        if self.num_cameras is not None and self.num_cameras < 1:
-            raise ValueError(f"num_cameras must be >= 1, got {self.num_cameras}")
-        if self.max_instruction_tokens is not None and self.max_instruction_tokens < 1:
-            raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
-        if self.padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}")
-        if isinstance(self.lora, dict):
-            object.__setattr__(self, "lora", LoraSpec(**self.lora))
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        return cls(**data)
+__all__ = ["Backbone", "BackboneConfig", "LoraSpec", "truncate_config"]
 
 
 class Backbone(nn.Module):
@@ -135,32 +62,33 @@ class Backbone(nn.Module):
         self.family = family
         self.model = model
         self.processor = processor
+        self.inputs = BackboneInputs(config, family, processor)
         self.hidden_size: int = family.text_config(model.config).hidden_size
         self.num_layers: int = len(family.layers(model))
-        params = inspect.signature(model.forward).parameters
-        self._input_names = frozenset(p for p in params if p not in _NOT_INPUTS)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def build(cls, cfg: BackboneConfig, processor: ProcessorMixin | None = None,
               device: str | torch.device | None = None) -> Backbone:
-        """From `cfg.source` (pretrained weights, layers above the cut never loaded) or `cfg.model_config`
-        (random init). Without a source and a processor, a tiny offline processor is built (tests, demos).
-        `device` places the weights there while loading (a 7B model never has to sit on the CPU)."""
+        """From `cfg.source` (pretrained weights, layers above the cut never loaded, its processor unless one is
+        given) or `cfg.model_config` (random init; the processor must be given: `tiny.tiny_processor(cfg)` for
+        test-size models). `device` places the weights there while loading (a 7B model never has to sit on the
+        CPU)."""
         if cfg.source is not None:
             config = AutoConfig.from_pretrained(cfg.source)
-            family = _resolve_family(cfg, config.model_type)
+            family = resolve_family(cfg.family, config.model_type)
             config = truncate_config(config, cfg.select_layer)
             model = _load_pretrained(family, cfg, config, device)
             if processor is None:
                 processor = load_processor(cfg.source, family.processor_class, **cfg.processor_kwargs)
         else:
-            family = _resolve_family(cfg, _model_type(cfg))
+            family = resolve_family(cfg.family, cfg.model_type())
+            if processor is None:
+                raise ValueError("a backbone built from model_config (random weights) needs its processor: pass "
+                                 "processor= (test-size models: vla_policy_node.model.tiny.tiny_processor(cfg))")
             config = truncate_config(_config_from_dict(family, cfg.model_config), cfg.select_layer)
             with torch.device(device or "cpu"):
                 model = family.model_cls()._from_config(config, **_model_kwargs(cfg))
-            if processor is None:
-                processor = _tiny_processor(family, cfg, config)
         return cls._assemble(cfg, family, model, processor)
 
     @classmethod
@@ -175,13 +103,11 @@ class Backbone(nn.Module):
 
         if cfg.model_config is None:
             raise ValueError("from_checkpoint_dir needs cfg.model_config (Backbone.model_config_dict())")
-        family = _resolve_family(cfg, _model_type(cfg))
+        family = resolve_family(cfg.family, cfg.model_type())
         config = truncate_config(_config_from_dict(family, cfg.model_config), cfg.select_layer)
         with no_init_weights(), torch.device(device or "cpu"):
             model = family.model_cls()._from_config(config, **_model_kwargs(cfg))
-        # No processor_kwargs here: they shaped the processor before it was saved, and are baked into its files.
-        processor = load_processor(directory, family.processor_class)
-        return cls._assemble(cfg, family, model, processor)
+        return cls._assemble(cfg, family, model, load_checkpoint_processor(cfg, directory))
 
     @classmethod
     def _assemble(cls, cfg: BackboneConfig, family: FamilySpec, model: PreTrainedModel,
@@ -191,8 +117,7 @@ class Backbone(nn.Module):
         if kept != cfg.select_layer:  # pragma: no cover - guards the truncation invariant
             raise RuntimeError(f"model has {kept} decoder layers after the cut, expected {cfg.select_layer}")
         text_model.norm = nn.Identity()  # features are the raw output of the last kept layer
-        if not processor.chat_template:  # e.g. PaliGemma ships none: use (and save) the family's format
-            processor.chat_template = family.chat_template
+        linear_patch_embeds(model)  # Qwen vision patch embeddings: same weights, a matmul instead of a Conv3d
         if cfg.lora is not None:
             _inject_lora(text_model, cfg.lora)
         for name, param in model.named_parameters():
@@ -217,161 +142,36 @@ class Backbone(nn.Module):
 
     # ------------------------------------------------------------------ inputs
     def prepare(self, images: Sequence[Sequence[np.ndarray]], instructions: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Batch of samples -> model inputs (right-padded). images[b]: one HxWx3 uint8 RGB array per camera, in the
-        embodiment's camera order; instructions[b]: the task text (may be empty)."""
-        self._validate(images, instructions)
-        texts = [self._prompt(len(sample), text) for sample, text in zip(images, instructions, strict=True)]
-        batch = self.processor(images=[list(sample) for sample in images], text=texts, return_tensors="pt",
-                               padding=True, padding_side=self.config.padding_side)
-        return {k: v for k, v in batch.items() if k in self._input_names and isinstance(v, torch.Tensor)}
+        """Batch of samples -> model inputs (`BackboneInputs`). images[b]: one HxWx3 uint8 RGB array per camera, in
+        the checkpoint's camera order; instructions[b]: the task text (may be empty)."""
+        return self.inputs(images, instructions)
 
-    def _prompt(self, num_images: int, instruction: str) -> str:
-        limit = self.config.max_instruction_tokens
-        if limit is not None:
-            ids = self.processor.tokenizer(instruction, add_special_tokens=False)["input_ids"]
-            if len(ids) > limit:
-                instruction = self.processor.tokenizer.decode(ids[:limit])
-        content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
-        text = {"type": "text", "text": instruction}
-        content = [text, *content] if self.config.instruction_first else [*content, text]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                  add_generation_prompt=True, tokenize=False)
-
-    def _validate(self, images: Sequence[Sequence[np.ndarray]], instructions: Sequence[str]) -> None:
-        if isinstance(instructions, str):
-            raise ObservationError("instructions must be a list of strings (one per sample), got a single str")
-        if len(images) != len(instructions) or len(images) == 0:
-            raise ObservationError(f"need one image list per instruction and a non-empty batch; got {len(images)} "
-                                   f"image lists and {len(instructions)} instructions")
-        counts = {len(sample) for sample in images}
-        expected = self.config.num_cameras
-        if expected is not None and counts != {expected}:
-            raise ObservationError(f"backbone expects {expected} camera images per sample, got {sorted(counts)}")
-        if len(counts) != 1 or 0 in counts:
-            raise ObservationError(f"every sample needs the same number (>= 1) of camera images, got {sorted(counts)}")
-        for b, (sample, text) in enumerate(zip(images, instructions, strict=True)):
-            if not isinstance(text, str):
-                raise ObservationError(f"sample {b}: instruction must be a str, got {type(text).__name__}")
-            for c, image in enumerate(sample):
-                if not isinstance(image, np.ndarray):
-                    raise ObservationError(
-                        f"sample {b}, camera {c}: expected a numpy array, got {type(image).__name__}")
-                if image.dtype != np.uint8:
-                    raise ObservationError(f"sample {b}, camera {c}: expected uint8 RGB, got dtype {image.dtype}")
-                if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-                    raise ObservationError(f"sample {b}, camera {c}: expected HxWx3 RGB, got shape {image.shape}")
+    def model_kwargs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model's inputs among `inputs`, on the model's device (floating ones in its dtype)."""
+        param = next(self.model.parameters())
+        return {
+            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
+            for k, v in inputs.items() if k in self.inputs.input_names
+        }
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """-> features [B, T, hidden_size] (zero at padding), mask [B, T] bool (True = real token)."""
-        param = next(self.model.parameters())
-        kwargs = {
-            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
-            for k, v in inputs.items() if k in self._input_names
-        }
+        kwargs = self.model_kwargs(inputs)
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters())
         with nullcontext() if needs_grad else torch.no_grad():
             out = self.model(**kwargs, use_cache=False, return_dict=True)
         mask = kwargs["attention_mask"].bool()
         return out.last_hidden_state.masked_fill(~mask[..., None], 0.0), mask
 
-    # ------------------------------------------------------------------ tokens (action heads)
+    # ------------------------------------------------------------------ vocabulary
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
 
-    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        """Token ids -> the LM's input embeddings (what `input_ids` would feed), for `decode_step`."""
-        return self.input_embeddings(ids.to(self.input_embeddings.weight.device))
-
     @property
     def vocab_size(self) -> int:
         return int(self.input_embeddings.num_embeddings)
-
-    def add_tokens(self, tokens: Sequence[str]) -> list[int]:
-        """Add `tokens` to the tokenizer (as special tokens: never split, never merged) and grow the embedding
-        matrix to cover them. New rows start at the mean of the existing ones (a neutral, in-distribution
-        input). Returns their ids. Tokens already present keep their ids and rows."""
-        tokenizer = self.processor.tokenizer
-        before = self.vocab_size
-        fresh = [t for t in tokens if t not in tokenizer.get_vocab()]
-        if fresh:
-            tokenizer.add_tokens(list(fresh), special_tokens=True)
-        ids = [int(i) for i in tokenizer.convert_tokens_to_ids(list(tokens))]
-        size = max(before, len(tokenizer))
-        if size > before:
-            self.model.resize_token_embeddings(size, mean_resizing=False)
-            for cfg in (self.model.config, self.model.config.get_text_config()):
-                if hasattr(cfg, "vocab_size"):
-                    cfg.vocab_size = size
-        fresh_ids = sorted(set(tokenizer.convert_tokens_to_ids(fresh)))
-        if fresh_ids:
-            weight = self.input_embeddings.weight
-            with torch.no_grad():
-                keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
-                keep[fresh_ids] = False
-                weight[fresh_ids] = weight[keep].mean(0, keepdim=True)
-        # resize builds a new matrix; it trains exactly when the backbone is fully trained (LoRA skips embeddings)
-        self.input_embeddings.weight.requires_grad_(not self.config.freeze)
-        return ids
-
-    def rare_token_ids(self, count: int) -> list[int]:
-        """`count` ids of the base vocabulary that the text uses least: the last ids of the byte-pair vocabulary
-        (merges are learned most-frequent first, so the last ones are the rarest; OpenVLA's convention), skipping
-        special and added tokens. Ascending order."""
-        tokenizer = self.processor.tokenizer
-        reserved = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
-        base = [i for i in range(min(tokenizer.vocab_size, self.vocab_size)) if i not in reserved]
-        if count > len(base):
-            raise ValueError(f"asked for {count} rarely used token ids, the vocabulary has only {len(base)} "
-                             "non-special ones; add new tokens instead (token strategy 'new')")
-        return base[len(base) - count:]
-
-    # ------------------------------------------------------------------ KV-cache decoding (action heads)
-    def prefill(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, DecodeState]:
-        """Run the prompt (images + text) once and keep the KV cache. Needs LEFT-padded inputs, so the last
-        position is every sample's last real token. Returns its hidden state [B, H] and the decoding state."""
-        param = next(self.model.parameters())
-        kwargs = {
-            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
-            for k, v in inputs.items() if k in self._input_names
-        }
-        mask = kwargs["attention_mask"]
-        if not bool(mask[:, -1].all()):
-            raise ValueError("prefill needs left-padded inputs (BackboneConfig.padding_side='left')")
-        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters())
-        with nullcontext() if needs_grad else torch.no_grad():
-            out = self.model(**kwargs, use_cache=True, return_dict=True)
-        if out.past_key_values is None:
-            raise RuntimeError("the model returned no KV cache (gradient checkpointing disables it while training)")
-        if self.family.positions == "mrope":
-            deltas = self.model.rope_deltas.reshape(-1).to(mask.device)
-            next_position = mask.sum(-1) + deltas  # max position of the prompt + 1 (mrope_position_deltas)
-        else:
-            next_position = torch.full_like(mask[:, 0], mask.shape[1] + self.family.position_offset)
-        state = DecodeState(cache=out.past_key_values, attention_mask=mask.long(), next_position=next_position.long())
-        return out.last_hidden_state[:, -1], state
-
-    def decode_step(self, state: DecodeState, embeds: torch.Tensor) -> torch.Tensor:
-        """Append `embeds` [B, T, H] (action-token or state embeddings) after everything decoded so far, using and
-        extending the KV cache in `state`. Returns their hidden states [B, T, H] at the cut layer.
-
-        Runs with gradients whenever autograd is on: even with a frozen backbone the loss must reach the
-        embeddings fed here (the action head's own embedding table and state token)."""
-        b, t, _ = embeds.shape
-        device = state.attention_mask.device
-        steps = torch.arange(t, device=device)
-        positions = state.next_position[:, None] + steps[None, :]
-        if self.family.positions == "mrope":
-            positions = positions[None].expand(3, b, t)
-        mask = torch.cat([state.attention_mask, torch.ones(b, t, dtype=torch.long, device=device)], dim=1)
-        param = next(self.model.parameters())
-        out = self.model(inputs_embeds=embeds.to(param.dtype), attention_mask=mask, position_ids=positions,
-                         past_key_values=state.cache, use_cache=True, return_dict=True)
-        state.cache = out.past_key_values
-        state.attention_mask = mask
-        state.next_position = state.next_position + t
-        return out.last_hidden_state
 
     def train(self, mode: bool = True) -> Backbone:
         """A backbone with nothing to train stays in eval mode (no dropout) when the policy trains its head."""
@@ -381,14 +181,10 @@ class Backbone(nn.Module):
         return self
 
 
-@dataclass
-class DecodeState:
-    """What continuing a batch of prompts needs: the KV cache, the attention mask over everything so far
-    (prompt padding included) and each sample's next position id."""
-
-    cache: Any
-    attention_mask: torch.Tensor  # [B, T_so_far] long
-    next_position: torch.Tensor  # [B] long
+def load_checkpoint_processor(cfg: BackboneConfig, directory: str | Path) -> ProcessorMixin:
+    """The processor saved in a checkpoint directory, with its family's (image-only) class. No processor_kwargs:
+    they shaped the processor before it was saved, and are baked into its files."""
+    return load_processor(directory, resolve_family(cfg.family, cfg.model_type()).processor_class)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -404,22 +200,6 @@ def truncate_config(config: PretrainedConfig, select_layer: int) -> PretrainedCo
         if isinstance(value, list | tuple) and len(value) == total:
             setattr(text, key, list(value[:select_layer]))
     return config
-
-
-def _model_type(cfg: BackboneConfig) -> str:
-    model_type = (cfg.model_config or {}).get("model_type")
-    if not model_type:
-        raise ValueError("model_config needs a 'model_type' entry")
-    return model_type
-
-
-def _resolve_family(cfg: BackboneConfig, model_type: str) -> FamilySpec:
-    if cfg.family == "auto":
-        return family_for_model_type(model_type)
-    family = get_family(cfg.family)
-    if model_type not in family.model_types:
-        raise ValueError(f"family {cfg.family!r} does not match the model's model_type {model_type!r}")
-    return family
 
 
 def _model_kwargs(cfg: BackboneConfig) -> dict[str, Any]:
@@ -468,16 +248,6 @@ def _removed_by_cut(key: str, select_layer: int) -> bool:
         return True
     match = re.search(r"(?:^|\.)layers\.(\d+)\.", key)
     return match is not None and int(match.group(1)) >= select_layer
-
-
-def _tiny_processor(family: FamilySpec, cfg: BackboneConfig, config: PretrainedConfig) -> ProcessorMixin:
-    from vla_policy_node.model.tiny import build_tiny_processor
-
-    kwargs = dict(cfg.processor_kwargs)
-    vision_size = getattr(getattr(config, "vision_config", None), "image_size", None)
-    if "image_size" not in kwargs and isinstance(vision_size, int):
-        kwargs["image_size"] = vision_size
-    return build_tiny_processor(family.name, **kwargs)
 
 
 def _inject_lora(text_model: nn.Module, spec: LoraSpec) -> None:

@@ -24,9 +24,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from vla_policy_node.model.aux_probe import AuxProbeConfig
-from vla_policy_node.model.backbone import Backbone, BackboneConfig
+from vla_policy_node.model.backbone import Backbone, BackboneConfig, load_checkpoint_processor
+from vla_policy_node.model.backbone_inputs import BackboneInputs
+from vla_policy_node.model.embodiment_slot import EmbodimentSlot
+from vla_policy_node.model.families import resolve_family
 from vla_policy_node.model.heads import build_head, head_config_from_dict, head_config_to_dict
-from vla_policy_node.model.vla import EmbodimentSlot, VLAConfig, VLAModel
+from vla_policy_node.model.vla_model import VLAConfig, VLAModel
 from vla_policy_node.spec.normalization import NormalizationSet
 
 FORMAT = "vla_policy_node/1"
@@ -124,10 +127,24 @@ def read_config(directory: Path) -> VLAConfig:
     return vla_config_from_dict(_read_json(directory / CONFIG_FILE))
 
 
+def read_pipeline_parts(source: str | Path) -> tuple[VLAConfig, NormalizationSet, BackboneInputs]:
+    """What the input pipeline is built from (`TransformPipeline.from_checkpoint`): config, normalization and the
+    backbone's input step with the saved processor; no weights are read."""
+    directory = resolve_source(source)
+    config = read_config(directory)
+    normalization = read_normalization(directory)
+    try:
+        family = resolve_family(config.backbone.family, config.backbone.model_type())
+        processor = load_checkpoint_processor(config.backbone, directory)
+    except Exception as exc:  # transformers/tokenizers raise many types for broken processor files
+        raise CheckpointError(f"{directory}: could not rebuild the backbone's processor: {exc}") from exc
+    return config, normalization, BackboneInputs(config.backbone, family, processor)
+
+
 def read_normalization(directory: Path) -> NormalizationSet:
     try:
         return NormalizationSet.from_dict(_read_json(directory / NORMALIZATION_FILE))
-    except ValueError as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # any structure that is not the format
         raise CheckpointError(f"{NORMALIZATION_FILE}: {exc}") from exc
 
 

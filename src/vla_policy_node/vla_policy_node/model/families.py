@@ -83,3 +83,13 @@ def family_for_model_type(model_type: str) -> FamilySpec:
         f"config.model_type {model_type!r} belongs to no supported family; supported model types: "
         f"{sorted(t for s in FAMILIES.values() for t in s.model_types)}"
     )
+
+
+def resolve_family(name: str, model_type: str) -> FamilySpec:
+    """The family a backbone config names ('auto': the one of its model_type), checked against the model_type."""
+    if name == "auto":
+        return family_for_model_type(model_type)
+    family = get_family(name)
+    if model_type not in family.model_types:
+        raise ValueError(f"family {name!r} does not match the model's model_type {model_type!r}")
+    return family

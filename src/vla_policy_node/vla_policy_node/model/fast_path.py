@@ -258,7 +258,7 @@ class DevicePreprocessor:
             if len(self._text_cache) > 64:  # instructions change rarely; bound it anyway
                 self._text_cache.pop(next(iter(self._text_cache)))
         else:
-            self.backbone._validate(images, instructions)
+            self.backbone.inputs.validate(images, instructions)
         frames = [(frame, tuple(size)) for sample in images for frame, size in zip(sample, fit_sizes, strict=True)]
         pixel_values = self._pixels(frames)
         return {**template, "pixel_values": pixel_values}

@@ -8,12 +8,17 @@ Sampling integrates with Euler steps; the backbone features are adapted once and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_policy_node.model.action_head import ActionHead, HeadLoss, Prediction
+from vla_policy_node.model.head_registry import register_head
 from vla_policy_node.model.layers import (
     ActionEncoder,
     AdaLayerNorm,
@@ -23,10 +28,17 @@ from vla_policy_node.model.layers import (
     TimestepEmbedding,
 )
 
+if TYPE_CHECKING:
+    from vla_policy_node.model.backbone import Backbone
+
 
 @dataclass(frozen=True)
 class FlowHeadConfig:
     """Defaults follow GR00T N1.5's head (16 DiT layers, width 1536, 4-layer feature adapter, 32 future tokens)."""
+
+    type: ClassVar[str] = "flow"  # stored under this "type" in vla_config.json
+    guided_by_prefix: ClassVar[bool] = True  # RTC: guided sampling toward the executing chunk
+    provides_context: ClassVar[bool] = True  # the auxiliary probe reads the adapted features
 
     backbone_dim: int
     dim: int = 1536
@@ -53,8 +65,20 @@ class FlowHeadConfig:
         if self.dim % self.heads:
             raise ValueError(f"FlowHeadConfig.dim {self.dim} must be divisible by heads {self.heads}")
 
+    @property
+    def head_name(self) -> str:
+        return "flow"
+
+    @property
+    def discrete(self) -> bool:
+        return False
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowHeadConfig:
+        return cls(**data)
 
 
 @dataclass
@@ -67,7 +91,8 @@ class HeadContext:
     category: torch.Tensor  # [B] embodiment index
 
 
-class FlowMatchingHead(nn.Module):
+@register_head("flow", FlowHeadConfig)
+class FlowMatchingHead(ActionHead):
     def __init__(self, config: FlowHeadConfig) -> None:
         super().__init__()
         c = config
@@ -187,3 +212,38 @@ class FlowMatchingHead(nn.Module):
             if step_callback is not None:
                 step_callback(i)
         return x
+
+    # --- the ActionHead interface (VLAModel / VLAPolicy) ---------------------------------------------------
+    @classmethod
+    def from_config(cls, config: FlowHeadConfig, directory: Path | None = None) -> FlowMatchingHead:
+        return cls(config)
+
+    def encode(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
+               category: torch.Tensor) -> HeadContext:
+        """Backbone prefix (once per chunk; with gradients only when the backbone trains) + the feature adapter
+        and state token."""
+        features, mask = backbone(inputs)
+        return self.encode_context(features, mask, state, category)
+
+    def context(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
+                category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = self.encode(backbone, inputs, state, category)
+        return ctx.features, ctx.mask
+
+    def compute_loss(self, backbone: Backbone, batch: Mapping[str, Any]) -> HeadLoss:
+        ctx = self.encode(backbone, batch["inputs"], batch["state"], batch["category"])
+        return HeadLoss(self.loss(ctx, batch["actions"], batch["action_mask"]), ctx.features, ctx.mask)
+
+    def predict(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
+                category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Any = None,
+                num_steps: int | None = None, prefix: torch.Tensor | None = None,
+                prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
+        ctx = self.encode(backbone, inputs, state, category)
+        if on_prefill is not None:
+            on_prefill()
+        sample = sample_fn or self.sample
+        actions = sample(ctx, horizon=self.config.horizon, num_steps=num_steps, generator=generator, prefix=prefix,
+                         prefix_weights=prefix_weights, step_callback=on_step)
+        return Prediction(actions=actions, tokens=[])

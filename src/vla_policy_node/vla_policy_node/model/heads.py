@@ -1,41 +1,23 @@
-"""Action heads a VLAModel can carry, by `head.type` in vla_config.json: "flow" (the GR00T-style flow-matching
-DiT, the default and what configs without a type mean) or "asa" (an action-space adapter, model/asa)."""
+"""The action heads this package ships, registered by importing their modules: the GR00T-style flow-matching head
+("flow", the default) and the action-space adapters of model/asa ("pred", "uniform", "vq", "rvq", "fast",
+"discrete_pred", "lang", "semlang"). Import heads from here: `build_head`, `head_config_from_dict`, ... of the
+registry (`head_registry.py`) then know all of them.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from torch import nn
-
-from vla_policy_node.model.asa.config import ASAHeadConfig
+from vla_policy_node.model.asa import fast, lang, pred, uniform, vq
 from vla_policy_node.model.flow_head import FlowHeadConfig, FlowMatchingHead
+from vla_policy_node.model.head_registry import (
+    HeadEntry,
+    build_head,
+    head_config_from_dict,
+    head_config_to_dict,
+    head_entry,
+    registered_heads,
+)
 
-HeadConfig = FlowHeadConfig | ASAHeadConfig
+SHIPPED_MODULES = (fast, lang, pred, uniform, vq)  # imported for their registrations
 
-
-def head_type(config: HeadConfig) -> str:
-    return getattr(config, "type", "flow")
-
-
-def head_config_to_dict(config: HeadConfig) -> dict[str, Any]:
-    return {"type": head_type(config), **config.to_dict()}
-
-
-def head_config_from_dict(data: dict[str, Any]) -> HeadConfig:
-    data = dict(data)
-    kind = data.pop("type", "flow")
-    if kind == "flow":
-        return FlowHeadConfig(**data)
-    if kind == "asa":
-        return ASAHeadConfig.from_dict(data)
-    raise ValueError(f"unknown head type {kind!r} (known: flow, asa)")
-
-
-def build_head(config: HeadConfig, directory: str | Path | None = None) -> nn.Module:
-    """A head with fresh parameters; `directory` holds extra files a saved head needs (FAST's BPE model)."""
-    if head_type(config) == "flow":
-        return FlowMatchingHead(config)
-    from vla_policy_node.model.asa.registry import build_adapter
-
-    return build_adapter(config, None if directory is None else Path(directory))
+__all__ = ["FlowHeadConfig", "FlowMatchingHead", "HeadEntry", "build_head", "head_config_from_dict",
+           "head_config_to_dict", "head_entry", "registered_heads"]

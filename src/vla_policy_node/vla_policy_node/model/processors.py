@@ -4,7 +4,9 @@ Qwen2.5-VL, Qwen3-VL and SmolVLM ship processors that also own a video processor
 torchvision (absent or broken on some machines) and a policy never feeds video, so each of those families gets a
 subclass whose only sub-processors are `image_processor` and `tokenizer`. The subclasses read the same files
 (`processor_config.json`, tokenizer files, `chat_template.jinja`) as the stock classes and ignore a saved
-`video_processor` section, so one loader serves hub checkpoints and our own saved processors.
+`video_processor` section, so one loader serves hub checkpoints and our own saved processors. The Qwen subclasses
+also compute a batch of same-size camera frames in one numpy pass (`qwen_fast.batch_pixel_values`: the same
+pixel values as the image processor's per-image loop, which was most of a small model's training step).
 """
 
 from __future__ import annotations
@@ -13,10 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor, SmolVLMProcessor
+from transformers.image_utils import make_flat_list_of_images
 from transformers.processing_utils import ProcessorMixin
 
+from vla_policy_node.model.qwen_fast import batch_pixel_values
 
-class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
+
+class _BatchedQwenImages:
+    """`ProcessorMixin._process_images` with the image processor's call replaced by the batched numpy path when
+    it applies (else the processor's own)."""
+
+    def _process_images(self, images: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        flat = make_flat_list_of_images(images)
+        processed = batch_pixel_values(self.image_processor, flat, kwargs)  # type: ignore[attr-defined]
+        if processed is None:
+            return super()._process_images(images, **kwargs)  # type: ignore[misc]
+        replacements = [self.replace_image_token(processed, image_idx=i, **kwargs)  # type: ignore[attr-defined]
+                        for i in range(len(flat))]
+        return processed, replacements
+
+
+class Qwen2_5_VLImageTextProcessor(_BatchedQwenImages, Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without the video processor."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs: Any) -> None:
@@ -24,7 +43,7 @@ class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
-class Qwen3VLImageTextProcessor(Qwen3VLProcessor):
+class Qwen3VLImageTextProcessor(_BatchedQwenImages, Qwen3VLProcessor):
     """Qwen3-VL's processor without the video processor."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs: Any) -> None:

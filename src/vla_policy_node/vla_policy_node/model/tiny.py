@@ -4,6 +4,10 @@ Nothing here touches a model hub. The tokenizer is a small byte-level BPE traine
 fixed text (so any instruction tokenizes, without unknown tokens) plus the family's special tokens; the image
 processor is the family's own `*ImageProcessorPil` at a small size; the chat template is the family's format.
 Model configs take their token ids and vocabulary size from that tokenizer, so the two always agree.
+
+Only callers that want test-size models import this module (tests, the demo, `experiments/`, benchmarks, the
+RoboAlign tests' tiny MLLM); the production path (backbone, checkpoint loading, the policy) never does: a backbone
+built from a bare config gets its processor from here explicitly (`build_tiny_backbone`, `tiny_processor`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from transformers import Idefics3Processor, PaliGemmaProcessor, PreTrainedTokeni
 from transformers.processing_utils import ProcessorMixin
 
 from vla_policy_node.model import processors as P
-from vla_policy_node.model.backbone import BackboneConfig
-from vla_policy_node.model.families import get_family
+from vla_policy_node.model.backbone import Backbone
+from vla_policy_node.model.backbone_config import BackboneConfig
+from vla_policy_node.model.families import get_family, resolve_family
 
 _CORPUS = (
     "pick up the red block and put it in the blue bowl",
@@ -191,7 +196,7 @@ def tiny_model_config(family: str, processor: ProcessorMixin, *, num_layers: int
 
 def tiny_backbone_config(family: str, *, select_layer: int = 2, num_layers: int = 4, image_size: int | None = None,
                          **overrides: Any) -> BackboneConfig:
-    """BackboneConfig of a tiny random model; `Backbone.build(cfg)` builds its tiny processor too.
+    """BackboneConfig of a tiny random model; `build_tiny_backbone(cfg)` builds it with its tiny processor.
 
     `family` may also be 'paligemma2' (PaliGemma with a Gemma 2 decoder, sliding/full `layer_types`).
     """
@@ -201,6 +206,21 @@ def tiny_backbone_config(family: str, *, select_layer: int = 2, num_layers: int 
         overrides.setdefault("processor_kwargs", {"image_size": image_size})
     return BackboneConfig(family=get_family(family).name, model_config=config, select_layer=select_layer,
                           **overrides)
+
+
+def tiny_processor(cfg: BackboneConfig) -> ProcessorMixin:
+    """The tiny processor of a config-only backbone config (the one `tiny_backbone_config` was made with): the
+    family's, at `processor_kwargs["image_size"]` or else the vision tower's image size."""
+    kwargs = dict(cfg.processor_kwargs)
+    vision_size = (cfg.model_config or {}).get("vision_config", {}).get("image_size")
+    if "image_size" not in kwargs and isinstance(vision_size, int):
+        kwargs["image_size"] = vision_size
+    return build_tiny_processor(resolve_family(cfg.family, cfg.model_type()).name, **kwargs)
+
+
+def build_tiny_backbone(cfg: BackboneConfig, device: Any = None) -> Backbone:
+    """`Backbone.build` of a tiny config with its tiny processor."""
+    return Backbone.build(cfg, tiny_processor(cfg), device=device)
 
 
 # A tiny head sized for CPU tests and the demo: same architecture as the default, a few thousand times smaller.
@@ -214,7 +234,7 @@ def build_tiny_vla(embodiments: list, family: str = "qwen2_5_vl", *, image_size:
 
     The processor resizes camera frames to its own size (TINY_IMAGE_SIZE), whatever the cameras deliver.
     """
-    from vla_policy_node.model.vla import VLAModel  # local: vla imports this module's siblings
+    from vla_policy_node.model.vla_model import VLAModel  # local: a backbone-only caller need not load the heads
 
     cfg = tiny_backbone_config(family, image_size=image_size, **(backbone_overrides or {}))
-    return VLAModel.build(cfg, {**TINY_HEAD, **head_overrides}, embodiments, aux=aux)
+    return VLAModel.build(cfg, {**TINY_HEAD, **head_overrides}, embodiments, aux=aux, processor=tiny_processor(cfg))

@@ -12,18 +12,22 @@ hardware or a simulator.
   the arm move;
 - publishes a serial-chain URDF of the robot's joints on /robot_description (latched), like a
   robot_state_publisher would, so the policy node can draw its predicted path;
-- `~/cameras_enabled` (std_msgs/Bool, latched) switches the camera streams off and on (a camera failure).
+- `~/cameras_enabled` (std_msgs/Bool, latched) switches the camera streams off and on (a camera failure);
+- `~/sensor_fault` (std_msgs/String, latched: a JSON `SensorFault`, "{}" = healthy) makes the sensors lie the
+  way real ones do: streams that stop, readings replaced (NaN, 1e9, past a limit) or offset (a jump), stamps
+  from a wrong clock. `--sensor-fault JSON` starts with one. The arm itself keeps following its commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -32,7 +36,7 @@ from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import encode_compressed_image, encode_image
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE, decode_float64_array, encode_joint_state
-from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, serve
+from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, node_clock, serve
 from vla_policy_node.nodes.timing import Ticker, make_ticker
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
@@ -87,12 +91,54 @@ def camera_frame(camera: CameraSpec, shift: float, tick: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SensorFault:
+    """What the fake arm's sensors get wrong (the default: nothing). Joint names are the robot's state names.
+
+    joint_states / cameras: False stops that stream (a dropout). readings: name -> the value reported instead
+    of the true one. offsets: name -> added to the true value (a jump when it starts or ends).
+    joint_stamp_offset / camera_stamp_offset: seconds added to the stamps (a driver clock ahead or behind)."""
+
+    joint_states: bool = True
+    cameras: bool = True
+    readings: dict[str, float] = field(default_factory=dict)
+    offsets: dict[str, float] = field(default_factory=dict)
+    joint_stamp_offset: float = 0.0
+    camera_stamp_offset: float = 0.0
+
+    @classmethod
+    def from_json(cls, text: str, names: Sequence[str]) -> SensorFault:
+        """Parse and check (ValueError naming the problem); JSON's NaN/Infinity literals are allowed."""
+        data = json.loads(text or "{}")
+        if not isinstance(data, dict):
+            raise ValueError("a sensor fault is a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sensor fault key(s) {unknown}; known: {sorted(known)}")
+        for key in ("readings", "offsets"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ValueError(f"{key} maps joint names to values")
+            bad = sorted(set(data.get(key, {})) - set(names))
+            if bad:
+                raise ValueError(f"{key}: unknown joint(s) {bad}; joints: {list(names)}")
+            data[key] = {name: float(value) for name, value in data.get(key, {}).items()}
+        return cls(**data)
+
+    def apply(self, names: Sequence[str], positions: np.ndarray) -> np.ndarray:
+        out = positions.copy()
+        for i, name in enumerate(names):
+            out[i] = self.readings.get(name, out[i] + self.offsets.get(name, 0.0))
+        return out
+
+
+@dataclass(frozen=True)
 class FakeArmParams:
     joint_rate: float = 100.0
     camera_rate: float = 30.0
     tau: float = 0.05
     initial: tuple[float, ...] | None = None  # arm (+ gripper) positions; None: mid-range, gripper open
     publish_description: bool = True
+    sensor_fault: str = ""  # a SensorFault as JSON, in effect from the start
 
 
 class FakeArm:
@@ -124,6 +170,7 @@ class FakeArm:
         self.velocities = np.zeros_like(q)
         self.target = q.copy()
         self.cameras_enabled = True
+        self.fault = SensorFault.from_json(params.sensor_fault, self.names)
         self.errors = MessageErrorCounter()
         self.commands_received = 0
         self._n = n
@@ -140,6 +187,7 @@ class FakeArm:
             transport.subscribe(embodiment.controller.topic, CONTROLLER_MSGTYPES[interface], self.on_command,
                                 COMMAND_QOS),
             transport.subscribe("~/cameras_enabled", BOOL, self.on_cameras_enabled, LATCHED_QOS),
+            transport.subscribe("~/sensor_fault", STRING, self.on_sensor_fault, LATCHED_QOS),
         ]
         gripper = embodiment.gripper
         if gripper is not None and gripper.interface == "forward_command":
@@ -178,6 +226,15 @@ class FakeArm:
         self.cameras_enabled = bool(msg.data)
         log.info("cameras %s", "on" if self.cameras_enabled else "off")
 
+    def on_sensor_fault(self, msg: Any) -> None:
+        try:
+            self.fault = SensorFault.from_json(str(msg.data), self.names)
+        except ValueError as error:
+            self.errors.record(MessageError("bad_sensor_fault", str(error), STRING), "~/sensor_fault")
+            log.error("sensor fault ignored: %s", error)
+            return
+        log.info("sensor fault: %s", self.fault)
+
     def joint_step(self) -> None:
         """Track the target for the time since the last step and publish the joint state."""
         now = self.clock()
@@ -189,13 +246,18 @@ class FakeArm:
             self.positions = target + (self.positions - target) * math.exp(-dt / self.params.tau)
             self.velocities = (self.positions - previous) / dt if dt > 0 else np.zeros_like(previous)
             positions, velocities = self.positions.copy(), self.velocities.copy()
-        self._joint_pub.publish(encode_joint_state(self.transport.new_message, self.names, positions, velocities,
-                                                   stamp=now))
+        fault = self.fault
+        if not fault.joint_states:
+            return
+        self._joint_pub.publish(encode_joint_state(self.transport.new_message, self.names,
+                                                   fault.apply(self.names, positions), velocities,
+                                                   stamp=now + fault.joint_stamp_offset))
 
     def camera_step(self) -> None:
-        if not self.cameras_enabled:
+        fault = self.fault
+        if not (self.cameras_enabled and fault.cameras):
             return
-        now = self.clock()
+        now = self.clock() + fault.camera_stamp_offset
         shift = float(self.positions[0])
         self._frames += 1
         new = self.transport.new_message
@@ -235,6 +297,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--initial", type=float, nargs="+", help="initial joint (+ gripper) positions")
     parser.add_argument("--no-description", dest="description", action="store_false",
                         help="do not publish the chain URDF on /robot_description")
+    parser.add_argument("--sensor-fault", dest="sensor_fault", default="",
+                        help="start with this SensorFault (JSON, see ~/sensor_fault), e.g. a gripper reading")
+    parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
+                        help="DDS transport: stamp with /clock time (under rclpy, set the use_sim_time parameter)")
     parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
     return parser.parse_args(list(argv))
 
@@ -247,10 +313,16 @@ def run(argv: Sequence[str]) -> int:
         log.error("%s", error)
         return 2
     params = FakeArmParams(args.joint_rate, args.camera_rate, args.tau,
-                           tuple(args.initial) if args.initial else None, args.description)
+                           tuple(args.initial) if args.initial else None, args.description, args.sensor_fault)
+    try:
+        SensorFault.from_json(args.sensor_fault, embodiment.state_names)
+    except ValueError as error:
+        log.error("--sensor-fault: %s", error)
+        return 2
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        return serve(FakeArm(transport, embodiment, params), log, driver_summary(embodiment))
+        arm = FakeArm(transport, embodiment, params, node_clock(transport, args.use_sim_time))
+        return serve(arm, log, driver_summary(embodiment))
     finally:
         transport.close()
 

@@ -9,13 +9,17 @@
 - the servos track the setpoint in MuJoCo physics; joint states (+ gripper) at `joint_rate`, every camera
   of the YAML (rgb8, the YAML's resolution, rendered offscreen) at `camera_rate`;
 - tasks: std_msgs/UInt32 on `/sim_arm/reset` (a task seed) lays out a new scene and puts the arm at its start
-  pose; `/sim_arm/task` (std_msgs/String, JSON) reports seed, instruction, target, tool distance, success and
-  episode time with every camera frame. The instruction is only reported: whoever runs the episode gives it to
+  pose; `/sim_arm/task` (std_msgs/String, JSON) reports seed, instruction, target, distance to the goal, success
+  and episode time with every camera frame. `--task` picks the kind: `reach` ("reach the <color> block", the
+  tool near the block) or `pick_place` ("put the <color> block on the <color> pad", judged by where the block
+  rests: `sim.pick_place`). The instruction is only reported: whoever runs the episode gives it to
   the policy (here /vla/instruction), as an operator would;
 - ground truth for training and evaluation only: geometry_msgs/PointStamped on `/sim_arm/target_point`, the
   task's reach point (x, y, z in metres, frame `base_frame`), stamped like and published with every camera
   frame. Recorded demonstrations carry it into datasets as `observation.environment_state` (privileged
-  supervision); the policy node never subscribes to it, since a real robot has no such topic;
+  supervision); the policy node never subscribes to it, since a real robot has no such topic. Likewise
+  std_msgs/Float64MultiArray on `/sim_arm/task_state`: the task kind's state (reach: the reach point;
+  pick_place: the named block's and pad's positions, `TaskKind.state_names`);
 - a state name `target_x|y|z` in the YAML's joints (the "target as state" variant,
   `config/sim/sim_arm_target_state.yaml`) is reported in the joint states as the reach point of the task;
   commands for those names are ignored;
@@ -51,14 +55,16 @@ from vla_policy_node.msgs.joints import (
     JOINT_TRAJECTORY,
     decode_float64_array,
     decode_joint_trajectory,
+    encode_float64_array,
     encode_joint_state,
 )
 from vla_policy_node.nodes.node_support import STRING, console_main, driver_summary, serve
 from vla_policy_node.nodes.timing import Ticker, make_ticker
-from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
+from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
+from vla_policy_node.sim.pick_place import TASK_KINDS, make_task_kind
 from vla_policy_node.sim.scene import ARM_JOINTS
-from vla_policy_node.sim.tasks import Task, TaskSampler, reach_distance, reach_point, reach_success
+from vla_policy_node.sim.tasks import Task, TaskKind
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.base import Publisher, Transport
@@ -73,6 +79,7 @@ UINT32 = "std_msgs/msg/UInt32"
 RESET_TOPIC = "/sim_arm/reset"
 TASK_TOPIC = "/sim_arm/task"
 TARGET_POINT_TOPIC = "/sim_arm/target_point"
+TASK_STATE_TOPIC = "/sim_arm/task_state"
 DESCRIPTION_TOPIC = "/robot_description"
 TARGET_STATE_NAMES = ("target_x", "target_y", "target_z")
 COMMAND_QOS = QosProfile(depth=100)
@@ -84,6 +91,7 @@ class SimArmParams:
     camera_rate: float = 10.0
     seed: int = 0  # the task laid out at start
     publish_description: bool = True  # the URDF on /robot_description (off when another node publishes one)
+    task: str = "reach"  # the kind of task (sim.pick_place.TASK_KINDS)
 
 
 class _Trajectory:
@@ -103,7 +111,7 @@ class _Trajectory:
 
 class SimArmDriver:
     def __init__(self, transport: Transport, embodiment: Embodiment, params: SimArmParams | None = None,
-                 clock: Callable[[], float] | None = None, sampler: TaskSampler | None = None) -> None:
+                 clock: Callable[[], float] | None = None, sampler: TaskKind | None = None) -> None:
         interface = embodiment.controller.interface
         if interface not in ("joint_trajectory", "forward_command"):
             raise ConfigError(f"the simulated arm follows joint commands only, not {interface!r}")
@@ -115,7 +123,7 @@ class SimArmDriver:
         self.params = params = params or SimArmParams()
         self.clock = clock or transport.now
         self.interface = interface
-        self.sampler = sampler or TaskSampler()
+        self.sampler = sampler or make_task_kind(params.task)
         self.sim = ArmSim({c.name: (c.height, c.width) for c in embodiment.cameras})
         self.errors = MessageErrorCounter()
         self.commands_received = 0
@@ -124,7 +132,7 @@ class SimArmDriver:
         self.succeeded = False
         self._lock = threading.RLock()
         self._trajectory: _Trajectory | None = None
-        self._gripper = GRIPPER_OPEN
+        self._gripper = 0.0
         self._last_step: float | None = None
         self._episode_start = 0.0
         self._next_frame = 0.0
@@ -133,6 +141,7 @@ class SimArmDriver:
                              for cam in embodiment.cameras]
         self._task_pub = transport.publisher(TASK_TOPIC, STRING, LATCHED_QOS)
         self._target_pub = transport.publisher(TARGET_POINT_TOPIC, POINT_STAMPED, DEFAULT_QOS)
+        self._task_state_pub = transport.publisher(TASK_STATE_TOPIC, FLOAT64_ARRAY, DEFAULT_QOS)
         self._description_pub: Publisher | None = None
         if params.publish_description:
             self._description_pub = transport.publisher(DESCRIPTION_TOPIC, STRING, LATCHED_QOS)
@@ -154,11 +163,11 @@ class SimArmDriver:
         """Lay out task `seed` and restart the episode clock; the arm holds its start pose."""
         task = self.sampler.task(seed)
         with self._lock:
-            self.sim.reset(task.layout, task.initial_arm)
+            self.sim.reset(task.layout, task.initial_arm, task.initial_gripper)
             self.task = task
             self.succeeded = False
             self._trajectory = None
-            self._gripper = GRIPPER_OPEN
+            self._gripper = task.initial_gripper
             self._episode_start = self.clock()
             self._last_step = self._episode_start
             self._next_frame = self._episode_start
@@ -212,7 +221,7 @@ class SimArmDriver:
                 self.sim.set_targets(target, self._gripper)
                 self.sim.advance(now - last)
                 self._last_step = now
-            if self.task is not None and reach_success(self.sim, self.task.target, self.sampler.workspace):
+            if self.task is not None and self.sampler.success(self.sim, self.task):
                 self.succeeded = True
             names, positions, velocities = self.joint_state()
             frame_due = now >= self._next_frame
@@ -221,6 +230,7 @@ class SimArmDriver:
                 images = {cam.name: self.sim.render(cam.name) for cam, _ in self._camera_pubs}
                 status = self.task_status(now)
                 target = self.target_point()
+                task_state = self.sampler.env_state(self.sim, self.task) if self.task is not None else None
         self._joint_pub.publish(encode_joint_state(self.transport.new_message, names, positions, velocities,
                                                    stamp=now))
         if frame_due:
@@ -233,6 +243,8 @@ class SimArmDriver:
             if target is not None:
                 self._target_pub.publish(encode_point_stamped(new, target, stamp=now,
                                                               frame_id=self.embodiment.base_frame))
+            if task_state is not None:
+                self._task_state_pub.publish(encode_float64_array(new, task_state))
 
     def robot_description(self) -> str:
         """The URDF of the simulated arm with this robot config's frame and names (what /robot_description gets)."""
@@ -247,10 +259,11 @@ class SimArmDriver:
                             target=target)
 
     def target_point(self) -> np.ndarray | None:
-        """The task's reach point [3] (what `target_x|y|z` report); None before a task is laid out."""
+        """The task's target point [3] (reach: the reach point, what `target_x|y|z` report; pick_place: where the
+        block's centre rests on the pad); None before a task is laid out."""
         if self.task is None:
             return None
-        return reach_point(self.sim, self.task.target, self.sampler.workspace)
+        return self.sampler.target_point(self.sim, self.task)
 
     def joint_state(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         """The embodiment's state names with the simulated values (target dims: the task's reach point)."""
@@ -271,7 +284,7 @@ class SimArmDriver:
         if task is None:
             return {}
         return {"seed": task.seed, "instruction": task.instruction, "target": task.target,
-                "distance": round(reach_distance(self.sim, task.target, self.sampler.workspace), 4),
+                "distance": round(self.sampler.distance(self.sim, task), 4),
                 "success": self.succeeded, "episode_time": round(now - self._episode_start, 4)}
 
     def start(self) -> None:
@@ -301,6 +314,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=10.0,
                         help="camera publish rate (Hz)")
     parser.add_argument("--seed", type=int, default=0, help="the task laid out at start")
+    parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach", help="the kind of task (default reach)")
     parser.add_argument("--no-description", dest="description", action="store_false",
                         help="do not publish the arm's URDF on /robot_description")
     parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
@@ -316,7 +330,7 @@ def run(argv: Sequence[str]) -> int:
         return 2
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
-        params = SimArmParams(args.joint_rate, args.camera_rate, args.seed, args.description)
+        params = SimArmParams(args.joint_rate, args.camera_rate, args.seed, args.description, args.task)
         return serve(SimArmDriver(transport, embodiment, params), log, driver_summary(embodiment))
     finally:
         transport.close()

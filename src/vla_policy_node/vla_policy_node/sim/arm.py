@@ -16,9 +16,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 
-from vla_policy_node.sim.scene import ARM_JOINTS, TOOL_SITE, SceneConfig, build_mjcf
+from vla_policy_node.sim.scene import ARM_JOINTS, FINGER_RANGE, TOOL_SITE, SceneConfig, build_mjcf
 
-GRIPPER_OPEN = 0.04
+GRIPPER_OPEN = 0.04  # the reach task's opening (its shipped checkpoint was trained with it)
+GRIPPER_WIDE = FINGER_RANGE  # fully open: pick-and-place grasps from here
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,11 @@ class BlockPose:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each colored block lies on the table (colors not listed are parked off the table)."""
+    """Where each colored block and pad lies on the table (colors not listed are parked off the table); a pad's
+    yaw is ignored (pads are axis-aligned squares)."""
 
     blocks: dict[str, BlockPose] = field(default_factory=dict)
+    pads: dict[str, BlockPose] = field(default_factory=dict)
 
 
 class ArmSim:
@@ -53,6 +56,8 @@ class ArmSim:
         self._finger_qpos = np.array([m.jnt_qposadr[m.joint(f).id] for f in ("finger_left", "finger_right")])
         self._arm_act = np.array([m.actuator(j).id for j in ARM_JOINTS])
         self._finger_act = np.array([m.actuator(f).id for f in ("finger_left", "finger_right")])
+        self._finger_geoms = {int(m.body_geomadr[m.body(f).id]) for f in ("finger_left", "finger_right")}
+        self._pad_parked = {c: m.body(f"pad_{c}").pos.copy() for c in config.pads}
         self.arm_lower = m.jnt_range[[m.joint(j).id for j in ARM_JOINTS], 0].copy()
         self.arm_upper = m.jnt_range[[m.joint(j).id for j in ARM_JOINTS], 1].copy()
         self.layout = Layout()
@@ -68,6 +73,9 @@ class ArmSim:
             adr = m.jnt_qposadr[m.joint(f"block_{color}_free").id]
             d.qpos[adr: adr + 3] = (pose.x, pose.y, half)
             d.qpos[adr + 3: adr + 7] = (np.cos(pose.yaw / 2), 0.0, 0.0, np.sin(pose.yaw / 2))
+        for color, parked in self._pad_parked.items():
+            pad = layout.pads.get(color)
+            m.body(f"pad_{color}").pos[:] = parked if pad is None else (pad.x, pad.y, parked[2])
         d.qpos[self._arm_qpos] = np.clip(arm, self.arm_lower, self.arm_upper)
         d.qpos[self._finger_qpos] = gripper
         self.layout = layout
@@ -77,7 +85,7 @@ class ArmSim:
     def set_targets(self, arm: np.ndarray, gripper: float | None = None) -> None:
         self.data.ctrl[self._arm_act] = np.clip(np.asarray(arm, dtype=np.float64), self.arm_lower, self.arm_upper)
         if gripper is not None:
-            self.data.ctrl[self._finger_act] = float(np.clip(gripper, 0.0, GRIPPER_OPEN))
+            self.data.ctrl[self._finger_act] = float(np.clip(gripper, 0.0, GRIPPER_WIDE))
 
     def advance(self, seconds: float) -> None:
         """Step the physics by `seconds` (rounded to whole timesteps)."""
@@ -106,6 +114,24 @@ class ArmSim:
 
     def block_position(self, color: str) -> np.ndarray:
         return self.data.body(f"block_{color}").xpos.copy()
+
+    def block_speed(self, color: str) -> float:
+        """Linear speed (m/s) of the block's centre."""
+        adr = self.model.jnt_dofadr[self.model.joint(f"block_{color}_free").id]
+        return float(np.linalg.norm(self.data.qvel[adr: adr + 3]))
+
+    def pad_position(self, color: str) -> np.ndarray:
+        """Centre of the pad's top face."""
+        return self.data.body(f"pad_{color}").xpos + np.array([0.0, 0.0, self.config.pad_height / 2])
+
+    def fingers_touch(self, color: str) -> bool:
+        """Whether a finger is in contact with the block (it is held, or being grasped or released)."""
+        block = int(self.model.body_geomadr[self.model.body(f"block_{color}").id])
+        for i in range(self.data.ncon):
+            pair = {int(self.data.contact[i].geom1), int(self.data.contact[i].geom2)}
+            if block in pair and pair & self._finger_geoms:
+                return True
+        return False
 
     # -------------------------------------------------------------------------------------------- rendering
     def render(self, camera: str) -> np.ndarray:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_policy_node.sim.arm import ArmSim
+from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim
 from vla_policy_node.sim.ik import ToolIK
 from vla_policy_node.sim.tasks import HOME, Task, Workspace, reach_point
 
@@ -33,10 +33,14 @@ class JointPlan:
 
     waypoints: np.ndarray
     times: np.ndarray
+    gripper: float = GRIPPER_OPEN  # held throughout
 
     @property
     def duration(self) -> float:
         return float(self.times[-1])
+
+    def gripper_at(self, t: float) -> float:
+        return self.gripper
 
     def at(self, t: float) -> np.ndarray:
         if t >= self.times[-1]:

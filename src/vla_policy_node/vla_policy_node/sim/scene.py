@@ -1,10 +1,15 @@
-"""The MJCF of the simulated tabletop: a 6-joint arm with a parallel gripper, a table, colored blocks, a fixed
-scene camera and a wrist camera.
+"""The MJCF of the simulated tabletop: a 6-joint arm with a parallel gripper, a table, colored blocks, flat
+colored pads (place targets), a fixed scene camera and a wrist camera.
 
 Why these choices: the blocks are large (6 cm) and few colors are used, each far from the others in hue, and
 the scene camera looks almost straight down on the workspace, so that at 64-96 px each block covers many pixels
 and its color is unambiguous. Joint-level position servos with gravity compensation make the arm follow
-joint-position commands closely, as a real arm's joint_trajectory_controller does.
+joint-position commands closely, as a real arm's joint_trajectory_controller does. Capsules that overlap at
+every pose (base/link1, link3/link5) do not collide: their permanent contacts made the solver jitter a block
+resting on a pad. The pads' colors are none of
+the blocks', so "the <color> block" and "the <color> pad" never name the same thing; they are 8 mm thick and
+solid, so a block is placed on one, not pushed onto it. The fingers open to 6 cm each (a 12 cm gap around a
+6 cm block): a grasp tolerates the few centimetres a policy that sees 4 mm pixels misplaces it by.
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ BLOCK_COLORS: dict[str, tuple[float, float, float]] = {
     "blue": (0.1, 0.25, 0.95),
     "yellow": (0.95, 0.85, 0.1),
 }
+# place targets: hues far from every block's and from the table, arm and fingers
+PAD_COLORS: dict[str, tuple[float, float, float]] = {
+    "purple": (0.55, 0.2, 0.85),
+    "white": (0.95, 0.95, 0.95),
+}
+FINGER_RANGE = 0.06  # m per finger
 ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
 TOOL_SITE = "tool"
 SCENE_CAMERA = "scene"
@@ -28,6 +39,9 @@ WRIST_CAMERA = "wrist"
 class SceneConfig:
     colors: tuple[str, ...] = tuple(BLOCK_COLORS)
     block_half: float = 0.03  # half edge of a block (m)
+    pads: tuple[str, ...] = tuple(PAD_COLORS)
+    pad_half: float = 0.05  # half edge of a (square) pad
+    pad_height: float = 0.008
     timestep: float = 0.002
     max_image: int = 256  # offscreen buffer (px): the largest camera image that can be rendered
 
@@ -40,9 +54,19 @@ def _block(name: str, rgb: tuple[float, float, float], half: float, index: int) 
             'friction="1.5 0.01 0.001" condim="4"/></body>')
 
 
+def _pad(name: str, rgb: tuple[float, float, float], half: float, height: float, index: int) -> str:
+    """A static body: the task layout moves it (model.body_pos) onto the table or parks it off it."""
+    r, g, b = rgb
+    return (f'<body name="pad_{name}" pos="{-1.0 - 0.2 * index:.3f} 2.0 {height / 2:.4f}">'
+            f'<geom name="pad_{name}" type="box" size="{half} {half} {height / 2:.4f}" rgba="{r} {g} {b} 1" '
+            'friction="1 0.005 0.0001"/></body>')
+
+
 def build_mjcf(config: SceneConfig = SceneConfig()) -> str:
-    """The scene as MJCF text; blocks start off the table (the task layout places them)."""
+    """The scene as MJCF text; blocks and pads start off the table (the task layout places them)."""
     blocks = "".join(_block(c, BLOCK_COLORS[c], config.block_half, i) for i, c in enumerate(config.colors))
+    blocks += "".join(_pad(c, PAD_COLORS[c], config.pad_half, config.pad_height, i)
+                      for i, c in enumerate(config.pads))
     size = config.max_image
     return f"""<mujoco model="sim_arm">
   <compiler angle="radian" autolimits="true"/>
@@ -81,12 +105,12 @@ def build_mjcf(config: SceneConfig = SceneConfig()) -> str:
                   <camera name="{WRIST_CAMERA}" pos="0.07 0 0.03" xyaxes="0 -1 0 -1 0 0" fovy="80"/>
                   <site name="{TOOL_SITE}" pos="0 0 0.1" size="0.008" rgba="1 1 1 0"/>
                   <body name="finger_left" pos="0 0 0.02" gravcomp="1">
-                    <joint name="finger_left" type="slide" axis="1 0 0" range="0 0.04" damping="5"/>
+                    <joint name="finger_left" type="slide" axis="1 0 0" range="0 {FINGER_RANGE}" damping="5"/>
                     <geom type="box" size="0.006 0.012 0.04" pos="0.006 0 0.04" rgba="0.2 0.2 0.2 1" mass="0.02"
                           friction="2 0.01 0.001" condim="4"/>
                   </body>
                   <body name="finger_right" pos="0 0 0.02" gravcomp="1">
-                    <joint name="finger_right" type="slide" axis="-1 0 0" range="0 0.04" damping="5"/>
+                    <joint name="finger_right" type="slide" axis="-1 0 0" range="0 {FINGER_RANGE}" damping="5"/>
                     <geom type="box" size="0.006 0.012 0.04" pos="-0.006 0 0.04" rgba="0.2 0.2 0.2 1" mass="0.02"
                           friction="2 0.01 0.001" condim="4"/>
                   </body>
@@ -99,7 +123,8 @@ def build_mjcf(config: SceneConfig = SceneConfig()) -> str:
     </body>
     {blocks}
   </worldbody>
-  <contact><exclude body1="link6" body2="finger_left"/><exclude body1="link6" body2="finger_right"/>
+  <contact><exclude body1="base" body2="link1"/><exclude body1="link3" body2="link5"/>
+    <exclude body1="link6" body2="finger_left"/><exclude body1="link6" body2="finger_right"/>
     <exclude body1="link5" body2="finger_left"/><exclude body1="link5" body2="finger_right"/>
     <exclude body1="finger_left" body2="finger_right"/></contact>
   <actuator>

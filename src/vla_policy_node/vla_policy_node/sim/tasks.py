@@ -2,16 +2,20 @@
 
 A task is (layout, target color, instruction); `TaskSampler(seed)` draws them reproducibly. Success for reach:
 the tool tip comes within `success_radius` of the point just above the target block's top face.
+
+A sampler is also the task kind's rules, as the driver needs them (`TaskKind`): success, progress (a distance),
+the target point and the environment state published for training. `sim.pick_place` is the other kind.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from vla_policy_node.sim.arm import ArmSim, BlockPose, Layout
+from vla_policy_node.sim.arm import GRIPPER_OPEN, ArmSim, BlockPose, Layout
 from vla_policy_node.sim.scene import SceneConfig
 
 REACH_TEMPLATE = "reach the {color} block"
@@ -37,6 +41,25 @@ class Task:
     target: str  # color of the target block
     instruction: str
     initial_arm: np.ndarray
+    place_on: str = ""  # color of the pad the block goes on (pick-and-place), "" for reach
+    initial_gripper: float = GRIPPER_OPEN
+
+
+class TaskKind(Protocol):
+    """What a driver needs of a kind of task: draw one, and judge it in the running simulation."""
+
+    kind: str
+    state_names: tuple[str, ...]  # what `env_state` holds
+
+    def task(self, seed: int) -> Task: ...
+
+    def success(self, sim: ArmSim, task: Task) -> bool: ...
+
+    def distance(self, sim: ArmSim, task: Task) -> float: ...
+
+    def target_point(self, sim: ArmSim, task: Task) -> np.ndarray: ...
+
+    def env_state(self, sim: ArmSim, task: Task) -> np.ndarray: ...
 
 
 def parse_reach(instruction: str) -> str | None:
@@ -60,6 +83,9 @@ def sample_layout(rng: np.random.Generator, colors: tuple[str, ...], workspace: 
 class TaskSampler:
     """Reach tasks from a seed: task i of sampler(seed) is always the same."""
 
+    kind = "reach"
+    state_names = ("x", "y", "z")
+
     def __init__(self, scene: SceneConfig | None = None, workspace: Workspace | None = None) -> None:
         self.scene = scene or SceneConfig()
         self.workspace = workspace or Workspace()
@@ -70,6 +96,18 @@ class TaskSampler:
         target = str(rng.choice(self.scene.colors))
         arm = HOME + rng.uniform(-self.workspace.home_noise, self.workspace.home_noise, len(HOME))
         return Task(seed, layout, target, REACH_TEMPLATE.format(color=target), arm)
+
+    def success(self, sim: ArmSim, task: Task) -> bool:
+        return reach_success(sim, task.target, self.workspace)
+
+    def distance(self, sim: ArmSim, task: Task) -> float:
+        return reach_distance(sim, task.target, self.workspace)
+
+    def target_point(self, sim: ArmSim, task: Task) -> np.ndarray:
+        return reach_point(sim, task.target, self.workspace)
+
+    def env_state(self, sim: ArmSim, task: Task) -> np.ndarray:
+        return self.target_point(sim, task)
 
 
 def reach_point(sim: ArmSim, color: str, workspace: Workspace = Workspace()) -> np.ndarray:

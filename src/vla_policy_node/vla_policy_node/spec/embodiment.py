@@ -271,6 +271,15 @@ class Embodiment:
             raise ConfigError(str(exc)) from exc
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML parse error on one line ("line 3, column 1: expected the node content..."): PyYAML's own
+    message spans several lines with a source excerpt, too much for a CLI's one-line error."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
 def load_embodiment(path: str | Path) -> Embodiment:
     """Load and validate a robot YAML; errors name the file and the field."""
     path = Path(path)
@@ -279,7 +288,7 @@ def load_embodiment(path: str | Path) -> Embodiment:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     try:

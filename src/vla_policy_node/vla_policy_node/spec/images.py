@@ -10,18 +10,24 @@ from PIL import Image
 from vla_policy_node.spec.embodiment import CameraSpec
 
 
-def fit_image(image: np.ndarray, camera: CameraSpec) -> np.ndarray:
-    """Resize an HxWx3 uint8 RGB frame to the camera's model resolution (bilinear; no-op when it already fits).
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an HxWx3 uint8 RGB frame to height x width (bilinear; no-op when it already fits).
 
     The aspect ratio is not preserved: a policy is trained on frames resized the same way, so this must match
-    whatever produced its training data (the bag-to-dataset tool uses this function too).
+    whatever produced its training data (the bag-to-dataset tool, the policy node and the model's input pipeline
+    all resize with this function).
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"fit_image needs HxWx3 uint8 RGB, got {image.dtype} {image.shape}")
-    if image.shape[:2] == (camera.height, camera.width):
+        raise ValueError(f"resizing needs HxWx3 uint8 RGB, got {image.dtype} {image.shape}")
+    if image.shape[:2] == (height, width):
         return image
-    resized = Image.fromarray(image).resize((camera.width, camera.height), Image.Resampling.BILINEAR)
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(resized)
+
+
+def fit_image(image: np.ndarray, camera: CameraSpec) -> np.ndarray:
+    """Resize a frame to the camera's model resolution (`resize_image`)."""
+    return resize_image(image, camera.height, camera.width)
 
 
 class FittedImages(Mapping[str, np.ndarray]):

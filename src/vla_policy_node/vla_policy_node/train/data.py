@@ -1,8 +1,10 @@
 """Training samples and their collation into model batches.
 
-A sample is one observation plus the chunk of H actions that followed it, in physical units; collation
-normalizes with the checkpoint's stats, pads state/actions to the head's maximum dims with a mask, and runs the
-backbone's own processor, so training sees exactly what inference sees.
+A sample is one observation plus the chunk of H actions that followed it, in physical units. Collation is the
+model's transform pipeline (`model/transforms`), the same one `VLAPolicy` serves with: camera selection, resize,
+normalization with the checkpoint's stats, padding to the head's maximum dims with a mask, and the backbone's own
+processor, so training sees exactly what inference sees. Build the pipeline once (`TransformPipeline.from_model`)
+and call `collate_samples`; `collate(samples, model, normalization)` builds it for a one-off batch.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.transforms.device import to_device
+from vla_policy_node.model.transforms.frame import Frame
+from vla_policy_node.model.transforms.pipeline import TransformPipeline
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
+
+__all__ = ["Sample", "SampleDataset", "collate", "collate_samples", "fit_normalization", "sample_frame", "to_device"]
 
 
 @dataclass(frozen=True)
@@ -50,63 +56,18 @@ def fit_normalization(samples: Sequence[Sample]) -> NormalizationSet:
     )
 
 
+def sample_frame(sample: Sample) -> Frame:
+    """A training sample as it enters the transform pipeline."""
+    return Frame(tag=sample.tag, images=sample.images, state=np.asarray(sample.state), instruction=sample.instruction,
+                 actions=np.asarray(sample.actions), action_valid=sample.valid, env_state=sample.env_state)
+
+
+def collate_samples(samples: Sequence[Sample], pipeline: TransformPipeline) -> dict[str, Any]:
+    """inputs, state [B, S], actions [B, H, A], action_mask [B, H, A], category [B] (+ env_state [B, E] when the
+    model has an auxiliary probe), all normalized and padded; tensors on the CPU (`pipeline.to_device` next)."""
+    return pipeline.collate([sample_frame(s) for s in samples])
+
+
 def collate(samples: Sequence[Sample], model: VLAModel, normalization: NormalizationSet) -> dict[str, Any]:
-    head = model.config.head
-    b = len(samples)
-    state = np.zeros((b, head.max_state_dim), np.float32)
-    actions = np.zeros((b, head.horizon, head.max_action_dim), np.float32)
-    mask = np.zeros((b, head.horizon, head.max_action_dim), bool)
-    category = np.zeros(b, np.int64)
-    images: list[list[np.ndarray]] = []
-    for i, s in enumerate(samples):
-        slot = model.slot(s.tag)
-        norm = normalization[s.tag]
-        if s.actions.shape != (head.horizon, slot.action_dim):
-            raise ValueError(f"sample {i}: actions must be [{head.horizon}, {slot.action_dim}], got {s.actions.shape}")
-        if s.state.shape != (slot.state_dim,):
-            raise ValueError(f"sample {i}: state must have {slot.state_dim} values, got {s.state.shape}")
-        state[i, : slot.state_dim] = norm.state.normalize(s.state)
-        actions[i, :, : slot.action_dim] = norm.action.normalize(s.actions)
-        valid = np.ones(head.horizon, bool) if s.valid is None else np.asarray(s.valid, bool)
-        mask[i, valid, : slot.action_dim] = True
-        category[i] = slot.index
-        try:
-            images.append([s.images[name] for name in slot.camera_names])
-        except KeyError as exc:
-            raise ValueError(f"sample {i}: missing camera {exc} (needs {slot.camera_names})") from exc
-    inputs = model.backbone.prepare(images, [s.instruction for s in samples])
-    batch = {
-        "inputs": inputs,
-        "state": torch.from_numpy(state),
-        "actions": torch.from_numpy(actions),
-        "action_mask": torch.from_numpy(mask),
-        "category": torch.from_numpy(category),
-    }
-    aux = model.config.aux
-    if aux is not None:
-        batch["env_state"] = torch.from_numpy(_env_state(samples, aux.normalize, aux.dim))
-    return batch
-
-
-def _env_state(samples: Sequence[Sample], normalize: Any, dim: int) -> np.ndarray:
-    """Normalized env state [B, E] for the aux probe; every sample must carry it, finite and of the probe's size."""
-    out = np.zeros((len(samples), dim), np.float32)
-    for i, s in enumerate(samples):
-        if s.env_state is None:
-            raise ValueError(f"sample {i}: the model's aux probe needs env_state (observation.environment_state), "
-                             "and this sample has none")
-        values = np.asarray(s.env_state, np.float64)
-        if values.shape != (dim,) or not np.all(np.isfinite(values)):
-            raise ValueError(f"sample {i}: env_state must be {dim} finite values, got {values}")
-        out[i] = normalize(values)
-    return out
-
-
-def to_device(batch: Any, device: torch.device, dtype: torch.dtype | None = None) -> Any:
-    """Move a (nested) batch to `device`; floating tensors also to `dtype` when given."""
-    if torch.is_tensor(batch):
-        batch = batch.to(device)
-        return batch.to(dtype) if dtype is not None and batch.is_floating_point() else batch
-    if isinstance(batch, dict):
-        return {k: to_device(v, device, dtype) for k, v in batch.items()}
-    return batch
+    """`collate_samples` with a pipeline built for this one batch."""
+    return collate_samples(samples, TransformPipeline.from_model(model, normalization))

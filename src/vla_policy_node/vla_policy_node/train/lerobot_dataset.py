@@ -161,6 +161,10 @@ class LeRobotSamples:
         return len(self._rows)
 
     def __getitem__(self, i: int) -> Sample:
+        return self.sample(i)
+
+    def sample(self, i: int, *, images: bool = True) -> Sample:
+        """Sample i; images=False leaves its images out (numbers only, no image decoding)."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range ({len(self)} samples)")
         row = int(self._rows[i])
@@ -170,7 +174,7 @@ class LeRobotSamples:
         actions = self._action[np.minimum(steps, end - 1)].astype(np.float64)
         task = int(self._task[row])
         return Sample(
-            images=self._images(row),
+            images=self._images(row) if images else {},
             state=self._state[row].astype(np.float64),
             actions=actions,
             instruction=self.tasks[task] if 0 <= task < len(self.tasks) else "",
@@ -191,7 +195,25 @@ class LeRobotSamples:
             images[self.cameras[key]] = self._videos.frame(path, start + float(self._timestamp[row]))
         return images
 
+    def encoded_images(self, i: int) -> dict[str, bytes] | None:
+        """Sample i's camera images as stored (PNG/JPEG bytes, camera name -> bytes), without decoding them; None
+        when a camera is a video feature (its frames exist only decoded)."""
+        if self._video_keys:
+            return None
+        return self._encoded_images(int(self._rows[i]))
+
     def _decoded_images(self, row: int) -> dict[str, np.ndarray]:
+        f, _, offset = (int(v) for v in self._place[row])
+        images = {}
+        for camera, data in self._encoded_images(row).items():
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise fmt.DatasetFormatError(f"{self._files[f]}: cannot decode the {camera} image of row {offset}")
+            images[camera] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return images
+
+    def _encoded_images(self, row: int) -> dict[str, bytes]:
+        """The stored bytes of the row's image (non-video) cameras, by camera name."""
         f, g, offset = (int(v) for v in self._place[row])
         group = self._cache.get((f, g))
         if group is None:
@@ -213,10 +235,7 @@ class LeRobotSamples:
                 data = (self.root / cell["path"]).read_bytes()
             if data is None:
                 raise fmt.DatasetFormatError(f"{self._files[f]}: row {offset} of row group {g} has no {key} image")
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise fmt.DatasetFormatError(f"{self._files[f]}: cannot decode the {key} image of row {offset}")
-            images[camera] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            images[camera] = data
         return images
 
     @property

@@ -49,6 +49,7 @@ class ModelRecipe:
     horizon: int = 16
     head_dim: int = 64
     aux_weight: float = 0.0  # > 0: auxiliary observation.environment_state target (training only)
+    init_from: str = ""  # a checkpoint of the same architecture to start from (its aux probe left out)
 
     def __post_init__(self) -> None:
         if self.mode not in ("frozen", "lora", "full"):
@@ -69,6 +70,7 @@ class LoopRecipe:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     warmup_steps: int = 50
+    decay_fraction: float = 1.0  # the cosine decay spans this last fraction of the steps (< 1: warmup-stable-decay)
     grad_clip: float = 1.0
     log_every: int = 10
     save_every: int = 500

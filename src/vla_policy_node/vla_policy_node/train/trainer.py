@@ -1,4 +1,5 @@
-"""A minimal, resumable flow-matching trainer: AdamW, linear warmup + cosine decay, grad clipping.
+"""A minimal, resumable flow-matching trainer: AdamW, linear warmup + cosine decay (optionally held at the peak
+until the last `decay_fraction` of the run: warmup-stable-decay), grad clipping.
 
 Checkpoints are policy checkpoints (loadable by the node) plus the optimizer/scheduler/RNG state in
 safetensors + JSON, so a run resumes exactly and nothing is pickled.
@@ -20,9 +21,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from vla_policy_node.model.checkpoint import load_weights, save_checkpoint
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.transforms.pipeline import TransformPipeline
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.normalization import NormalizationSet
-from vla_policy_node.train.data import SampleDataset, collate, to_device
+from vla_policy_node.train.data import SampleDataset, collate_samples
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -38,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     betas: tuple[float, float] = (0.95, 0.999)
     warmup_steps: int = 50
+    decay_fraction: float = 1.0  # the cosine decay spans this last fraction of the steps (1: all after warmup)
     grad_clip: float = 1.0
     log_every: int = 10
     save_every: int = 500
@@ -48,11 +51,14 @@ class TrainConfig:
     progress: bool = True
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warmup to 1, then cosine decay to 0 at `total`."""
+def lr_factor(step: int, warmup: int, total: int, decay_fraction: float = 1.0) -> float:
+    """Linear warmup to 1, then cosine decay to 0 at `total`; with decay_fraction < 1 the factor stays 1 until
+    the decay's last `decay_fraction * total` steps (warmup-stable-decay: a feature learnt late, e.g. grounding,
+    still has the full rate when it appears)."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    begin = warmup if decay_fraction >= 1.0 else max(warmup, round(total * (1.0 - decay_fraction)))
+    progress = min(1.0, max(0.0, step - begin) / max(1, total - begin))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -74,6 +80,7 @@ class Trainer:
             self.sample_p = weights / weights.sum()
         self.model = model
         self.normalization = normalization
+        self.pipeline = TransformPipeline.from_model(model, normalization)  # the one VLAPolicy serves with
         self.dataset = dataset
         self.config = config
         self.out = Path(config.output_dir)
@@ -84,7 +91,7 @@ class Trainer:
             raise ValueError("model has no trainable parameters")
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps)
+            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps, config.decay_fraction)
         )
         self.step = 0
         self.loss_terms: dict[str, list[float]] = {}  # per-term losses of a multi-term model loss (logging)
@@ -136,9 +143,9 @@ class Trainer:
             idx = self.rng.integers(0, len(self.dataset), size=self.config.batch_size)
         else:
             idx = self.rng.choice(len(self.dataset), size=self.config.batch_size, p=self.sample_p)
-        batch = collate([self.dataset[int(i)] for i in idx], self.model, self.normalization)
+        batch = collate_samples([self.dataset[int(i)] for i in idx], self.pipeline)
         dtype = next(self.model.head.parameters()).dtype
-        batch = to_device(batch, self.device, dtype)
+        batch = self.pipeline.to_device(batch, self.device, dtype)
         loss = self.model.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")

@@ -50,7 +50,7 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
                      "select_layer": spec.select_layer, "lora": lora}
         return build_tiny_vla([robot], spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, aux=aux,
                               backbone_overrides=overrides, max_state_dim=16, max_action_dim=16, **head)
-    from vla_policy_node.model.vla import VLAModel
+    from vla_policy_node.model.vla_model import VLAModel
 
     config = BackboneConfig(family="auto", source=spec.backbone, select_layer=spec.select_layer,
                             freeze=spec.mode != "full", lora=lora, dtype=spec.dtype,
@@ -58,12 +58,35 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
     return VLAModel.build(config, head, [robot], aux=aux)
 
 
+def warm_start(model: Any, checkpoint: str | Path) -> int:
+    """Copy `checkpoint`'s weights into `model` (same architecture), all but the aux probe's (a new task's env
+    state may differ); returns how many tensors were copied. Anything else that differs is an error."""
+    from safetensors import safe_open
+
+    own = model.state_dict()
+    path = Path(checkpoint) / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"model.init_from: {path} not found")
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        stored = f.keys()  # a safetensors handle is not iterable
+        keys = [k for k in stored if not k.startswith("aux")]
+        differ = [k for k in keys if k not in own or tuple(f.get_slice(k).get_shape()) != tuple(own[k].shape)]
+        missing = [k for k in own if not k.startswith("aux") and k not in keys]
+        if differ or missing:
+            raise ValueError(f"model.init_from: {checkpoint} is not this model's architecture ({len(differ)} tensors "
+                             f"differ, e.g. {differ[:2]}; {len(missing)} missing, e.g. {missing[:2]})")
+        with torch.no_grad():
+            for k in keys:
+                own[k].copy_(f.get_tensor(k))
+    return len(keys)
+
+
 def _aux(recipe: TrainRecipe, train: Mixture) -> Any:
     if recipe.model.aux_weight <= 0:
         return None
     from vla_policy_node.model.aux_probe import AuxProbeConfig
 
-    values = [train[i].env_state for i in range(len(train))]
+    values = train.env_states()
     if any(v is None for v in values):
         raise ValueError("model.aux_weight > 0 needs observation.environment_state in every dataset")
     names = train.parts[0].env_state_names or ()
@@ -83,7 +106,7 @@ class Validation:
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
         from vla_policy_node.model.vla_policy import VLAPolicy
-        from vla_policy_node.train.data import collate, to_device
+        from vla_policy_node.train.data import collate_samples
 
         model = trainer.model
         dtype = next(model.head.parameters()).dtype
@@ -93,8 +116,8 @@ class Validation:
         with torch.no_grad():
             model.eval()
             for k in range(0, len(self.samples), self.batch_size):
-                batch = collate(self.samples[k:k + self.batch_size], model, trainer.normalization)
-                losses.append(float(model.loss(to_device(batch, trainer.device, dtype))))
+                batch = collate_samples(self.samples[k:k + self.batch_size], trainer.pipeline)
+                losses.append(float(model.loss(trainer.pipeline.to_device(batch, trainer.device, dtype))))
             policy = VLAPolicy(model, trainer.normalization, self.robot, seed=self.seed)
             errors, valid = [], []
             for k in range(0, len(self.samples), self.batch_size):
@@ -157,8 +180,11 @@ def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until:
     except DatasetFormatError:
         val = None  # no val split (a dataset of one episode): training only
     model = build_model(recipe, robot, _aux(recipe, train))
+    if recipe.model.init_from:
+        warm_start(model, recipe.model.init_from)
     config = TrainConfig(output_dir=str(output), steps=loop.steps, batch_size=loop.batch_size, lr=loop.lr,
-                         weight_decay=loop.weight_decay, warmup_steps=loop.warmup_steps, grad_clip=loop.grad_clip,
+                         weight_decay=loop.weight_decay, warmup_steps=loop.warmup_steps,
+                         decay_fraction=loop.decay_fraction, grad_clip=loop.grad_clip,
                          log_every=loop.log_every, save_every=loop.save_every, keep_checkpoints=loop.keep_checkpoints,
                          seed=loop.seed, device=loop.device, progress=progress)
     trainer = Trainer(model, train.normalization(), train, config, sample_weights=train.weights)

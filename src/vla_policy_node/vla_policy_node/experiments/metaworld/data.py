@@ -2,7 +2,9 @@
 
 Sample t of an episode is what the policy sees before step t (the camera image and the robot state: hand xyz
 and finger opening, never the object or goal positions) with the expert's actions for steps t .. t+H-1; steps
-past the episode's end are padded and marked invalid, so the loss ignores them.
+past the episode's end are padded and marked invalid, so the loss ignores them. Each sample also carries the
+goal and object positions as `env_state`, supervision for the auxiliary loss only (the policy never gets them),
+and `frame_in_episode` says which step it is (start frames can be weighted).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class ExpertEpisode:
     states: list[np.ndarray]  # [T] robot state before each step
     actions: list[np.ndarray]  # [T] the action taken at each step
     success: bool
+    env_states: list[np.ndarray] = field(default_factory=list)  # [T] goal + object positions before each step
 
 
 @dataclass
@@ -30,6 +33,7 @@ class DemoStats:
     layouts: list[int] = field(default_factory=list)
     successes: list[bool] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    frame_in_episode: list[int] = field(default_factory=list)  # per kept sample: its step in its episode
 
     def summary(self) -> dict[str, float | int]:
         return {"episodes": len(self.layouts), "expert_successes": int(sum(self.successes)),
@@ -42,14 +46,16 @@ def expert_episode(env: MetaWorldEnv, layout: int) -> ExpertEpisode:
     images: list[np.ndarray] = []
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
+    env_states: list[np.ndarray] = []
     success = False
     while not success and env.steps < env.config.max_steps:
         images.append(env.render())
         states.append(env.state(obs))
+        env_states.append(env.env_state(obs))
         action = env.expert_action(obs)
         actions.append(action)
         obs, success = env.step(action)
-    return ExpertEpisode(layout, images, states, actions, success)
+    return ExpertEpisode(layout, images, states, actions, success, env_states)
 
 
 def episode_samples(episode: ExpertEpisode, *, horizon: int, camera: str, instruction: str, tag: str) -> list[Sample]:
@@ -61,7 +67,8 @@ def episode_samples(episode: ExpertEpisode, *, horizon: int, camera: str, instru
     for t in range(steps):
         valid = np.arange(t, t + horizon) < steps
         samples.append(Sample(images={camera: episode.images[t]}, state=episode.states[t],
-                              actions=padded[t:t + horizon].copy(), instruction=instruction, tag=tag, valid=valid))
+                              actions=padded[t:t + horizon].copy(), instruction=instruction, tag=tag, valid=valid,
+                              env_state=episode.env_states[t] if episode.env_states else None))
     return samples
 
 
@@ -77,4 +84,5 @@ def demonstrations(env: MetaWorldEnv, layouts: Iterable[int], *, horizon: int, c
         stats.lengths.append(len(episode.actions))
         if episode.success or keep_failures:
             samples += episode_samples(episode, horizon=horizon, camera=camera, instruction=env.instruction, tag=tag)
+            stats.frame_in_episode += list(range(len(episode.actions)))
     return samples, stats

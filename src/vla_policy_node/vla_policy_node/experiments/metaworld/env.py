@@ -22,6 +22,11 @@ import numpy as np
 
 LAYOUTS_PER_BENCHMARK = 50  # metaworld's _N_GOALS: MT1 layouts per benchmark seed
 STATE_DIM = 4  # hand xyz + finger opening: the leading entries of Meta-World's 39-D observation
+# privileged scene state for the auxiliary training loss only (never the policy's input): the goal position
+# (observation[36:39]) and the first object's position (observation[4:7])
+ENV_STATE_NAMES = ("goal_x", "goal_y", "goal_z", "object_x", "object_y", "object_z")
+MT10 = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+        "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
 
 # What the policy is told; tasks not listed get their name in words ("button-press-topdown-v3" -> "button press
 # topdown").
@@ -130,6 +135,12 @@ class MetaWorldEnv:
     def state(obs: np.ndarray) -> np.ndarray:
         """The robot part of an observation: hand xyz (m) and finger opening ([0, 1])."""
         return np.asarray(obs[:STATE_DIM], np.float64)
+
+    @staticmethod
+    def env_state(obs: np.ndarray) -> np.ndarray:
+        """Goal and first-object positions (ENV_STATE_NAMES): training supervision only, as the sim arm's
+        /sim_arm/task_state."""
+        return np.concatenate([obs[36:39], obs[4:7]]).astype(np.float64)
 
     def close(self) -> None:
         self._renderer.close()

@@ -1,7 +1,7 @@
 """Meta-World evaluation of the project's own model and training path, with the tasks' scripted experts as teachers.
 
     python -m vla_policy_node.experiments.metaworld.evaluate --task reach-v3 --demos 50 --steps 2000 \
-        --episodes 20 -o OUT
+        --episodes 20 -o OUT [--recipe grounding] [--task MT10]
 
 Expert episodes on layouts DEMO_LAYOUTS_FROM.. become samples; the tiny VLA (a tiny Qwen2.5-VL trained end to end
 plus the flow-matching head, as experiments/sim_arm/train.py builds it) trains on them with the project's Trainer;
@@ -9,6 +9,13 @@ then, on layouts 0..episodes-1 (never demonstrated), the trained VLAPolicy acts 
 first `execute` actions of each chunk. The scripted expert and the same architecture left at its initialization run on
 the same layouts as references. Prints a JSON summary and writes it to OUT/summary.json (the trained
 checkpoint lies in OUT/run).
+
+`--recipe grounding` applies the sim arm's grounding recipe (checkpoints/sim_reach/README.md): Qwen3-VL at 128 px
+with the instruction first, an auxiliary loss on the goal and object positions (recorded from Meta-World's
+observation as each sample's env_state; the policy never gets them) and the first frames of each episode drawn
+more often. `--task` takes one MT1 task, a comma-separated list or MT10: one policy is trained on all of the
+tasks' demonstrations (the instruction names the task) and evaluated on each; the summary then has a `per_task`
+section with the three rows of every task.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from vla_policy_node.experiments.metaworld.data import demonstrations
-from vla_policy_node.experiments.metaworld.env import MetaWorldEnv, MetaWorldEnvConfig
+from vla_policy_node.experiments.metaworld.data import DemoStats, demonstrations
+from vla_policy_node.experiments.metaworld.env import ENV_STATE_NAMES, MT10, MetaWorldEnv, MetaWorldEnvConfig
+from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.tiny import build_tiny_vla
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
@@ -58,22 +66,46 @@ class MetaWorldEvalConfig:
     max_steps: int = 500  # per episode: Meta-World's own limit
     seed: int = 0
     threads: int = 1
+    aux_weight: float = 0.0  # > 0: auxiliary loss on the goal and object positions (ENV_STATE_NAMES)
+    start_frames: int = 0  # the first frames of each episode are drawn start_weight times as often
+    start_weight: float = 1.0
 
 
-def build_model(robot: Embodiment, config: MetaWorldEvalConfig) -> VLAModel:
+# `--recipe`: the defaults above ("baseline", the README's first table) or the sim arm's grounding recipe
+RECIPES: dict[str, MetaWorldEvalConfig] = {
+    "baseline": MetaWorldEvalConfig(),
+    "grounding": MetaWorldEvalConfig(family="qwen3_vl", image_size=128, aux_weight=4.0, start_frames=3,
+                                     start_weight=5.0, batch_size=32),
+}
+
+
+def task_list(task: str) -> list[str]:
+    """"MT10" or a comma-separated list of MT1 task names."""
+    return list(MT10) if task.upper() == "MT10" else [t.strip() for t in task.split(",") if t.strip()]
+
+
+def build_model(robot: Embodiment, config: MetaWorldEvalConfig, aux: AuxProbeConfig | None = None) -> VLAModel:
     """The tiny VLA as experiments/sim_arm/train.py builds it; the same seed gives the same initialization."""
     torch.manual_seed(config.seed)
-    return build_tiny_vla([robot], config.family, image_size=config.image_size,
+    return build_tiny_vla([robot], config.family, image_size=config.image_size, aux=aux,
                           backbone_overrides={"freeze": False, "instruction_first": True},
                           dim=config.head_dim, horizon=config.horizon, max_state_dim=16, max_action_dim=16)
 
 
 def train_model(robot: Embodiment, samples: Sequence[Sample], config: MetaWorldEvalConfig, output: str | Path, *,
-                progress: bool = False) -> tuple[VLAModel, NormalizationSet, list[float], float]:
-    """(trained model, normalization fitted on the samples, per-step losses, seconds)."""
+                progress: bool = False, frame_in_episode: Sequence[int] | None = None,
+                ) -> tuple[VLAModel, NormalizationSet, list[float], float]:
+    """(trained model, normalization fitted on the samples, per-step losses, seconds). frame_in_episode: each
+    sample's step in its episode, for the start-frame weighting."""
     normalization = fit_normalization(samples)
-    model = build_model(robot, config)
-    trainer = Trainer(model, normalization, list(samples), TrainConfig(
+    aux = None
+    if config.aux_weight > 0:
+        aux = AuxProbeConfig.fit(ENV_STATE_NAMES, np.stack([s.env_state for s in samples]), config.aux_weight)
+    model = build_model(robot, config, aux)
+    weights = None
+    if config.start_frames > 0 and frame_in_episode is not None:
+        weights = np.where(np.asarray(frame_in_episode) < config.start_frames, config.start_weight, 1.0)
+    trainer = Trainer(model, normalization, list(samples), sample_weights=weights, config=TrainConfig(
         output_dir=str(output), steps=config.steps, batch_size=config.batch_size, lr=config.lr,
         warmup_steps=config.warmup_steps, save_every=config.steps, keep_checkpoints=1, seed=config.seed,
         progress=progress, log_every=25))
@@ -164,54 +196,85 @@ def evaluate(robot: Embodiment, config: MetaWorldEvalConfig, output: str | Path,
     """Demonstrations -> training -> closed-loop evaluation of trained, expert and random-init; the summary."""
     torch.set_num_threads(config.threads)
     cam = robot.cameras[0]
-    env = MetaWorldEnv(MetaWorldEnvConfig(task=config.task, camera=config.camera, height=cam.height,
-                                          width=cam.width, max_steps=config.max_steps))
+    tasks = task_list(config.task)
+    envs = {task: MetaWorldEnv(MetaWorldEnvConfig(task=task, camera=config.camera, height=cam.height,
+                                                  width=cam.width, max_steps=config.max_steps)) for task in tasks}
+    demo_layouts = range(DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos)
     try:
         start = time.perf_counter()
-        samples, demo_stats = demonstrations(env, range(DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos),
-                                             horizon=config.horizon, camera=cam.name, tag=robot.tag)
+        samples: list[Sample] = []
+        frames: list[int] = []
+        demo_stats: dict[str, DemoStats] = {}
+        for task, env in envs.items():
+            task_samples, demo_stats[task] = demonstrations(env, demo_layouts, horizon=config.horizon,
+                                                            camera=cam.name, tag=robot.tag)
+            samples += task_samples
+            frames += demo_stats[task].frame_in_episode
         demo_seconds = time.perf_counter() - start
         if not samples:
-            raise RuntimeError(f"the {config.task} expert solved none of {config.demos} demonstration layouts")
+            raise RuntimeError(f"the experts solved none of {config.demos} demonstration layouts of {tasks}")
         model, normalization, losses, train_seconds = train_model(robot, samples, config, Path(output) / "run",
-                                                                  progress=progress)
+                                                                  progress=progress, frame_in_episode=frames)
         layouts = range(config.episodes)
-        results: dict[str, Any] = {}
-        for name, controller in (
-            ("trained", ChunkController(VLAPolicy(model, normalization, robot, seed=config.seed), config.execute)),
-            ("expert", ExpertController()),
-            ("random_init", ChunkController(VLAPolicy(build_model(robot, config), normalization, robot,
-                                                      seed=config.seed), config.execute)),
-        ):
-            start = time.perf_counter()
-            results[name] = {**run_episodes(env, controller, layouts).summary(),
-                             "seconds": round(time.perf_counter() - start, 1)}
+        policies = {"trained": VLAPolicy(model, normalization, robot, seed=config.seed),
+                    "random_init": VLAPolicy(build_model(robot, config, model.config.aux), normalization, robot,
+                                             seed=config.seed)}
+        per_task: dict[str, dict[str, Any]] = {}
+        for task, env in envs.items():
+            results: dict[str, Any] = {}
+            for name, controller in (("trained", ChunkController(policies["trained"], config.execute)),
+                                     ("expert", ExpertController()),
+                                     ("random_init", ChunkController(policies["random_init"], config.execute))):
+                start = time.perf_counter()
+                results[name] = {**run_episodes(env, controller, layouts).summary(),
+                                 "seconds": round(time.perf_counter() - start, 1)}
+                if progress:
+                    print(f"{task} {name}: {results[name]['success_rate']:.0%} of {config.episodes}", flush=True)
+            per_task[task] = {"instruction": env.instruction,
+                              "demonstrations": {**demo_stats[task].summary()}, **results}
     finally:
-        env.close()
+        for env in envs.values():
+            env.close()
     window = min(50, len(losses))
-    return {
-        "task": config.task, "instruction": env.instruction, "camera": config.camera,
+    summary: dict[str, Any] = {
+        "task": config.task, "camera": config.camera,
         "image": [cam.height, cam.width], "device": "cpu", "threads": config.threads, "config": asdict(config),
-        "demonstrations": {**demo_stats.summary(), "layouts": [DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos],
+        "demonstrations": {"episodes": sum(len(d.layouts) for d in demo_stats.values()),
+                           "expert_successes": sum(int(sum(d.successes)) for d in demo_stats.values()),
+                           "layouts": [DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos],
                            "samples": len(samples), "seconds": round(demo_seconds, 1)},
         "training": {"steps": len(losses), "seconds": round(train_seconds, 1),
                      f"loss_first{window}": float(np.mean(losses[:window])),
                      f"loss_last{window}": float(np.mean(losses[-window:]))},
-        "evaluation": {"layouts": [0, config.episodes], "execute": config.execute, "max_steps": config.max_steps,
-                       **results},
     }
+    if len(tasks) == 1:
+        (only,) = per_task.values()
+        summary["instruction"] = only["instruction"]
+        summary["demonstrations"]["mean_length"] = only["demonstrations"]["mean_length"]
+        summary["evaluation"] = {"layouts": [0, config.episodes], "execute": config.execute,
+                                 "max_steps": config.max_steps,
+                                 **{k: only[k] for k in ("trained", "expert", "random_init")}}
+    else:
+        summary["evaluation"] = {"layouts": [0, config.episodes], "execute": config.execute,
+                                 "max_steps": config.max_steps}
+        summary["per_task"] = per_task
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metaworld_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot-config", dest="robot_config", default=ROBOT_CONFIG)
     parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline",
+                        help="the defaults: baseline (README's first table) or grounding (the sim arm's recipe)")
     for name, value in asdict(MetaWorldEvalConfig()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=value)
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=None,
+                            help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     robot = load_embodiment(args.pop("robot_config"))
     output = Path(args.pop("output"))
-    config = replace(MetaWorldEvalConfig(), **args)
+    recipe = RECIPES[args.pop("recipe")]
+    config = replace(recipe, **{k: v for k, v in args.items() if v is not None})
     summary = evaluate(robot, config, output, progress=True)
     output.mkdir(parents=True, exist_ok=True)
     (output / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -34,6 +34,17 @@ from vla_policy_node.transport.inprocess import InProcessBus
 from vla_policy_node.transport.qos import LATCHED_QOS
 
 log = logging.getLogger(__name__)
+# simulated seconds an episode may take: about 3x the expert's (reach ~1.5 s, pick-and-place ~5.5 s)
+TIME_LIMITS = {"reach": 6.0, "pick_place": 15.0}
+
+
+@dataclass(frozen=True)
+class FrameNote:
+    """What a recorded frame shows: its time in the episode and where the task's objects are in it (pixels of
+    the recorded camera: "block", the named block; "goal", where it must go, for pick-and-place)."""
+
+    time: float
+    marks: dict[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class EpisodeResult:
     final_distance: float
     latencies_ms: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # scene camera, when recorded
+    notes: list[FrameNote] = field(default_factory=list)  # one per recorded frame
 
 
 @dataclass(frozen=True)
@@ -72,13 +84,14 @@ class EvaluationReport:
 class ClosedLoopSystem:
     """The sim arm, a policy node and a command mux on one in-process bus (see the module docstring)."""
 
-    def __init__(self, robot: Embodiment, policy: InferencePolicy, *, time_limit: float = 6.0,
-                 mux: bool = True) -> None:
+    def __init__(self, robot: Embodiment, policy: InferencePolicy, *, time_limit: float | None = None,
+                 mux: bool = True, task: str = "reach") -> None:
+        """time_limit: simulated seconds per episode (default: the task kind's, TIME_LIMITS)."""
         self.robot = robot
         self.policy = policy
-        self.time_limit = time_limit
+        self.time_limit = TIME_LIMITS[task] if time_limit is None else time_limit
         self.bus = InProcessBus(clock=1.0)
-        self.driver = SimArmDriver(self.bus.transport("sim_arm_driver"), robot, SimArmParams())
+        self.driver = SimArmDriver(self.bus.transport("sim_arm_driver"), robot, SimArmParams(task=task))
         self.operator = self.bus.transport("operator")
         self._instruction_pub = self.operator.publisher("/vla/instruction", STRING, LATCHED_QOS)
         self.use_mux = mux
@@ -142,6 +155,7 @@ class ClosedLoopSystem:
         t0 = self.bus.clock
         latencies: list[float] = []
         frames: list[np.ndarray] = []
+        notes: list[FrameNote] = []
         frame_every = max(1, round(0.1 / self.period))
         ticks = 0
         while self.bus.clock - t0 < self.time_limit and not self.driver.succeeded:
@@ -150,15 +164,28 @@ class ClosedLoopSystem:
                 latencies.append(1000.0 * latency)
             if record_frames and ticks % frame_every == 0:
                 frames.append(self.driver.sim.render(self.robot.cameras[0].name))
+                notes.append(self.frame_note(self.bus.clock - t0))
             if on_tick is not None:
                 on_tick(self, self.bus.clock - t0)
             ticks += 1
         status = self.driver.task_status(self.bus.clock)
         if record_frames:
             frames.append(self.driver.sim.render(self.robot.cameras[0].name))
+            notes.append(self.frame_note(self.bus.clock - t0))
         self.stop_nodes()
         return EpisodeResult(seed, instruction, self.driver.succeeded, self.bus.clock - t0, status["distance"],
-                             latencies, frames)
+                             latencies, frames, notes)
+
+    def frame_note(self, t: float) -> FrameNote:
+        """Time and the task's objects in the recorded camera's pixels, for annotated image strips."""
+        sim, task, camera = self.driver.sim, self.driver.task, self.robot.cameras[0].name
+        if task is None:
+            return FrameNote(t, {})
+        marks = {"block": sim.block_position(task.target)}
+        if task.place_on:
+            marks["goal"] = self.driver.target_point()
+        return FrameNote(t, {name: tuple(float(v) for v in sim.project(camera, point))  # type: ignore[misc]
+                             for name, point in marks.items() if point is not None})
 
     def close(self) -> None:
         self.stop_nodes()

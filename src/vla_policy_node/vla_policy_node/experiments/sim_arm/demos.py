@@ -1,27 +1,36 @@
 """Scripted demonstrations of the simulated arm, recorded with the team's recorder and converted to a dataset.
 
     python -m vla_policy_node.experiments.sim_arm.demos --robot-config config/robots/sim_arm.yaml -o demos/ \
-        --episodes 100
+        --episodes 100 [--task pick_place] [--workers 2]
 
-The expert (IK waypoints, `sim.expert`) drives the arm the way a teleoperator does through the mux: it streams
-one-point JointTrajectory messages at the control rate on the arm controller's topic. The recorder
+The expert (IK waypoints: `sim.expert` for reach, `sim.pick_place_expert` for pick-and-place) drives the arm
+the way a teleoperator does through the mux: it streams one-point JointTrajectory messages at the control rate
+on the arm controller's topic, and gripper positions (Float64MultiArray, on change) on the gripper's. The recorder
 (`bagtools.record.Recorder`) subscribes to the robot's topics like `vla_record` and marks each episode
 (START, then SUCCESS/FAILURE); `vla_bag_to_dataset`'s converter turns the bag into a LeRobot v3 dataset whose
 actions are the recorded commands. Everything runs in one process on a simulated clock (InProcessBus), so 100
 demonstrations take seconds, not minutes, and are the same on every machine.
 
-The recorder also takes the driver's ground-truth target (`/sim_arm/target_point`, PointStamped), and the
-dataset carries it as `observation.environment_state` [x, y, z]: supervision for auxiliary training losses only,
+The recorder also takes the driver's ground truth (`/sim_arm/target_point`, PointStamped, and
+`/sim_arm/task_state`), and the dataset carries it as `observation.environment_state` (reach: the target point
+[x, y, z]; pick_place: the task state, block and pad positions): supervision for auxiliary training losses only,
 which the policy never receives.
+
+`--workers N` records N bags in parallel processes (consecutive seed ranges) and converts them, in seed order,
+into one dataset: the same episodes as one worker, in about 1/N of the time on N free cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import multiprocessing
+import shutil
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +40,11 @@ from vla_policy_node.bagtools.dataset import ConversionConfig, ConversionSummary
 from vla_policy_node.bagtools.episodes import EventKind
 from vla_policy_node.bagtools.record import RecordConfig, Recorder
 from vla_policy_node.msgs.geometry import POINT_STAMPED
-from vla_policy_node.msgs.joints import JOINT_TRAJECTORY, encode_float64_array, encode_joint_trajectory
-from vla_policy_node.nodes.sim_arm_driver import TARGET_POINT_TOPIC, SimArmDriver, SimArmParams
-from vla_policy_node.sim.arm import GRIPPER_OPEN
-from vla_policy_node.sim.expert import ExpertConfig, ReachExpert
+from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_TRAJECTORY, encode_float64_array, encode_joint_trajectory
+from vla_policy_node.nodes.sim_arm_driver import TARGET_POINT_TOPIC, TASK_STATE_TOPIC, SimArmDriver, SimArmParams
+from vla_policy_node.sim.expert import ReachExpert
+from vla_policy_node.sim.pick_place import TASK_KINDS
+from vla_policy_node.sim.pick_place_expert import PickPlaceExpert
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.transport.inprocess import InProcessBus
 
@@ -50,34 +60,45 @@ class DemoStats:
     wall_seconds: float
 
 
+# the dataset's observation.environment_state per task kind (reach keeps the PointStamped its checkpoint used)
+ENV_STATE_TOPICS = {"reach": TARGET_POINT_TOPIC, "pick_place": TASK_STATE_TOPIC}
+
+
 def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[int], *, storage: str = "mcap",
-                          expert_config: ExpertConfig | None = None, gap: float = 0.5) -> DemoStats:
+                          task: str = "reach", gap: float = 0.5) -> DemoStats:
     """One expert episode per task seed, recorded to `bag` through the Recorder while driving the sim."""
     start_wall = time.perf_counter()
     bus = InProcessBus(clock=1.0)
-    driver = SimArmDriver(bus.transport("sim_arm_driver"), robot, SimArmParams(seed=int(seeds[0])))
-    recorder = Recorder(bus.transport("vla_record"), robot, bag,
-                        RecordConfig(storage=storage, extra_topics={TARGET_POINT_TOPIC: POINT_STAMPED}))
+    driver = SimArmDriver(bus.transport("sim_arm_driver"), robot, SimArmParams(seed=int(seeds[0]), task=task))
+    recorder = Recorder(bus.transport("vla_record"), robot, bag, RecordConfig(
+        storage=storage, extra_topics={TARGET_POINT_TOPIC: POINT_STAMPED, TASK_STATE_TOPIC: FLOAT64_ARRAY}))
     teleop = bus.transport("sim_expert")
     arm_pub = teleop.publisher(robot.controller.topic, JOINT_TRAJECTORY)
-    gripper_pub = teleop.publisher(robot.gripper.topic, "std_msgs/msg/Float64MultiArray") if robot.gripper else None
-    expert = ReachExpert(driver.sim, expert_config)
+    gripper_pub = teleop.publisher(robot.gripper.topic, FLOAT64_ARRAY) if robot.gripper else None
+    expert = (PickPlaceExpert(driver.sim, sampler=driver.sampler) if task == "pick_place"  # type: ignore[arg-type]
+              else ReachExpert(driver.sim))
     period = 1.0 / robot.rates.control_hz
     successes = 0
     sim_seconds = 0.0
     try:
         for seed in seeds:
             bus.clock += gap
-            task = driver.reset(int(seed))
+            episode = driver.reset(int(seed))
             driver.step()
-            recorder.mark(EventKind.START, task.instruction)
-            plan = expert.plan(task, driver.sim.arm_positions())
+            recorder.mark(EventKind.START, episode.instruction)
+            plan = expert.plan(episode, driver.sim.arm_positions())
+            sent = plan.gripper_at(0.0)
             if gripper_pub is not None:
-                gripper_pub.publish(encode_float64_array(teleop.new_message, [GRIPPER_OPEN]))
+                gripper_pub.publish(encode_float64_array(teleop.new_message, [sent]))
             t0 = bus.clock
             while bus.clock - t0 < plan.duration + expert.config.settle:
-                bus.clock = t0 + round((bus.clock - t0) / period + 1) * period
-                arm_pub.publish(expert_command(teleop, driver, plan.at(bus.clock - t0), period))
+                t = round((bus.clock - t0) / period + 1) * period
+                bus.clock = t0 + t
+                gripper = plan.gripper_at(t)
+                if gripper_pub is not None and gripper != sent:  # on change, as the policy node's gripper output
+                    gripper_pub.publish(encode_float64_array(teleop.new_message, [gripper]))
+                    sent = gripper
+                arm_pub.publish(expert_command(teleop, driver, plan.at(t), period))
                 driver.step()
             sim_seconds += bus.clock - t0
             successes += driver.succeeded
@@ -99,20 +120,50 @@ def expert_command(transport, driver: SimArmDriver, arm: np.ndarray, period: flo
                                    np.array([period]))
 
 
+def _record_part(robot: Embodiment, bag: Path, seeds: range, storage: str, task: str) -> DemoStats:
+    logging.getLogger().setLevel(logging.WARNING)  # a worker process: its summary is the parent's to print
+    return record_demonstrations(robot, bag, seeds, storage=storage, task=task)
+
+
+def record_parallel(robot: Embodiment, output: Path, seeds: range, *, workers: int = 1, storage: str = "mcap",
+                    task: str = "reach") -> tuple[list[Path], DemoStats]:
+    """Record `seeds` into output/bag (one worker) or output/bag_<i> (consecutive seed ranges, one process each);
+    the bags in seed order and the summed statistics (wall time: the whole call's)."""
+    start = time.perf_counter()
+    for old in [output / "bag", *output.glob("bag_*")]:
+        if old.exists():
+            shutil.rmtree(old)
+    workers = max(1, min(workers, len(seeds)))
+    if workers == 1:
+        stats = record_demonstrations(robot, output / "bag", seeds, storage=storage, task=task)
+        return [output / "bag"], stats
+    bounds = np.linspace(0, len(seeds), workers + 1).round().astype(int)
+    parts = [seeds[a:b] for a, b in itertools.pairwise(bounds)]
+    bags = [output / f"bag_{i}" for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_record_part, [robot] * workers, bags, parts, [storage] * workers,
+                                [task] * workers))
+    return bags, DemoStats(sum(r.episodes for r in results), sum(r.successes for r in results),
+                           sum(r.sim_seconds for r in results), time.perf_counter() - start)
+
+
 def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, *, first_seed: int = TRAIN_SEEDS_FROM,
-                          storage: str = "mcap") -> tuple[DemoStats, ConversionSummary]:
-    """Record `episodes` demonstrations to output/bag and convert them to the dataset output/dataset."""
+                          storage: str = "mcap", task: str = "reach", workers: int = 1,
+                          robots: Sequence[tuple[Embodiment, str]] = ()) -> tuple[DemoStats, ConversionSummary]:
+    """Record `episodes` demonstrations of `task` to output/bag (output/bag_<i> with several workers) and convert
+    them to the dataset output/dataset. `robots`: more (robot config, dataset folder name) conversions of the
+    same bags, e.g. a variant with more state (a robot whose joint states are a superset records for both)."""
+    if task not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {task!r}; choose from {sorted(TASK_KINDS)}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    bag = output / "bag"
-    if bag.exists():
-        import shutil
-
-        shutil.rmtree(bag)
-    stats = record_demonstrations(robot, bag, range(first_seed, first_seed + episodes), storage=storage)
-    summary = convert_bags([bag], robot, output / "dataset",
-                           ConversionConfig(val_fraction=0.0, environment_state_topic=TARGET_POINT_TOPIC,
-                                            image_format="png"))  # lossless: the shipped recipe's images
+    bags, stats = record_parallel(robot, output, range(first_seed, first_seed + episodes), workers=workers,
+                                  storage=storage, task=task)
+    config = ConversionConfig(val_fraction=0.0, environment_state_topic=ENV_STATE_TOPICS[task],
+                              image_format="png")  # lossless: the shipped recipes' images
+    summary = convert_bags(bags, robot, output / "dataset", config)
+    for other, name in robots:
+        convert_bags(bags, other, output / name, config)
     return stats, summary
 
 
@@ -123,9 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="folder for bag/ and dataset/")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=TRAIN_SEEDS_FROM)
+    parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach")
+    parser.add_argument("--workers", type=int, default=1, help="parallel recording processes (default 1)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.episodes < 1 or args.workers < 1:
+        parser.error("--episodes and --workers must be >= 1")
     stats, summary = demonstration_dataset(load_embodiment(args.robot_config), args.output, args.episodes,
-                                           first_seed=args.first_seed)
+                                           first_seed=args.first_seed, task=args.task, workers=args.workers)
     print(f"{stats.successes}/{stats.episodes} expert successes, {stats.sim_seconds:.0f} s simulated in "
           f"{stats.wall_seconds:.1f} s; dataset {summary.output}: {summary.episodes} episodes, {summary.frames} frames")
     return 0

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint closed loop on the simulated arm (policy node + mux runtimes, simulated clock).
 
     python -m vla_policy_node.experiments.sim_arm.evaluate --robot-config config/robots/sim_arm.yaml --checkpoint DIR \
-        --episodes 20 [--random-init] [--json report.json]
+        --episodes 20 [--task pick_place] [--random-init] [--json report.json]
 
 Layouts are task seeds 0..N-1, never used for demonstrations (those start at TRAIN_SEEDS_FROM).
 """
@@ -12,13 +12,15 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, EvaluationReport, evaluate
+from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, EpisodeResult, EvaluationReport, evaluate
+from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.sim.pick_place import TASK_KINDS
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 
 
@@ -34,10 +36,11 @@ def load_policy(checkpoint: str | Path, robot: Embodiment, *, random_init: bool 
 
 
 def evaluate_checkpoint(robot: Embodiment, checkpoint: str | Path, seeds: Sequence[int], *,
-                        random_init: bool = False, record_first: bool = False) -> EvaluationReport:
-    system = ClosedLoopSystem(robot, load_policy(checkpoint, robot, random_init=random_init))
+                        random_init: bool = False, record_first: bool = False, task: str = "reach",
+                        progress: Callable[[EpisodeResult], None] | None = None) -> EvaluationReport:
+    system = ClosedLoopSystem(robot, load_policy(checkpoint, robot, random_init=random_init), task=task)
     try:
-        return evaluate(system, seeds, record_first=record_first)
+        return evaluate(system, seeds, record_first=record_first, progress=progress)
     finally:
         system.close()
 
@@ -48,13 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--first-seed", dest="first_seed", type=int, default=0,
+                        help="first layout (task seed); demonstrations use seeds from TRAIN_SEEDS_FROM on")
+    parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach")
+    parser.add_argument("--verbose", action="store_true", help="one line per episode")
     parser.add_argument("--random-init", dest="random_init", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default="")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     robot = load_embodiment(args.robot_config)
-    report = evaluate_checkpoint(robot, args.checkpoint, range(args.episodes), random_init=args.random_init)
+    seeds = range(args.first_seed, args.first_seed + args.episodes)
+    if args.first_seed + args.episodes > TRAIN_SEEDS_FROM:
+        parser.error(f"evaluation layouts must stay below {TRAIN_SEEDS_FROM} (the demonstrations' seeds)")
+
+    def line(e: EpisodeResult) -> None:
+        print(f"seed {e.seed}: {'success' if e.success else 'failure'} after {e.time:.1f} s, distance "
+              f"{e.final_distance:.3f} m ({e.instruction})", flush=True)
+
+    report = evaluate_checkpoint(robot, args.checkpoint, seeds, random_init=args.random_init, task=args.task,
+                                 progress=line if args.verbose else None)
     summary = report.summary()
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from vla_policy_node.model.checkpoint import load_checkpoint
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.transforms.frame import Frame
+from vla_policy_node.model.transforms.pipeline import TransformPipeline
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.tasks import TaskSampler
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
-from vla_policy_node.train.data import Sample, collate
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def probe_grounding(model: VLAModel, normalization: NormalizationSet, robot: Emb
                     seeds: Sequence[int]) -> GroundingReport:
     if model.config.aux is None:
         raise ValueError("this checkpoint has no auxiliary env-state probe (trained with aux_weight 0)")
-    horizon = model.config.head.horizon
+    pipeline = TransformPipeline.from_model(model, normalization, robot)  # what the policy feeds the model
     sampler = TaskSampler()
     hits, errors = 0, []
     with ArmSim({c.name: (c.height, c.width) for c in robot.cameras}) as sim:
@@ -54,10 +55,9 @@ def probe_grounding(model: VLAModel, normalization: NormalizationSet, robot: Emb
             sim.reset(task.layout, task.initial_arm)
             sim.advance(0.02)
             state = np.array([*sim.arm_positions(), sim.gripper_position()])[: robot.state_dim]
-            sample = Sample({c.name: sim.render(c.name) for c in robot.cameras}, state,
-                            np.zeros((horizon, robot.action_dim)), task.instruction, robot.tag,
-                            env_state=np.asarray(model.config.aux.mean))  # placeholder: collate's shape check
-            batch = collate([sample], model, normalization)
+            frame = Frame(tag=robot.tag, images={c.name: sim.render(c.name) for c in robot.cameras}, state=state,
+                          instruction=task.instruction)
+            batch = pipeline.inputs([frame])
             estimate = model.predict_env_state(batch["inputs"], batch["state"], batch["category"])[0, :2].numpy()
             blocks = {c: np.array([p.x, p.y]) for c, p in task.layout.blocks.items()}
             nearest = min(blocks, key=lambda c: float(np.linalg.norm(blocks[c] - estimate)))

@@ -1,12 +1,16 @@
-"""Train a tiny VLA on simulated-arm demonstrations with the project's Trainer.
+"""Train a tiny VLA on simulated-arm demonstrations with the project's Trainer (through vla_train).
 
     python -m vla_policy_node.experiments.sim_arm.train --robot-config config/robots/sim_arm.yaml \
-        --dataset demos/dataset -o runs/sim_reach --steps 5000
+        --dataset demos/dataset -o runs/sim_reach [--recipe reach|pick_place] [--steps 5000]
 
 The model is the product's path: a tiny Qwen3-VL (by default) built from a config (random init, trained end to end:
 freeze=False, since a random backbone that stays frozen cannot learn to see), cut at its select layer, and the
 flow-matching head. The samples are read once into memory (tens of thousands of 128x128 frames), and the final
 checkpoint is copied to <output>/final with the run's config and log beside it.
+
+`--recipe` picks the defaults (`RECIPES`): `reach`, the shipped sim_reach checkpoint's (config/train/sim_reach.yaml),
+or `pick_place`, sim_pick_place's (config/train/sim_pick_place.yaml); any flag overrides one value of it.
+`--dataset` may be given several times (e.g. one dataset per demonstration worker): they train as one.
 """
 
 from __future__ import annotations
@@ -55,6 +59,20 @@ class SimTrainConfig:
     cameras: str = "scene"
     seed: int = 0
     threads: int = 2
+    decay_fraction: float = 1.0  # the cosine decay's share of the steps (< 1: held at the peak before it)
+    # a checkpoint of the same architecture to start from (its aux probe is not taken: the env state may differ)
+    init_from: str = ""
+
+
+# The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above); pick_place =
+# sim_pick_place's: starts from the reach checkpoint, which already finds the named block (config/train/*.yaml).
+RECIPES: dict[str, SimTrainConfig] = {
+    "reach": SimTrainConfig(),
+    "pick_place": SimTrainConfig(steps=6000, threads=1, init_from="checkpoints/sim_reach/checkpoint"),
+    # half the steps: the rate stays at its peak while grounding appears (~1000-2500 steps), then decays over
+    # the last 30%; 2 threads (a whole 2-core machine); experiments/sim_arm/reproduce.py runs it end to end
+    "reach_fast": SimTrainConfig(steps=3000, decay_fraction=0.3, threads=2),
+}
 
 
 def policy_cameras(robot: Embodiment, cameras: str) -> Embodiment:
@@ -64,30 +82,39 @@ def policy_cameras(robot: Embodiment, cameras: str) -> Embodiment:
     return dataclasses.replace(robot, cameras=tuple(robot.camera(name.strip()) for name in cameras.split(",")))
 
 
-def recipe(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config: SimTrainConfig) -> TrainRecipe:
+def _dirs(dataset_dir: str | Path | Sequence[str | Path]) -> list[str]:
+    return [str(dataset_dir)] if isinstance(dataset_dir, str | Path) else [str(d) for d in dataset_dir]
+
+
+def recipe(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], output: str | Path,
+           config: SimTrainConfig) -> TrainRecipe:
     """The sim recipe as a `vla_train` recipe (config/train/sim_reach.yaml is the same with its defaults)."""
     cameras = ",".join(f"{cam.name}:{cam.topic}" for cam in policy_cameras(robot, config.cameras).cameras)
     return TrainRecipe(
-        robot=robot.name, datasets=(DatasetSpec(str(dataset_dir)),), output_dir=str(output), camera_topics=cameras,
+        robot=robot.name, datasets=tuple(DatasetSpec(d) for d in _dirs(dataset_dir)), output_dir=str(output),
+        camera_topics=cameras,
         model=ModelRecipe(backbone=f"tiny:{config.family}", mode="full", select_layer=2,
                           image_size=config.image_size, instruction_first=config.instruction_first,
-                          horizon=config.horizon, head_dim=config.head_dim, aux_weight=config.aux_weight),
+                          horizon=config.horizon, head_dim=config.head_dim, aux_weight=config.aux_weight,
+                          init_from=config.init_from),
         train=LoopRecipe(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                         warmup_steps=config.warmup_steps, save_every=max(config.steps // 4, 1), keep_checkpoints=1,
+                         warmup_steps=config.warmup_steps, decay_fraction=config.decay_fraction,
+                         save_every=max(config.steps // 4, 1), keep_checkpoints=1,
                          log_every=25, val_every=config.steps, start_frames=config.start_frames,
                          start_weight=config.start_weight, in_memory=True, seed=config.seed,
                          threads=config.threads))
 
 
-def train(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config: SimTrainConfig,
-          *, until: int | None = None, progress: bool = False) -> tuple[Path, list[float], float]:
+def train(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], output: str | Path,
+          config: SimTrainConfig, *, until: int | None = None, progress: bool = False,
+          ) -> tuple[Path, list[float], float]:
     """Train from scratch (or resume) into `output` through vla_train; (final checkpoint dir, losses, seconds)."""
     from vla_policy_node.train.vla_train import run
 
     plan = recipe(robot, dataset_dir, output, config)
     summary = run(plan, policy_cameras(robot, config.cameras), progress=progress, until=until)
     output = Path(output)
-    (output / "train_config.json").write_text(json.dumps({"robot": robot.name, "dataset": str(dataset_dir),
+    (output / "train_config.json").write_text(json.dumps({"robot": robot.name, "dataset": _dirs(dataset_dir),
                                                           **asdict(config)}, indent=2))
     return output / "final", summary["losses"], summary["seconds"]
 
@@ -95,19 +122,20 @@ def train(robot: Embodiment, dataset_dir: str | Path, output: str | Path, config
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vla_sim_train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--dataset", required=True, action="append", help="a LeRobot dataset (repeatable)")
     parser.add_argument("-o", "--output", required=True)
-    defaults = SimTrainConfig()
-    for name, value in asdict(defaults).items():
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="reach", help="the defaults (default reach)")
+    for name, value in asdict(SimTrainConfig()).items():
         flag = f"--{name.replace('_', '-')}"
         if isinstance(value, bool):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=value)
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
         else:
-            parser.add_argument(flag, dest=name, type=type(value), default=value)
+            parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     robot = load_embodiment(args.pop("robot_config"))
-    dataset, output = args.pop("dataset"), args.pop("output")
-    final, losses, seconds = train(robot, dataset, output, SimTrainConfig(**args), progress=True)
+    dataset, output, recipe_name = args.pop("dataset"), args.pop("output"), args.pop("recipe")
+    config = dataclasses.replace(RECIPES[recipe_name], **{k: v for k, v in args.items() if v is not None})
+    final, losses, seconds = train(robot, dataset, output, config, progress=True)
     print(f"{len(losses)} steps in {seconds:.0f} s; loss {losses[0]:.3f} -> {sum(losses[-50:]) / 50:.3f}; "
           f"checkpoint {final}")
     return 0

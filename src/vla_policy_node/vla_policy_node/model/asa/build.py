@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from transformers.processing_utils import ProcessorMixin
+
 from vla_policy_node.model.asa.config import DISCRETE, ASAHeadConfig, TokenIds, TokenStrategy
-from vla_policy_node.model.asa.lang import number_phrases, text_token_ids
-from vla_policy_node.model.asa.registry import ADAPTER_CLASSES
+from vla_policy_node.model.asa.lang import TextActionAdapter, text_token_ids
 from vla_policy_node.model.asa.tokenized import TokenizedAdapter
-from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer, tokenizer_to_dict
+from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
+from vla_policy_node.model.asa.tokenizers.registry import tokenizer_to_dict
 from vla_policy_node.model.backbone import Backbone, BackboneConfig
-from vla_policy_node.model.vla import EmbodimentSlot, VLAConfig, VLAModel, make_slots
+from vla_policy_node.model.embodiment_slot import EmbodimentSlot, make_slots
+from vla_policy_node.model.heads import registered_heads
+from vla_policy_node.model.vla_model import VLAConfig, VLAModel
+from vla_policy_node.model.vocabulary import add_backbone_tokens, rare_token_ids
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
 
@@ -38,9 +43,9 @@ def discrete_normalization(tag: str) -> NormalizationSet:
 
 def allocate_token_ids(backbone: Backbone, names: Sequence[str], strategy: TokenStrategy) -> TokenIds:
     if strategy == "new":
-        return TokenIds(strategy="new", ids=tuple(backbone.add_tokens(names)), tokens=tuple(names))
+        return TokenIds(strategy="new", ids=tuple(add_backbone_tokens(backbone, names)), tokens=tuple(names))
     if strategy == "remap":
-        return TokenIds(strategy="remap", ids=tuple(backbone.rare_token_ids(len(names))))
+        return TokenIds(strategy="remap", ids=tuple(rare_token_ids(backbone, len(names))))
     raise ValueError(f"token strategy for learned tokens must be 'new' or 'remap', got {strategy!r}")
 
 
@@ -56,6 +61,7 @@ def build_asa_vla(
     phrases: Sequence[str] | None = None,
     horizon: int | None = None,
     lang_seed: int = 0,
+    processor: ProcessorMixin | None = None,
     **head_overrides: Any,
 ) -> VLAModel:
     """A fresh VLAModel whose head is `adapter` (randomly initialized head, fitted tokenizer copied in).
@@ -63,24 +69,22 @@ def build_asa_vla(
     Continuous adapters: `embodiments` (or `slots`) sharing one action dimensionality; token adapters also need the
     fitted `tokenizer` (its horizon is the chunk length), Pred needs `horizon`. Discrete adapters: `slots` (see
     `discrete_slot`), the action names `actions`, and for SemLang their `phrases` (default: the names); Lang writes
-    them as number strings.
+    them as number strings. `processor`: required for a config-only backbone (`Backbone.build`).
     """
-    if adapter not in ADAPTER_CLASSES:
-        raise ValueError(f"unknown adapter {adapter!r}; known: {sorted(ADAPTER_CLASSES)}")
+    adapters = {name: e.head_cls for name, e in registered_heads().items() if e.config_cls is ASAHeadConfig}
+    if adapter not in adapters:
+        raise ValueError(f"unknown adapter {adapter!r}; known: {sorted(adapters)}")
     slots = tuple(slots) or make_slots(list(embodiments))
     if not slots:
         raise ValueError("need at least one embodiment (or slot)")
-    backbone = Backbone.build(replace(backbone_config, padding_side="left"))
-    cls = ADAPTER_CLASSES[adapter]
+    backbone = Backbone.build(replace(backbone_config, padding_side="left"), processor)
+    cls = adapters[adapter]
     head: dict[str, Any] = {"use_state": any(s.state_dim for s in slots), **head_overrides}
     token_ids = None
     if adapter in DISCRETE:
         head.update(horizon=1, action_dim=1, actions=tuple(actions))
-        if adapter == "semlang":
-            head["phrases"] = tuple(phrases or actions)
-        elif adapter == "lang":
-            head["phrases"] = tuple(phrases or number_phrases(len(actions), lang_seed))
-        if adapter != "discrete_pred":
+        if issubclass(cls, TextActionAdapter):
+            head["phrases"] = cls.phrases_for(actions, phrases, lang_seed)
             token_ids = text_token_ids(backbone, head["phrases"])
     else:
         dims = {s.action_dim for s in slots}

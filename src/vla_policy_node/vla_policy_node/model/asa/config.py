@@ -59,7 +59,9 @@ class ASAHeadConfig:
     greedy / temperature / top_k: default decoding of token adapters.
     """
 
-    type: ClassVar[str] = "asa"
+    type: ClassVar[str] = "asa"  # stored under this "type" in vla_config.json; `adapter` names the head
+    guided_by_prefix: ClassVar[bool] = False  # chunks come in one pass or token by token: nothing to steer
+    provides_context: ClassVar[bool] = False
 
     backbone_dim: int
     adapter: str
@@ -96,6 +98,10 @@ class ASAHeadConfig:
                 raise ValueError(f"{self.adapter} needs one phrase per action")
         if self.adapter in ("uniform", "vq", "rvq", "fast") and self.tokenizer is None:
             raise ValueError(f"adapter {self.adapter!r} needs a fitted action tokenizer config")
+
+    @property
+    def head_name(self) -> str:
+        return self.adapter
 
     @property
     def discrete(self) -> bool:

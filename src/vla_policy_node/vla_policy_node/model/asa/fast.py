@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.tokenized import TokenizedAdapter
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
+from vla_policy_node.model.head_registry import register_head
 
 ACTION_START = "<ACTION_START>"
 ACTION_END = "<ACTION_END>"
@@ -14,6 +16,7 @@ def fast_token_names(vocab_size: int) -> list[str]:
     return [f"<fast_{k}>" for k in range(vocab_size)]
 
 
+@register_head("fast", ASAHeadConfig)
 class FastAdapter(TokenizedAdapter):
     name = "fast"
     tokenizer_kind = "fast"

@@ -15,17 +15,18 @@ nothing new is learned per token, which is the point of SemLang (the phrase mean
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from vla_policy_node.model.asa.base import TokenAdapter, action_indices
+from vla_policy_node.model.asa.adapter import TokenAdapter, action_indices
 from vla_policy_node.model.asa.config import ASAHeadConfig, TokenIds
 from vla_policy_node.model.asa.grammar import TrieGrammar
 from vla_policy_node.model.backbone import Backbone
+from vla_policy_node.model.head_registry import register_head
 
 
 def number_phrases(count: int, seed: int = 0) -> list[str]:
@@ -78,7 +79,7 @@ class TextActionAdapter(TokenAdapter):
         rms = rows.detach().pow(2).mean().sqrt().clamp_min(1e-8)
         return (x @ rows.T) * (self.log_gain.exp() / (rms * x.shape[-1] ** 0.5))
 
-    def targets(self, batch: dict[str, Any]) -> list[list[int]]:
+    def targets(self, batch: Mapping[str, Any]) -> list[list[int]]:
         index = action_indices(batch, len(self.config.actions))
         return [list(self._grammar.sequences[i]) for i in index.tolist()]
 
@@ -89,10 +90,27 @@ class TextActionAdapter(TokenAdapter):
     def phrase(self, index: int) -> str:
         return self.config.phrases[index]
 
+    @classmethod
+    def phrases_for(cls, actions: Sequence[str], phrases: Sequence[str] | None, seed: int = 0) -> tuple[str, ...]:
+        """The text each action is written as."""
+        raise NotImplementedError
 
+
+@register_head("lang", ASAHeadConfig)
 class LangAdapter(TextActionAdapter):
     name = "lang"
 
+    @classmethod
+    def phrases_for(cls, actions: Sequence[str], phrases: Sequence[str] | None, seed: int = 0) -> tuple[str, ...]:
+        """Given phrases, or arbitrary number strings fixed by `seed`."""
+        return tuple(phrases or number_phrases(len(actions), seed))
 
+
+@register_head("semlang", ASAHeadConfig)
 class SemLangAdapter(TextActionAdapter):
     name = "semlang"
+
+    @classmethod
+    def phrases_for(cls, actions: Sequence[str], phrases: Sequence[str] | None, seed: int = 0) -> tuple[str, ...]:
+        """Given phrases, or the action names themselves."""
+        return tuple(phrases or actions)

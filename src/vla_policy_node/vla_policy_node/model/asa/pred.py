@@ -6,17 +6,18 @@ Discrete: an MLP gives one logit per action of the vocabulary, trained with cros
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_policy_node.model.asa.base import ActionSpaceAdapter, Prediction, action_indices
+from vla_policy_node.model.asa.adapter import ActionSpaceAdapter, Prediction, action_indices
 from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.decoding import Sampling, choose
 from vla_policy_node.model.backbone import Backbone
+from vla_policy_node.model.head_registry import register_head
 
 
 def mlp_head(inp: int, hidden: int, out: int) -> nn.Sequential:
@@ -25,6 +26,7 @@ def mlp_head(inp: int, hidden: int, out: int) -> nn.Sequential:
                          nn.Linear(hidden, out))
 
 
+@register_head("pred", ASAHeadConfig)
 class PredAdapter(ActionSpaceAdapter):
     name = "pred"
 
@@ -36,7 +38,7 @@ class PredAdapter(ActionSpaceAdapter):
         out = self.mlp(hidden.to(self._dtype()))
         return out.reshape(*hidden.shape[:-1], self.config.horizon, self.config.action_dim)
 
-    def loss(self, backbone: Backbone, batch: dict[str, Any]) -> torch.Tensor:
+    def loss(self, backbone: Backbone, batch: Mapping[str, Any]) -> torch.Tensor:
         hidden, _ = self.condition(backbone, batch["inputs"], batch["state"], batch["category"])
         pred = self.head(hidden, backbone)
         mask = batch["action_mask"].to(pred.dtype)
@@ -44,9 +46,11 @@ class PredAdapter(ActionSpaceAdapter):
         return err.sum() / mask.sum().clamp_min(1.0)
 
     def predict(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
-                category: torch.Tensor, *, sampling: Sampling | None = None,
-                generator: torch.Generator | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Sampling | None = None,
+                num_steps: int | None = None, prefix: torch.Tensor | None = None,
+                prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         hidden, _ = self.condition(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()
@@ -56,6 +60,7 @@ class PredAdapter(ActionSpaceAdapter):
         return Prediction(actions=actions, tokens=[])
 
 
+@register_head("discrete_pred", ASAHeadConfig)
 class DiscretePredAdapter(ActionSpaceAdapter):
     name = "discrete_pred"
 
@@ -66,15 +71,17 @@ class DiscretePredAdapter(ActionSpaceAdapter):
     def head(self, hidden: torch.Tensor, backbone: Backbone) -> torch.Tensor:
         return self.mlp(hidden.to(self._dtype()))
 
-    def loss(self, backbone: Backbone, batch: dict[str, Any]) -> torch.Tensor:
+    def loss(self, backbone: Backbone, batch: Mapping[str, Any]) -> torch.Tensor:
         hidden, _ = self.condition(backbone, batch["inputs"], batch["state"], batch["category"])
         target = action_indices(batch, len(self.config.actions)).to(hidden.device)
         return F.cross_entropy(self.head(hidden, backbone).float(), target)
 
     def predict(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
-                category: torch.Tensor, *, sampling: Sampling | None = None,
-                generator: torch.Generator | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Sampling | None = None,
+                num_steps: int | None = None, prefix: torch.Tensor | None = None,
+                prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         hidden, _ = self.condition(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()

@@ -4,16 +4,17 @@ embedding over the backbone ids the tokens were given."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from vla_policy_node.model.asa.base import TokenAdapter, normalized_chunks
+from vla_policy_node.model.asa.adapter import TokenAdapter, normalized_chunks
 from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.grammar import TokenGrammar
-from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer, tokenizer_from_dict
+from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
+from vla_policy_node.model.asa.tokenizers.registry import tokenizer_from_dict
 
 
 class TokenizedAdapter(TokenAdapter):
@@ -56,7 +57,7 @@ class TokenizedAdapter(TokenAdapter):
         self.tokenizer.eval()  # frozen: never in training mode
         return self
 
-    def targets(self, batch: dict[str, Any]) -> list[list[int]]:
+    def targets(self, batch: Mapping[str, Any]) -> list[list[int]]:
         chunks = normalized_chunks(batch, self.config.horizon, self.config.action_dim)
         return [self.tokenizer.wrap(seq) for seq in self.tokenizer.encode(chunks)]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.tokenized import TokenizedAdapter
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
+from vla_policy_node.model.head_registry import register_head
 
 
+@register_head("uniform", ASAHeadConfig)
 class UniformAdapter(TokenizedAdapter):
     name = "uniform"
     tokenizer_kind = "uniform"

@@ -6,9 +6,11 @@ code of codebook m at position m, and the head's logits over all M*K codes act a
 
 from __future__ import annotations
 
+from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.tokenized import TokenizedAdapter
 from vla_policy_node.model.asa.tokenizers.base import ActionTokenizer
 from vla_policy_node.model.asa.tokenizers.rvq import RVQTokenizer
+from vla_policy_node.model.head_registry import register_head
 
 
 def _codebook_token_names(tokenizer: ActionTokenizer) -> list[str]:
@@ -17,6 +19,7 @@ def _codebook_token_names(tokenizer: ActionTokenizer) -> list[str]:
     return [f"<act_c{m}_{i}>" for m in range(tokenizer.config.depth) for i in range(k)]
 
 
+@register_head("vq", ASAHeadConfig)
 class VQAdapter(TokenizedAdapter):
     name = "vq"
     tokenizer_kind = "rvq"
@@ -31,6 +34,7 @@ class VQAdapter(TokenizedAdapter):
         return _codebook_token_names(tokenizer)
 
 
+@register_head("rvq", ASAHeadConfig)
 class RVQAdapter(TokenizedAdapter):
     name = "rvq"
     tokenizer_kind = "rvq"

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from vla_policy_node.model.asa.tokenizers.base import load_tokenizer
 from vla_policy_node.model.asa.tokenizers.fast import FastTokenizer
+from vla_policy_node.model.asa.tokenizers.storage import load_tokenizer
 from vla_policy_node.train.roboalign.data import ActionSamples, Mix, VQASamples, load_reasoning
 
 T = TypeVar("T")

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vla_policy_node.model.asa.fast import fast_token_names
+from vla_policy_node.model.vocabulary import add_tokens
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.roboalign.common import (
     Checkpoints,
@@ -38,7 +39,6 @@ from vla_policy_node.train.roboalign.data import ActionSamples, Mix, encode_prom
 from vla_policy_node.train.roboalign.mllm import (
     FORMAT_TOKENS,
     MLLMConfig,
-    add_tokens,
     load_mllm,
     prepare_model,
     save_mllm,
@@ -151,7 +151,7 @@ def run_grpo(cfg: GRPOConfig, prompts: Mix | None = None, reward: Reward | None 
     model, processor = load_mllm(cfg.mllm)
     tokenizer = processor.tokenizer
     vocab = max((a.tokenizer.vocab_size for a in prompts.sources if isinstance(a, ActionSamples)), default=0)
-    add_tokens(model, processor, [*FORMAT_TOKENS, *fast_token_names(vocab)])  # no-op after SFT
+    add_tokens(model, processor.tokenizer, [*FORMAT_TOKENS, *fast_token_names(vocab)])  # no-op after SFT
     suppress = media_token_ids(model)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     model = prepare_model(cfg.mllm, model)

@@ -8,7 +8,6 @@ variant is built from the same offline configs as the team's tests (`model/tiny.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from vla_policy_node.model.asa.fast import ACTION_END, ACTION_START
 from vla_policy_node.model.families import FamilySpec, family_for_model_type, get_family
 from vla_policy_node.model.processors import load_processor
 from vla_policy_node.model.tiny import build_tiny_processor, tiny_model_config
+from vla_policy_node.model.vocabulary import token_matrices
 
 log = logging.getLogger(__name__)
 
@@ -91,38 +91,6 @@ def _is_vision(name: str) -> bool:
     return name.startswith(VISION_PREFIXES)
 
 
-def add_tokens(model: PreTrainedModel, processor: ProcessorMixin, tokens: Sequence[str]) -> list[int]:
-    """Add tokens (special: never split) and grow embeddings + LM head; new rows start at the mean of the old
-    ones, as `Backbone.add_tokens` does. Tokens already present keep their ids."""
-    tokenizer = processor.tokenizer
-    fresh = [t for t in tokens if t not in tokenizer.get_vocab()]
-    before = model.get_input_embeddings().num_embeddings
-    if fresh:
-        tokenizer.add_tokens(list(fresh), special_tokens=True)
-    size = max(before, len(tokenizer))
-    if size > before:
-        model.resize_token_embeddings(size, mean_resizing=False)
-        for config in (model.config, model.config.get_text_config()):
-            if hasattr(config, "vocab_size"):
-                config.vocab_size = size
-    fresh_ids = sorted(set(tokenizer.convert_tokens_to_ids(fresh)))
-    if fresh_ids:
-        with torch.no_grad():
-            for weight in {id(w): w for w in _token_matrices(model)}.values():
-                keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
-                keep[fresh_ids] = False
-                weight[fresh_ids] = weight[keep].mean(0, keepdim=True)
-    return [int(i) for i in tokenizer.convert_tokens_to_ids(list(tokens))]
-
-
-def _token_matrices(model: PreTrainedModel) -> list[torch.Tensor]:
-    out = [model.get_input_embeddings().weight]
-    head = model.get_output_embeddings()
-    if head is not None and head.weight is not out[0]:
-        out.append(head.weight)
-    return out
-
-
 def apply_lora(model: PreTrainedModel, lora: LoraConfig) -> torch.nn.Module:
     """LoRA on the language model's linear layers (never the vision tower); token rows stay fully trainable
     so the new action tokens can be learned."""
@@ -132,7 +100,7 @@ def apply_lora(model: PreTrainedModel, lora: LoraConfig) -> torch.nn.Module:
     pattern = r"^(?!.*(visual|vision_tower|vision_model)).*\.(" + "|".join(lora.target_modules) + r")$"
     peft_model = get_peft_model(model, PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                 target_modules=pattern))
-    for weight in _token_matrices(model):
+    for weight in token_matrices(model):
         weight.requires_grad_(True)
     return peft_model
 

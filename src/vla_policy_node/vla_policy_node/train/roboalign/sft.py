@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vla_policy_node.model.asa.fast import fast_token_names
+from vla_policy_node.model.vocabulary import add_tokens
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.roboalign.common import (
     Checkpoints,
@@ -33,7 +34,6 @@ from vla_policy_node.train.roboalign.data import ActionSamples, Mix, sft_batch
 from vla_policy_node.train.roboalign.mllm import (
     FORMAT_TOKENS,
     MLLMConfig,
-    add_tokens,
     load_mllm,
     prepare_model,
     save_mllm,
@@ -63,7 +63,7 @@ def run_sft(cfg: SFTConfig, mix: Mix | None = None, until: int | None = None) ->
     torch.manual_seed(run.seed)
     model, processor = load_mllm(cfg.mllm)
     vocab = max((a.tokenizer.vocab_size for a in actions), default=0)
-    add_tokens(model, processor, [*FORMAT_TOKENS, *fast_token_names(vocab)])
+    add_tokens(model, processor.tokenizer, [*FORMAT_TOKENS, *fast_token_names(vocab)])
     model = prepare_model(cfg.mllm, model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=run.lr, weight_decay=run.weight_decay)

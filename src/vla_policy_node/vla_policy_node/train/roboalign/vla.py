@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_policy_node.model.backbone import BackboneConfig
-from vla_policy_node.model.vla import VLAModel
+from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec import Embodiment, load_embodiment
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.train.data import SampleDataset, fit_normalization

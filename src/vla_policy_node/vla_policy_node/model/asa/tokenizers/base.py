@@ -1,9 +1,9 @@
 """Action tokenizers: action chunks [H, D] (normalized units) <-> token id sequences, plus their token filter.
 
 A tokenizer is trained on a dataset (`fit`), used frozen inside an action-space adapter, and saved either on its
-own (`save_tokenizer`: the training tool's output) or inside a policy checkpoint (config in vla_config.json,
-tensors in model.safetensors, extra files next to them). Tokens are the tokenizer's own ids 0..vocab_size-1;
-the adapter maps them onto backbone vocabulary ids.
+own (`storage.save_tokenizer`: the training tool's output) or inside a policy checkpoint (config in
+vla_config.json, tensors in model.safetensors, extra files next to them); `registry.py` maps kinds to classes.
+Tokens are the tokenizer's own ids 0..vocab_size-1; the adapter maps them onto backbone vocabulary ids.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ import torch
 from torch import nn
 
 from vla_policy_node.model.asa.grammar import InvalidActionSequence, TokenGrammar
-
-CONFIG_FILE = "action_tokenizer.json"
-TENSORS_FILE = "action_tokenizer.safetensors"
-NORMALIZATION_FILE = "normalization.json"
 
 
 @dataclass(frozen=True)
@@ -132,67 +128,6 @@ class ActionTokenizer(nn.Module, ABC):
             raise RuntimeError(f"{self.kind} tokenizer is not fitted: call fit(chunks) or load a trained one")
 
 
-# --- registry + save/load --------------------------------------------------------------------------------------
-def tokenizer_classes() -> dict[str, type[ActionTokenizer]]:
-    from vla_policy_node.model.asa.tokenizers.fast import FastTokenizer
-    from vla_policy_node.model.asa.tokenizers.rvq import RVQTokenizer
-    from vla_policy_node.model.asa.tokenizers.uniform import UniformTokenizer
-
-    return {cls.kind: cls for cls in (UniformTokenizer, RVQTokenizer, FastTokenizer)}
-
-
-def tokenizer_to_dict(tokenizer: ActionTokenizer) -> dict[str, Any]:
-    return {"kind": tokenizer.kind, **tokenizer.config_dict()}
-
-
-def tokenizer_from_dict(data: dict[str, Any], directory: str | Path | None = None) -> ActionTokenizer:
-    """Structure + fitted scalars from a config dict (+ extra files from `directory`); tensors are loaded later."""
-    data = dict(data)
-    kind = data.pop("kind", None)
-    classes = tokenizer_classes()
-    if kind not in classes:
-        raise ValueError(f"unknown action tokenizer kind {kind!r}; known: {sorted(classes)}")
-    return classes[kind].from_config(data, None if directory is None else Path(directory))
-
-
-def save_tokenizer(tokenizer: ActionTokenizer, directory: str | Path, *, normalization: Any = None,
-                   report: dict[str, Any] | None = None) -> Path:
-    """A standalone tokenizer directory: config JSON, tensors (safetensors), extra files, and the normalization
-    its chunks were normalized with (the policy must use the same, or token boundaries mean other actions)."""
-    from safetensors.torch import save_file
-
-    tokenizer._require_fitted()
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    payload = {"tokenizer": tokenizer_to_dict(tokenizer), "report": report or {}}
-    (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2))
-    state = {k: v.detach().contiguous().cpu() for k, v in tokenizer.state_dict().items()}
-    if state:
-        save_file(state, str(directory / TENSORS_FILE))
-    tokenizer.save_files(directory)
-    if normalization is not None:
-        (directory / NORMALIZATION_FILE).write_text(json.dumps(normalization.to_dict(), indent=2))
-    return directory
-
-
-def load_tokenizer(directory: str | Path) -> tuple[ActionTokenizer, Any]:
-    """-> (tokenizer, NormalizationSet or None) from `save_tokenizer`'s directory."""
-    from safetensors.torch import load_file
-
-    from vla_policy_node.spec.normalization import NormalizationSet
-
-    directory = Path(directory)
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}")
-    tokenizer = tokenizer_from_dict(json.loads(path.read_text())["tokenizer"], directory)
-    if (directory / TENSORS_FILE).is_file():
-        tokenizer.load_state_dict(load_file(str(directory / TENSORS_FILE)), strict=True)
-    norm_path = directory / NORMALIZATION_FILE
-    normalization = NormalizationSet.from_dict(json.loads(norm_path.read_text())) if norm_path.is_file() else None
-    return tokenizer, normalization
-
-
 def reconstruction_report(tokenizer: ActionTokenizer, chunks: np.ndarray,
                           names: Sequence[str] | None = None) -> dict[str, Any]:
     """Round-trip error per action dimension (normalized units) and tokens per chunk."""
@@ -221,5 +156,4 @@ def config_asdict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 
-__all__ = ["ActionTokenizer", "InvalidActionSequence", "TokenDecode", "load_tokenizer", "reconstruction_report",
-           "save_tokenizer", "tokenizer_from_dict", "tokenizer_to_dict"]
+__all__ = ["ActionTokenizer", "InvalidActionSequence", "TokenDecode", "reconstruction_report"]

@@ -15,9 +15,8 @@ head reads first.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,25 +25,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_policy_node.model.action_head import ActionHead, HeadLoss, Prediction
 from vla_policy_node.model.asa.config import ASAHeadConfig
 from vla_policy_node.model.asa.decoding import Sampling, constrained_generate
 from vla_policy_node.model.asa.grammar import TokenGrammar
-from vla_policy_node.model.backbone import Backbone, DecodeState
+from vla_policy_node.model.backbone import Backbone
 from vla_policy_node.model.layers import CategorySpecificMLP
+from vla_policy_node.model.token_decoder import DecodeState, decode_step, embed_tokens, prefill
 
 IGNORE = -100
+__all__ = ["ActionSpaceAdapter", "Prediction", "TokenAdapter", "action_indices", "normalized_chunks"]
 
 
-@dataclass
-class Prediction:
-    """actions: [B, H, A] normalized (discrete adapters: [B, 1, 1] action indices); tokens: the local token
-    sequences that produced them (empty for Pred adapters)."""
+class ActionSpaceAdapter(ActionHead):
+    """An action-space adapter as the VLA's action head (registered under its `name`, with `ASAHeadConfig`)."""
 
-    actions: torch.Tensor
-    tokens: list[list[int]]
-
-
-class ActionSpaceAdapter(nn.Module, ABC):
     name: ClassVar[str]
 
     def __init__(self, config: ASAHeadConfig) -> None:
@@ -70,21 +65,15 @@ class ActionSpaceAdapter(nn.Module, ABC):
         return None
 
     @abstractmethod
-    def loss(self, backbone: Backbone, batch: dict[str, Any]) -> torch.Tensor: ...
+    def loss(self, backbone: Backbone, batch: Mapping[str, Any]) -> torch.Tensor: ...
 
-    @abstractmethod
-    def predict(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
-                category: torch.Tensor, *, sampling: Sampling | None = None,
-                generator: torch.Generator | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction: ...
+    def compute_loss(self, backbone: Backbone, batch: Mapping[str, Any]) -> HeadLoss:
+        return HeadLoss(self.loss(backbone, batch))
 
     # --- checkpoint hooks -----------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: ASAHeadConfig, directory: Path | None = None) -> ActionSpaceAdapter:
         return cls(config)
-
-    def save_files(self, directory: Path) -> None:
-        """Non-tensor state beyond the config (FAST's BPE model)."""
 
     def check_backbone(self, backbone: Backbone) -> None:
         """Raise ValueError if the recorded token ids do not fit this backbone's vocabulary."""
@@ -108,13 +97,13 @@ class ActionSpaceAdapter(nn.Module, ABC):
     def condition(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
                   category: torch.Tensor) -> tuple[torch.Tensor, DecodeState]:
         """Prefill the prompt, then feed the state token: -> hidden state [B, H] the head reads first."""
-        hidden, decode_state = backbone.prefill(inputs)
+        hidden, decode_state = prefill(backbone, inputs)
         if self.state_encoder is not None:
             dtype = next(self.state_encoder.parameters()).dtype
             token = self.state_encoder(state.to(dtype), category)[:, None, :]
             # On the scale of a word embedding: a much larger input would drown what the prompt contributes.
             token = F.rms_norm(token, (token.shape[-1],)) * self.embedding_rms(backbone)
-            hidden = backbone.decode_step(decode_state, token)[:, 0]
+            hidden = decode_step(backbone, decode_state, token)[:, 0]
         return hidden, decode_state
 
     def embedding_rms(self, backbone: Backbone) -> float:
@@ -123,7 +112,7 @@ class ActionSpaceAdapter(nn.Module, ABC):
         if self._embedding_rms is None:
             with torch.no_grad():
                 ids = torch.arange(min(backbone.vocab_size, 4096))
-                self._embedding_rms = float(backbone.embed_tokens(ids).float().pow(2).mean().sqrt())
+                self._embedding_rms = float(embed_tokens(backbone, ids).float().pow(2).mean().sqrt())
         return self._embedding_rms
 
     def _dtype(self) -> torch.dtype:
@@ -162,13 +151,13 @@ class TokenAdapter(ActionSpaceAdapter):
         """Local tokens [B, T] -> backbone input embeddings [B, T, H]."""
         device = backbone.input_embeddings.weight.device
         tokens = tokens.to(device)
-        out = backbone.embed_tokens(self.backbone_ids(device)[tokens])
+        out = embed_tokens(backbone, self.backbone_ids(device)[tokens])
         if self.embedding_offset is not None:
             out = out + self.embedding_offset[tokens].to(out.dtype)
         return out
 
     @abstractmethod
-    def targets(self, batch: dict[str, Any]) -> list[list[int]]:
+    def targets(self, batch: Mapping[str, Any]) -> list[list[int]]:
         """The token sequence (local ids, as the grammar accepts it) of every sample's actions."""
 
     @abstractmethod
@@ -179,7 +168,7 @@ class TokenAdapter(ActionSpaceAdapter):
     def grammar(self) -> TokenGrammar:
         """Token adapters always have a filter."""
 
-    def loss(self, backbone: Backbone, batch: dict[str, Any]) -> torch.Tensor:
+    def loss(self, backbone: Backbone, batch: Mapping[str, Any]) -> torch.Tensor:
         sequences = self.targets(batch)
         hidden, state = self.condition(backbone, batch["inputs"], batch["state"], batch["category"])
         length = max(len(s) for s in sequences)
@@ -191,22 +180,24 @@ class TokenAdapter(ActionSpaceAdapter):
             labels[i, : len(seq)] = torch.tensor(seq)
         predictors = hidden[:, None]
         if length > 1:  # teacher forcing: token k is predicted from the hidden state after token k-1
-            fed = backbone.decode_step(state, self.embed(backbone, tokens[:, :-1]))
+            fed = decode_step(backbone, state, self.embed(backbone, tokens[:, :-1]))
             predictors = torch.cat([predictors, fed], dim=1)
         logits = self.head(predictors, backbone).float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1),
                                ignore_index=IGNORE)
 
     def predict(self, backbone: Backbone, inputs: dict[str, torch.Tensor], state: torch.Tensor,
-                category: torch.Tensor, *, sampling: Sampling | None = None,
-                generator: torch.Generator | None = None, on_prefill: Callable[[], None] | None = None,
-                on_step: Callable[[int], None] | None = None) -> Prediction:
+                category: torch.Tensor, *, generator: torch.Generator | None = None, sampling: Sampling | None = None,
+                num_steps: int | None = None, prefix: torch.Tensor | None = None,
+                prefix_weights: torch.Tensor | None = None, on_prefill: Callable[[], None] | None = None,
+                on_step: Callable[[int], None] | None = None,
+                sample_fn: Callable[..., torch.Tensor] | None = None) -> Prediction:
         hidden, decode_state = self.condition(backbone, inputs, state, category)
         if on_prefill is not None:
             on_prefill()
 
         def step(tokens: torch.Tensor) -> torch.Tensor:
-            fed = backbone.decode_step(decode_state, self.embed(backbone, tokens[:, None]))
+            fed = decode_step(backbone, decode_state, self.embed(backbone, tokens[:, None]))
             return self.head(fed[:, 0], backbone)
 
         sequences = constrained_generate(self.head(hidden, backbone), step, self.grammar(),
@@ -214,7 +205,7 @@ class TokenAdapter(ActionSpaceAdapter):
         return Prediction(actions=self.decode(sequences), tokens=sequences)
 
 
-def normalized_chunks(batch: dict[str, Any], horizon: int, action_dim: int) -> np.ndarray:
+def normalized_chunks(batch: Mapping[str, Any], horizon: int, action_dim: int) -> np.ndarray:
     """The batch's normalized action chunks [B, H, D] as float64 numpy (what tokenizers were fitted on)."""
     actions = batch["actions"]
     if tuple(actions.shape[1:]) != (horizon, action_dim):
@@ -222,7 +213,7 @@ def normalized_chunks(batch: dict[str, Any], horizon: int, action_dim: int) -> n
     return actions.detach().double().cpu().numpy()
 
 
-def action_indices(batch: dict[str, Any], num_actions: int) -> torch.Tensor:
+def action_indices(batch: Mapping[str, Any], num_actions: int) -> torch.Tensor:
     """Discrete targets: the batch's actions [B, 1, 1] hold action indices (identity normalization)."""
     values = batch["actions"].reshape(len(batch["actions"]), -1)[:, 0]
     index = values.round().long()
