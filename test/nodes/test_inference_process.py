@@ -184,7 +184,7 @@ def test_killing_the_inference_process_holds_with_the_reason_and_recovers_withou
     q = _commands(h)
     max_step = max(j.max_velocity for j in sim_arm.joints) * 0.01
     assert np.abs(np.diff(q, axis=0)).max() <= max_step + 1e-9  # no jump, before, during or after the hold
-    assert np.all(q[-1] > q[held_from - 1] + 0.15)  # yet the command did reach the new plan
+    assert np.all(q[-1] > q[held_from - 1] + 0.05)  # and it moves toward the new plan (ramped, not jumped)
 
 
 def test_a_hung_inference_process_is_killed_and_replaced(sim_arm, tmp_path):
