@@ -37,12 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
 from vla_policy_node.control.executor import STRATEGIES
 from vla_policy_node.control.instruction_goal import PolicyView
-from vla_policy_node.inference.process import ProcessPolicy
+from vla_policy_node.inference.process import ProcessPolicy, warm_up
 from vla_policy_node.inference.remote import RemotePolicy
 from vla_policy_node.msgs.commands import resolve_controller
 from vla_policy_node.nodes.instruction_action import PolicyHooks
@@ -59,7 +57,6 @@ from vla_policy_node.nodes.timing import tune_control_process
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
-from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 
@@ -187,16 +184,6 @@ def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int,
         torch.set_num_threads(threads)
     return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed,
                                      fast_path=fast_path_preset(fast_path, device))
-
-
-def warm_up(policy: Any, embodiment: Embodiment) -> float:
-    """One inference on a blank observation (first-call allocations, kernel selection); its seconds."""
-    state = np.array([(j.lower + j.upper) / 2 for j in embodiment.joints]
-                     + ([(embodiment.gripper.lower + embodiment.gripper.upper) / 2] if embodiment.gripper else []))
-    images = {c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in embodiment.cameras}
-    start = time.perf_counter()
-    policy.infer(Observation(stamp=0.0, images=images, state=state, instruction=""))
-    return time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -342,12 +329,12 @@ class PolicyNode:
                               int(s["torch_threads"]), str(s["fast_path"]))
         if mode == "process":
             start = time.perf_counter()
-            policy = ProcessPolicy(loader, embodiment, timeout=timeout)
+            policy = ProcessPolicy(loader, embodiment, timeout=timeout, warmup_instruction=str(s["instruction"]))
             policy.start()  # loads and warms up the model in the inference process
             return policy, (f"{s['checkpoint']} on {s['device']} in inference process {policy.pid} (loaded and "
                             f"warmed up in {time.perf_counter() - start:.1f} s)")
         policy = loader()
-        seconds = warm_up(policy, embodiment)
+        seconds = warm_up(policy, embodiment, runs=2, instruction=str(s["instruction"]))
         return policy, f"{s['checkpoint']} on {s['device']} in this process, warm-up inference {seconds * 1e3:.0f} ms"
 
     def activate(self) -> str:
