@@ -12,11 +12,15 @@ Sampled all along, in this process (the monitor, a DDS subscriber):
 - command latency (obs -> robot): from an observation's stamp (the driver's publication time, carried by the
   ActionChunk that answers it) to the first controller command that arrives after that chunk (as
   bench_node_latency.py measures it);
-- obs -> chunk (the chunk's arrival minus its stamp) and the model's own inference time (the chunk's field).
+- obs -> chunk (the chunk's arrival minus its stamp) and the model's own inference time (the chunk's field);
+- commands outside the limits: every arm command (and gripper command) checked against the robot YAML's
+  position/velocity/acceleration limits and the gripper's range, as the fault-injection monitor checks them
+  (test/faults/monitor.py `Limits`).
 
-Prints RSS growth per hour (least-squares slope after a warm-up) and p50/p99 of each latency for the first vs
-the last --window minutes (a third of the run each when the run is shorter than three windows), and writes all
-figures to --json. Exit 1 if a node died.
+Prints RSS per process every minute, RSS growth per hour (least-squares slope after a warm-up), p50/p99 of
+each latency for the first vs the last --window minutes (a third of the run each when the run is shorter than
+three windows) and the count of commands outside the limits, and writes all figures to --json. Exit 1 if a node
+died or a command left the limits.
 """
 
 from __future__ import annotations
@@ -66,24 +70,65 @@ def rss_mb(pid: int) -> float:
 
 
 class Listener:
-    """Arrival times of controller commands; (arrival, stamp, inference latency) of action chunks (wall clock)."""
+    """Arrival times of controller commands; (arrival, stamp, inference latency) of action chunks (wall clock);
+    the commands themselves (arm positions, trajectory velocities, gripper openings) for the limit check."""
 
-    def __init__(self, transport, controller_topic: str, controller_type: str) -> None:
+    def __init__(self, transport, controller_topic: str, controller_type: str, gripper_topic: str | None = None
+                 ) -> None:
+        from test.faults.monitor import EVERY_MESSAGE
+
         self.commands = array("d")
+        self.positions = array("d")  # flat [N * joints]: compact, so the monitor's own RSS stays flat
+        self.velocities = array("d")
+        self.missing_velocity = False
+        self.gripper = array("d")
         self.chunks: list[tuple[float, float, float]] = []
         self.holds = array("d")  # arrival times of mux statuses saying "hold"
         self.statuses = array("d")  # arrival times of every mux status
         self._lock = threading.Lock()
         self._subs = [
-            transport.subscribe(controller_topic, controller_type, self._on_command),
+            transport.subscribe(controller_topic, controller_type, self._on_command, EVERY_MESSAGE),
             transport.subscribe("/vla/action_chunk", "vla_msgs/msg/ActionChunk", self._on_chunk),
             transport.subscribe("/vla/mux_status", "vla_msgs/msg/PolicyStatus", self._on_mux_status),
         ]
+        if gripper_topic:
+            self._subs.append(transport.subscribe(gripper_topic, "std_msgs/msg/Float64MultiArray",
+                                                  self._on_gripper, EVERY_MESSAGE))
 
     def _on_command(self, msg) -> None:
+        from vla_policy_node.msgs import decode_joint_trajectory
+        from vla_policy_node.msgs.joints import decode_float64_array
+
         now = time.time()
+        if hasattr(msg, "points"):
+            data = decode_joint_trajectory(msg)
+            q, v = data.positions[0], None if data.velocities is None else data.velocities[0]
+        else:
+            q, v = np.asarray(decode_float64_array(msg), dtype=np.float64), None
         with self._lock:
             self.commands.append(now)
+            self.positions.extend(np.asarray(q, dtype=np.float64).tolist())
+            if v is None:
+                self.missing_velocity = True
+            else:
+                self.velocities.extend(np.asarray(v, dtype=np.float64).tolist())
+
+    def _on_gripper(self, msg) -> None:
+        from vla_policy_node.msgs.joints import decode_float64_array
+
+        with self._lock:
+            self.gripper.append(float(decode_float64_array(msg)[0]))
+
+    def limit_violations(self, limits) -> tuple[int, list[str]]:
+        """(how many commands broke a limit, the first few reports) over every command heard, arm and gripper."""
+        with self._lock:
+            q = np.frombuffer(self.positions, dtype=np.float64).copy().reshape(-1, len(limits.names))
+            v = None if self.missing_velocity else np.frombuffer(self.velocities, dtype=np.float64).copy().reshape(
+                -1, len(limits.names))
+            gripper = np.frombuffer(self.gripper, dtype=np.float64).copy()
+        found = limits.violations(q, v) + limits.gripper_violations(gripper)  # each list stops at 20 + "... N more"
+        count = sum(int(r.split()[1]) if r.startswith("...") else 1 for r in found)
+        return count, [r for r in found if not r.startswith("...")][:10]
 
     def _on_chunk(self, msg) -> None:
         from vla_policy_node.msgs.stamps import header_stamp
@@ -181,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint or build_tiny_checkpoint(robot, work / "tiny_vla")
     domain = random.SystemRandom().randint(1, 230)
     transport = DdsTransport(DdsConfig(node_name="soak_monitor", loopback=True, domain_id=domain))
-    listener = Listener(transport, robot.controller.topic, CONTROLLER_MSGTYPES[robot.controller.interface])
+    gripper_topic = (robot.gripper.topic if robot.gripper is not None
+                     and robot.gripper.interface == "forward_command" else None)
+    listener = Listener(transport, robot.controller.topic, CONTROLLER_MSGTYPES[robot.controller.interface],
+                        gripper_topic)
     base = ["--transport", "dds", "--robot-config", str(args.robot)]
     extra = {"policy_node": ["--checkpoint", str(checkpoint), "--instruction", "put the red block in the bowl",
                              "--no-dry-run", "--torch-threads", "1"]}
@@ -229,11 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     if died:
         print(f"soak: {died}\n" + "\n".join(node.tail() for node in nodes.values()), file=sys.stderr)
         return 1
-    return report(args, robot.name, start, samples, commands, chunks, *listener.hold_times())
+    from test.faults.monitor import Limits
+
+    outside = listener.limit_violations(Limits.of(robot))
+    return report(args, robot.name, start, samples, commands, chunks, *listener.hold_times(), outside=outside)
 
 
 def report(args: argparse.Namespace, robot: str, start: float, samples: list, commands: np.ndarray,
-           chunks: np.ndarray, holds: np.ndarray, statuses: np.ndarray) -> int:
+           chunks: np.ndarray, holds: np.ndarray, statuses: np.ndarray,
+           outside: tuple[int, list[str]] = (0, [])) -> int:
     duration = samples[-1][0] if samples else 0.0
     commands = commands[commands >= start]
     chunks = chunks[chunks[:, 0] >= start] if len(chunks) else chunks
@@ -253,7 +305,9 @@ def report(args: argparse.Namespace, robot: str, start: float, samples: list, co
     figures = {"robot": robot, "minutes": duration / 60.0, "window_minutes": window / 60.0, "cpus": os.cpu_count(),
                "loadavg_end": load, "commands": len(commands), "chunks": len(chunks),
                "command_rate_hz": len(commands) / duration if duration else 0.0, "mux_hold_fraction": held,
-               "rss": rss, "first_window": first, "last_window": last}
+               "rss": rss, "first_window": first, "last_window": last,
+               "commands_outside_limits": outside[0], "limit_reports": outside[1],
+               "rss_samples": [{"t_s": t, **sample} for t, sample in samples]}
     args.json.write_text(json.dumps(figures, indent=2))
     print(f"\nsoak: {robot}, {duration / 60:.1f} min on {os.cpu_count()} CPUs (load {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f}); {len(commands)} commands ({figures['command_rate_hz']:.1f} Hz), {len(chunks)} chunks; "
@@ -267,8 +321,11 @@ def report(args: argparse.Namespace, robot: str, start: float, samples: list, co
                        ("obs_to_chunk", "obs -> chunk"), ("inference", "inference")):
         cells = [f"{w[key]['p50_ms']:.1f} / {w[key]['p99_ms']:.1f} / {w[key]['max_ms']:.0f}" for w in (first, last)]
         print(f"  {label:32s}{cells[0]:>22s}{cells[1]:>22s}")
+    print(f"\ncommands outside the limits (position/velocity/acceleration, gripper range): {outside[0]}")
+    for line in outside[1]:
+        print(f"  {line}")
     print(f"\nfigures: {args.json}")
-    return 0
+    return 1 if outside[0] else 0
 
 
 if __name__ == "__main__":
