@@ -159,6 +159,47 @@ class Listener:
             sub.close()
 
 
+class DomainWatch:
+    """Who else is in the soak's DDS domain. Domains are picked at random (1..230) by every test and benchmark on
+    the machine, so two runs can share one: then another run's commands reach the same controller topic and
+    the figures mix both. Before the start a domain is taken only if no other participant is in it; during the
+    run every participant that publishes on the controller topic is recorded (one expected: the mux)."""
+
+    def __init__(self, transport, controller_topic: str) -> None:
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant, BuiltinTopicDcpsPublication
+
+        self.own = transport.participant.guid
+        self._participants = BuiltinDataReader(transport.participant, BuiltinTopicDcpsParticipant)
+        self._publications = BuiltinDataReader(transport.participant, BuiltinTopicDcpsPublication)
+        self.topic = "rt" + controller_topic
+        self.participants: set = set()
+        self.controller_writers: set = set()
+
+    def poll(self) -> None:
+        for sample in self._participants.take(N=1000):
+            if sample.key != self.own:
+                self.participants.add(sample.key)
+        for sample in self._publications.take(N=1000):
+            if sample.topic_name == self.topic:
+                self.controller_writers.add(sample.participant_key)
+
+
+def open_quiet_domain(tries: int = 20, listen: float = 1.5):
+    """(transport, domain, watch) on a random domain in which no other participant shows up for `listen` s."""
+    from vla_policy_node.transport import DdsConfig, DdsTransport
+
+    for _ in range(tries):
+        domain = random.SystemRandom().randint(1, 230)
+        transport = DdsTransport(DdsConfig(node_name="soak_monitor", loopback=True, domain_id=domain))
+        watch = DomainWatch(transport, "/")
+        time.sleep(listen)
+        watch.poll()
+        if not watch.participants:
+            return transport, domain, watch
+        transport.close()
+    raise RuntimeError(f"no quiet DDS domain found in {tries} tries")
+
+
 def percentiles(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {"n": 0, "p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
@@ -215,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES
     from vla_policy_node.spec import load_embodiment
     from vla_policy_node.spec.embodiment import ConfigError
-    from vla_policy_node.transport import DdsConfig, DdsTransport
-
     try:
         robot = load_embodiment(args.robot)
     except ConfigError as error:
@@ -224,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="soak_"))
     checkpoint = args.checkpoint or build_tiny_checkpoint(robot, work / "tiny_vla")
-    domain = random.SystemRandom().randint(1, 230)
-    transport = DdsTransport(DdsConfig(node_name="soak_monitor", loopback=True, domain_id=domain))
+    transport, domain, watch = open_quiet_domain()
+    watch.topic = "rt" + robot.controller.topic
     gripper_topic = (robot.gripper.topic if robot.gripper is not None
                      and robot.gripper.interface == "forward_command" else None)
     listener = Listener(transport, robot.controller.topic, CONTROLLER_MSGTYPES[robot.controller.interface],
@@ -235,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                              "--no-dry-run", "--torch-threads", "1"]}
     nodes = {name: NodeProcess(module, base + extra.get(name, []), domain, work / f"{name}.log")
              for name, module in NODES.items()}
-    print(f"soak: {robot.name}, {args.minutes:g} min, {os.cpu_count()} CPUs, logs in {work}", flush=True)
+    print(f"soak: {robot.name}, {args.minutes:g} min, {os.cpu_count()} CPUs, DDS domain {domain} (no other "
+          f"participant in it at the start), logs in {work}", flush=True)
     samples: list[tuple[float, dict[str, float]]] = []
     died = ""
     try:
@@ -258,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     rss[f"{name} children"] = sum(rss_mb(kid) for kid in kids)
             rss["monitor"] = rss_mb(os.getpid())
             samples.append((now - start, rss))
+            watch.poll()
             dead = [name for name, node in nodes.items() if not node.alive()]
             if dead:
                 died = f"{', '.join(dead)} died"
@@ -265,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_report:
                 commands, chunks = listener.snapshot()
                 print(f"  {(now - start) / 60:5.1f} min: {len(commands)} commands, {len(chunks)} chunks, RSS "
-                      + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()) + " MiB", flush=True)
+                      + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()) + " MiB; "
+                      + f"{len(watch.participants)} other participants seen, "
+                      + f"{len(watch.controller_writers)} controller writer(s)", flush=True)
                 next_report += 60.0
             time.sleep(max(0.0, min(args.sample, end - time.time())))
         commands, chunks = listener.snapshot()
@@ -280,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     from test.faults.monitor import Limits
 
     outside = listener.limit_violations(Limits.of(robot))
-    return report(args, robot.name, start, samples, commands, chunks, *listener.hold_times(), outside=outside)
+    return report(args, robot.name, start, samples, commands, chunks, *listener.hold_times(), outside=outside,
+                  writers=len(watch.controller_writers))
 
 
 def report(args: argparse.Namespace, robot: str, start: float, samples: list, commands: np.ndarray,
            chunks: np.ndarray, holds: np.ndarray, statuses: np.ndarray,
-           outside: tuple[int, list[str]] = (0, [])) -> int:
+           outside: tuple[int, list[str]] = (0, []), writers: int = 1) -> int:
     duration = samples[-1][0] if samples else 0.0
     commands = commands[commands >= start]
     chunks = chunks[chunks[:, 0] >= start] if len(chunks) else chunks
@@ -307,6 +351,7 @@ def report(args: argparse.Namespace, robot: str, start: float, samples: list, co
                "command_rate_hz": len(commands) / duration if duration else 0.0, "mux_hold_fraction": held,
                "rss": rss, "first_window": first, "last_window": last,
                "commands_outside_limits": outside[0], "limit_reports": outside[1],
+               "controller_writers": writers,
                "rss_samples": [{"t_s": t, **sample} for t, sample in samples]}
     args.json.write_text(json.dumps(figures, indent=2))
     print(f"\nsoak: {robot}, {duration / 60:.1f} min on {os.cpu_count()} CPUs (load {load[0]:.1f} {load[1]:.1f} "
@@ -324,8 +369,11 @@ def report(args: argparse.Namespace, robot: str, start: float, samples: list, co
     print(f"\ncommands outside the limits (position/velocity/acceleration, gripper range): {outside[0]}")
     for line in outside[1]:
         print(f"  {line}")
+    if writers != 1:
+        print(f"\nINVALID RUN: {writers} participants published on the controller topic (1 expected, the mux): "
+              "another run shared this DDS domain, its commands and chunks are mixed into these figures")
     print(f"\nfigures: {args.json}")
-    return 1 if outside[0] else 0
+    return 1 if outside[0] or writers != 1 else 0
 
 
 if __name__ == "__main__":
