@@ -60,7 +60,7 @@ from vla_policy_node.kinematics.robot_model import DESCRIPTION_TOPIC, RobotKinem
 from vla_policy_node.msgs.commands import decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
-from vla_policy_node.msgs.joints import JOINT_STATE, decode_float64_array, decode_joint_state
+from vla_policy_node.msgs.joints import JOINT_STATE, JointStateData, decode_float64_array
 from vla_policy_node.msgs.observation_input import ObservationInput
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.types import ActionChunk, Observation
@@ -232,6 +232,7 @@ class _Session:
         self.next_tick = math.nan
         self.in_flight: _InFlight | None = None
         self.pending: list[_PendingChunk] = []
+        self._pending_first = math.inf  # the earliest last_time of `pending`
         self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
         self._next_drop = -math.inf
         self.latencies: list[float] = []
@@ -316,9 +317,12 @@ class _Session:
             if role == "node":
                 if item.topic == INSTRUCTION_TOPIC and item.msgtype == STRING:
                     self.tracker.set_instruction(str(item.msg.data))
-                if item.topic == joint_topic:
-                    self._on_joint_state(item.msg, t)
-                self.node_handlers[item.topic][1](item.msg)
+                if item.topic == joint_topic:  # decoded once, for the reference and the node
+                    data = self.inputs.decode_joint_state(item.msg)
+                    self._on_joint_state(data, t)
+                    self.inputs.on_joint_state_data(data)
+                else:
+                    self.node_handlers[item.topic][1](item.msg)
                 self.counters["sensor_messages"] += 1
                 self._try_inference(t)
             elif role == "command":
@@ -443,8 +447,8 @@ class _Session:
         self.counters["chunks_accepted" if accepted else "chunks_rejected"] += 1
 
     # ----------------------------------------------------------------------------------------- reference
-    def _on_joint_state(self, msg: Any, t: float) -> None:
-        data = self.decode_errors.decode(decode_joint_state, msg, topic=self.embodiment.joint_states.topic)
+    def _on_joint_state(self, data: JointStateData | None, t: float) -> None:
+        """A joint state (decoded by the node's input, which counts undecodable ones) into the reference."""
         if data is None:
             return
         try:
@@ -502,11 +506,31 @@ class _Session:
                 out[:, self.n_arm] = state[:, self.state_index[self.space.gripper_name]]
         return out
 
+    def _reference_at(self, t: float) -> np.ndarray:
+        """`_reference` at one time [D] (the same values, bit for bit; without the array work)."""
+        out = np.full(self.dim, np.nan)
+        state = self.state.sample_at(t)
+        n_arm = self.n_arm
+        if self.arm_command is not None:
+            arm = self.arm_command.sample_at(t)
+            if arm is not None:
+                out[:n_arm] = arm
+        elif state is not None:
+            out[:n_arm] = state[:n_arm]
+        if self.has_gripper:
+            if self.gripper_command is not None:
+                grip = self.gripper_command.sample_at(t)
+                if grip is not None:
+                    out[n_arm] = grip[0]
+            elif state is not None:
+                out[n_arm] = state[self.state_index[self.space.gripper_name]]
+        return out
+
     def _plot_reference(self, t: float) -> None:
         if not self.plots.reference.wants(t):
             return
-        values = self._reference(np.array([t]))[0]
-        if np.any(np.isfinite(values)):
+        values = self._reference_at(t)
+        if np.isfinite(values).any():
             self.plots.reference.add(t, values)
 
     # ---------------------------------------------------------------------------------------- comparison
@@ -539,7 +563,9 @@ class _Session:
             self.counters["chunks_outside_episodes"] += 1
             return
         result.chunks += 1
-        self.pending.append(_PendingChunk(result, chunk.times, values))
+        item = _PendingChunk(result, chunk.times, values)
+        self.pending.append(item)
+        self._pending_first = min(self._pending_first, item.last_time)
 
     def _evaluate(self, final: bool) -> None:
         """Compare pending predictions and commands whose reference is settled (all of them when `final`).
@@ -549,9 +575,10 @@ class _Session:
         DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
         settled = math.inf if final else self.stream_time - SETTLE
         pending = self.pending
-        if pending and min(p.last_time for p in pending) <= settled:
+        if pending and self._pending_first <= settled:
             ready = [p for p in pending if p.last_time <= settled]
             self.pending = [p for p in pending if p.last_time > settled]
+            self._pending_first = min((p.last_time for p in self.pending), default=math.inf)
             for item in ready:
                 self._compare_chunk(item)
         ticks = self.pending_ticks
