@@ -57,14 +57,15 @@ from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.inference import InferencePolicy, InferenceResult, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.kinematics.robot_model import DESCRIPTION_TOPIC, RobotKinematics
-from vla_policy_node.msgs.commands import decode_command
+from vla_policy_node.msgs.commands import decode_command, trajectory_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
-from vla_policy_node.msgs.joints import JOINT_STATE, JointStateData, decode_float64_array
+from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, decode_float64_array
+from vla_policy_node.msgs.joints_cdr import joint_state_from_cdr, joint_trajectory_from_cdr, same_definitions
 from vla_policy_node.msgs.observation_input import ObservationInput
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.types import ActionChunk, Observation
-from vla_policy_node.transport.bag import BagError, BagReader
+from vla_policy_node.transport.bag import BagError, BagMessage, BagReader
 
 Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
@@ -220,6 +221,7 @@ class _Session:
         if self.target == "commands" and self.has_gripper and has_topic(topics, counts, self.gripper_spec):
             self.gripper_command = Signal(1, "hold")
         self.topic_roles = self._topic_roles(topics, has_commands)
+        self.raw_topics = self._raw_topics(topics)
         self.has_marks = counts.get(EPISODE_EVENT_TOPIC, 0) > 0 and topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT
         self.tracker = EpisodeTracker()
         self.implicit_episode = None if self.has_marks else Episode(0, reader.start_ns * 1e-9, None, implicit=True)
@@ -294,6 +296,21 @@ class _Session:
             roles[EPISODE_EVENT_TOPIC] = "episode_event"
         return roles
 
+    def _raw_topics(self, topics: dict[str, str]) -> set[str]:
+        """Topics read as CDR bytes and decoded by `msgs.joints_cdr` (the general path when it defers): the joint
+        states, and JointTrajectory commands."""
+        store = self.reader.typestore
+        raw = set()
+        joint_topic = self.embodiment.joint_states.topic
+        if self.topic_roles.get(joint_topic) == "node" and same_definitions(store, JOINT_STATE):
+            raw.add(joint_topic)
+        command = self.command_spec.topic
+        if (self.topic_roles.get(command) == "command" and topics.get(command) == JOINT_TRAJECTORY
+                and self.embodiment.controller.interface == "joint_trajectory"
+                and same_definitions(store, JOINT_TRAJECTORY)):
+            raw.add(command)
+        return raw
+
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> ReplayResult:
         wall_start = time.perf_counter()
@@ -305,7 +322,7 @@ class _Session:
         total = sum(self.counts.get(topic, 0) for topic in self.topic_roles)
         bar = tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", disable=not self.config.progress,
                    mininterval=0.5)
-        for item in self.reader.messages(list(self.topic_roles)):
+        for item in self.reader.messages(list(self.topic_roles), raw_topics=self.raw_topics):
             t = item.timestamp_ns * 1e-9
             last = max(last, t)
             self._advance(t)
@@ -318,7 +335,7 @@ class _Session:
                 if item.topic == INSTRUCTION_TOPIC and item.msgtype == STRING:
                     self.tracker.set_instruction(str(item.msg.data))
                 if item.topic == joint_topic:  # decoded once, for the reference and the node
-                    data = self.inputs.decode_joint_state(item.msg)
+                    data = self._joint_state(item)
                     self._on_joint_state(data, t)
                     self.inputs.on_joint_state_data(data)
                 else:
@@ -326,7 +343,7 @@ class _Session:
                 self.counters["sensor_messages"] += 1
                 self._try_inference(t)
             elif role == "command":
-                self._on_command_message(item.msg, t)
+                self._on_command_message(item, t)
             elif role == "gripper_command":
                 self._on_gripper_command(item.msg, t)
             elif role == "episode_event":
@@ -461,11 +478,24 @@ class _Session:
         if self.target == "joint_states" or self.gripper_command is None:
             self._plot_reference(stamp)
 
-    def _on_command_message(self, msg: Any, t: float) -> None:
+    def _joint_state(self, item: BagMessage) -> JointStateData | None:
+        """A joint state message decoded (the CDR fast path, else the node's decoder, which counts failures)."""
+        if item.raw is not None:
+            data = joint_state_from_cdr(item.raw)
+            if data is not None:
+                return data
+        return self.inputs.decode_joint_state(self.reader.deserialize(item))
+
+    def _on_command_message(self, item: BagMessage, t: float) -> None:
         assert self.arm_command is not None
         spec = self.command_spec
-        arm = self.decode_errors.decode(decode_command, msg, self.embodiment.controller.interface,
-                                        self.space.arm_names, topic=spec.topic)
+        data = joint_trajectory_from_cdr(item.raw) if item.raw is not None else None
+        if data is not None:
+            arm = self.decode_errors.decode(trajectory_command, data, self.space.arm_names, topic=spec.topic)
+        else:
+            arm = self.decode_errors.decode(decode_command, self.reader.deserialize(item),
+                                            self.embodiment.controller.interface, self.space.arm_names,
+                                            topic=spec.topic)
         if arm is not None:
             self.arm_command.append(t, arm)
             self._plot_reference(t)
