@@ -27,6 +27,7 @@ _U32 = struct.Struct("<I")
 _TIME = struct.Struct("<iI")  # builtin_interfaces Time / Duration: int32 sec, uint32 nanosec
 _LITTLE_ENDIAN_CDR = (b"\x00\x01",)
 _NATIVE_LITTLE = sys.byteorder == "little"
+_PADDING = 3  # bytes allowed after a message's end (rosbags refuses more: "CDR message size mismatch")
 _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below follow
     JOINT_STATE: ("std_msgs/msg/Header", "sensor_msgs/msg/JointState"),
     JOINT_TRAJECTORY: ("std_msgs/msg/Header", "trajectory_msgs/msg/JointTrajectory",
@@ -98,7 +99,12 @@ def _body(raw: Any) -> memoryview:
 def _finite(values: np.ndarray) -> np.ndarray:
     if not np.isfinite(values).all():
         raise _Unusual
-    return values.copy()
+    return values
+
+
+def _rows(rows: list[np.ndarray]) -> np.ndarray:
+    """`np.stack(rows)` (a new [N, D] array), without its overhead for the usual single point."""
+    return rows[0][None, :].copy() if len(rows) == 1 else np.stack(rows)
 
 
 def joint_state_from_cdr(raw: Any) -> JointStateData | None:
@@ -111,10 +117,11 @@ def joint_state_from_cdr(raw: Any) -> JointStateData | None:
         velocity, pos = _float64s(buf, pos)
         effort, pos = _float64s(buf, pos)
         n = len(names)
-        if pos + 3 < len(buf) or len(set(names)) != n or position.size != n or velocity.size not in (0, n) \
+        if pos + _PADDING < len(buf) or len(set(names)) != n or position.size != n or velocity.size not in (0, n) \
                 or effort.size not in (0, n):
             raise _Unusual
-        return JointStateData(stamp, names, _finite(position), _finite(velocity) if velocity.size else None,
+        return JointStateData(stamp, names, _finite(position).copy(),
+                              _finite(velocity).copy() if velocity.size else None,
                               effort.copy() if effort.size else None)
     except (_Unusual, struct.error, ValueError, UnicodeDecodeError):
         return None
@@ -146,10 +153,10 @@ def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
             positions.append(_finite(p))
             velocities.append(_finite(v))
             times.append(float(sec) + float(nanosec) * 1e-9)
-        if pos + 3 < len(buf) or any(b - a <= 0 for a, b in pairwise(times)):
+        if pos + _PADDING < len(buf) or any(b - a <= 0 for a, b in pairwise(times)):
             raise _Unusual
         has_velocities = all(v.size for v in velocities)
-        return JointTrajectoryData(stamp, names, np.stack(positions),
-                                   np.stack(velocities) if has_velocities else None, np.asarray(times))
+        return JointTrajectoryData(stamp, names, _rows(positions), _rows(velocities) if has_velocities else None,
+                                   np.asarray(times))
     except (_Unusual, struct.error, ValueError, UnicodeDecodeError):
         return None
