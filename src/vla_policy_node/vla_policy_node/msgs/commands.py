@@ -123,11 +123,20 @@ class CommandEncoder:
 def trajectory_command(data: JointTrajectoryData, arm_names: tuple[str, ...]) -> np.ndarray:
     """The command a decoded JointTrajectory gives: its first point in `arm_names` order (MessageError if a joint
     is missing)."""
-    index = {name: i for i, name in enumerate(data.joint_names)}
-    missing = [name for name in arm_names if name not in index]
-    if missing:
-        raise MessageError("missing_joint", f"trajectory lacks joints {missing}", JOINT_TRAJECTORY)
-    return data.positions[0, [index[name] for name in arm_names]]
+    order = _ORDERS.get((data.joint_names, arm_names))
+    if order is None:
+        index = {name: i for i, name in enumerate(data.joint_names)}
+        missing = [name for name in arm_names if name not in index]
+        if missing:
+            raise MessageError("missing_joint", f"trajectory lacks joints {missing}", JOINT_TRAJECTORY)
+        order = [index[name] for name in arm_names]
+        if len(_ORDERS) >= 32:
+            _ORDERS.clear()
+        _ORDERS[(data.joint_names, arm_names)] = order
+    return data.positions[0, order]
+
+
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}  # (names, wanted) -> indices, recent
 
 
 def decode_command(msg: Any, interface: str, arm_names: tuple[str, ...]) -> np.ndarray:

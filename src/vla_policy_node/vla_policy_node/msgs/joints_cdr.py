@@ -36,6 +36,9 @@ _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below foll
 _TYPES = ("builtin_interfaces/msg/Time", "builtin_interfaces/msg/Duration")
 
 
+_RECENT_NAMES: dict[int, tuple[bytes, tuple[str, ...]]] = {}  # start offset -> (bytes, names) of a string[]
+
+
 class _Unusual(Exception):
     """Not the plain case: the general path decides."""
 
@@ -61,7 +64,13 @@ def _string(buf: Any, pos: int) -> tuple[str, int]:
 
 
 def _strings(buf: Any, pos: int) -> tuple[tuple[str, ...], int]:
+    """A string[]; a topic's joint names are the same bytes in every message, so the last lists read are kept
+    (by start offset, compared byte for byte: the same bytes parse to the same names)."""
     pos = (pos + 3) & -4
+    known = _RECENT_NAMES.get(pos)
+    if known is not None and buf[pos:pos + len(known[0])] == known[0]:
+        return known[1], pos + len(known[0])
+    start = pos
     (size,) = _U32.unpack_from(buf, pos)
     pos += 4
     if pos + size * 5 > len(buf):
@@ -70,7 +79,11 @@ def _strings(buf: Any, pos: int) -> tuple[tuple[str, ...], int]:
     for _ in range(size):
         value, pos = _string(buf, (pos + 3) & -4)
         out.append(value)
-    return tuple(out), pos
+    names = tuple(out)
+    if len(_RECENT_NAMES) >= 32:
+        _RECENT_NAMES.clear()
+    _RECENT_NAMES[start] = (bytes(buf[start:pos]), names)
+    return names, pos
 
 
 def _float64s(buf: Any, pos: int) -> tuple[np.ndarray, int]:
