@@ -36,7 +36,7 @@ _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below foll
 _TYPES = ("builtin_interfaces/msg/Time", "builtin_interfaces/msg/Duration")
 
 
-_RECENT_NAMES: dict[int, tuple[bytes, tuple[str, ...]]] = {}  # start offset -> (bytes, names) of a string[]
+_RECENT_NAMES: dict[int, tuple[tuple[bytes, tuple[str, ...]], ...]] = {}  # start offset -> recent (bytes, names)
 
 
 class _Unusual(Exception):
@@ -67,9 +67,10 @@ def _strings(buf: Any, pos: int) -> tuple[tuple[str, ...], int]:
     """A string[]; a topic's joint names are the same bytes in every message, so the last lists read are kept
     (by start offset, compared byte for byte: the same bytes parse to the same names)."""
     pos = (pos + 3) & -4
-    known = _RECENT_NAMES.get(pos)
-    if known is not None and buf[pos:pos + len(known[0])] == known[0]:
-        return known[1], pos + len(known[0])
+    recent = _RECENT_NAMES.get(pos, ())
+    for data, names in recent:
+        if buf[pos:pos + len(data)] == data:
+            return names, pos + len(data)
     start = pos
     (size,) = _U32.unpack_from(buf, pos)
     pos += 4
@@ -80,9 +81,9 @@ def _strings(buf: Any, pos: int) -> tuple[tuple[str, ...], int]:
         value, pos = _string(buf, (pos + 3) & -4)
         out.append(value)
     names = tuple(out)
-    if len(_RECENT_NAMES) >= 32:
+    if len(_RECENT_NAMES) >= 64:
         _RECENT_NAMES.clear()
-    _RECENT_NAMES[start] = (bytes(buf[start:pos]), names)
+    _RECENT_NAMES[start] = (*recent[-3:], (bytes(buf[start:pos]), names))  # immutable: safe across threads
     return names, pos
 
 
