@@ -56,7 +56,7 @@ from vla_policy_node.control.command import ChunkError, Command
 from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.inference import InferencePolicy, InferenceResult, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
-from vla_policy_node.kinematics.robot_model import DESCRIPTION_TOPIC, RobotKinematics
+from vla_policy_node.kinematics.robot_kinematics import DESCRIPTION_TOPIC, RobotKinematics
 from vla_policy_node.msgs.commands import decode_command, trajectory_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
