@@ -86,6 +86,22 @@ def test_ros2_bag_record_of_the_sim_replays_through_vla_replay_test(recorded, wo
         assert counts["observations"] > 0 and counts["inferences"] > 0, f"{storage}: {counts}"
 
 
+def test_replay_launch_plays_a_recorded_bag_and_ends_by_itself(recorded, ros_env, tmp_path) -> None:
+    """`ros2 launch vla_bringup replay.launch.py` on a `ros2 bag record` of the sim: bag play (with /clock) and
+    the sim arm's launch on sim time, without the live sim driver (the bag is the robot); when the bag has
+    played the launch ends by itself, exit 0, every process stopped cleanly (the nodes may still be starting)."""
+    result = subprocess.run(["ros2", "launch", "vla_bringup", "replay.launch.py", f"bag:={recorded['ros2_mcap']}",
+                             "robot:=sim_arm", f"checkpoint:={SHIPPED}", "rviz:=false"], env=ros_env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    started = {line.split("]")[1].split("[")[1].rsplit("-", 1)[0] for line in out.splitlines()
+               if "process started with pid" in line}
+    assert started == {"bag_play", "policy_node", "command_mux_node"}, out  # no sim_arm_driver
+    assert "the bag has played: shutting the replay down" in out, out
+    assert "process has died" not in out and "Traceback" not in out, out
+
+
 def recorded_joint_stamps(bag: Path) -> list[float]:
     """The header stamps of the bag's /joint_states, in the bag's order (read with rosbags, not ROS)."""
     from rosbags.rosbag2 import Reader
