@@ -1,4 +1,4 @@
-"""The replay's fast path (joint states and commands decoded straight from CDR, `msgs/joints_cdr.py`) changes
+"""The replay's fast path (joint states and commands decoded straight from CDR, `msgs.fast_cdr.py`) changes
 nothing the replay computes: on recorded bags, clean and with the faults of real recordings, every control tick's
 command and the whole report (every figure but the wall-clock ones) are bit-identical to those of the general
 path (rosbags' deserializer and the message decoders)."""
