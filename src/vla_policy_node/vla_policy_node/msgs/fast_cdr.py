@@ -107,6 +107,20 @@ def _float64s(buf: Any, pos: int) -> tuple[np.ndarray, int]:
     return np.frombuffer(buf, dtype=np.float64, count=size, offset=pos), pos + size * 8
 
 
+def _skip_float64s(buf: Any, pos: int) -> int:
+    """Past a float64[] that is not used, with `_float64s`' checks (rosbags' and numpy's bounds)."""
+    (size,) = _U32.unpack_from(buf, pos)
+    pos += 4
+    if pos + size * 8 > len(buf):
+        raise _Unusual
+    if size:
+        pos = (pos + 7) & -8
+    end = pos + size * 8
+    if end > len(buf):
+        raise _Unusual
+    return end
+
+
 def _header(buf: Any) -> tuple[float, int]:
     sec, nanosec = _TIME.unpack_from(buf, 0)
     _, pos = _string(buf, 8)  # frame_id: decoded only to check it, as rosbags does
@@ -214,8 +228,7 @@ def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
             pos = (pos + 3) & -4
             p, pos = _float64s(buf, pos)
             v, pos = _float64s(buf, pos)
-            _, pos = _float64s(buf, pos)  # accelerations, effort: read past, not used
-            _, pos = _float64s(buf, pos)
+            pos = _skip_float64s(buf, _skip_float64s(buf, pos))  # accelerations, effort: not used
             sec, nanosec = _TIME.unpack_from(buf, pos)
             pos += 8
             if p.size != n or v.size not in (0, n):
