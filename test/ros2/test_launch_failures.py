@@ -1,0 +1,47 @@
+"""Launches that fail under the real `ros2 launch` fail at once, say why in one line and leave nothing behind:
+rviz:=true without rviz2 fails before any node starts; a replay whose `ros2 bag play` fails (no such bag) ends
+the launch with exit 1 naming it, and the nodes it had started stop cleanly even while still starting up."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from test.ros2.conftest import SHIPPED, Workspace
+
+
+def ros2_launch(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ros2", "launch", "vla_bringup", *args, f"checkpoint:={SHIPPED}"], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def has_rviz2(env: dict[str, str]) -> bool:
+    return subprocess.run(["ros2", "pkg", "prefix", "rviz2"], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+
+
+def test_rviz_without_rviz2_fails_before_any_node(workspace: Workspace, ros_env, tmp_path) -> None:
+    if has_rviz2(ros_env):
+        return  # rviz2 here: rviz:=true is a working launch (the robot launch tests run rviz:=false)
+    result = ros2_launch(ros_env, tmp_path, "franka_fr3.launch.py", "rviz:=true")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "rviz:=true but package 'rviz2' is not installed" in out, out
+    assert "process started" not in out, out
+
+
+def test_replay_of_a_missing_bag_fails_the_launch_and_stops_the_nodes(workspace: Workspace, ros_env,
+                                                                       tmp_path) -> None:
+    result = ros2_launch(ros_env, tmp_path, "replay.launch.py", f"bag:={tmp_path / 'no_such_bag'}",
+                         "robot:=franka_fr3", "rviz:=false")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "does not exist" in out and "ros2 bag play exited 2" in out, out
+    assert "the bag has played" not in out, out
+    started = [line for line in out.splitlines() if "process started with pid" in line]
+    assert any("[policy_node-" in line for line in started) and any("[command_mux_node-" in line for line in started)
+    # the nodes got SIGINT, most likely while still importing: a clean stop, not a traceback or "has died"
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    for node in ("policy_node", "command_mux_node"):
+        assert f"[{node}-" in out and not [line for line in out.splitlines()
+                                           if f"[{node}-" in line and "process has died" in line], out
