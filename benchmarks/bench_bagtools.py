@@ -9,7 +9,8 @@ Writes a synthetic demonstration bag of about `--gb` GB into a temporary directo
 peak resident memory (getrusage ru_maxrss) is its own:
 
 - replay: the open-loop replay with a scripted policy that answers in microseconds (the model excluded), so the
-  figure is the replay machinery itself: bag reading, image decoding and resizing, sync, executor, comparison.
+  figure is the replay machinery itself: bag reading, message decoding, sync, executor, comparison (frames are
+  fitted to the model's size only when a policy reads them, as in the live node; the scripted policy reads none).
   Prints observations (chunks requested by the executor) per second, camera frames per second, messages per
   second and bag MB per second;
 - convert: bag -> LeRobot v3 dataset (frames at the policy rate, PNG images): frames per second, bag MB per

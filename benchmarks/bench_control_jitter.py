@@ -7,7 +7,8 @@ A child process plays the arm driver and the cameras over DDS on loopback: joint
 and every camera of the robot as rgb8 frames at 30 Hz. This process is the policy node: `PolicyRuntime` on a
 `DdsTransport` (its subscriptions run on cyclonedds' threads, the control and status timers on their own), with
 the tiny VLA (random weights; CPU) asked for a new chunk as soon as the previous one landed, so the model never
-rests. The start time of every control tick is recorded; a period is the time between two starts.
+rests. The start time of every control tick is recorded; a period is the time between two starts. Each mode
+runs in a fresh process, as a node starts.
 
 --inference thread: the model runs on the node's inference thread, as the node did so far (the model, the DDS
 callbacks and the timers share one interpreter and its GIL). --inference process: the model runs in its own
@@ -212,6 +213,7 @@ def main() -> int:
                              "uses 0.5 ms)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--publisher", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("thread", "process"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:
         domain, robot, height, width, seconds = args.publisher
@@ -221,13 +223,20 @@ def main() -> int:
         args.height, args.width = (int(v) for v in args.camera_size.lower().split("x"))
     except ValueError:
         parser.error(f"--camera-size must be HxW, got {args.camera_size!r}")
+    if args.measure:
+        print(json.dumps(measure(args.measure, args, random.SystemRandom().randint(1, 230))))
+        return 0
     print(f"policy node at {args.robot}'s control rate over DDS (loopback), tiny VLA on CPU ({args.torch_threads} "
           f"torch thread(s)) asked for chunks back to back, cameras {args.height}x{args.width} rgb8 at 30 Hz; "
           f"{_load()}")
     results = []
-    for mode in args.inference:
-        domain = random.SystemRandom().randint(1, 230)
-        result = measure(mode, args, domain)
+    for mode in args.inference:  # each mode in a fresh process, as a node starts: nothing left over from the other
+        command = [sys.executable, __file__, "--measure", mode, *sys.argv[1:]]
+        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            print(f"{mode}: the measuring process failed (exit {proc.returncode})", file=sys.stderr)
+            return 1
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(result)
         print(report(result), flush=True)
     print("target: |period - nominal| p99 <= 1 ms and no gap over 2 periods")

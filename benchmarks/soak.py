@@ -6,7 +6,9 @@ time, over DDS on loopback, as the fault-injection suite runs them (test/faults)
 Sampled all along, in this process (the monitor, a DDS subscriber):
 - RSS of each node process, of its children (the policy node's inference process) and of this one, every
   --sample seconds, from /proc/<pid>/status;
-- command gap: time between consecutive commands arriving on the robot's controller topic;
+- command gap: time between consecutive commands arriving on the robot's controller topic while a source drives
+  (the mux stops publishing once a hold has settled: gaps with a hold in them are left out, and the share of
+  time the mux held is reported);
 - command latency (obs -> robot): from an observation's stamp (the driver's publication time, carried by the
   ActionChunk that answers it) to the first controller command that arrives after that chunk (as
   bench_node_latency.py measures it);
@@ -69,10 +71,13 @@ class Listener:
     def __init__(self, transport, controller_topic: str, controller_type: str) -> None:
         self.commands = array("d")
         self.chunks: list[tuple[float, float, float]] = []
+        self.holds = array("d")  # arrival times of mux statuses saying "hold"
+        self.statuses = array("d")  # arrival times of every mux status
         self._lock = threading.Lock()
         self._subs = [
             transport.subscribe(controller_topic, controller_type, self._on_command),
             transport.subscribe("/vla/action_chunk", "vla_msgs/msg/ActionChunk", self._on_chunk),
+            transport.subscribe("/vla/mux_status", "vla_msgs/msg/PolicyStatus", self._on_mux_status),
         ]
 
     def _on_command(self, msg) -> None:
@@ -87,9 +92,22 @@ class Listener:
         with self._lock:
             self.chunks.append((now, header_stamp(msg), float(msg.inference_latency)))
 
+    def _on_mux_status(self, msg) -> None:
+        now = time.time()
+        with self._lock:
+            self.statuses.append(now)
+            if str(msg.active_source) == "hold":
+                self.holds.append(now)
+
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             return np.frombuffer(self.commands, dtype=np.float64).copy(), np.array(self.chunks).reshape(-1, 3)
+
+    def hold_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Arrival times of the mux statuses saying hold, and of all of them."""
+        with self._lock:
+            return (np.frombuffer(self.holds, dtype=np.float64).copy(),
+                    np.frombuffer(self.statuses, dtype=np.float64).copy())
 
     def close(self) -> None:
         for sub in self._subs:
@@ -103,15 +121,21 @@ def percentiles(values: np.ndarray) -> dict[str, float]:
             "p99_ms": float(np.percentile(values, 99) * 1e3), "max_ms": float(np.max(values) * 1e3)}
 
 
-def window_figures(commands: np.ndarray, chunks: np.ndarray, t0: float, t1: float) -> dict[str, dict[str, float]]:
-    """Latency figures of what arrived in [t0, t1) (wall clock)."""
+def window_figures(commands: np.ndarray, chunks: np.ndarray, holds: np.ndarray, t0: float, t1: float
+                   ) -> dict[str, dict[str, float]]:
+    """Latency figures of what arrived in [t0, t1) (wall clock). Command gaps during which the mux reported a
+    hold are left out: the mux stops publishing once a hold has settled (control/output_gate.py)."""
     cmd = commands[(commands >= t0) & (commands < t1)]
+    gaps = np.diff(cmd)
+    if len(gaps):
+        held = np.searchsorted(holds, cmd[1:]) > np.searchsorted(holds, cmd[:-1])  # a hold status inside
+        gaps = gaps[~held]
     ch = chunks[(chunks[:, 0] >= t0) & (chunks[:, 0] < t1)] if len(chunks) else chunks
     first_after = np.searchsorted(commands, ch[:, 0], side="right") if len(ch) else np.array([], dtype=int)
     ok = first_after < len(commands)
     robot = commands[first_after[ok]] - ch[ok, 1] if len(ch) else np.array([])
     return {
-        "command_gap": percentiles(np.diff(cmd)),
+        "command_gap": percentiles(gaps),
         "command_latency_obs_to_robot": percentiles(robot),
         "obs_to_chunk": percentiles(ch[:, 0] - ch[:, 1] if len(ch) else np.array([])),
         "inference": percentiles(ch[:, 2] if len(ch) else np.array([])),
@@ -205,17 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     if died:
         print(f"soak: {died}\n" + "\n".join(node.tail() for node in nodes.values()), file=sys.stderr)
         return 1
-    return report(args, robot.name, start, samples, commands, chunks)
+    return report(args, robot.name, start, samples, commands, chunks, *listener.hold_times())
 
 
 def report(args: argparse.Namespace, robot: str, start: float, samples: list, commands: np.ndarray,
-           chunks: np.ndarray) -> int:
+           chunks: np.ndarray, holds: np.ndarray, statuses: np.ndarray) -> int:
     duration = samples[-1][0] if samples else 0.0
     commands = commands[commands >= start]
     chunks = chunks[chunks[:, 0] >= start] if len(chunks) else chunks
     window = min(args.window * 60.0, duration / 3.0)
-    first = window_figures(commands, chunks, start, start + window)
-    last = window_figures(commands, chunks, start + duration - window, start + duration)
+    first = window_figures(commands, chunks, holds, start, start + window)
+    last = window_figures(commands, chunks, holds, start + duration - window, start + duration)
+    held = len(holds[holds >= start]) / max(len(statuses[statuses >= start]), 1)
     times = np.array([t for t, _ in samples])
     warm = times >= min(args.warmup * 60.0, duration / 3.0)
     rss = {}
@@ -227,11 +252,12 @@ def report(args: argparse.Namespace, robot: str, start: float, samples: list, co
     load = os.getloadavg()
     figures = {"robot": robot, "minutes": duration / 60.0, "window_minutes": window / 60.0, "cpus": os.cpu_count(),
                "loadavg_end": load, "commands": len(commands), "chunks": len(chunks),
-               "command_rate_hz": len(commands) / duration if duration else 0.0,
+               "command_rate_hz": len(commands) / duration if duration else 0.0, "mux_hold_fraction": held,
                "rss": rss, "first_window": first, "last_window": last}
     args.json.write_text(json.dumps(figures, indent=2))
     print(f"\nsoak: {robot}, {duration / 60:.1f} min on {os.cpu_count()} CPUs (load {load[0]:.1f} {load[1]:.1f} "
-          f"{load[2]:.1f}); {len(commands)} commands ({figures['command_rate_hz']:.1f} Hz), {len(chunks)} chunks")
+          f"{load[2]:.1f}); {len(commands)} commands ({figures['command_rate_hz']:.1f} Hz), {len(chunks)} chunks; "
+          f"the mux held {100 * held:.1f}% of the time")
     print(f"\n{'RSS (MiB)':24s}{'start':>9s}{'end':>9s}{'growth/h':>11s}  (slope after {args.warmup:g} min)")
     for name, r in rss.items():
         print(f"  {name:22s}{r['start_mib']:9.1f}{r['end_mib']:9.1f}{r['growth_mib_per_hour']:+11.2f}")

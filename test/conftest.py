@@ -23,6 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ROS 2 every `ros2` test is skipped with one reason."""
     ros2_dir = REPO / "test" / "ros2"
     skip = pytest.mark.skip(reason=ROS2_MISSING) if ROS2_MISSING else None
+    _launch_tests_last(items, ros2_dir)
     for item in items:
         if ros2_dir in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.ros2)
@@ -30,6 +31,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             ROS2_TESTS.add(item.nodeid)
             if skip is not None:
                 item.add_marker(skip)
+
+
+def _launch_tests_last(items: list[pytest.Item], ros2_dir: Path) -> None:
+    """The robot launch tests only collect what runs in the background from the first real-ROS test on
+    (test/ros2/conftest.py): put them after the other real-ROS tests, which run meanwhile."""
+    launch = [item for item in items if Path(str(item.path)) == ros2_dir / "test_launch_files.py"]
+    if not launch:
+        return
+    rest = [item for item in items if item not in launch]
+    in_ros2 = [i for i, item in enumerate(rest) if ros2_dir in Path(str(item.path)).parents]
+    at = in_ros2[-1] + 1 if in_ros2 else len(rest)
+    items[:] = rest[:at] + launch + rest[at:]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

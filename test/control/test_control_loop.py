@@ -222,6 +222,30 @@ def test_ensemble_has_no_prefix(sim_arm):
     assert h.loop.begin_inference(obs, h.now) is None
 
 
+def test_strategy_and_inference_rate_change_live_without_a_jump(sim_arm):
+    h = Harness(sim_arm, ControlConfig(executor=ExecutorConfig(strategy="rtc", default_horizon=10)))
+    h.step(1)
+    start = mid_state(sim_arm)[:6]
+    h.chunk(start + np.linspace(0.0, 0.1, 10)[:, None])
+    h.step(20)
+    before = h.commands[-1].arm.copy()
+    h.loop.set_strategy("ensemble")
+    assert h.loop.status(h.now).strategy == "ensemble"
+    obs = h.loop.sync.poll(h.now)
+    assert h.loop.begin_inference(obs, h.now) is None  # ensemble: no RTC prefix any more
+    h.chunk(start + 0.3, stamp=obs.stamp)  # a far target: the plan blends into it
+    h.step(1)
+    step = np.abs(h.commands[-1].arm - before)
+    assert np.all(step <= h.loop.filter.max_velocity * h.loop.period * 1.01 + 1e-12)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        h.loop.set_strategy("fastest")
+    executor = h.loop.executor
+    h.loop.set_inference_rate(2.0)
+    assert executor.inference_period == pytest.approx(0.5)
+    h.loop.set_inference_rate(0.0)  # 0: the robot's own rate
+    assert executor.inference_period == pytest.approx(1.0 / sim_arm.rates.inference_hz)
+
+
 def test_joint_delta_chunks_are_relative_to_the_observation_state():
     emb = small_robot(joints=2, action_type="joint_delta", vmax=5.0, amax=100.0)
     h = Harness(emb, state=[0.1, -0.2, 0.04])

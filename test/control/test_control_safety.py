@@ -224,3 +224,32 @@ def test_ee_twist_norms_and_workspace():
     assert filt.counts["workspace_unverified"] == 1
     out = filt.apply(None, None, hold=True)
     np.testing.assert_allclose(out.arm, 0.0)  # holding a twist is standing still
+
+
+def test_tightening_the_velocity_limit_brakes_at_max_acceleration_and_never_loosens():
+    emb = small_robot(vmax=1.0, amax=10.0)  # T = 0.01: speed changes at most 0.1 rad/s per step
+    filt = make_filter(emb)
+    run(filt, [[5.0]] * 20)  # accelerate to full speed towards a far target
+    assert filt.last_velocity[0] == pytest.approx(1.0)
+    filt.set_velocity_scale(0.5)
+    speeds = []
+    for _ in range(10):
+        filt.apply(np.array([5.0]), 0.04)
+        speeds.append(filt.last_velocity[0])
+    np.testing.assert_allclose(speeds[:5], [0.9, 0.8, 0.7, 0.6, 0.5])  # braked at 10 rad/s^2, not a jump
+    assert max(speeds[5:]) == pytest.approx(0.5)  # then held at the new limit
+    with pytest.raises(ValueError, match="only decrease"):
+        filt.set_velocity_scale(0.8)
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            filt.set_velocity_scale(bad)
+    assert filt.velocity_scale == 0.5
+
+
+def test_velocity_scale_also_scales_cartesian_speeds():
+    filt = make_filter(cartesian_robot("ee_delta"), start=np.zeros(6))
+    filt.set_velocity_scale(0.25)
+    out = filt.apply(np.array([10.0, 0.0, 0.0, 0.0, 0.0, 10.0]), None, ee_position=np.array([0.4, 0.0, 0.4]))
+    space = cartesian_robot("ee_delta").action_space
+    assert out.arm[0] == pytest.approx(0.25 * space.max_linear_speed)
+    assert out.arm[5] == pytest.approx(0.25 * space.max_angular_speed)

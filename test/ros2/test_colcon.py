@@ -3,7 +3,9 @@ interfaces, executables and share directories it installs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,28 @@ def test_bringup_installs_launch_and_config_into_its_share(workspace: Workspace)
                                timeout=60).returncode == 0
     default = "true" if has_rviz2 else "false"
     assert f"(default: '{default}')" in shown.split("'rviz':")[1].split("'autostart'")[0]
+
+
+def test_our_type_hashes_equal_rosidls(workspace: Workspace) -> None:
+    """The RIHS01 hashes the DDS transport announces (USER_DATA typehash=) and bags record are rosidl's: every
+    vla_msgs type colcon generated, the rcl_interfaces parameter services DDS nodes serve, the discovery type."""
+    import json
+
+    from vla_policy_node.msgs.typestore import default_typestore
+
+    store = default_typestore()
+    files = sorted(workspace.share("vla_msgs").glob("*/*.json"))
+    share = Path(os.environ["AMENT_PREFIX_PATH"].split(":")[-1]) / "share"
+    files += [share / f"rcl_interfaces/srv/{name}.json" for name in (
+        "DescribeParameters", "GetParameterTypes", "GetParameters", "ListParameters", "SetParameters",
+        "SetParametersAtomically")]
+    files += [share / "rmw_dds_common/msg/ParticipantEntitiesInfo.json", share / "rcl_interfaces/msg/Log.json"]
+    checked = 0
+    for path in files:
+        for entry in json.loads(path.read_text())["type_hashes"]:
+            name = entry["type_name"]
+            if name.endswith("_FeedbackMessage") or name.endswith(("_SendGoal", "_GetResult")) or "/action/" in name:
+                continue  # actions are rclpy's alone (the DDS transport has none)
+            assert store.hash_rihs01(name) == entry["hash_string"], name
+            checked += 1
+    assert checked > 40

@@ -132,3 +132,17 @@ class NodeProcess:
         text = [line if len(line) <= 500 else line[:500] + f"... ({len(line)} characters)"
                 for line in self.log.read_text(errors="replace").splitlines()]
         return f"--- {self.module} (exit {self.process.poll()}) ---\n" + "\n".join(text[-lines:])
+
+
+class NodeGroup:
+    """Node processes that run together (`nodes`): fail early when one died, and their logs for a failure."""
+
+    nodes: list[NodeProcess]
+
+    def check_alive(self) -> None:
+        dead = [node for node in self.nodes if not node.alive()]
+        if dead:
+            raise AssertionError("a node process died:\n" + "\n".join(node.tail() for node in dead))
+
+    def logs(self) -> str:
+        return "\n".join(node.tail() for node in self.nodes)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from test.system.processes import SIM_ARM, NodeProcess, Recorder, wait_for
+from test.system.processes import SIM_ARM, NodeGroup, NodeProcess, Recorder, wait_for
 from vla_policy_node.msgs import decode_action_chunk, decode_joint_trajectory, decode_policy_status
 from vla_policy_node.msgs.joints import encode_joint_state
 from vla_policy_node.msgs.markers import decode_marker_points
@@ -31,7 +31,7 @@ def max_change(commands: list[np.ndarray]) -> float:
     return float(np.max(np.abs(np.diff(np.stack(commands), axis=0)))) if len(commands) > 1 else 0.0
 
 
-class System:
+class System(NodeGroup):
     def __init__(self, tmp_path, domain: int, checkpoint) -> None:
         from vla_policy_node.transport import DdsConfig, DdsTransport
 
@@ -59,14 +59,6 @@ class System:
         sub("/vla/mux_status", "vla_msgs/msg/PolicyStatus", self.mux_status)
         sub("/vla/action_chunk", "vla_msgs/msg/ActionChunk", self.chunks)
         sub("/vla/predicted_path", "visualization_msgs/msg/MarkerArray", self.paths)
-
-    def check_alive(self) -> None:
-        dead = [node for node in self.nodes if not node.alive()]
-        if dead:
-            raise AssertionError("a node process died:\n" + "\n".join(node.tail() for node in dead))
-
-    def logs(self) -> str:
-        return "\n".join(node.tail() for node in self.nodes)
 
     def close(self) -> list[int]:
         codes = [node.stop() for node in reversed(self.nodes)]

@@ -67,6 +67,32 @@ def test_write_read_round_trip(tmp_path, storage):
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_writes_from_several_callback_threads(tmp_path, storage):
+    # rclpy's MultiThreadedExecutor and the DDS dispatch thread call the recorder from threads other than the
+    # one that opened the bag; sqlite3 refused that ("objects created in a thread can only be used in that
+    # same thread") and `vla_record --storage sqlite3` wrote nothing under ROS
+    import threading
+
+    writer = BagWriter(tmp_path / "bag", storage)
+
+    def record(topic: str, offset: int) -> None:
+        for k in range(50):
+            t = T0 + (2 * k + offset) * 1_000_000
+            writer.write(topic, "sensor_msgs/msg/JointState", encode_joint_state(NEW, ["j"], [float(k)]), t)
+
+    threads = [threading.Thread(target=record, args=(f"/joints_{i}", i)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    closer.join()
+    messages = list(read_bag(tmp_path / "bag"))
+    assert len(messages) == 100 and {m.topic for m in messages} == {"/joints_0", "/joints_1"}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_metadata_has_what_ros2_bag_needs(tmp_path, storage):
     path = tmp_path / "bag"
     _write_sample_bag(path, storage)

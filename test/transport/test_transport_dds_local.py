@@ -132,7 +132,8 @@ def test_callback_errors_are_counted_and_dispatch_continues(make_dds, inbox):
 
 
 def test_nodes_announce_their_endpoints(make_dds):
-    a, b = make_dds("announcer", namespace="/arm"), make_dds("observer")
+    # without the parameter services' request readers, the node's one subscription is its only reader
+    a, b = make_dds("announcer", namespace="/arm", parameter_services=False), make_dds("observer")
     pub = a.publisher("status", "std_msgs/msg/String")
     a.subscribe("~/in", "std_msgs/msg/String", lambda m: None)
     assert pub.topic == "/arm/status"

@@ -44,7 +44,9 @@ CHECKPOINT = os.environ["VLA_TEST_CHECKPOINT"]
 CONFIG = Path(get_package_share_directory("vla_bringup")) / "config" / "robots" / f"{ROBOT}.yaml"
 EMBODIMENT = load_embodiment(CONFIG)
 DRIVER = "sim_arm_driver" if ROBOT == "sim_arm" else "fake_arm_driver"
-STARTUP_TIMEOUT = 120.0  # torch + transformers import and the model's load on a loaded 2-core machine
+STARTUP_TIMEOUT = 300.0  # a bound, not an expectation: torch + transformers imported twice (node, inference
+# process) and the model loaded, beside other launches, on a loaded 2-core machine
+ACTION_ROBOT = "franka_fr3"  # the robot whose launch also runs the ExecuteInstruction and live-parameter checks
 
 
 def generate_test_description():
@@ -110,14 +112,19 @@ class TestRobotLaunch(unittest.TestCase):
         cls.status = Recorder()
         cls.chunks = Recorder()
         cls.cameras = Recorder()
+        cls.joint_states = Recorder()
+        cls.mux_status = Recorder()
         cls.subscriptions = [
             node.create_subscription(controller_type, EMBODIMENT.controller.topic, cls.controller, 100),
             node.create_subscription(controller_type, "/vla/policy_command", cls.policy_command, 100),
             node.create_subscription(controller_type, "/vla/preview_command", cls.preview, 100),
             node.create_subscription(PolicyStatus, "/vla/status", cls.status, 10),
+            node.create_subscription(PolicyStatus, "/vla/mux_status", cls.mux_status, 10),
             node.create_subscription(ActionChunk, "/vla/action_chunk", cls.chunks, 10),
             node.create_subscription(get_message("sensor_msgs/msg/Image"), EMBODIMENT.cameras[0].topic,
                                      cls.cameras, qos_profile_sensor_data),
+            node.create_subscription(get_message("sensor_msgs/msg/JointState"), EMBODIMENT.joint_states.topic,
+                                     cls.joint_states, qos_profile_sensor_data),
         ]
         cls.spinner = threading.Thread(target=cls.executor.spin, daemon=True)
         cls.spinner.start()
@@ -151,6 +158,9 @@ class TestRobotLaunch(unittest.TestCase):
         self._services()
         self._actuated_commands_within_limits()
         self._dry_run_again_goes_quiet()
+        if ROBOT == ACTION_ROBOT:  # the same node code on every robot: checked once, on one launch
+            self._live_rates_strategy_and_stricter_limits()
+            self._execute_instruction_action()
 
     def _graph_and_lifecycle(self) -> None:
         expected = {"vla_policy", "vla_command_mux", DRIVER}
@@ -177,14 +187,18 @@ class TestRobotLaunch(unittest.TestCase):
 
     def _dry_run_sends_nothing_to_the_controller(self) -> None:
         wait_for(lambda: self.preview.count() >= 10, 30.0, "preview commands")
-        time.sleep(1.0)
+        start = time.monotonic()
+        wait_for(lambda: len(self.preview.since(start)) >= 50, 30.0, "50 more preview commands")
         self.assertEqual(self.controller.count(), 0, "dry run: something reached the controller topic")
         self.assertEqual(self.policy_command.count(), 0, "dry run: the policy published to the mux")
-        if ROBOT == "sim_arm":  # the renderer on one thread: cameras at their 10 Hz over rclpy
+        if ROBOT == "sim_arm":  # the renderer on one thread: every frame that is due is rendered and published
             start = time.monotonic()
-            time.sleep(5.0)
-            rate = len(self.cameras.since(start)) / 5.0
-            self.assertGreaterEqual(rate, 8.0, f"sim camera at {rate:.1f} Hz, configured 10 Hz")
+            wait_for(lambda: len(self.cameras.since(start)) >= 20, 30.0, "20 camera frames")
+            frames, ticks = len(self.cameras.since(start)), len(self.joint_states.since(start))
+            # frames are due at 10 Hz of sim time, joint states come every 100 Hz tick: a CPU-starved sim has
+            # fewer ticks per frame (ratio up), a render that fails (EGL_BAD_ACCESS when the job hopped
+            # executor threads: 3.4-5.8 Hz with 100 Hz joints) drops frames (ratio down)
+            self.assertGreaterEqual(frames / ticks, 0.8 * 10.0 / 100.0, f"{frames} frames per {ticks} joint states")
 
     def _parameters(self) -> None:
         listed = ros2("param", "list", "/vla_policy").stdout
@@ -216,11 +230,18 @@ class TestRobotLaunch(unittest.TestCase):
             self.assertTrue(reply.message, name)
 
     def _actuated_commands_within_limits(self) -> None:
-        reply = self.call(SetActuation, "/vla_policy/set_actuation", enable=True)
-        self.assertTrue(reply.success and reply.actuating, reply.message)
+        replies = []
+
+        def actuating() -> bool:  # leaving dry run needs a joint state younger than its max_age: on a loaded
+            replies.append(self.call(SetActuation, "/vla_policy/set_actuation", enable=True))  # machine, retry
+            return replies[-1].success and replies[-1].actuating
+
+        try:
+            wait_for(actuating, 15.0, "actuation")
+        except AssertionError as error:
+            raise AssertionError(f"{error}: {replies[-1].message if replies else 'no reply'}") from None
         start = time.monotonic()
-        wait_for(lambda: len(self.controller.since(start)) >= 20, 10.0, "commands on the controller topic")
-        time.sleep(1.0)
+        wait_for(lambda: len(self.controller.since(start)) >= 50, 20.0, "commands on the controller topic")
         for msg in self.controller.since(start):
             self._assert_within_limits(msg)
 
@@ -245,10 +266,133 @@ class TestRobotLaunch(unittest.TestCase):
     def _dry_run_again_goes_quiet(self) -> None:
         applied = ros2("param", "set", "/vla_policy", "dry_run", "true")
         self.assertIn("Set parameter successful", applied.stdout)
-        time.sleep(3.0)  # the mux's policy timeout, then its hold settles
-        quiet_from = time.monotonic()
-        time.sleep(1.5)
-        self.assertEqual(len(self.controller.since(quiet_from)), 0, "the mux kept streaming after dry run")
+        quiet = 1.5  # s without a message on the controller topic
+
+        def silent() -> bool:
+            with self.controller.lock:
+                last = self.controller.messages[-1][0] if self.controller.messages else 0.0
+            return time.monotonic() - last >= quiet
+
+        # the mux's policy timeout (0.5 s), then its hold settles (0.5 s), then silence
+        wait_for(silent, 10.0, f"{quiet} s of silence on the controller topic: the mux kept streaming after dry run")
+
+
+    # ------------------------------------------------------------------------------------- action robot only
+    def _live_rates_strategy_and_stricter_limits(self) -> None:
+        def set_param(name: str, value: str) -> str:
+            result = ros2("param", "set", "/vla_policy", name, value)
+            return result.stdout + result.stderr
+
+        self.assertIn("Set parameter successful", set_param("strategy", "ensemble"))
+        self.assertIn("must be one of synchronous, ensemble, rtc", set_param("strategy", "fastest"))
+        self.assertIn("Set parameter successful", set_param("status_hz", "25.0"))
+        start = time.monotonic()
+        wait_for(lambda: len(self.status.since(start)) >= 25, 10.0, "25 status messages")
+        rate = len(self.status.since(start)) / (time.monotonic() - start)
+        self.assertGreater(rate, 12.5, f"/vla/status at {rate:.1f} Hz after status_hz:=25 (was 10)")
+        self.assertIn("Set parameter successful", set_param("velocity_scale", "0.5"))
+        refused = set_param("velocity_scale", "0.9")
+        self.assertIn("would loosen a limit", refused)
+        self.assertIn("0.5", ros2("param", "get", "/vla_policy", "velocity_scale").stdout)
+
+    def _execute_instruction_action(self) -> None:
+        from action_msgs.msg import GoalStatus
+        from rclpy.action import ActionClient
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Bool
+
+        from vla_msgs.action import ExecuteInstruction
+
+        outcome = ExecuteInstruction.Result
+        client = ActionClient(self.node, ExecuteInstruction, "/vla_policy/execute_instruction")
+        done = self.node.create_publisher(Bool, "/vla/task_done", 10)
+        estop = self.node.create_publisher(Bool, "/vla/estop", 10)
+        teleop = self.node.create_publisher(JointState, "/vla/teleop/joint_command", 10)
+        self.assertTrue(client.wait_for_server(timeout_sec=30.0), "no /vla_policy/execute_instruction server")
+        for publisher in (done, estop, teleop):  # reliable: once matched, one message is enough
+            wait_for(lambda publisher=publisher: publisher.get_subscription_count() >= 1, 10.0,
+                     f"a subscriber on {publisher.topic_name}")
+
+        def send(instruction: str, time_limit: float = 0.0):
+            feedback: list = []
+            goal = ExecuteInstruction.Goal(instruction=instruction, time_limit=time_limit)
+            future = client.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback))
+            wait_for(future.done, 10.0, f"goal {instruction!r} accepted")
+            handle = future.result()
+            self.assertTrue(handle.accepted)
+            return handle, handle.get_result_async(), feedback
+
+        def result(pending, what: str, keep_doing=None):
+            def finished() -> bool:
+                if keep_doing is not None:
+                    keep_doing()
+                return pending.done()
+
+            wait_for(finished, 30.0, what)
+            return pending.result()
+
+        # feedback; a second goal preempts the first; /vla/task_done finishes the second
+        _, first_result, feedback = send("reach the blue block")
+        wait_for(lambda: any(f.elapsed > 0 and len(f.last_chunk.actions) > 0 for f in feedback), 10.0,
+                 "feedback with elapsed time and the last chunk")
+        self.assertIn(feedback[-1].active_source, ("policy", "teleop", "hold"))
+        _, second_result, _ = send("reach the green block", time_limit=60.0)
+        preempted = result(first_result, "the first goal's result")
+        self.assertEqual(preempted.status, GoalStatus.STATUS_ABORTED)
+        self.assertEqual(preempted.result.outcome, outcome.CANCELLED)
+        self.assertIn("preempted by a new goal", preempted.result.reason)
+        wait_for(lambda: self.latest_status().instruction == "reach the green block" and not self.latest_status()
+                 .paused, 5.0, "the second goal's instruction, policy running")
+        done.publish(Bool(data=True))
+        finished = result(second_result, "the finished goal")
+        self.assertEqual((finished.status, finished.result.outcome), (GoalStatus.STATUS_SUCCEEDED, outcome.FINISHED))
+        wait_for(lambda: self.latest_status().paused, 5.0, "the arm to hold (policy paused) after the goal")
+        done.publish(Bool(data=False))  # the next task is not done yet
+        # a time limit
+        _, pending, _ = send("reach the red block", time_limit=1.0)
+        timed_out = result(pending, "the timed-out goal")
+        self.assertEqual((timed_out.status, timed_out.result.outcome), (GoalStatus.STATUS_ABORTED,
+                                                                        outcome.TIMED_OUT))
+        self.assertGreaterEqual(timed_out.result.elapsed, 1.0)
+        # cancel holds the arm
+        handle, pending, feedback = send("reach the red block")
+        wait_for(lambda: feedback, 10.0, "feedback")
+        cancel = handle.cancel_goal_async()
+        wait_for(cancel.done, 10.0, "the cancel reply")
+        cancelled = result(pending, "the cancelled goal")
+        self.assertEqual((cancelled.status, cancelled.result.outcome), (GoalStatus.STATUS_CANCELED, outcome.CANCELLED))
+        wait_for(lambda: self.latest_status().paused, 5.0, "the arm to hold after cancel")
+        # teleop takes over through the command mux
+        _, pending, _ = send("reach the red block")
+        joints = list(EMBODIMENT.joint_names)
+
+        def teleoperate() -> None:
+            state = self.joint_states.messages[-1][1] if self.joint_states.messages else None
+            if state is not None:
+                by_name = dict(zip(state.name, state.position, strict=False))
+                teleop.publish(JointState(name=joints, position=[by_name[n] for n in joints]))
+
+        preempted = result(pending, "the goal preempted by teleop", teleoperate)
+        self.assertEqual((preempted.status, preempted.result.outcome), (GoalStatus.STATUS_ABORTED,
+                                                                        outcome.PREEMPTED_BY_TELEOP))
+        mux_source = self.mux_status
+        wait_for(lambda: mux_source.messages and mux_source.messages[-1][1].awaiting_resume, 10.0,
+                 "teleop to time out in the mux, which then holds the policy until resumed")
+        _, pending, _ = send("reach the red block")  # the mux does not hand back by itself: nor does a goal
+        held = result(pending, "a goal while the mux waits for resume")
+        self.assertEqual(held.result.outcome, outcome.PREEMPTED_BY_TELEOP)
+        self.assertIn("set_paused", held.result.reason)
+        self.assertTrue(self.call(SetPaused, "/vla_command_mux/set_paused", paused=False).success)
+        wait_for(lambda: not mux_source.messages[-1][1].awaiting_resume, 10.0, "the mux to resume the policy")
+        # the e-stop is a fault
+        _, pending, _ = send("reach the red block")
+        estop.publish(Bool(data=True))
+        fault = result(pending, "the goal ended by the e-stop")
+        self.assertEqual((fault.status, fault.result.outcome), (GoalStatus.STATUS_ABORTED, outcome.FAULT))
+        self.assertIn("e-stop", fault.result.reason)
+        estop.publish(Bool(data=False))
+        wait_for(lambda: self.call(ResetEstop, "/vla_command_mux/reset_estop").success, 10.0, "the e-stop reset")
+        # the action client is not destroyed while the executor spins (an rclpy race): tearDownClass ends both
 
 
 @launch_testing.post_shutdown_test()

@@ -17,19 +17,22 @@ passed are never executed: the plan is evaluated at wall-clock time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
 from vla_policy_node.control.command import ChunkError, CommandSpace, LateChunkError
-from vla_policy_node.control.config import ExecutorConfig
+from vla_policy_node.control.config import ExecutorConfig, Strategy
 from vla_policy_node.control.latency import LatencyTracker, RateMeter
 from vla_policy_node.control.rtc import blend_weights, frozen_steps, prefix_weights
 from vla_policy_node.control.trajectory import Trajectory
 from vla_policy_node.spec.types import RtcPrefix
 
 _MAX_ENSEMBLE_CHUNKS = 64
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,19 @@ class ChunkExecutor:
         return RtcPrefix(actions=actions, weights=weights)
 
     # ------------------------------------------------------------------------------------------- control
+    def set_strategy(self, strategy: str) -> None:
+        """Switch strategy while running: it decides how the *next* chunk is merged; every merge blends from the
+        running plan, so the switch never moves the command discontinuously (and the safety filter follows)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.config = dataclasses.replace(self.config, strategy=strategy)
+
+    def set_inference_rate(self, hz: float) -> None:
+        """The re-plan cap of ensemble/rtc (how often a new chunk is requested); safe to change at any time."""
+        if not (hz > 0 and math.isfinite(hz)):
+            raise ValueError(f"inference rate must be positive, got {hz}")
+        self.inference_period = 1.0 / hz
+
     def clear(self) -> None:
         """Forget the plan (pause, e-stop): the next chunk starts from whatever is commanded then."""
         if self._plan is not None or self._chunks:

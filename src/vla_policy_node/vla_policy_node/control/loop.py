@@ -438,6 +438,24 @@ class ControlLoop:
             self._observe_clock(now)
             return self.mux.on_resume_signal(pressed, now)
 
+    # ------------------------------------------------------------------------------------ live settings
+    def set_strategy(self, strategy: str) -> None:
+        """Chunk execution strategy (synchronous / ensemble / rtc) from the next chunk on (ValueError if unknown)."""
+        chunks = self._chunk_source()
+        with self._lock:
+            chunks.set_strategy(strategy)
+
+    def set_inference_rate(self, hz: float) -> None:
+        """The re-plan cap (0 or less: the robot's rates.inference_hz)."""
+        chunks = self._chunk_source()
+        with self._lock:
+            chunks.executor.set_inference_rate(hz if hz > 0 else self.embodiment.rates.inference_hz)
+
+    def set_velocity_scale(self, scale: float) -> None:
+        """Tighten the speed limits to `scale` of the robot's (only ever tighter: SafetyFilter.set_velocity_scale)."""
+        with self._lock:
+            self.filter.set_velocity_scale(scale)
+
     # ------------------------------------------------------------------------------------------------ status
     def _input_ages(self, now: float) -> dict[str, float]:
         ages = self.source.input_ages(now)

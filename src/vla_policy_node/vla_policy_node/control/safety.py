@@ -99,6 +99,8 @@ class SafetyFilter:
         self._ws_hi = list(aspace.workspace_max)
         self._lin = aspace.max_linear_speed
         self._ang = aspace.max_angular_speed
+        self._base_speeds = (list(self._vmax), self._lin, self._ang)
+        self.velocity_scale = 1.0
         g = embodiment.gripper
         self._g_lo = g.lower if g else 0.0
         self._g_hi = g.upper if g else 0.0
@@ -144,6 +146,23 @@ class SafetyFilter:
     @property
     def last_velocity(self) -> np.ndarray:
         return np.array(self._v)
+
+    def set_velocity_scale(self, scale: float) -> None:
+        """Tighten the speed limits while running: joint max velocities and the Cartesian linear/angular speeds
+        become `scale` times the robot's. Only ever tighter (ValueError for a larger scale than the current one:
+        loosening needs a new filter, i.e. a restart). A joint moving faster than its new limit is braked at its
+        max acceleration (the velocity clamp allows that), and the braking zones stay those of the robot's own
+        speeds, so the position limits keep holding on the way down."""
+        scale = float(scale)
+        if not (0.0 < scale <= 1.0) or not math.isfinite(scale):
+            raise ValueError(f"velocity scale must be in (0, 1], got {scale}")
+        if scale > self.velocity_scale + 1e-12:
+            raise ValueError(f"velocity scale can only decrease while running ({self.velocity_scale} -> {scale})")
+        vmax, lin, ang = self._base_speeds
+        self._vmax = [v * scale for v in vmax]
+        self._lin, self._ang = lin * scale, ang * scale
+        self.max_velocity = np.array(self._vmax)
+        self.velocity_scale = scale
 
     def hold_target(self) -> np.ndarray:
         """What 'hold' means in this command space: the last position, or zero velocity for twists."""
@@ -254,21 +273,24 @@ class SafetyFilter:
                 if x < cap:
                     x = cap
                     flags.add("position")
-            # Velocity and acceleration: physically binding, so applied last.
+            # Velocity and acceleration: physically binding, so applied last. Above a (just tightened) velocity
+            # limit, the velocity bound is as far down as the acceleration allows: braking to it at max decel.
             up, down = v + a_t, v - a_t
-            if x > up or x > vmax:
-                if up < vmax:
+            v_hi = vmax if v <= vmax else max(vmax, down)
+            v_lo = -vmax if v >= -vmax else min(-vmax, up)
+            if x > up or x > v_hi:
+                if up < v_hi:
                     x = up
                     flags.add("acceleration")
                 else:
-                    x = vmax
+                    x = v_hi
                     flags.add("velocity")
-            elif x < down or x < -vmax:
-                if down > -vmax:
+            elif x < down or x < v_lo:
+                if down > v_lo:
                     x = down
                     flags.add("acceleration")
                 else:
-                    x = -vmax
+                    x = v_lo
                     flags.add("velocity")
             qn = q + x * period
             if qn > hi >= q:

@@ -75,6 +75,10 @@ class ChunkSource:
     def clear(self) -> None:
         self.executor.clear()
 
+    def set_strategy(self, strategy: str) -> None:
+        self.executor.set_strategy(strategy)
+        self.strategy = strategy
+
     def clock_jumped(self, shift: float) -> None:
         """Stamps of the old timeline mean nothing now: start the sync and the executor afresh."""
         self.sync.reset()

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy_node.spec.embodiment import CameraSpec, Embodiment
+from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.images import FittedImages
 from vla_policy_node.spec.types import ActionChunk, Observation, RtcPrefix
 
@@ -75,7 +75,7 @@ class ProcessPolicy:
     out_of_process = True  # the calling thread only waits: it may keep the node's real-time priority
 
     def __init__(self, factory: PolicyFactory, embodiment: Embodiment, *, timeout: float = 10.0,
-                 start_timeout: float = 600.0, warmup: int = 2, restart: bool = True,
+                 start_timeout: float = 600.0, warmup: int = 2, warmup_instruction: str = "", restart: bool = True,
                  backoff: tuple[float, float] = (1.0, 30.0)) -> None:
         """timeout: seconds one inference may take before the process counts as hung. warmup: inferences the
         process runs on a blank observation before it reports ready (the first real command is not slow)."""
@@ -86,6 +86,7 @@ class ProcessPolicy:
         self.timeout = timeout
         self.start_timeout = start_timeout
         self.warmup = warmup
+        self.warmup_instruction = warmup_instruction
         self.restart_enabled = restart
         self.backoff = backoff
         self.restarts = 0
@@ -120,7 +121,8 @@ class ProcessPolicy:
 
     def _spawn(self, timeout: float) -> tuple[Any, Connection]:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=_serve, args=(child, self.factory, self.embodiment.cameras, self.warmup),
+        process = self._ctx.Process(target=_serve, args=(child, self.factory, self.embodiment, self.warmup,
+                                                         self.warmup_instruction),
                                     name="vla-inference", daemon=True)
         process.start()
         child.close()
@@ -144,11 +146,17 @@ class ProcessPolicy:
             self.special_tokens = tuple(message[2])
         return process, parent
 
-    def close(self) -> None:
-        """Stop the inference process and free the shared memory."""
+    def close(self, grace: float = 1.0) -> None:
+        """Stop the inference process and free the shared memory. Quick even while an inference is in flight: the
+        process is asked to end (SIGTERM: it holds nothing that needs an orderly end), which also ends the waiting
+        `infer` (it raises, and nothing restarts once closed); killed if it has not ended after `grace`."""
+        self._closed = True
+        process = self._process
+        if process is not None and process.is_alive():
+            process.terminate()
+            process.join(grace)
         with self._lock:
-            self._closed = True
-            self._stop()
+            self._stop(graceful=False)
             if self._segment is not None:
                 _release(self._segment, unlink=True)
                 self._segment = None
@@ -268,18 +276,18 @@ class ProcessPolicy:
 
 
 # ------------------------------------------------------------------------------------- inference process
-def _serve(conn: Connection, factory: PolicyFactory, cameras: tuple[CameraSpec, ...], warmup: int) -> None:
+def _serve(conn: Connection, factory: PolicyFactory, embodiment: Embodiment, warmup: int, instruction: str) -> None:
     """The inference process: build the policy, warm it up, answer requests until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the node, which closes us
     try:
         policy = factory()
-        warm_up(policy, cameras, warmup)
+        warm_up(policy, embodiment, warmup, instruction)
     except BaseException as error:  # whatever it was, the parent gets it as text
         conn.send(("failed", f"{type(error).__name__}: {error}", traceback.format_exc(limit=8)))
         return
     tokens = tuple(str(t) for t in getattr(policy, "special_tokens", ()))
     conn.send(("ready", f"pid {os.getpid()}, {warmup} warm-up inference(s)", tokens))
-    by_name = {cam.name: cam for cam in cameras}
+    by_name = {cam.name: cam for cam in embodiment.cameras}
     segment: SharedMemory | None = None
     while True:
         try:
@@ -309,19 +317,24 @@ def _serve(conn: Connection, factory: PolicyFactory, cameras: tuple[CameraSpec, 
         _release(segment, unlink=False)
 
 
-def warm_up(policy: Any, cameras: tuple[CameraSpec, ...], runs: int = 2) -> None:
-    """A few inferences on a blank observation: lazy initialisation, compilation and allocator warm-up happen
-    here, not on the first real command."""
-    embodiment = getattr(policy, "embodiment", None)
+def warm_up(policy: Any, embodiment: Embodiment | None = None, runs: int = 2, instruction: str = "") -> float:
+    """A few inferences on a blank observation (frames at the camera sizes, state mid-range, the instruction the
+    node will use, so a compiled model sees the shapes it will run): lazy initialisation, compilation and allocator
+    warm-up happen here, not on the first real command. Returns the last run's seconds."""
+    embodiment = embodiment if embodiment is not None else getattr(policy, "embodiment", None)
     if embodiment is None or runs <= 0:
-        return
-    images = FittedImages({c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in cameras},
-                          {c.name: c for c in cameras})
+        return 0.0
+    cams = {c.name: c for c in embodiment.cameras}
     lows = [j.lower for j in embodiment.joints] + ([embodiment.gripper.lower] if embodiment.gripper else [])
     highs = [j.upper for j in embodiment.joints] + ([embodiment.gripper.upper] if embodiment.gripper else [])
     state = (np.asarray(lows) + np.asarray(highs)) / 2
+    seconds = 0.0
     for k in range(runs):
-        policy.infer(Observation(stamp=float(k), images=images, state=state, instruction="warm up"))
+        images = FittedImages({name: np.zeros((c.height, c.width, 3), np.uint8) for name, c in cams.items()}, cams)
+        start = time.perf_counter()
+        policy.infer(Observation(stamp=float(k), images=images, state=state, instruction=instruction))
+        seconds = time.perf_counter() - start
+    return seconds
 
 
 def _attach(name: str) -> SharedMemory:

@@ -121,6 +121,8 @@ class FastPath:
         head = model.head
         self.sampler = (CapturedSampler(head, mode, config.compile_backend)
                         if mode != "none" and isinstance(head, FlowMatchingHead) else None)
+        if self.sampler is not None:
+            head.sample = self.sample  # the head's own callers (VLAPolicy, predict) get the captured loop
 
     @property
     def device_preprocess_active(self) -> bool:
@@ -138,16 +140,18 @@ class FastPath:
             return self.model.backbone.prepare(images, instructions)
         return self.preprocessor(images, instructions, fit_sizes)
 
-    def sample(self, ctx: HeadContext, *, horizon: int, num_steps: int, generator: torch.Generator | None,
-               prefix: torch.Tensor | None = None, prefix_weights: torch.Tensor | None = None,
-               step_callback=None) -> torch.Tensor:
-        """The head's `sample`, captured when configured (then `step_callback` runs once, after all steps)."""
+    def sample(self, ctx: HeadContext, horizon: int | None = None, num_steps: int | None = None,
+               generator: torch.Generator | None = None, prefix: torch.Tensor | None = None,
+               prefix_weights: torch.Tensor | None = None, step_callback=None) -> torch.Tensor:
+        """The head's `sample`, captured when configured (then `step_callback` runs once, after all steps). With
+        a capture mode, FastPath installs this as the head's `sample`."""
         if self.sampler is None:
-            return self.model.head.sample(ctx, horizon=horizon, num_steps=num_steps, generator=generator,
-                                          prefix=prefix, prefix_weights=prefix_weights, step_callback=step_callback)
+            return FlowMatchingHead.sample(self.model.head, ctx, horizon=horizon, num_steps=num_steps,
+                                           generator=generator, prefix=prefix, prefix_weights=prefix_weights,
+                                           step_callback=step_callback)
         x = self.sampler(ctx, horizon, num_steps, generator, prefix, prefix_weights)
         if step_callback is not None:
-            step_callback(num_steps - 1)
+            step_callback((num_steps or self.model.head.config.num_steps) - 1)
         return x
 
 

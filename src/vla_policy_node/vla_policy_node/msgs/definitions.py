@@ -28,6 +28,18 @@ UPSTREAM_MESSAGES: dict[str, str] = {
     ),
 }
 
+# The parameter services every ROS 2 node offers (rcl_interfaces, Jazzy), for DDS nodes that answer `ros2 param`.
+# The nested message types (Parameter, ParameterValue, ParameterDescriptor, ...) are in the rosbags store.
+UPSTREAM_SERVICES: dict[str, str] = {
+    "rcl_interfaces/srv/DescribeParameters": "string[] names\n---\nParameterDescriptor[] descriptors\n",
+    "rcl_interfaces/srv/GetParameterTypes": "string[] names\n---\nuint8[] types\n",
+    "rcl_interfaces/srv/GetParameters": "string[] names\n---\nParameterValue[] values\n",
+    "rcl_interfaces/srv/ListParameters": (
+        "uint64 DEPTH_RECURSIVE=0\nstring[] prefixes\nuint64 depth\n---\nListParametersResult result\n"),
+    "rcl_interfaces/srv/SetParameters": "Parameter[] parameters\n---\nSetParametersResult[] results\n",
+    "rcl_interfaces/srv/SetParametersAtomically": "Parameter[] parameters\n---\nSetParametersResult result\n",
+}
+
 
 class InterfaceNotFoundError(FileNotFoundError):
     """The vla_msgs definitions could not be located."""

@@ -25,6 +25,7 @@ from rosbags.typesys.store import Typestore
 
 from vla_policy_node.msgs.definitions import (
     UPSTREAM_MESSAGES,
+    UPSTREAM_SERVICES,
     InterfaceDefinitions,
     load_interface_definitions,
     split_service_text,
@@ -163,17 +164,40 @@ def register_interfaces(store: Typestore, definitions: InterfaceDefinitions) -> 
 def build_typestore(interface_dirs: Iterable[Path] = (), *, include_vla_msgs: bool = True) -> Typestore:
     """Jazzy store + upstream extras + vla_msgs (+ any other interface package directories)."""
     store = get_typestore(Stores.ROS2_JAZZY)
+    _char_as_uint8(store)
     extras: dict[str, Any] = {}
     for msgtype, text in UPSTREAM_MESSAGES.items():
         if msgtype not in store.fielddefs:
             extras.update(get_types_from_msg(text, msgtype))
     if extras:
         store.register(extras)
+    upstream = {srvtype: text for srvtype, text in UPSTREAM_SERVICES.items() if srvtype not in store.fielddefs}
+    if upstream:
+        register_interfaces(store, InterfaceDefinitions(package="rcl_interfaces", services=upstream))
     if include_vla_msgs:
         register_interfaces(store, load_interface_definitions())
     for directory in interface_dirs:
         register_interfaces(store, load_interface_definitions(Path(directory), package=Path(directory).name))
     return store
+
+
+def _char_field(desc: Any) -> Any:
+    kind, rest = desc
+    if kind == Nodetype.BASE:
+        return (kind, ("uint8", rest[1])) if rest[0] == "char" else desc
+    if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+        return (kind, (_char_field(rest[0]), rest[1]))
+    return desc
+
+
+def _char_as_uint8(store: Typestore) -> None:
+    """ROS 2's `char` is uint8 (rosidl maps it so in the IDL, hence in the RIHS01 type description), while the
+    rosbags store keeps `char`: its hashes of rmw_dds_common/Gid, std_msgs/Char and service_msgs/ServiceEventInfo
+    (so of every service's event type, and of every service) differed from ROS's. Same bytes on the wire."""
+    for name, (consts, fields) in list(store.fielddefs.items()):
+        new_fields = [(field_name, _char_field(desc)) for field_name, desc in fields]
+        if new_fields != list(fields):
+            store.fielddefs[name] = (consts, new_fields)
 
 
 _default_lock = threading.Lock()

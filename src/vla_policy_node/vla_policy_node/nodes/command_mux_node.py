@@ -4,13 +4,15 @@
         [--mux-config config/mux.yaml]
     ros2 run vla_policy_node command_mux_node --ros-args -p robot_config:=... -p mux_config:=...   (or ros2 launch)
 
-Under rclpy the ROS parameters (robot_config, controller_type, mux_config, ...) override the command line.
+The ROS parameters (robot_config, controller_type, mux_config, ...) override the command line, over rclpy and
+DDS alike; `ros2 param set` applies status_hz and velocity_scale (only lower) live and refuses the others.
 See mux_runtime.py for topics and control/loop.py for the behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -49,6 +51,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--controller-topic", dest="controller_topic", default="",
                         help="with --controller-type: the controller's topic (default: derived from the YAML's)")
     parser.add_argument("--urdf", default="", help="URDF file (Cartesian robots; default: /robot_description)")
+    parser.add_argument("--status-hz", dest="status_hz", type=float, default=MuxNodeParams.status_hz,
+                        help="/vla/mux_status rate")
+    parser.add_argument("--velocity-scale", dest="velocity_scale", type=float, default=1.0,
+                        help="speed limits as a fraction of the robot YAML's, in (0, 1]")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
     parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
@@ -67,9 +73,28 @@ def run(argv: Sequence[str]) -> int:
             "controller_type": Param(args.controller_type, "override of the robot YAML's controller.interface"),
             "controller_topic": Param(args.controller_topic, "with controller_type: the controller's topic"),
             "urdf": Param(args.urdf, "URDF file (Cartesian robots; empty: /robot_description)"),
+            "status_hz": Param(args.status_hz, "/vla/mux_status rate (Hz); applied live", live=True,
+                               range=(0.1, 100.0)),
+            "velocity_scale": Param(args.velocity_scale, "speed limits as a fraction of the robot YAML's (joint "
+                                    "velocities, Cartesian speeds); live only lower", live=True,
+                                    range=(0.01, 1.0), stricter="lower"),
         }
         settings = declare_parameters(transport, params)
-        watch_parameters(transport, params, lambda name, value: "not settable while running")
+        runtime: MuxRuntime | None = None
+
+        def on_parameter(name: str, value: object) -> str:
+            if runtime is None:
+                return "the mux is still starting"
+            try:
+                if name == "status_hz":
+                    runtime.set_status_rate(float(value))  # type: ignore[arg-type]
+                elif name == "velocity_scale":
+                    runtime.loop.set_velocity_scale(float(value))  # type: ignore[arg-type]
+            except ValueError as error:
+                return str(error)
+            return ""
+
+        watch_parameters(transport, params, on_parameter)
         if not settings["robot_config"]:
             log.error("robot_config is required (--robot-config or the ROS parameter)")
             return 2
@@ -84,10 +109,12 @@ def run(argv: Sequence[str]) -> int:
             else:
                 log.warning("no mux config found: built-in defaults (policy < teleop < /vla/estop)")
                 mux_params = MuxNodeParams(node_name=name, urdf_path=str(settings["urdf"]))
-        except (ConfigError, MuxFileError) as error:
+            mux_params = dataclasses.replace(mux_params, status_hz=float(settings["status_hz"]))
+            runtime = MuxRuntime(transport, embodiment, mux_params, node_clock(transport, args.use_sim_time))
+            runtime.loop.set_velocity_scale(float(settings["velocity_scale"]))
+        except (ConfigError, MuxFileError, ValueError) as error:
             log.error("%s", error)
             return 2
-        runtime = MuxRuntime(transport, embodiment, mux_params, node_clock(transport, args.use_sim_time))
         return serve(runtime, log)
     finally:
         transport.close()

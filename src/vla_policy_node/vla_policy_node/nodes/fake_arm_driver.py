@@ -7,6 +7,10 @@ hardware or a simulator.
   target; forward_command: the array is) and on a forward_command gripper topic;
 - tracks the target to first order (time constant `tau`), clamped to the joint limits, and publishes the
   joints (+ gripper) on the joint_states topic at `joint_rate`;
+- Cartesian controllers as a fake MoveIt Servo (kinematics/servo.py on the chain URDF below): servo_twist
+  (TwistStamped in the action frame) moves the tool at that twist, servo_pose (PoseStamped) towards that pose at
+  the action space's speeds; joint velocities within their limits, positions within the range; a twist older
+  than `servo_timeout` stops the arm, as Servo's incoming command timeout does;
 - publishes every camera of the YAML (Image rgb8, or CompressedImage jpeg when `compressed`) at the camera
   resolution and `camera_rate`: a gradient with a block that moves with the first joint, so the policy sees
   the arm move;
@@ -32,6 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.kinematics.rotation import rpy_matrix
+from vla_policy_node.kinematics.servo import DifferentialIK
+from vla_policy_node.kinematics.urdf import parse_urdf
 from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import encode_compressed_image, encode_image
@@ -49,11 +56,18 @@ log = logging.getLogger("fake_arm_driver")
 PROGRAM = "fake_arm_driver"
 NODE_NAME = "fake_arm_driver"
 COMMAND_QOS = QosProfile(depth=100)  # reliable, deep: a test reading every command must not lose one
+SERVO_INTERFACES = ("servo_twist", "servo_pose")
+
+
+def tool_link(embodiment: Embodiment) -> str:
+    """The chain's tool link: the Cartesian action space's ee_link (so the policy finds it), else `tool`."""
+    return embodiment.action_space.ee_link if embodiment.action_space.cartesian else "tool"
 
 
 def chain_urdf(embodiment: Embodiment, link_length: float = 0.1) -> str:
-    """A serial chain of the robot's joints (axes alternating z, y), a fixed `tool` link, and the gripper as a
-    prismatic finger: enough kinematics for path markers and ghosts of robots without a description."""
+    """A serial chain of the robot's joints (axes alternating z, y), a fixed tool link (`tool_link`), and the
+    gripper as a prismatic finger: enough kinematics for path markers, ghosts and a fake Servo of robots without
+    a description."""
     base = embodiment.base_frame
     parts = [f'<robot name="{embodiment.name}_chain">', f'<link name="{base}"/>']
     parent = base
@@ -66,11 +80,12 @@ def chain_urdf(embodiment: Embodiment, link_length: float = 0.1) -> str:
                   f'<limit lower="{joint.lower}" upper="{joint.upper}" effort="10" velocity="{joint.max_velocity}"/>'
                   "</joint>"]
         parent = child
-    parts += ['<link name="tool"/>', f'<joint name="tool_joint" type="fixed"><parent link="{parent}"/>'
-              f'<child link="tool"/><origin xyz="0 0 {link_length}"/></joint>']
+    tool = tool_link(embodiment)
+    parts += [f'<link name="{tool}"/>', f'<joint name="tool_joint" type="fixed"><parent link="{parent}"/>'
+              f'<child link="{tool}"/><origin xyz="0 0 {link_length}"/></joint>']
     if embodiment.gripper is not None:
         g = embodiment.gripper
-        parts += ['<link name="finger"/>', f'<joint name="{g.name}" type="prismatic"><parent link="tool"/>'
+        parts += ['<link name="finger"/>', f'<joint name="{g.name}" type="prismatic"><parent link="{tool}"/>'
                   '<child link="finger"/><axis xyz="0 1 0"/>'
                   f'<limit lower="{g.lower}" upper="{g.upper}" effort="10" velocity="{g.max_velocity}"/></joint>']
     parts.append("</robot>")
@@ -138,6 +153,8 @@ class FakeArmParams:
     tau: float = 0.05
     initial: tuple[float, ...] | None = None  # arm (+ gripper) positions; None: mid-range, gripper open
     publish_description: bool = True
+    servo_timeout: float = 0.1  # s: MoveIt Servo's incoming_command_timeout (a servo_twist/_pose robot stops)
+    pose_gain: float = 5.0  # 1/s: servo_pose closes the pose error at this rate (capped at the speed limits)
     sensor_fault: str = ""  # a SensorFault as JSON, in effect from the start
 
 
@@ -145,8 +162,8 @@ class FakeArm:
     def __init__(self, transport: Transport, embodiment: Embodiment, params: FakeArmParams | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         interface = embodiment.controller.interface
-        if interface not in ("joint_trajectory", "forward_command"):
-            raise ConfigError(f"the fake arm follows joint commands only, not {interface!r}")
+        if interface not in CONTROLLER_MSGTYPES:
+            raise ConfigError(f"the fake arm has no {interface!r} controller")
         self.transport = transport
         self.embodiment = embodiment
         self.params = params = params or FakeArmParams()
@@ -164,9 +181,17 @@ class FakeArm:
             q = np.clip(np.array(params.initial, dtype=np.float64), self.lower, self.upper)
         else:
             q = (self.lower + self.upper) / 2
+            if interface in SERVO_INTERFACES:  # a bent arm: the straight chain is singular (no motion along it)
+                q[1:n:2] = np.clip(q[1:n:2] + 0.5, self.lower[1:n:2], self.upper[1:n:2])
             if embodiment.gripper is not None:
                 q[n] = embodiment.gripper.upper
         self.positions = q
+        self.servo: DifferentialIK | None = None
+        self._servo_command: tuple[float, np.ndarray] | None = None  # (arrival, twist or [x y z r p y])
+        if interface in SERVO_INTERFACES:
+            chain = parse_urdf(chain_urdf(embodiment)).chain(embodiment.base_frame, tool_link(embodiment))
+            self.servo = DifferentialIK(chain, embodiment.joint_names,
+                                        np.array([j.max_velocity for j in embodiment.joints]))
         self.velocities = np.zeros_like(q)
         self.target = q.copy()
         self.cameras_enabled = True
@@ -205,6 +230,15 @@ class FakeArm:
         except MessageError as error:
             self.errors.record(error, self.embodiment.controller.topic)
             return
+        if self.servo is not None:
+            if not np.all(np.isfinite(arm)):
+                self.errors.record(MessageError("nonfinite", "non-finite servo command", CONTROLLER_MSGTYPES[
+                    self.interface]), self.embodiment.controller.topic)
+                return
+            with self._lock:
+                self._servo_command = (self.clock(), np.asarray(arm, dtype=np.float64))
+                self.commands_received += 1
+            return
         if self.interface == "joint_trajectory":
             last = msg.points[-1].positions  # the goal of the trajectory; decode_command gave its first point
             names = list(msg.joint_names)
@@ -212,6 +246,23 @@ class FakeArm:
         with self._lock:
             self.target[: self._n] = arm
             self.commands_received += 1
+
+    def _servo_velocity(self, q: np.ndarray, now: float) -> np.ndarray:
+        """Joint velocities of the fake Servo for the newest command (zero once it is older than the timeout)."""
+        command = self._servo_command
+        assert self.servo is not None
+        if command is None or now - command[0] > self.params.servo_timeout:
+            return np.zeros_like(q)
+        space = self.embodiment.action_space
+        if self.interface == "servo_twist":
+            twist = command[1]
+        else:
+            target = np.eye(4)
+            target[:3, :3] = rpy_matrix(*command[1][3:6])
+            target[:3, 3] = command[1][:3]
+            twist = self.servo.twist_to(q, target, self.params.pose_gain, space.max_linear_speed,
+                                        space.max_angular_speed)
+        return self.servo.joint_velocity(q, twist)
 
     def on_gripper(self, msg: Any) -> None:
         try:
@@ -244,6 +295,10 @@ class FakeArm:
             target = np.clip(self.target, self.lower, self.upper)
             previous = self.positions.copy()
             self.positions = target + (self.positions - target) * math.exp(-dt / self.params.tau)
+            if self.servo is not None:
+                n = self._n
+                self.positions[:n] = np.clip(previous[:n] + self._servo_velocity(previous[:n], now) * dt,
+                                             self.lower[:n], self.upper[:n])
             self.velocities = (self.positions - previous) / dt if dt > 0 else np.zeros_like(previous)
             positions, velocities = self.positions.copy(), self.velocities.copy()
         fault = self.fault

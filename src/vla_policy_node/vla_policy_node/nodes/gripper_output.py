@@ -6,6 +6,7 @@ nothing and says so in diagnostics). Either way only on change (`control.gripper
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, encode_float64_array
@@ -66,10 +67,14 @@ class GripperActionOutput:
 
     Goals are sent without waiting for the result; a newer goal preempts the older one on the server."""
 
-    def __init__(self, node: Any, action_name: str, max_effort: float) -> None:
+    def __init__(self, node: Any, action_name: str, max_effort: float,
+                 destroy_when_stopped: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """destroy_when_stopped: RclpyTransport's (an action client destroyed while the executor spins can kill
+        its thread); without it the client is destroyed at `close()`."""
         from control_msgs.action import GripperCommand
         from rclpy.action import ActionClient
 
+        self._destroy_when_stopped = destroy_when_stopped
         self.problem = ""
         self.sent = 0
         self._goal_type = GripperCommand.Goal
@@ -89,7 +94,10 @@ class GripperActionOutput:
         self.sent += 1
 
     def close(self) -> None:
-        self._client.destroy()
+        if self._destroy_when_stopped is not None:
+            self._destroy_when_stopped(self._client.destroy)
+        else:
+            self._client.destroy()
 
 
 def make_gripper_output(transport: Transport, gripper: GripperSpec | None) -> GripperOutput:
@@ -102,4 +110,5 @@ def make_gripper_output(transport: Transport, gripper: GripperSpec | None) -> Gr
     if node is None:
         return NullGripperOutput(f"{gripper.interface} on {gripper.topic} needs ROS actions, which the DDS "
                                  "transport does not implement: no gripper commands are sent (run under rclpy)")
-    return GripperActionOutput(node, gripper.topic, gripper.max_effort)
+    return GripperActionOutput(node, gripper.topic, gripper.max_effort,
+                               getattr(transport, "destroy_when_stopped", None))

@@ -213,7 +213,7 @@ def run(argv: Sequence[str]) -> int:
             return 2
         policy = load_policy(str(settings["checkpoint"]), embodiment, str(settings["device"]),
                              int(settings["seed"]), int(settings["torch_threads"]))
-        warm_up(policy, embodiment.cameras)
+        warm_up(policy, embodiment)
         server = InferenceServer(transport, embodiment, policy, frame_window=args.frame_window,
                                  frame_wait=args.frame_wait)
         return serve(server, log, f"serving {embodiment.name} on {REQUEST_TOPIC} -> {CHUNK_TOPIC}")

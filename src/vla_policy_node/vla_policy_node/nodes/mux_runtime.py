@@ -19,6 +19,7 @@ is while no source commands), but publishes only while a source commands and unt
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,7 @@ class MuxRuntime:
         self.transport = transport
         self.embodiment = embodiment
         self.params = params = params or MuxNodeParams()
+        self.status_hz = params.status_hz
         self.clock = clock or transport.now
         stream = CommandStream(CommandSpace.from_embodiment(embodiment), params.policy_timeout)
         self.loop = ControlLoop(embodiment, params.control, stream)
@@ -249,6 +251,17 @@ class MuxRuntime:
         log.warning("set_paused: %s", message)
         return self.transport.new_response(SET_PAUSED, success=True, message=message)
 
+    def set_status_rate(self, hz: float) -> None:
+        """The /status (and diagnostics check) timer's rate, applied at once when running."""
+        if not (hz > 0 and math.isfinite(hz)):
+            raise ValueError(f"status rate must be positive, got {hz}")
+        self.status_hz = float(hz)
+        if len(self._tickers) == 2:
+            self._tickers[1].stop()
+            name = f"{self.params.node_name}-status"
+            self._tickers[1] = make_ticker(self.transport, 1.0 / hz, self.status_step, name)
+            self._tickers[1].start()
+
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         if self._tickers:
@@ -256,7 +269,7 @@ class MuxRuntime:
         name = self.params.node_name
         self._tickers = [
             make_ticker(self.transport, self.loop.period, self.control_step, f"{name}-control"),
-            make_ticker(self.transport, 1.0 / self.params.status_hz, self.status_step, f"{name}-status"),
+            make_ticker(self.transport, 1.0 / self.status_hz, self.status_step, f"{name}-status"),
         ]
         for ticker in self._tickers:
             ticker.start()

@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +20,9 @@ from vla_policy_node.msgs.policy_status import encode_policy_status, status_fiel
 from vla_policy_node.spec.cli import run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
+from vla_policy_node.transport.parameters import ChangeHandler, Param, ParameterTable, on_set_rule
+
+ParamHandler = ChangeHandler  # (name, new value) -> "" when applied, else why it was refused
 
 log = logging.getLogger(__name__)
 
@@ -78,28 +80,18 @@ def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None
     sys.stderr.flush()
     os._exit(code)
 
-@dataclass(frozen=True)
-class Param:
-    """A node parameter: its start-up value (the command line's), what it means, and whether `ros2 param set`
-    may change it while the node runs (`live`; the node's handler applies it or refuses with a reason).
-    `range`: (from, to) for numbers, shown by `ros2 param describe` and enforced by rclpy."""
-
-    default: Any
-    description: str = ""
-    live: bool = False
-    range: tuple[float, float] | None = None
-
-
-ParamHandler = Callable[[str, Any], str]  # (name, new value) -> "" when applied, else why it was refused
-
 
 def declare_parameters(transport: object, params: Mapping[str, Param | Any]) -> dict[str, Any]:
-    """Under rclpy: declare each parameter (command-line value as default, with its description and range) and
-    return the node's values, so `ros2 launch` parameters win. Without rclpy: the defaults unchanged."""
+    """Declare each parameter (command-line value as default, with its description, range and constraints) on
+    the transport's node and return the node's values, so `ros2 launch` parameters win: under rclpy on the rclpy
+    node, over DDS in the transport's ParameterTable (served to `ros2 param`). Other transports: the defaults."""
     specs = {name: p if isinstance(p, Param) else Param(p) for name, p in params.items()}
     node = getattr(transport, "node", None)
+    table: ParameterTable | None = getattr(transport, "parameters", None)
     if node is None:
-        return {name: spec.default for name, spec in specs.items()}
+        if table is None:
+            return {name: spec.default for name, spec in specs.items()}
+        return {name: table.declare(name, spec) for name, spec in specs.items()}
     values = {}
     for name, spec in specs.items():
         if node.has_parameter(name):
@@ -112,12 +104,10 @@ def declare_parameters(transport: object, params: Mapping[str, Param | Any]) -> 
 def _descriptor(spec: Param) -> Any:
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-    description = spec.description + ("" if spec.live else " (read at start-up; `ros2 param set` is refused)")
-    descriptor = ParameterDescriptor(description=description.strip())
+    descriptor = ParameterDescriptor(description=spec.description_text(),
+                                     additional_constraints=spec.constraints_text(), read_only=spec.read_only)
     if spec.range is not None:
         low, high = spec.range
-        if isinstance(spec.default, bool) or not isinstance(spec.default, int | float):
-            raise TypeError(f"a range needs a numeric parameter, got {spec.default!r}")
         if isinstance(spec.default, int):
             descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
         else:
@@ -127,36 +117,38 @@ def _descriptor(spec: Param) -> Any:
 
 
 def watch_parameters(transport: object, params: Mapping[str, Param | Any], handler: ParamHandler) -> None:
-    """Under rclpy, `ros2 param set` of a `live` parameter calls `handler(name, value)` (its answer is the set's
-    result); any other of `params` is refused with the reason. Parameters not in `params` (use_sim_time) are
-    rclpy's. Without rclpy: nothing (the DDS transport has no parameter services)."""
+    """`ros2 param set` of one of `params`: the shared rule (transport.parameters.on_set_rule: start-up only
+    parameters refused with the reason, choices, limits only stricter), then `handler(name, value)` applies it
+    ("" or why not; its answer is the set's result). Parameters not in `params` (use_sim_time) are the
+    transport's. Under rclpy through an on-set callback (rclpy checks type and range first), over DDS through
+    the ParameterTable (which checks them the same way); other transports have no parameter services."""
+    specs = {name: p if isinstance(p, Param) else Param(p) for name, p in params.items()}
     node = getattr(transport, "node", None)
     if node is None:
+        table: ParameterTable | None = getattr(transport, "parameters", None)
+        if table is not None:
+            table.add_on_set(on_set_rule(specs, table.get, handler))
         return
     from rcl_interfaces.msg import SetParametersResult
 
-    live = {name for name, p in params.items() if isinstance(p, Param) and p.live}
-    ours = set(params)
+    rule = on_set_rule(specs, lambda name: node.get_parameter(name).value, handler)
 
     def on_set(changes: list[Any]) -> Any:
-        for change in changes:
-            if change.name not in ours:
-                continue
-            if change.name not in live:
-                return SetParametersResult(successful=False, reason=(
-                    f"{change.name} is read once at start-up: relaunch the node to change it"))
-            problem = handler(change.name, change.value)
-            if problem:
-                return SetParametersResult(successful=False, reason=f"{change.name}: {problem}")
-        return SetParametersResult(successful=True)
+        problem = rule([(change.name, change.value) for change in changes])
+        return SetParametersResult(successful=not problem, reason=problem)
 
     node.add_on_set_parameters_callback(on_set)
 
 
 def node_clock(transport: Transport, use_sim_time: bool) -> Callable[[], float]:
     """The time source of a node: `transport.now` (the ROS clock under rclpy, which follows use_sim_time
-    itself), or the /clock topic over DDS when `use_sim_time`."""
+    itself; over DDS the transport's `use_sim_time` parameter is set from the command line's --use-sim-time),
+    or the /clock topic on a transport without a clock of its own."""
     if use_sim_time and getattr(transport, "node", None) is None:
+        enable = getattr(transport, "enable_sim_time", None)
+        if enable is not None:
+            enable(True)
+            return transport.now
         from vla_policy_node.nodes.topic_clock import TopicClock
 
         return TopicClock(transport).now

@@ -10,8 +10,10 @@ and stops, cleanup frees the model. `autostart` (default true) runs configure an
 launch files want; with `autostart:=false` drive it through the standard lifecycle services
 (`/vla_policy/change_state`, `get_state`: what `ros2 lifecycle set` calls). Over DDS it always autostarts.
 
-The ROS parameters (robot_config, checkpoint, instruction, dry_run, ...; use_sim_time is rclpy's own) override
-the command line; `ros2 param set` applies instruction and dry_run live and refuses the others with the reason.
+The ROS parameters (robot_config, checkpoint, instruction, dry_run, ...; use_sim_time is the transport's) override
+the command line, over rclpy and DDS alike (`ros2 param list/get/set/describe` answer on both). `ros2 param set`
+applies instruction, dry_run, strategy, inference_hz, status_hz and velocity_scale (only lower: limits become
+stricter while running, never looser) live and refuses the others with the reason.
 See policy_runtime.py for topics and threads.
 
 Where the model runs (`inference`, read at configure): `process` (default) in a process of its own, frames through
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import threading
 import time
@@ -34,11 +37,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from vla_policy_node.inference.process import ProcessPolicy
+from vla_policy_node.control.config import ControlConfig, ExecutorConfig
+from vla_policy_node.control.executor import STRATEGIES
+from vla_policy_node.control.instruction_goal import PolicyView
+from vla_policy_node.inference.process import ProcessPolicy, warm_up
 from vla_policy_node.inference.remote import RemotePolicy
 from vla_policy_node.msgs.commands import resolve_controller
+from vla_policy_node.nodes.instruction_action import PolicyHooks
 from vla_policy_node.nodes.node_support import (
     Param,
     console_main,
@@ -52,7 +57,6 @@ from vla_policy_node.nodes.timing import tune_control_process
 from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.spec.remap import remap_embodiment
-from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 
@@ -109,6 +113,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="latch /vla/estop here too (when no command mux runs downstream)")
     parser.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=True,
                         help="rclpy: configure and activate at start-up (else wait for lifecycle transitions)")
+    parser.add_argument("--control-hz", dest="control_hz", type=float, default=0.0,
+                        help="control timer rate (0: the robot YAML's rates.control_hz)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=ExecutorConfig().strategy,
+                        help="chunk execution strategy")
+    parser.add_argument("--inference-hz", dest="inference_hz", type=float, default=0.0,
+                        help="re-plan cap (0: the robot YAML's rates.inference_hz)")
+    parser.add_argument("--status-hz", dest="status_hz", type=float, default=PolicyNodeParams.status_hz,
+                        help="/vla/status rate")
+    parser.add_argument("--velocity-scale", dest="velocity_scale", type=float, default=1.0,
+                        help="speed limits as a fraction of the robot YAML's, in (0, 1]")
     parser.add_argument("--use-sim-time", dest="use_sim_time", action="store_true",
                         help="DDS transport: follow /clock (under rclpy, set the use_sim_time parameter instead)")
     parser.add_argument("--node-name", dest="node_name", default=NODE_NAME, help="ROS node name")
@@ -138,6 +152,16 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
                                range=(0, 256)),
         "latch_estop": Param(args.latch_estop, f"latch /vla/estop here too (no mux downstream); {startup}"),
         "autostart": Param(args.autostart, "configure and activate at start-up; read at start-up"),
+        "control_hz": Param(args.control_hz, f"control timer rate (Hz), 0: the robot YAML's rates.control_hz; "
+                            f"{startup} (the safety limits are per control period)", range=(0.0, 1000.0)),
+        "strategy": Param(args.strategy, "chunk execution strategy; applied live from the next chunk (every "
+                          "merge blends from the running plan)", live=True, choices=STRATEGIES),
+        "inference_hz": Param(args.inference_hz, "re-plan cap of ensemble/rtc (Hz), 0: the robot YAML's "
+                              "rates.inference_hz; applied live", live=True, range=(0.0, 100.0)),
+        "status_hz": Param(args.status_hz, "/vla/status rate (Hz); applied live", live=True, range=(0.1, 100.0)),
+        "velocity_scale": Param(args.velocity_scale, "speed limits as a fraction of the robot YAML's (joint "
+                                "velocities, Cartesian speeds); live only lower", live=True, range=(0.01, 1.0),
+                                stricter="lower"),
         "inference": Param(args.inference, f"where the model runs: process, thread or remote; {startup}"),
         "inference_timeout": Param(args.inference_timeout, f"seconds before an inference counts as lost (0: 10 s "
                                    f"process, 1 s remote); {startup}"),
@@ -160,16 +184,6 @@ def load_policy(checkpoint: str, embodiment: Embodiment, device: str, seed: int,
         torch.set_num_threads(threads)
     return VLAPolicy.from_checkpoint(checkpoint, embodiment, device=device, seed=seed,
                                      fast_path=fast_path_preset(fast_path, device))
-
-
-def warm_up(policy: Any, embodiment: Embodiment) -> float:
-    """One inference on a blank observation (first-call allocations, kernel selection); its seconds."""
-    state = np.array([(j.lower + j.upper) / 2 for j in embodiment.joints]
-                     + ([(embodiment.gripper.lower + embodiment.gripper.upper) / 2] if embodiment.gripper else []))
-    images = {c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in embodiment.cameras}
-    start = time.perf_counter()
-    policy.infer(Observation(stamp=0.0, images=images, state=state, instruction=""))
-    return time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -198,12 +212,69 @@ class PolicyNode:
         self.embodiment: Embodiment | None = None
         self.policy: Any = None
         self.runtime: PolicyRuntime | None = None
+        self.action: Any = None  # the ExecuteInstruction action server (rclpy only)
         self._lock = threading.RLock()
 
     def attach(self, transport: Transport) -> None:
         self.transport = transport
         self.settings = declare_parameters(transport, self.params)
         watch_parameters(transport, self.params, self.on_parameter)
+        if getattr(transport, "node", None) is not None:
+            from vla_policy_node.nodes.instruction_action import InstructionActionServer
+
+            self.action = InstructionActionServer(transport, self.hooks())
+
+    def close(self) -> None:
+        """End a running action goal and remove the action server (before the transport closes)."""
+        if self.action is not None:
+            self.action.close()
+            self.action = None
+
+    # ------------------------------------------------------------------------------------- action hooks
+    def hooks(self) -> PolicyHooks:
+        return PolicyHooks(now=self._now, view=self._view, set_instruction=self._set_instruction_parameter,
+                           pause=lambda: self._with_runtime(lambda r: r.loop.pause()),
+                           resume=lambda: self._with_runtime(lambda r: r.loop.resume()),
+                           active_source=self._active_source,
+                           latency=lambda: self.runtime.last_latency if self.runtime is not None else math.nan,
+                           last_chunk=lambda: self.runtime.prediction.last_chunk_msg if self.runtime else None)
+
+    def _now(self) -> float:
+        runtime = self.runtime
+        if runtime is not None:
+            return runtime.clock()
+        assert self.transport is not None
+        return self.transport.now()
+
+    def _with_runtime(self, action: Any) -> None:
+        runtime = self.runtime
+        if runtime is not None:
+            action(runtime)
+
+    def _view(self) -> PolicyView:
+        runtime = self.runtime
+        if runtime is None or not runtime.running:
+            return PolicyView(False, False, "", "", (), False)
+        st = runtime.loop.status(runtime.clock())
+        return PolicyView(True, st.paused, st.instruction, st.fault or st.sensor_fault, st.stale_inputs,
+                          st.estop_latched or "estop" in st.active_locks)
+
+    def _active_source(self) -> str:
+        runtime = self.runtime
+        return runtime.loop.status(runtime.clock()).active_source if runtime is not None else "hold"
+
+    def _set_instruction_parameter(self, text: str) -> None:
+        """The goal's instruction through the `instruction` parameter (so `ros2 param get` agrees), which
+        applies it to the runtime."""
+        node = getattr(self.transport, "node", None)
+        if node is None:
+            self.on_parameter("instruction", text)
+            return
+        from rclpy.parameter import Parameter
+
+        (result,) = node.set_parameters([Parameter("instruction", value=text)])
+        if not result.successful:
+            log.error("instruction %r not applied: %s", text, result.reason)
 
     # --------------------------------------------------------------------------------------- transitions
     def configure(self) -> str:
@@ -228,13 +299,20 @@ class PolicyNode:
                 return f"cannot load checkpoint {s['checkpoint']!r}: {type(error).__name__}: {error}"
             log.info("configured: %s", what)
             node = getattr(self.transport, "node", None)
-            params = PolicyNodeParams(
-                node_name=node.get_name() if node is not None else self.args.node_name,
-                instruction=str(s["instruction"]), dry_run=bool(s["dry_run"]), urdf_path=str(s["urdf"]),
-                latch_estop=bool(s["latch_estop"]))
-            self.embodiment, self.policy = embodiment, policy
-            self.runtime = PolicyRuntime(self.transport, embodiment, policy, params,
-                                         node_clock(self.transport, self.args.use_sim_time))
+            try:
+                control = ControlConfig(executor=ExecutorConfig(strategy=str(s["strategy"])),
+                                        control_hz=float(s["control_hz"]) or None)
+                params = PolicyNodeParams(
+                    node_name=node.get_name() if node is not None else self.args.node_name,
+                    instruction=str(s["instruction"]), dry_run=bool(s["dry_run"]), urdf_path=str(s["urdf"]),
+                    latch_estop=bool(s["latch_estop"]), status_hz=float(s["status_hz"]), control=control)
+                runtime = PolicyRuntime(self.transport, embodiment, policy, params,
+                                        node_clock(self.transport, self.args.use_sim_time))
+                runtime.loop.set_inference_rate(float(s["inference_hz"]))
+                runtime.loop.set_velocity_scale(float(s["velocity_scale"]))
+            except ValueError as error:
+                return str(error)
+            self.embodiment, self.policy, self.runtime = embodiment, policy, runtime
             return ""
 
     def _load(self, mode: str, embodiment: Embodiment) -> tuple[Any, str]:
@@ -251,12 +329,12 @@ class PolicyNode:
                               int(s["torch_threads"]), str(s["fast_path"]))
         if mode == "process":
             start = time.perf_counter()
-            policy = ProcessPolicy(loader, embodiment, timeout=timeout)
+            policy = ProcessPolicy(loader, embodiment, timeout=timeout, warmup_instruction=str(s["instruction"]))
             policy.start()  # loads and warms up the model in the inference process
             return policy, (f"{s['checkpoint']} on {s['device']} in inference process {policy.pid} (loaded and "
                             f"warmed up in {time.perf_counter() - start:.1f} s)")
         policy = loader()
-        seconds = warm_up(policy, embodiment)
+        seconds = warm_up(policy, embodiment, runs=2, instruction=str(s["instruction"]))
         return policy, f"{s['checkpoint']} on {s['device']} in this process, warm-up inference {seconds * 1e3:.0f} ms"
 
     def activate(self) -> str:
@@ -317,21 +395,38 @@ class PolicyNode:
 
     # ---------------------------------------------------------------------------------------- parameters
     def on_parameter(self, name: str, value: Any) -> str:
-        """Live parameters: instruction and dry_run ("" when applied, else why not)."""
+        """Live parameters ("" when applied, else why not); the shared rule (transport.parameters) has already
+        refused start-up parameters, unknown choices and looser limits. Without a runtime (unconfigured) the
+        value is kept for the next configure."""
         runtime = self.runtime
+        try:
+            if runtime is not None:
+                problem = self._apply(runtime, name, value)
+                if problem:
+                    return problem
+        except ValueError as error:
+            return str(error)
+        self.settings[name] = value
+        return ""
+
+    @staticmethod
+    def _apply(runtime: PolicyRuntime, name: str, value: Any) -> str:
         if name == "instruction":
-            if runtime is not None:
-                runtime.set_instruction(str(value))
-            self.settings[name] = str(value)
-            return ""
-        if name == "dry_run":
-            if runtime is not None:
-                ok, message = runtime.set_actuation(not bool(value))
-                if not ok:
-                    return message
-            self.settings[name] = bool(value)
-            return ""
-        return "not settable while running"
+            runtime.set_instruction(str(value))
+        elif name == "dry_run":
+            ok, message = runtime.set_actuation(not bool(value))
+            return "" if ok else message
+        elif name == "strategy":
+            runtime.loop.set_strategy(str(value))
+        elif name == "inference_hz":
+            runtime.loop.set_inference_rate(float(value))
+        elif name == "status_hz":
+            runtime.set_status_rate(float(value))
+        elif name == "velocity_scale":
+            runtime.loop.set_velocity_scale(float(value))
+        else:
+            return "not settable while running"
+        return ""
 
 
 def run(argv: Sequence[str]) -> int:
@@ -354,9 +449,11 @@ def run(argv: Sequence[str]) -> int:
                 return 2
         log.info("running; Ctrl-C to stop")
         wait_for_shutdown()
+        node.close()
         node.shutdown()
         return 0
     finally:
+        node.close()
         transport.close()
 
 

@@ -28,6 +28,7 @@ where the robot is.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,7 @@ class PolicyRuntime:
         self.transport = transport
         self.embodiment = embodiment
         self.params = params = params or PolicyNodeParams()
+        self.status_hz = params.status_hz
         self.clock = clock or transport.now
         self.loop = ControlLoop(embodiment, params.control_config())
         self.loop.set_special_tokens(getattr(policy, "special_tokens", ()))
@@ -311,6 +313,17 @@ class PolicyRuntime:
         ok, message = self.set_actuation(bool(request.enable))
         return self.transport.new_response(SET_ACTUATION, success=ok, message=message, actuating=self._actuating)
 
+    def set_status_rate(self, hz: float) -> None:
+        """The /status (and diagnostics check) timer's rate, applied at once when running."""
+        if not (hz > 0 and math.isfinite(hz)):
+            raise ValueError(f"status rate must be positive, got {hz}")
+        self.status_hz = float(hz)
+        if len(self._tickers) == 2:
+            self._tickers[1].stop()
+            name = f"{self.params.node_name}-status"
+            self._tickers[1] = make_ticker(self.transport, 1.0 / hz, self.status_step, name)
+            self._tickers[1].start()
+
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start the inference thread, the control timer and the status timer."""
@@ -319,7 +332,7 @@ class PolicyRuntime:
         name = self.params.node_name
         self._tickers = [
             make_ticker(self.transport, self.loop.period, self.control_step, f"{name}-control"),
-            make_ticker(self.transport, 1.0 / self.params.status_hz, self.status_step, f"{name}-status"),
+            make_ticker(self.transport, 1.0 / self.status_hz, self.status_step, f"{name}-status"),
         ]
         for ticker in self._tickers:
             ticker.start()

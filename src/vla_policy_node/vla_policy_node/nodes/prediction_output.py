@@ -31,11 +31,13 @@ class PredictionOutput:
         self._path_pub = transport.publisher(path_topic, MARKER_ARRAY, DEFAULT_QOS)
         self._ghost_pub = transport.publisher(joint_states_topic, JOINT_STATE, DEFAULT_QOS)
         self._warned = False
+        self.last_chunk_msg: object | None = None  # the newest vla_msgs/ActionChunk (the action's feedback)
 
     def publish(self, chunk: ActionChunk, obs: Observation, latency: float, now: float) -> None:
         new = self.transport.new_message
         frame = self.embodiment.action_space.frame
-        self._chunk_pub.publish(encode_action_chunk(new, chunk, frame_id=frame, inference_latency=latency))
+        self.last_chunk_msg = encode_action_chunk(new, chunk, frame_id=frame, inference_latency=latency)
+        self._chunk_pub.publish(self.last_chunk_msg)
         try:
             arm, gripper = self.space.convert_chunk(chunk, obs.state)
         except ChunkError:

@@ -12,8 +12,9 @@
   pose; `/sim_arm/task` (std_msgs/String, JSON) reports seed, instruction, target, distance to the goal, success
   and episode time with every camera frame. `--task` picks the kind: `reach` ("reach the <color> block", the
   tool near the block) or `pick_place` ("put the <color> block on the <color> pad", judged by where the block
-  rests: `sim.pick_place`). The instruction is only reported: whoever runs the episode gives it to
-  the policy (here /vla/instruction), as an operator would;
+  rests: `sim.pick_place`); `/vla/task_done` (std_msgs/Bool) whether the task has succeeded, the success signal of
+  the policy node's ExecuteInstruction action. The instruction is only reported: whoever runs the episode gives
+  it to the policy (here /vla/instruction, or the action), as an operator would;
 - ground truth for training and evaluation only: geometry_msgs/PointStamped on `/sim_arm/target_point`, the
   task's reach point (x, y, z in metres, frame `base_frame`), stamped like and published with every camera
   frame. Recorded demonstrations carry it into datasets as `observation.environment_state` (privileged
@@ -58,7 +59,7 @@ from vla_policy_node.msgs.joints import (
     encode_float64_array,
     encode_joint_state,
 )
-from vla_policy_node.nodes.node_support import STRING, console_main, driver_summary, serve
+from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, serve
 from vla_policy_node.nodes.timing import Ticker, make_ticker
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
@@ -79,6 +80,7 @@ UINT32 = "std_msgs/msg/UInt32"
 RESET_TOPIC = "/sim_arm/reset"
 TASK_TOPIC = "/sim_arm/task"
 TARGET_POINT_TOPIC = "/sim_arm/target_point"
+TASK_DONE_TOPIC = "/vla/task_done"
 TASK_STATE_TOPIC = "/sim_arm/task_state"
 DESCRIPTION_TOPIC = "/robot_description"
 TARGET_STATE_NAMES = ("target_x", "target_y", "target_z")
@@ -141,6 +143,7 @@ class SimArmDriver:
                              for cam in embodiment.cameras]
         self._task_pub = transport.publisher(TASK_TOPIC, STRING, LATCHED_QOS)
         self._target_pub = transport.publisher(TARGET_POINT_TOPIC, POINT_STAMPED, DEFAULT_QOS)
+        self._done_pub = transport.publisher(TASK_DONE_TOPIC, BOOL, DEFAULT_QOS)
         self._task_state_pub = transport.publisher(TASK_STATE_TOPIC, FLOAT64_ARRAY, DEFAULT_QOS)
         self._description_pub: Publisher | None = None
         if params.publish_description:
@@ -240,6 +243,8 @@ class SimArmDriver:
                 publisher.publish(encode_image(new, images[cam.name], "rgb8", stamp=now,
                                                frame_id=f"{cam.name}_optical"))
             self._task_pub.publish(new(STRING, data=json.dumps(status)))
+            if status:
+                self._done_pub.publish(new(BOOL, data=bool(status["success"])))
             if target is not None:
                 self._target_pub.publish(encode_point_stamped(new, target, stamp=now,
                                                               frame_id=self.embodiment.base_frame))

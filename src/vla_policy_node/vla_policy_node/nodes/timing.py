@@ -94,7 +94,10 @@ class ThreadTicker:
 
 
 class RclpyTicker:
-    """An rclpy timer in its own callback group (see the module docstring)."""
+    """An rclpy timer in its own callback group (see the module docstring). After `stop()` returns the job
+    does not run again: a call the executor had already taken from the timer (and queued on one of its
+    threads) is skipped, one in progress is waited for. Without that, a control tick queued before shutdown
+    ran after the node was destroyed ("cannot use Destroyable because destruction was requested")."""
 
     def __init__(self, node: Any, period: float, job: Job, name: str) -> None:
         self.node = node
@@ -102,13 +105,23 @@ class RclpyTicker:
         self.name = name
         self.job = GuardedJob(job, name)
         self._timer: Any = None
+        self._running = threading.RLock()  # reentrant: a job may stop its own ticker
+        self._stopped = False
 
     def start(self) -> None:
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-        self._timer = self.node.create_timer(self.period, self.job, callback_group=MutuallyExclusiveCallbackGroup())
+        self._stopped = False
+        self._timer = self.node.create_timer(self.period, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _tick(self) -> None:
+        with self._running:
+            if not self._stopped:
+                self.job()
 
     def stop(self) -> None:
+        with self._running:
+            self._stopped = True
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
             self._timer = None
@@ -140,13 +153,18 @@ CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a
 
 def tune_control_process(model_thread_ids: Iterable[int], out_of_process: bool, realtime_priority: int) -> str:
     """What the policy node does once its threads run, for steady control ticks (the jitter benchmark does the
-    same): start-up objects frozen out of the garbage collector's scans; with the model out of process only light
-    threads remain, so the GIL may change hands every 0.5 ms instead of 5; optionally real-time priority for every
-    thread but the model's. Returns '' or why real-time priority could not be set."""
+    same): start-up objects frozen out of the garbage collector's scans; optionally real-time priority for every
+    thread but the model's, and then, with the model out of process (only light threads left), a GIL that changes
+    hands every 0.5 ms instead of 5. Not without real-time priority: a forced GIL hand-over waits until the other
+    thread runs, which on a loaded machine can take longer than the interval saves. Returns '' or why real-time
+    priority could not be set."""
     gc.freeze()
-    if out_of_process:
+    if not realtime_priority:
+        return ""
+    problem = set_realtime_priority(realtime_priority, exclude=model_thread_ids)
+    if not problem and out_of_process:
         sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
-    return set_realtime_priority(realtime_priority, exclude=model_thread_ids) if realtime_priority else ""
+    return problem
 
 
 def drop_realtime_priority() -> None:

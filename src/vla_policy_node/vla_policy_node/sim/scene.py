@@ -6,10 +6,14 @@ the scene camera looks almost straight down on the workspace, so that at 64-96 p
 and its color is unambiguous. Joint-level position servos with gravity compensation make the arm follow
 joint-position commands closely, as a real arm's joint_trajectory_controller does. Capsules that overlap at
 every pose (base/link1, link3/link5) do not collide: their permanent contacts made the solver jitter a block
-resting on a pad. The pads' colors are none of
-the blocks', so "the <color> block" and "the <color> pad" never name the same thing; they are 8 mm thick and
-solid, so a block is placed on one, not pushed onto it. The fingers open to 6 cm each (a 12 cm gap around a
-6 cm block): a grasp tolerates the few centimetres a policy that sees 4 mm pixels misplaces it by.
+resting on a pad.
+
+The pads' colors are none of the blocks', so "the <color> block" and "the <color> pad" never name the same
+thing; they are 8 mm thick and solid, so a block is placed on one, not pushed onto it. The fingers open to 6 cm
+each (a 12 cm gap around a 6 cm block): a grasp tolerates the few centimetres a policy that sees 4 mm pixels
+misplaces it by. The wrist camera sits 8 cm beside the hand, across the fingers' closing axis, and looks at the
+point 4 cm beyond the finger tips: the fingers stay at the image's edge and what lies between them (the block
+to grasp, the pad under it) is in the middle, where the scene camera sees only the top of the arm.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def build_mjcf(config: SceneConfig = SceneConfig()) -> str:
                 <body name="link6" pos="0 0 0.05" gravcomp="1">
                   <joint name="joint6" axis="0 0 1" range="-3 3"/>
                   <geom type="box" size="0.05 0.015 0.01" pos="0 0 0.01" rgba="0.25 0.25 0.28 1" mass="0.1"/>
-                  <camera name="{WRIST_CAMERA}" pos="0.07 0 0.03" xyaxes="0 -1 0 -1 0 0" fovy="80"/>
+                  <camera name="{WRIST_CAMERA}" pos="0 0.08 -0.01" xyaxes="0 0.8824 0.4706 1 0 0" fovy="75"/>
                   <site name="{TOOL_SITE}" pos="0 0 0.1" size="0.008" rgba="1 1 1 0"/>
                   <body name="finger_left" pos="0 0 0.02" gravcomp="1">
                     <joint name="finger_left" type="slide" axis="1 0 0" range="0 {FINGER_RANGE}" damping="5"/>

@@ -13,6 +13,8 @@ output bag and/or kept in memory for evaluation.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -84,8 +86,48 @@ def rosbag_qos(profile: QosProfile) -> Qos:
     )
 
 
+class _OwnerThread:
+    """Runs every call on one thread of its own and waits for it: sqlite3 objects may only be used on the
+    thread that made them (rclpy's executor and the DDS dispatch thread deliver messages on others), and one
+    writer thread also serialises writes arriving from several callback threads at once."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        done, box = threading.Event(), {}
+        self._queue.put((fn, args, done, box))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args, done, box = item
+            try:
+                box["value"] = fn(*args)
+            except BaseException as error:  # handed to the caller
+                box["error"] = error
+            finally:
+                done.set()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10.0)
+
+
 class BagWriter:
-    """Append messages to a new rosbag2 directory. Use as a context manager (metadata is written on close)."""
+    """Append messages to a new rosbag2 directory. Use as a context manager (metadata is written on close).
+    Thread-safe: the storage is only touched on the writer's own thread (see _OwnerThread)."""
 
     def __init__(self, path: str | Path, storage: str = "mcap", typestore: Typestore | None = None) -> None:
         if storage not in STORAGES:
@@ -93,17 +135,26 @@ class BagWriter:
         self.path = Path(path)
         self.storage = storage
         self.typestore = typestore or default_typestore()
+        self._owner = _OwnerThread(f"bag-writer-{self.path.name}")
+
+        def open_writer() -> Writer:
+            writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[storage])
+            writer.open()
+            return writer
+
         try:
-            self._writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[storage])
-            self._writer.open()
+            self._writer = self._owner.call(open_writer)
         except Exception as error:
+            self._owner.stop()
             raise BagError(f"cannot create bag {self.path}: {error}") from error
         self._connections: dict[str, Any] = {}
         self._closed = False
 
     def add_topic(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> None:
         """Declare a topic (optional: `write` declares it on first use with the default QoS)."""
-        msgtype = normalize_msgtype(msgtype)
+        self._owner.call(self._add_topic, topic, normalize_msgtype(msgtype), qos)
+
+    def _add_topic(self, topic: str, msgtype: str, qos: QosProfile) -> None:
         existing = self._connections.get(topic)
         if existing is not None:
             if existing.msgtype != msgtype:
@@ -121,13 +172,21 @@ class BagWriter:
         self.write_raw(topic, msgtype, data, timestamp_ns)
 
     def write_raw(self, topic: str, msgtype: str, cdr: bytes | memoryview, timestamp_ns: int) -> None:
-        self.add_topic(topic, msgtype)
-        self._writer.write(self._connections[topic], int(timestamp_ns), cdr)
+        self._owner.call(self._write_raw, topic, msgtype, cdr, int(timestamp_ns))
+
+    def _write_raw(self, topic: str, msgtype: str, cdr: bytes | memoryview, timestamp_ns: int) -> None:
+        if self._closed:
+            raise BagError(f"bag {self.path} is closed")
+        self._add_topic(topic, normalize_msgtype(msgtype), DEFAULT_QOS)
+        self._writer.write(self._connections[topic], timestamp_ns, cdr)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._writer.close()
+            try:
+                self._owner.call(self._writer.close)
+            finally:
+                self._owner.stop()
 
     def __enter__(self) -> BagWriter:
         return self

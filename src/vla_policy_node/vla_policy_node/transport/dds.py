@@ -8,10 +8,15 @@ What makes it a ROS participant (each checked against Jazzy, see shared/CONTEXT.
 
 Callbacks run on one dispatch thread per transport (like a single-threaded executor), in arrival order
 per reader. Service servers run their handler on that thread too; service clients block the caller only.
+
+Like an rclpy node it has parameters (`parameters`: a ParameterTable with rclpy's `use_sim_time` and
+`start_type_description_service`, served as the rcl_interfaces parameter services, see dds_parameters.py),
+its clock follows /clock while `use_sim_time` is true, and `rosout_handler()` puts Python log records on /rosout.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from typing import Any
 from cyclonedds.pub import DataWriter
 from rosbags.typesys.store import Typestore
 
+from vla_policy_node.msgs.stamps import time_to_seconds
 from vla_policy_node.msgs.typestore import default_typestore, normalize_msgtype
 from vla_policy_node.transport.base import (
     MessageCallback,
@@ -33,11 +39,23 @@ from vla_policy_node.transport.base import (
 )
 from vla_policy_node.transport.dds_config import DdsConfig
 from vla_policy_node.transport.dds_graph import RosNodeInfo
+from vla_policy_node.transport.dds_parameters import DdsParameterServices
 from vla_policy_node.transport.dds_participant import DdsParticipant, ReaderEntry
 from vla_policy_node.transport.dds_services import DdsServiceClient, DdsServiceServer
 from vla_policy_node.transport.dds_types import DdsTypeRegistry
 from vla_policy_node.transport.names import normalize_namespace, resolve_name, topic_to_dds
-from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+from vla_policy_node.transport.parameters import Param, ParameterTable
+from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile, Reliability
+from vla_policy_node.transport.rosout import InstalledHandler, RosoutHandler
+
+CLOCK = "rosgraph_msgs/msg/Clock"
+CLOCK_QOS = QosProfile(Reliability.BEST_EFFORT, depth=1)  # rclpy's TimeSource subscription
+# What rclpy declares on every node (it starts ~/get_type_description, which we do not: hence false here).
+RCLPY_NODE_PARAMETERS = {
+    "use_sim_time": Param(False, live=True),
+    "start_type_description_service": Param(False, "If enabled, start the ~/get_type_description service.",
+                                            read_only=True),
+}
 
 
 @dataclass(eq=False)
@@ -88,6 +106,16 @@ class DdsTransport(Transport):
                                         self.config.enclave, self.types, self.node_name, self.namespace)
         self.participant = self.endpoints.participant
         self.graph = self.endpoints.graph
+        self.parameters = ParameterTable()
+        self._rosout: InstalledHandler | None = None
+        self._sim_time = False
+        self._clock_time = 0.0
+        self._clock_subscription: Subscription | None = None
+        self._parameter_services = (DdsParameterServices(self, self.parameters, self.resolve("~"))
+                                    if self.config.parameter_services else None)
+        for name, spec in RCLPY_NODE_PARAMETERS.items():
+            self.parameters.declare(name, spec)
+        self.parameters.add_on_set(self._on_own_parameters)
 
     # -- Transport interface ------------------------------------------------------------------------
 
@@ -115,7 +143,8 @@ class DdsTransport(Transport):
         return self.types.new(msgtype, **fields)
 
     def now(self) -> float:
-        return time.time()
+        """Wall time, or the latest /clock while `use_sim_time` (0.0 until the first one, as rclpy)."""
+        return self._clock_time if self._sim_time else time.time()
 
     def service(self, name: str, srvtype: str, handler: ServiceHandler) -> ServiceServer:
         return DdsServiceServer(self.endpoints, self.resolve(name), srvtype, handler)
@@ -124,7 +153,44 @@ class DdsTransport(Transport):
         return DdsServiceClient(self.endpoints, self.resolve(name), srvtype)
 
     def close(self) -> None:
+        if self._rosout is not None:
+            self._rosout.remove()
+            self._rosout = None
         self.endpoints.close()
+
+    # -- parameters, clock, logging -----------------------------------------------------------------
+
+    def _on_own_parameters(self, changes: list[tuple[str, object]]) -> str:
+        for name, value in changes:
+            if name == "use_sim_time":
+                self._set_sim_time(bool(value))
+        return ""
+
+    def enable_sim_time(self, enabled: bool = True) -> None:
+        """Set `use_sim_time` (as `-p use_sim_time:=true` would under rclpy)."""
+        from vla_policy_node.transport.parameters import ParameterType
+
+        result = self.parameters.set_atomically([("use_sim_time", ParameterType.BOOL, bool(enabled))])
+        if not result.successful:
+            raise TransportError(result.reason)
+
+    def _set_sim_time(self, enabled: bool) -> None:
+        if enabled and self._clock_subscription is None:
+            self._clock_subscription = self.subscribe("/clock", CLOCK, self._on_clock, CLOCK_QOS)
+        self._sim_time = enabled
+
+    def _on_clock(self, msg: object) -> None:
+        self._clock_time = time_to_seconds(msg.clock)  # type: ignore[attr-defined]
+
+    def rosout_handler(self, level: int = logging.NOTSET) -> RosoutHandler:
+        """A logging handler that publishes records on /rosout under this node's name."""
+        return RosoutHandler(self, self.node_name, level)
+
+    def log_to_rosout(self) -> None:
+        """Every Python log record of this process also goes to /rosout (a node program's one transport) until
+        `close()`."""
+        if self._rosout is None:
+            self._rosout = InstalledHandler(self.rosout_handler())
 
     # -- ROS graph ----------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class DdsConfig:
     loopback: bool | None = None
     config_xml: str | None = None
     enclave: str = "/"
+    parameter_services: bool = True  # the rcl_interfaces parameter services (`ros2 param`), as every rclpy node
 
     def resolved_domain_id(self) -> int:
         if self.domain_id is not None:

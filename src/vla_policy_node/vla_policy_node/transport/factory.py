@@ -44,12 +44,15 @@ def use_rclpy(choice: str) -> bool:
 def make_transport(choice: str, node_name: str, argv: Sequence[str], program: str,
                    lifecycle: LifecycleHandlers | None = None) -> Transport:
     """A transport for one node: rclpy (ROS arguments in argv applied; a managed node when `lifecycle` is
-    given) or a DDS participant (which has no lifecycle: the caller drives the transitions itself)."""
+    given) or a DDS participant (which has no lifecycle: the caller drives the transitions itself). Either
+    way the process's log records reach /rosout under the node's name, as a ROS node's do."""
     if use_rclpy(choice):
         from vla_policy_node.transport.rclpy_backend import RclpyTransport
 
-        return RclpyTransport.create(node_name, args=[program, *argv], lifecycle=lifecycle)
+        return RclpyTransport.create(node_name, args=[program, *argv], lifecycle=lifecycle, forward_logging=True)
     from vla_policy_node.transport.dds import DdsTransport
     from vla_policy_node.transport.dds_config import DdsConfig
 
-    return DdsTransport(DdsConfig(node_name=node_name))
+    transport = DdsTransport(DdsConfig(node_name=node_name))
+    transport.log_to_rosout()
+    return transport

@@ -9,6 +9,14 @@ Threading: callbacks and service handlers run in whatever executor spins `node`.
 makes its own node (a lifecycle node on request) and spins it on a background MultiThreadedExecutor, so
 `ServiceClient.call` can block.
 
+Destroying while spinning: rclpy's executor adds every waitable (a publisher's or subscription's QoS event
+handlers, action servers and clients) from a snapshot taken before the wait set is built, without the
+InvalidHandle guard it has for plain subscriptions and timers; an entity destroyed in that window killed the spin
+thread ("Failed to add 'rcl_action_server_t' to wait set: action server pointer is invalid", "cannot use
+Destroyable" in event_handler.add_to_wait_set): at lifecycle cleanup and at shutdown. So our publishers and
+subscriptions have no event-handler waitables (rclpy's default incompatible-QoS warnings are not created), and
+action servers and clients are destroyed only once the executor has stopped (`destroy_when_stopped`).
+
 Shutdown: `create()` initialises rclpy without its signal handlers. With them, SIGINT shut the context down
 under the running node, so the node's own timers and threads then published through destroyed handles
 ("cannot use Destroyable because destruction was requested"); instead the node executable's SIGINT handler
@@ -18,6 +26,7 @@ stops its runtime first and `close()` then shuts down executor, node and context
 from __future__ import annotations
 
 import array
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +46,7 @@ from vla_policy_node.transport.base import (
     Transport,
 )
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+from vla_policy_node.transport.rosout import InstalledHandler, RcutilsForwarder
 
 # rosidl type names (get_fields_and_field_types) -> (numpy dtype, array.array typecode)
 _NUMERIC = {
@@ -204,12 +214,18 @@ class RclpyTransport(Transport):
         self.node = node
         self._executor = _owned_executor
         self._spin_thread = _spin_thread
+        self._log_forwarder: InstalledHandler | None = None
+        self._deferred: list[Callable[[], None]] = []
 
     @classmethod
     def create(cls, node_name: str, namespace: str = "", args: list[str] | None = None,
-               lifecycle: LifecycleHandlers | None = None) -> RclpyTransport:
+               lifecycle: LifecycleHandlers | None = None, forward_logging: bool = False,
+               threads: int | None = None) -> RclpyTransport:
         """Init rclpy if needed (no signal handlers: see the module docstring), make a node (a managed node
-        whose transitions call `lifecycle`'s handlers, when given) and spin it on a background executor."""
+        whose transitions call `lifecycle`'s handlers, when given) and spin it on a background executor with
+        `threads` threads (default: the CPUs + 2, at least 4: an action goal's execute callback waits in one).
+        `forward_logging`: Python log records go to rcutils under the node's name (console and /rosout)
+        until `close()` (transport/rosout.py)."""
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
@@ -221,24 +237,33 @@ class RclpyTransport(Transport):
             node = _lifecycle_node_class()(node_name, namespace=namespace, handlers=lifecycle)
         else:
             node = Node(node_name, namespace=namespace)
-        executor = MultiThreadedExecutor()
+        executor = MultiThreadedExecutor(num_threads=threads or max(4, (os.cpu_count() or 1) + 2))
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name=f"rclpy-{node_name}", daemon=True)
         thread.start()
-        return cls(node, _owned_executor=executor, _spin_thread=thread)
+        transport = cls(node, _owned_executor=executor, _spin_thread=thread)
+        if forward_logging:
+            transport._log_forwarder = InstalledHandler(RcutilsForwarder(node.get_logger().name), exclusive=True)
+        return transport
 
     def publisher(self, topic: str, msgtype: str, qos: QosProfile = DEFAULT_QOS) -> Publisher:
+        from rclpy.event_handler import PublisherEventCallbacks
+
         msgtype = normalize_msgtype(msgtype)
-        handle = self.node.create_publisher(message_class(msgtype), topic, rclpy_qos(qos))
+        handle = self.node.create_publisher(message_class(msgtype), topic, rclpy_qos(qos),
+                                            event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
         return _RclpyPublisher(handle.topic_name, msgtype, handle, self.node)
 
     def subscribe(
         self, topic: str, msgtype: str, callback: MessageCallback, qos: QosProfile = DEFAULT_QOS
     ) -> Subscription:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
         msgtype = normalize_msgtype(msgtype)
         holder: dict[str, str] = {"topic": topic}
         handle = self.node.create_subscription(
-            message_class(msgtype), topic, lambda msg: self._deliver(holder["topic"], callback, msg), rclpy_qos(qos)
+            message_class(msgtype), topic, lambda msg: self._deliver(holder["topic"], callback, msg), rclpy_qos(qos),
+            event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False),
         )
         holder["topic"] = handle.topic_name
         return _RclpySubscription(handle.topic_name, msgtype, handle, self.node)
@@ -267,14 +292,28 @@ class RclpyTransport(Transport):
         handle = self.node.create_client(service_class(srvtype), name)
         return _RclpyClient(handle.srv_name, srvtype, handle, self.node)
 
+    def destroy_when_stopped(self, destroy: Callable[[], None]) -> None:
+        """Run `destroy` (an action server's or client's) once this transport's executor has stopped, at
+        `close()` (see the module docstring); at once when the caller spins the node."""
+        if self._executor is None:
+            destroy()
+        else:
+            self._deferred.append(destroy)
+
     def close(self) -> None:
         """Stop spinning, destroy the node, shut rclpy down (a node made by `create()`; else nothing)."""
+        if self._log_forwarder is not None:
+            self._log_forwarder.remove()
+            self._log_forwarder = None
         if self._executor is None:
             return
         executor, self._executor = self._executor, None
         executor.shutdown(timeout_sec=5.0)
         if self._spin_thread is not None:
             self._spin_thread.join(timeout=5.0)
+        for destroy in self._deferred:
+            destroy()
+        self._deferred = []
         self.node.destroy_node()
         import rclpy
 

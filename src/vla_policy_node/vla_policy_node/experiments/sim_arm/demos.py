@@ -147,6 +147,28 @@ def record_parallel(robot: Embodiment, output: Path, seeds: range, *, workers: i
                            sum(r.sim_seconds for r in results), time.perf_counter() - start)
 
 
+def conversion_config(task: str) -> ConversionConfig:
+    """How the demonstrations of `task` become a dataset: PNG frames (lossless: the shipped recipes' images),
+    the task's ground truth as observation.environment_state, no validation split."""
+    return ConversionConfig(val_fraction=0.0, environment_state_topic=ENV_STATE_TOPICS[task], image_format="png")
+
+
+def _convert(bag: Path, robot: Embodiment, output: Path, task: str) -> int:
+    logging.getLogger().setLevel(logging.WARNING)
+    return convert_bags([bag], robot, output, conversion_config(task)).frames
+
+
+def convert_parallel(bags: Sequence[Path], robot: Embodiment, output: Path, task: str) -> list[Path]:
+    """Each bag to output/dataset_<i>, one process per bag."""
+    datasets = [output / f"dataset_{i}" for i in range(len(bags))]
+    if len(bags) == 1:
+        _convert(bags[0], robot, datasets[0], task)
+        return datasets
+    with ProcessPoolExecutor(len(bags), mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_convert, bags, [robot] * len(bags), datasets, [task] * len(bags)))
+    return datasets
+
+
 def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, *, first_seed: int = TRAIN_SEEDS_FROM,
                           storage: str = "mcap", task: str = "reach", workers: int = 1,
                           robots: Sequence[tuple[Embodiment, str]] = ()) -> tuple[DemoStats, ConversionSummary]:
@@ -159,8 +181,7 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
     output.mkdir(parents=True, exist_ok=True)
     bags, stats = record_parallel(robot, output, range(first_seed, first_seed + episodes), workers=workers,
                                   storage=storage, task=task)
-    config = ConversionConfig(val_fraction=0.0, environment_state_topic=ENV_STATE_TOPICS[task],
-                              image_format="png")  # lossless: the shipped recipes' images
+    config = conversion_config(task)
     summary = convert_bags(bags, robot, output / "dataset", config)
     for other, name in robots:
         convert_bags(bags, other, output / name, config)
@@ -176,9 +197,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=TRAIN_SEEDS_FROM)
     parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach")
     parser.add_argument("--workers", type=int, default=1, help="parallel recording processes (default 1)")
+    parser.add_argument("--per-worker", dest="per_worker", action="store_true",
+                        help="one dataset per worker (dataset_<i>, converted in parallel) instead of one dataset")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.episodes < 1 or args.workers < 1:
         parser.error("--episodes and --workers must be >= 1")
+    if args.per_worker:
+        robot = load_embodiment(args.robot_config)
+        output = Path(args.output)
+        output.mkdir(parents=True, exist_ok=True)
+        bags, stats = record_parallel(robot, output, range(args.first_seed, args.first_seed + args.episodes),
+                                      workers=args.workers, task=args.task)
+        datasets = convert_parallel(bags, robot, output, args.task)
+        print(f"{stats.successes}/{stats.episodes} expert successes in {stats.wall_seconds:.0f} s; datasets "
+              + " ".join(str(d) for d in datasets))
+        return 0
     stats, summary = demonstration_dataset(load_embodiment(args.robot_config), args.output, args.episodes,
                                            first_seed=args.first_seed, task=args.task, workers=args.workers)
     print(f"{stats.successes}/{stats.episodes} expert successes, {stats.sim_seconds:.0f} s simulated in "

@@ -15,38 +15,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from vla_policy_node.experiments.sim_arm.demos import ENV_STATE_TOPICS, TRAIN_SEEDS_FROM, record_parallel
+from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM, convert_parallel, record_parallel
 from vla_policy_node.experiments.sim_arm.train import RECIPES, policy_cameras
-from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
+from vla_policy_node.spec.embodiment import load_embodiment
 
 # demonstrations per recipe, and the task they show
 DEMOS: dict[str, tuple[int, str]] = {"reach": (1000, "reach"), "reach_fast": (800, "reach"),
                                      "pick_place": (1000, "pick_place")}
-
-
-def _convert(bag: Path, robot: Embodiment, output: Path, task: str) -> int:
-    from vla_policy_node.bagtools.dataset import ConversionConfig, convert_bags
-
-    config = ConversionConfig(val_fraction=0.0, environment_state_topic=ENV_STATE_TOPICS[task], image_format="png")
-    return convert_bags([bag], robot, output, config).frames
-
-
-def convert_parallel(bags: Sequence[Path], robot: Embodiment, output: Path, task: str) -> list[Path]:
-    """Each bag to output/dataset_<i>, one process per bag."""
-    datasets = [output / f"dataset_{i}" for i in range(len(bags))]
-    if len(bags) == 1:
-        _convert(bags[0], robot, datasets[0], task)
-        return datasets
-    with ProcessPoolExecutor(len(bags), mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_convert, bags, [robot] * len(bags), datasets, [task] * len(bags)))
-    return datasets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
