@@ -111,3 +111,67 @@ def test_the_pick_place_recipe_is_the_sim_pick_place_config(sim_arm):
     shipped = load_recipe(REPO / "config/train/sim_pick_place.yaml", ["datasets=[demos/dataset]",
                                                                       "output_dir=runs/x"])
     assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place"]) == shipped
+
+
+def test_the_recipe_serves_every_continuous_adapter_of_the_head_registry():
+    from vla_policy_node.model.asa.config import CONTINUOUS
+    from vla_policy_node.model.heads import registered_heads
+    from vla_policy_node.train.recipe import ASA_HEADS, TOKEN_HEADS
+
+    assert set(ASA_HEADS) == set(CONTINUOUS) and set(CONTINUOUS) <= set(registered_heads())
+    base = ["robot=sim_arm", "output_dir=x", "datasets=[d]", "model.mode=full"]
+    for adapter in ASA_HEADS:
+        extra = ["model.tokenizer=tok"] if adapter in TOKEN_HEADS else []
+        assert load_recipe(None, [*base, f"model.head=asa:{adapter}", *extra]).model.head == f"asa:{adapter}"
+    with pytest.raises(ValueError, match="needs model.tokenizer"):
+        load_recipe(None, [*base, "model.head=asa:rvq"])
+    with pytest.raises(ValueError, match="actions are continuous"):
+        load_recipe(None, [*base, "model.head=asa:lang"])
+
+
+@pytest.mark.parametrize("adapter", ["pred", "uniform"])
+def test_trains_an_asa_head_policy_and_loads_it_back(tmp_path, dataset, sim_arm, one_torch_thread, adapter):
+    """asa:pred regresses chunks; asa:uniform decodes tokens of a tokenizer fitted by vla_train_action_tokenizer,
+    whose action normalization the checkpoint must carry (the bins were cut in it)."""
+    from safetensors.torch import load_file
+
+    from vla_policy_node.cli import train_action_tokenizer
+    from vla_policy_node.model.checkpoint import load_checkpoint
+    from vla_policy_node.model.vla_policy import VLAPolicy
+    from vla_policy_node.spec.types import Observation
+    from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+
+    extra = [f"model.head=asa:{adapter}", "model.horizon=4", "model.head_dim=32"]
+    if adapter == "uniform":
+        assert train_action_tokenizer.main([str(dataset), str(tmp_path / "tok"), "--kind", "uniform", "--horizon",
+                                            "4", "--bins", "32"]) == 0
+        # widen the tokenizer's action range: its statistics, not the dataset's, must reach the checkpoint
+        path = tmp_path / "tok/normalization.json"
+        stored = json.loads(path.read_text())
+        for entry in stored.values():
+            entry["action"]["q99"] = [v + 0.5 for v in entry["action"]["q99"]]
+        path.write_text(json.dumps(stored))
+        extra.append(f"model.tokenizer={tmp_path / 'tok'}")
+    out = tmp_path / "run"
+    assert cli.main(_args(dataset, out, *extra, "train.steps=4", "train.save_every=2", "train.val_every=2")) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    assert losses and all(np.isfinite(losses)) and [r["step"] for r in val] == [2, 4]
+    assert set(val[-1]["val_action_mae_per_joint"]) == set(sim_arm.action_names)
+    model, normalization = load_checkpoint(out / "final")
+    assert model.config.head.type == "asa" and model.config.head.adapter == adapter
+    assert model.config.head.horizon == 4
+    stored = load_file(out / "final/model.safetensors")
+    loaded = model.state_dict()
+    assert all(bool((loaded[k] == v).all()) for k, v in stored.items())  # the trained weights, not a fresh init
+    if adapter == "uniform":
+        (fitted,) = json.loads((tmp_path / "tok/normalization.json").read_text()).values()
+        action = normalization[sim_arm.tag].action
+        assert action.mode == fitted["action"]["mode"]
+        for key, values in action.stats.to_dict().items():
+            np.testing.assert_allclose(values, fitted["action"][key], rtol=1e-6, atol=1e-9)
+    policy = VLAPolicy.from_checkpoint(out / "final", sim_arm)
+    sample = LeRobotSamples(dataset, split="val", horizon=4, tag=sim_arm.tag)[0]
+    chunk = policy.infer(Observation(0.0, sample.images, sample.state, sample.instruction))
+    assert chunk.actions.shape == (4, sim_arm.action_dim) and np.isfinite(chunk.actions).all()

@@ -36,26 +36,76 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
     """The model a recipe describes: the one place that knows how backbones and heads are put together."""
     spec = recipe.model
     torch.manual_seed(recipe.train.seed)
-    head = {"dim": spec.head_dim, "horizon": spec.horizon}
-    if spec.head != "flow":
-        raise NotImplementedError(f"model.head {spec.head!r}: action-space adapter heads are not wired into "
-                                  "vla_train yet (train them with the ASA tools); use head: flow")
     from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
 
     lora = LoraSpec(rank=spec.lora_rank) if spec.mode == "lora" else None
+    backbone = {"freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
+                "select_layer": spec.select_layer, "lora": lora}
+    processor = None
     if spec.backbone.startswith("tiny:"):
-        from vla_policy_node.model.tiny import build_tiny_vla
+        from vla_policy_node.model.tiny import tiny_backbone_config, tiny_processor
 
-        overrides = {"freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
-                     "select_layer": spec.select_layer, "lora": lora}
-        return build_tiny_vla([robot], spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, aux=aux,
-                              backbone_overrides=overrides, max_state_dim=16, max_action_dim=16, **head)
+        config = tiny_backbone_config(spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, **backbone)
+        processor = tiny_processor(config)
+    else:
+        config = BackboneConfig(family="auto", source=spec.backbone, dtype=spec.dtype, **backbone)
+    if spec.head != "flow":
+        return _build_asa(recipe, robot, config, processor)
+    from vla_policy_node.model.tiny import TINY_HEAD
     from vla_policy_node.model.vla_model import VLAModel
 
-    config = BackboneConfig(family="auto", source=spec.backbone, select_layer=spec.select_layer,
-                            freeze=spec.mode != "full", lora=lora, dtype=spec.dtype,
-                            instruction_first=spec.instruction_first)
-    return VLAModel.build(config, head, [robot], aux=aux)
+    head = {"dim": spec.head_dim, "horizon": spec.horizon}
+    if spec.backbone.startswith("tiny:"):
+        head = {**TINY_HEAD, **head, "max_state_dim": 16, "max_action_dim": 16}
+    return VLAModel.build(config, head, [robot], aux=aux, processor=processor)
+
+
+def _build_asa(recipe: TrainRecipe, robot: Embodiment, backbone: Any, processor: Any) -> Any:
+    """A VLA whose head is the recipe's action-space adapter (`asa:<adapter>`), with its tokenizer if it has one."""
+    from vla_policy_node.model.asa.build import build_asa_vla
+
+    spec = recipe.model
+    tokenizer = None
+    if spec.tokenizer:
+        tokenizer = _tokenizer(spec.tokenizer, spec.horizon, robot)[0]
+    return build_asa_vla(backbone, spec.head.removeprefix("asa:"), embodiments=[robot], tokenizer=tokenizer,
+                         horizon=spec.horizon, hidden=spec.head_dim, processor=processor)
+
+
+def _tokenizer(path: str, horizon: int, robot: Embodiment) -> tuple[Any, Any]:
+    """(tokenizer, its action Normalizer or None) of a vla_train_action_tokenizer directory, checked against the
+    recipe's horizon and the robot's action dimensionality."""
+    from vla_policy_node.model.asa.tokenizers.storage import load_tokenizer
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"model.tokenizer: {path} not found (a vla_train_action_tokenizer output)")
+    tokenizer, normalization = load_tokenizer(path)
+    if tokenizer.horizon != horizon:
+        raise ValueError(f"model.tokenizer {path} encodes chunks of {tokenizer.horizon} actions, model.horizon is "
+                         f"{horizon}: set model.horizon={tokenizer.horizon} or refit the tokenizer")
+    if tokenizer.action_dim != robot.action_dim:
+        raise ValueError(f"model.tokenizer {path} encodes {tokenizer.action_dim} action dims, {robot.tag} has "
+                         f"{robot.action_dim}")
+    if normalization is None:
+        return tokenizer, None
+    entries = normalization.to_dict()
+    tag = robot.tag if robot.tag in entries else next(iter(entries)) if len(entries) == 1 else None
+    return tokenizer, None if tag is None else normalization[tag].action
+
+
+def _normalization(recipe: TrainRecipe, robot: Embodiment, train: Mixture) -> Any:
+    """The mixture's statistics; a token head takes its actions' normalization from its tokenizer (the tokens
+    were fitted on actions normalized that way: other statistics would move every bin boundary)."""
+    from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
+
+    norm = train.normalization()
+    if not recipe.model.tokenizer or recipe.model.head == "flow":
+        return norm
+    action = _tokenizer(recipe.model.tokenizer, recipe.model.horizon, robot)[1]
+    if action is None:
+        return norm
+    own = norm[robot.tag]
+    return NormalizationSet({robot.tag: EmbodimentNormalization(own.state, action)})
 
 
 def warm_start(model: Any, checkpoint: str | Path) -> int:
@@ -187,7 +237,8 @@ def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until:
                          decay_fraction=loop.decay_fraction, grad_clip=loop.grad_clip,
                          log_every=loop.log_every, save_every=loop.save_every, keep_checkpoints=loop.keep_checkpoints,
                          seed=loop.seed, device=loop.device, progress=progress)
-    trainer = Trainer(model, train.normalization(), train, config, sample_weights=train.weights)
+    trainer = Trainer(model, _normalization(recipe, robot, train), train, config,
+                      sample_weights=train.weights)
     validation = Validation(val, robot, loop.val_batches, loop.batch_size, loop.seed) if val is not None else None
     stop = loop.steps if until is None else min(until, loop.steps)
     losses: list[float] = []
