@@ -123,7 +123,7 @@ def test_the_recipe_serves_every_continuous_adapter_of_the_head_registry():
     for adapter in ASA_HEADS:
         extra = ["model.tokenizer=tok"] if adapter in TOKEN_HEADS else []
         assert load_recipe(None, [*base, f"model.head=asa:{adapter}", *extra]).model.head == f"asa:{adapter}"
-    with pytest.raises(ValueError, match="needs model.tokenizer"):
+    with pytest.raises(ValueError, match=r"needs model\.tokenizer"):
         load_recipe(None, [*base, "model.head=asa:rvq"])
     with pytest.raises(ValueError, match="actions are continuous"):
         load_recipe(None, [*base, "model.head=asa:lang"])

@@ -57,6 +57,8 @@ class ModelRecipe:
     head_dim: int = 64
     aux_weight: float = 0.0  # > 0: auxiliary observation.environment_state target (training only)
     init_from: str = ""  # a checkpoint of the same architecture to start from (its aux probe left out)
+    head_options: dict[str, Any] = field(default_factory=dict)  # further head config fields (flow: layers, heads)
+    backbone_options: dict[str, Any] = field(default_factory=dict)  # further BackboneConfig fields (num_cameras)
 
     def __post_init__(self) -> None:
         if self.mode not in ("frozen", "lora", "full"):

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.spec.types import Observation
+from vla_policy_node.train.data import SampleDataset
 from vla_policy_node.train.lerobot_format import DatasetFormatError
 from vla_policy_node.train.mixture import Mixture
 from vla_policy_node.train.recipe import TrainRecipe, recipe_dict
@@ -39,7 +41,7 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
     from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
 
     lora = LoraSpec(rank=spec.lora_rank) if spec.mode == "lora" else None
-    backbone = {"freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
+    backbone = {**spec.backbone_options, "freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
                 "select_layer": spec.select_layer, "lora": lora}
     processor = None
     if spec.backbone.startswith("tiny:"):
@@ -48,13 +50,13 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
         config = tiny_backbone_config(spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, **backbone)
         processor = tiny_processor(config)
     else:
-        config = BackboneConfig(family="auto", source=spec.backbone, dtype=spec.dtype, **backbone)
+        config = BackboneConfig(**{"family": "auto", **backbone, "source": spec.backbone, "dtype": spec.dtype})
     if spec.head != "flow":
         return _build_asa(recipe, robot, config, processor)
     from vla_policy_node.model.tiny import TINY_HEAD
     from vla_policy_node.model.vla_model import VLAModel
 
-    head = {"dim": spec.head_dim, "horizon": spec.horizon}
+    head = {**spec.head_options, "dim": spec.head_dim, "horizon": spec.horizon}
     if spec.backbone.startswith("tiny:"):
         head = {**TINY_HEAD, **head, "max_state_dim": 16, "max_action_dim": 16}
     return VLAModel.build(config, head, [robot], aux=aux, processor=processor)
@@ -69,7 +71,7 @@ def _build_asa(recipe: TrainRecipe, robot: Embodiment, backbone: Any, processor:
     if spec.tokenizer:
         tokenizer = _tokenizer(spec.tokenizer, spec.horizon, robot)[0]
     return build_asa_vla(backbone, spec.head.removeprefix("asa:"), embodiments=[robot], tokenizer=tokenizer,
-                         horizon=spec.horizon, hidden=spec.head_dim, processor=processor)
+                         horizon=spec.horizon, hidden=spec.head_dim, processor=processor, **spec.head_options)
 
 
 def _tokenizer(path: str, horizon: int, robot: Embodiment) -> tuple[Any, Any]:
@@ -146,7 +148,7 @@ def _aux(recipe: TrainRecipe, train: Mixture) -> Any:
 class Validation:
     """Val loss and open-loop action error per joint on a fixed set of val samples."""
 
-    def __init__(self, val: Mixture, robot: Embodiment, batches: int, batch_size: int, seed: int) -> None:
+    def __init__(self, val: SampleDataset, robot: Embodiment, batches: int, batch_size: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
         count = min(len(val), batches * batch_size)
         self.samples = [val[int(i)] for i in rng.choice(len(val), size=count, replace=False)]
@@ -215,13 +217,10 @@ def plot_metrics(output: Path) -> Path | None:
 
 
 def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until: int | None = None) -> dict[str, Any]:
-    """Train (or resume) `recipe`; returns a summary (final checkpoint, losses, validation)."""
+    """Train (or resume) `recipe` on its datasets; returns a summary (final checkpoint, losses, validation)."""
     loop = recipe.train
     if loop.threads > 0:
         torch.set_num_threads(loop.threads)
-    output = Path(recipe.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
     common = {"horizon": recipe.model.horizon, "tag": robot.tag, "require_cameras": robot.camera_names}
     train = Mixture(recipe.datasets, split="train", start_frames=loop.start_frames, start_weight=loop.start_weight,
                     in_memory=loop.in_memory, **common)
@@ -229,7 +228,22 @@ def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until:
         val: Mixture | None = Mixture(recipe.datasets, split="val", in_memory=False, **common)
     except DatasetFormatError:
         val = None  # no val split (a dataset of one episode): training only
-    model = build_model(recipe, robot, _aux(recipe, train))
+    return train_on(recipe, robot, train, val, _normalization(recipe, robot, train), weights=train.weights,
+                    aux=_aux(recipe, train), progress=progress, until=until)
+
+
+def train_on(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: SampleDataset | None,
+             normalization: NormalizationSet, *, weights: np.ndarray | None = None, aux: Any = None,
+             progress: bool = True, until: int | None = None) -> dict[str, Any]:
+    """`run` on given samples (the recipe's model and loop; its `datasets` only recorded): the one training path,
+    which callers with samples of their own (RoboAlign stage 3's in-memory data) share."""
+    loop = recipe.train
+    if loop.threads > 0:
+        torch.set_num_threads(loop.threads)
+    output = Path(recipe.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
+    model = build_model(recipe, robot, aux)
     if recipe.model.init_from:
         warm_start(model, recipe.model.init_from)
     config = TrainConfig(output_dir=str(output), steps=loop.steps, batch_size=loop.batch_size, lr=loop.lr,
@@ -237,8 +251,7 @@ def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until:
                          decay_fraction=loop.decay_fraction, grad_clip=loop.grad_clip,
                          log_every=loop.log_every, save_every=loop.save_every, keep_checkpoints=loop.keep_checkpoints,
                          seed=loop.seed, device=loop.device, progress=progress)
-    trainer = Trainer(model, _normalization(recipe, robot, train), train, config,
-                      sample_weights=train.weights)
+    trainer = Trainer(model, normalization, train, config, sample_weights=weights)
     validation = Validation(val, robot, loop.val_batches, loop.batch_size, loop.seed) if val is not None else None
     stop = loop.steps if until is None else min(until, loop.steps)
     losses: list[float] = []
