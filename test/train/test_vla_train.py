@@ -175,3 +175,63 @@ def test_trains_an_asa_head_policy_and_loads_it_back(tmp_path, dataset, sim_arm,
     sample = LeRobotSamples(dataset, split="val", horizon=4, tag=sim_arm.tag)[0]
     chunk = policy.infer(Observation(0.0, sample.images, sample.state, sample.instruction))
     assert chunk.actions.shape == (4, sim_arm.action_dim) and np.isfinite(chunk.actions).all()
+
+
+def _shifted_copy(src: Path, dst: Path, scale: float, offset: float) -> Path:
+    """A copy of a dataset whose states and actions are `x * scale + offset` (another robot range)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(src, dst)
+    for path in (dst / "data").glob("*/*.parquet"):
+        table = pq.read_table(path)
+        for key in ("observation.state", "action"):
+            column = table.column(key).combine_chunks()
+            values = column.flatten().to_numpy(zero_copy_only=False) * scale + offset
+            shifted = pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float32)), column.type.list_size)
+            table = table.set_column(table.column_names.index(key), key, shifted.cast(column.type))
+        pq.write_table(table, path)
+    return dst
+
+
+def test_a_mixture_normalizes_with_the_statistics_of_what_it_draws(tmp_path, dataset, sim_arm):
+    """Dataset B (ranges x3 + 5) at weight 1 next to A at weight 2: the statistics are those of A, A, B pooled
+    (equal sizes), not A's alone; a recipe of the two trains with them."""
+    from vla_policy_node.spec.normalization import Stats
+    from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+
+    other = _shifted_copy(dataset, tmp_path / "b", 3.0, 5.0)
+    mix = Mixture([DatasetSpec(str(dataset), 2.0), DatasetSpec(str(other), 1.0)], split="train", horizon=4,
+                  tag=sim_arm.tag)
+    merged = mix.normalization()[sim_arm.tag]
+
+    def frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        samples = LeRobotSamples(path, split="train", horizon=1, tag=sim_arm.tag)
+        rows = [samples.sample(i, images=False) for i in range(len(samples))]
+        return np.stack([r.state for r in rows]), np.stack([r.actions[0] for r in rows])
+
+    (state_a, action_a), (state_b, action_b) = frames(dataset), frames(other)
+    np.testing.assert_allclose(action_b, action_a * 3 + 5, rtol=1e-5, atol=1e-5)  # the copy is the shifted A
+    pooled_state = np.concatenate([state_a, state_a, state_b])
+    pooled_action = np.concatenate([action_a, action_a, action_b])
+    for normalizer, pooled in ((merged.state, pooled_state), (merged.action, pooled_action)):
+        expected = Stats.compute(pooled)
+        for key in ("mean", "std", "min", "max"):
+            np.testing.assert_allclose(getattr(normalizer.stats, key), getattr(expected, key), rtol=1e-6, atol=1e-6)
+        for key, q in (("q01", 0.01), ("q99", 0.99)):
+            np.testing.assert_allclose(getattr(normalizer.stats, key),
+                                       np.quantile(pooled, q, axis=0, method="inverted_cdf"), rtol=1e-6, atol=1e-6)
+    first = Mixture([DatasetSpec(str(dataset))], split="train", horizon=4, tag=sim_arm.tag).normalization()
+    assert merged.action.mode == first[sim_arm.tag].action.mode == "quantile"
+    assert merged.state.mode == first[sim_arm.tag].state.mode == "mean_std"
+    assert np.all(merged.action.stats.q99 > first[sim_arm.tag].action.stats.max)  # B's range is in
+    # a recipe of the two trains, and its checkpoint serves, with the merged statistics
+    out = tmp_path / "run"
+    mixed = f"datasets=[{{path: {dataset}, weight: 2}}, {{path: {other}, weight: 1}}]"
+    assert cli.main([*_args(dataset, out, "train.steps=2", "train.val_every=2"), mixed]) == 0
+    stored = json.loads((out / "final/normalization.json").read_text())[sim_arm.tag]
+    for part, normalizer in (("state", merged.state), ("action", merged.action)):
+        for key, values in normalizer.stats.to_dict().items():
+            np.testing.assert_allclose(stored[part][key], values, rtol=1e-6, atol=1e-9)
