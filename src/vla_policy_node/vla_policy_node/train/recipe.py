@@ -97,8 +97,13 @@ class LoopRecipe:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "cpu"
+    # under torchrun / accelerate launch (train/distributed.py): ddp (full model per process, gradients averaged)
+    # or fsdp (parameters, gradients and optimizer state sharded); a plain process ignores it
+    distributed: str = "ddp"
 
     def __post_init__(self) -> None:
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"train.distributed must be ddp or fsdp, not {self.distributed!r}")
         for name in ("steps", "batch_size", "save_every", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1")

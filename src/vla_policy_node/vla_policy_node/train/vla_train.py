@@ -7,9 +7,10 @@ actions, valid steps only; in physical units). `metrics.jsonl` gets train and va
 A run resumes exactly from `output_dir/latest` (weights, optimizer, schedule, RNG). `final/` is the last
 checkpoint without trainer state: what the node, replay and `vla_policy_node.model` load.
 
-Multi-GPU/FSDP: launch the same command with `accelerate launch -m vla_policy_node.cli.vla_train ...` or
-`torchrun`; each process reads WORLD_SIZE/RANK/LOCAL_RANK and trains data-parallel (not implemented yet:
-see the note in README; one process runs on one device).
+Multi-GPU/FSDP: launch the same command with `torchrun --nproc_per_node N -m vla_policy_node.cli.vla_train ...`
+(or `accelerate launch -m ...`, which sets the same variables); each process reads WORLD_SIZE/RANK/LOCAL_RANK and
+trains data-parallel, `train.distributed` ddp or fsdp (train/distributed.py); on CPU over gloo, the same path.
+`train.batch_size` is per process.
 """
 
 from __future__ import annotations
@@ -240,9 +241,25 @@ def train_on(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: 
     loop = recipe.train
     if loop.threads > 0:
         torch.set_num_threads(loop.threads)
+    from vla_policy_node.train.distributed import setup
+
+    parallel = setup(loop.distributed, loop.device)
+    try:
+        return _train(recipe, robot, train, val, normalization, parallel, weights=weights, aux=aux,
+                      progress=progress, until=until)
+    finally:
+        parallel.close()
+
+
+def _train(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: SampleDataset | None,
+           normalization: NormalizationSet, parallel: Any, *, weights: np.ndarray | None, aux: Any, progress: bool,
+           until: int | None) -> dict[str, Any]:
+    loop = recipe.train
+    main = parallel.is_main
     output = Path(recipe.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
     model = build_model(recipe, robot, aux)
     if recipe.model.init_from:
         warm_start(model, recipe.model.init_from)
@@ -250,8 +267,8 @@ def train_on(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: 
                          weight_decay=loop.weight_decay, warmup_steps=loop.warmup_steps,
                          decay_fraction=loop.decay_fraction, grad_clip=loop.grad_clip,
                          log_every=loop.log_every, save_every=loop.save_every, keep_checkpoints=loop.keep_checkpoints,
-                         seed=loop.seed, device=loop.device, progress=progress)
-    trainer = Trainer(model, normalization, train, config, sample_weights=weights)
+                         seed=loop.seed, device=parallel.device(loop.device), progress=progress)
+    trainer = Trainer(model, normalization, train, config, sample_weights=weights, parallel=parallel)
     validation = Validation(val, robot, loop.val_batches, loop.batch_size, loop.seed) if val is not None else None
     stop = loop.steps if until is None else min(until, loop.steps)
     losses: list[float] = []
@@ -262,20 +279,25 @@ def train_on(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: 
         losses += trainer.train(until=target)
         trainer.config = dataclasses.replace(config, resume=False)  # resumed once, at the start
         if validation is not None and (trainer.step % loop.val_every == 0 or trainer.step >= stop):
-            row = {"step": trainer.step, **validation(trainer)}
-            results.append(row)
-            with (output / "metrics.jsonl").open("a") as metrics:
-                metrics.write(json.dumps(row) + "\n")
+            with parallel.full_params():  # rank 0 validates the whole model
+                if main:
+                    row = {"step": trainer.step, **validation(trainer)}
+                    results.append(row)
+                    with (output / "metrics.jsonl").open("a") as metrics:
+                        metrics.write(json.dumps(row) + "\n")
+            parallel.barrier()
         if trainer.step >= stop:
             break
     final = output / "final"
-    if trainer.step >= loop.steps:
+    if main and trainer.step >= loop.steps:
         if final.exists():
             shutil.rmtree(final)
         shutil.copytree(output / (output / LATEST).read_text().strip(), final,
-                        ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json"))
-    plot = plot_metrics(output)
+                        ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json", "rank-*"))
+    plot = plot_metrics(output) if main else None
+    parallel.barrier()
     return {"final": str(final) if final.exists() else None, "steps": trainer.step, "losses": losses,
             "validation": results, "plot": str(plot) if plot else None,
             "seconds": time.perf_counter() - start, "train_samples": len(train),
-            "val_samples": 0 if val is None else len(val)}
+            "val_samples": 0 if val is None else len(val), "world_size": parallel.world_size,
+            "distributed": parallel.strategy}
