@@ -26,10 +26,13 @@ def dataset(tmp_path_factory, sim_arm) -> Path:
 
 
 def test_example_configs_parse_and_overrides_apply(capsys):
+    robots = set()
     for path in sorted((REPO / "config" / "train").glob("*.yaml")):
         recipe = load_recipe(path)
         assert recipe.datasets and recipe.model.head == "flow", path
         assert cli.main([str(path), "--dry-run"]) == 0
+        robots.add(Path(recipe.robot).stem)
+    assert {"franka_fr3", "ur5e", "so101", "sim_arm"} <= robots  # the example robots have configs
     capsys.readouterr()
     recipe = load_recipe(REPO / "config/train/franka_fr3.yaml", ["train.steps=7", "model.mode=full",
                                                                  "datasets=[a, {path: b, weight: 3}]"])

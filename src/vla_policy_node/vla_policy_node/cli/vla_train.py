@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     from vla_policy_node.train.vla_train import run
 
     summary = run(recipe, robot, progress=args.progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under a launcher rank 0 reports
     losses = summary["losses"]
     line = f"{PROGRAM}: {summary['steps']} steps"
     if losses:
