@@ -56,15 +56,16 @@ from vla_policy_node.control.command import ChunkError, Command
 from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.inference import InferencePolicy, InferenceResult, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
-from vla_policy_node.kinematics.robot_model import DESCRIPTION_TOPIC, RobotKinematics
-from vla_policy_node.msgs.commands import decode_command
+from vla_policy_node.kinematics.robot_kinematics import DESCRIPTION_TOPIC, RobotKinematics
+from vla_policy_node.msgs.commands import decode_command, trajectory_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
-from vla_policy_node.msgs.joints import JOINT_STATE, decode_float64_array, decode_joint_state
+from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, decode_float64_array
+from vla_policy_node.msgs.joints_cdr import joint_state_from_cdr, joint_trajectory_from_cdr, same_definitions
 from vla_policy_node.msgs.observation_input import ObservationInput
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.types import ActionChunk, Observation
-from vla_policy_node.transport.bag import BagError, BagReader
+from vla_policy_node.transport.bag import BagError, BagMessage, BagReader
 
 Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
@@ -220,6 +221,7 @@ class _Session:
         if self.target == "commands" and self.has_gripper and has_topic(topics, counts, self.gripper_spec):
             self.gripper_command = Signal(1, "hold")
         self.topic_roles = self._topic_roles(topics, has_commands)
+        self.raw_topics = self._raw_topics(topics)
         self.has_marks = counts.get(EPISODE_EVENT_TOPIC, 0) > 0 and topics.get(EPISODE_EVENT_TOPIC) == EPISODE_EVENT
         self.tracker = EpisodeTracker()
         self.implicit_episode = None if self.has_marks else Episode(0, reader.start_ns * 1e-9, None, implicit=True)
@@ -232,6 +234,7 @@ class _Session:
         self.next_tick = math.nan
         self.in_flight: _InFlight | None = None
         self.pending: list[_PendingChunk] = []
+        self._pending_first = math.inf  # the earliest last_time of `pending`
         self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
         self._next_drop = -math.inf
         self.latencies: list[float] = []
@@ -293,6 +296,21 @@ class _Session:
             roles[EPISODE_EVENT_TOPIC] = "episode_event"
         return roles
 
+    def _raw_topics(self, topics: dict[str, str]) -> set[str]:
+        """Topics read as CDR bytes and decoded by `msgs.joints_cdr` (the general path when it defers): the joint
+        states, and JointTrajectory commands."""
+        store = self.reader.typestore
+        raw = set()
+        joint_topic = self.embodiment.joint_states.topic
+        if self.topic_roles.get(joint_topic) == "node" and same_definitions(store, JOINT_STATE):
+            raw.add(joint_topic)
+        command = self.command_spec.topic
+        if (self.topic_roles.get(command) == "command" and topics.get(command) == JOINT_TRAJECTORY
+                and self.embodiment.controller.interface == "joint_trajectory"
+                and same_definitions(store, JOINT_TRAJECTORY)):
+            raw.add(command)
+        return raw
+
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> ReplayResult:
         wall_start = time.perf_counter()
@@ -304,7 +322,7 @@ class _Session:
         total = sum(self.counts.get(topic, 0) for topic in self.topic_roles)
         bar = tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", disable=not self.config.progress,
                    mininterval=0.5)
-        for item in self.reader.messages(list(self.topic_roles)):
+        for item in self.reader.messages(list(self.topic_roles), raw_topics=self.raw_topics):
             t = item.timestamp_ns * 1e-9
             last = max(last, t)
             self._advance(t)
@@ -316,13 +334,16 @@ class _Session:
             if role == "node":
                 if item.topic == INSTRUCTION_TOPIC and item.msgtype == STRING:
                     self.tracker.set_instruction(str(item.msg.data))
-                if item.topic == joint_topic:
-                    self._on_joint_state(item.msg, t)
-                self.node_handlers[item.topic][1](item.msg)
+                if item.topic == joint_topic:  # decoded once, for the reference and the node
+                    data = self._joint_state(item)
+                    self._on_joint_state(data, t)
+                    self.inputs.on_joint_state_data(data)
+                else:
+                    self.node_handlers[item.topic][1](item.msg)
                 self.counters["sensor_messages"] += 1
                 self._try_inference(t)
             elif role == "command":
-                self._on_command_message(item.msg, t)
+                self._on_command_message(item, t)
             elif role == "gripper_command":
                 self._on_gripper_command(item.msg, t)
             elif role == "episode_event":
@@ -443,8 +464,8 @@ class _Session:
         self.counters["chunks_accepted" if accepted else "chunks_rejected"] += 1
 
     # ----------------------------------------------------------------------------------------- reference
-    def _on_joint_state(self, msg: Any, t: float) -> None:
-        data = self.decode_errors.decode(decode_joint_state, msg, topic=self.embodiment.joint_states.topic)
+    def _on_joint_state(self, data: JointStateData | None, t: float) -> None:
+        """A joint state (decoded by the node's input, which counts undecodable ones) into the reference."""
         if data is None:
             return
         try:
@@ -457,11 +478,24 @@ class _Session:
         if self.target == "joint_states" or self.gripper_command is None:
             self._plot_reference(stamp)
 
-    def _on_command_message(self, msg: Any, t: float) -> None:
+    def _joint_state(self, item: BagMessage) -> JointStateData | None:
+        """A joint state message decoded (the CDR fast path, else the node's decoder, which counts failures)."""
+        if item.raw is not None:
+            data = joint_state_from_cdr(item.raw)
+            if data is not None:
+                return data
+        return self.inputs.decode_joint_state(self.reader.deserialize(item))
+
+    def _on_command_message(self, item: BagMessage, t: float) -> None:
         assert self.arm_command is not None
         spec = self.command_spec
-        arm = self.decode_errors.decode(decode_command, msg, self.embodiment.controller.interface,
-                                        self.space.arm_names, topic=spec.topic)
+        data = joint_trajectory_from_cdr(item.raw) if item.raw is not None else None
+        if data is not None:
+            arm = self.decode_errors.decode(trajectory_command, data, self.space.arm_names, topic=spec.topic)
+        else:
+            arm = self.decode_errors.decode(decode_command, self.reader.deserialize(item),
+                                            self.embodiment.controller.interface, self.space.arm_names,
+                                            topic=spec.topic)
         if arm is not None:
             self.arm_command.append(t, arm)
             self._plot_reference(t)
@@ -502,11 +536,31 @@ class _Session:
                 out[:, self.n_arm] = state[:, self.state_index[self.space.gripper_name]]
         return out
 
+    def _reference_at(self, t: float) -> np.ndarray:
+        """`_reference` at one time [D] (the same values, bit for bit; without the array work)."""
+        out = np.full(self.dim, np.nan)
+        state = self.state.sample_at(t)
+        n_arm = self.n_arm
+        if self.arm_command is not None:
+            arm = self.arm_command.sample_at(t)
+            if arm is not None:
+                out[:n_arm] = arm
+        elif state is not None:
+            out[:n_arm] = state[:n_arm]
+        if self.has_gripper:
+            if self.gripper_command is not None:
+                grip = self.gripper_command.sample_at(t)
+                if grip is not None:
+                    out[n_arm] = grip[0]
+            elif state is not None:
+                out[n_arm] = state[self.state_index[self.space.gripper_name]]
+        return out
+
     def _plot_reference(self, t: float) -> None:
         if not self.plots.reference.wants(t):
             return
-        values = self._reference(np.array([t]))[0]
-        if np.any(np.isfinite(values)):
+        values = self._reference_at(t)
+        if np.isfinite(values).any():
             self.plots.reference.add(t, values)
 
     # ---------------------------------------------------------------------------------------- comparison
@@ -539,7 +593,9 @@ class _Session:
             self.counters["chunks_outside_episodes"] += 1
             return
         result.chunks += 1
-        self.pending.append(_PendingChunk(result, chunk.times, values))
+        item = _PendingChunk(result, chunk.times, values)
+        self.pending.append(item)
+        self._pending_first = min(self._pending_first, item.last_time)
 
     def _evaluate(self, final: bool) -> None:
         """Compare pending predictions and commands whose reference is settled (all of them when `final`).
@@ -549,9 +605,10 @@ class _Session:
         DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
         settled = math.inf if final else self.stream_time - SETTLE
         pending = self.pending
-        if pending and min(p.last_time for p in pending) <= settled:
+        if pending and self._pending_first <= settled:
             ready = [p for p in pending if p.last_time <= settled]
             self.pending = [p for p in pending if p.last_time > settled]
+            self._pending_first = min((p.last_time for p in self.pending), default=math.inf)
             for item in ready:
                 self._compare_chunk(item)
         ticks = self.pending_ticks

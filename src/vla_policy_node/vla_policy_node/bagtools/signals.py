@@ -136,6 +136,31 @@ class Signal:
         return out, exact | between
 
 
+    def sample_at(self, t: float) -> np.ndarray | None:
+        """`sample` at one time (the same arithmetic, so the same bits): values [dim], or None where the signal
+        has no defined value. For callers asking one time per message (plots), without `sample`'s array work."""
+        n = self._end - self._start
+        if n == 0:
+            return None
+        start = self._start
+        ts = self._t[start:self._end]
+        i = int(np.searchsorted(ts, t + _TIME_TOLERANCE, side="right")) - 1
+        if i < 0:
+            return None
+        t0 = ts[i]
+        if self.mode == "hold":
+            return self._v[start + i].copy() if t - t0 <= self.max_age else None
+        if abs(t - t0) <= _TIME_TOLERANCE:
+            return self._v[start + i].copy()
+        if i + 1 >= n:
+            return None
+        gap = ts[i + 1] - t0
+        if not gap <= self.max_gap:
+            return None
+        w = (t - t0) / gap
+        return (1.0 - w) * self._v[start + i] + w * self._v[start + i + 1]
+
+
 class PlotSeries:
     """A decimated copy of a signal for plots: at most one sample per `min_dt` seconds."""
 

@@ -1,4 +1,4 @@
-"""Kinematics from the robot's URDF (numpy only): forward kinematics for rviz markers of predicted chunks."""
+"""Kinematics from the robot's URDF (numpy only): forward kinematics, rotations, a small Servo for the fake arm."""
 
 from vla_policy_node.kinematics.urdf import (
     Joint,

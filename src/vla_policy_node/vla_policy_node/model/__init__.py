@@ -1,1 +1,1 @@
-"""model layer."""
+"""The VLA model: backbones, action heads (registry), the shared transform pipeline, checkpoints, VLAPolicy."""

@@ -41,6 +41,7 @@ from vla_policy_node.msgs.geometry import (
 from vla_policy_node.msgs.joints import (
     FLOAT64_ARRAY,
     JOINT_TRAJECTORY,
+    JointTrajectoryData,
     decode_float64_array,
     decode_joint_trajectory,
     encode_float64_array,
@@ -119,18 +120,32 @@ class CommandEncoder:
         return encode_pose_stamped(new, arm[:3], (x, y, z, w), stamp=now, frame_id=self.frame)
 
 
+def trajectory_command(data: JointTrajectoryData, arm_names: tuple[str, ...]) -> np.ndarray:
+    """The command a decoded JointTrajectory gives: its first point in `arm_names` order (MessageError if a joint
+    is missing)."""
+    order = _ORDERS.get((data.joint_names, arm_names))
+    if order is None:
+        index = {name: i for i, name in enumerate(data.joint_names)}
+        missing = [name for name in arm_names if name not in index]
+        if missing:
+            raise MessageError("missing_joint", f"trajectory lacks joints {missing}", JOINT_TRAJECTORY)
+        order = [index[name] for name in arm_names]
+        if len(_ORDERS) >= 32:
+            _ORDERS.clear()
+        _ORDERS[(data.joint_names, arm_names)] = order
+    return data.positions[0, order]
+
+
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}  # (names, wanted) -> indices, recent
+
+
 def decode_command(msg: Any, interface: str, arm_names: tuple[str, ...]) -> np.ndarray:
     """A controller message -> command-space arm values in `arm_names` order (inverse of CommandEncoder).
 
     JointTrajectory: the first point (the present command in a stream); joints are matched by name.
     MessageError for anything that does not describe exactly these joints/axes."""
     if interface == "joint_trajectory":
-        data = decode_joint_trajectory(msg)
-        index = {name: i for i, name in enumerate(data.joint_names)}
-        missing = [name for name in arm_names if name not in index]
-        if missing:
-            raise MessageError("missing_joint", f"trajectory lacks joints {missing}", JOINT_TRAJECTORY)
-        return data.positions[0, [index[name] for name in arm_names]]
+        return trajectory_command(decode_joint_trajectory(msg), arm_names)
     if interface == "forward_command":
         return decode_float64_array(msg, expected_size=len(arm_names))
     if interface == "servo_twist":

@@ -50,7 +50,7 @@ def float_array(values: Any, what: str, msgtype: str, *, finite: bool = True) ->
     except (TypeError, ValueError) as error:
         raise MessageError("bad_value", f"{what} is not numeric: {error}", msgtype) from None
     array = array.reshape(-1)
-    if finite and not np.all(np.isfinite(array)):
+    if finite and not np.isfinite(array).all():  # the method: no array-function dispatch (per message)
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise MessageError("non_finite", f"{what} has {bad} NaN/inf value(s)", msgtype)
     return array

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -161,7 +162,7 @@ def decode_joint_trajectory(msg: Any) -> JointTrajectoryData:
         velocities.append(v)
         times.append(duration_to_seconds(point.time_from_start))
     times_array = np.asarray(times)
-    if np.any(np.diff(times_array) <= 0):
+    if any(b - a <= 0 for a, b in pairwise(times)):  # np.diff(times) <= 0, without numpy calls
         raise MessageError("bad_timing", f"time_from_start not strictly increasing: {times}", JOINT_TRAJECTORY)
     has_velocities = all(v.size for v in velocities)
     return JointTrajectoryData(

@@ -15,7 +15,7 @@ from typing import Any
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.images import decode_compressed_image, decode_image
-from vla_policy_node.msgs.joints import decode_joint_state
+from vla_policy_node.msgs.joints import JointStateData, decode_joint_state
 from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.spec.embodiment import CameraSpec
 
@@ -42,7 +42,15 @@ class ObservationInput:
         return on_image
 
     def on_joint_state(self, msg: Any) -> bool:
-        data = self.errors.decode(decode_joint_state, msg, topic=self.joint_topic)
+        return self.on_joint_state_data(self.decode_joint_state(msg))
+
+    def decode_joint_state(self, msg: Any) -> JointStateData | None:
+        """The message decoded, or None (counted): for a caller that also reads it (the replay's reference), so
+        that it is decoded once."""
+        return self.errors.decode(decode_joint_state, msg, topic=self.joint_topic)
+
+    def on_joint_state_data(self, data: JointStateData | None) -> bool:
+        """`on_joint_state` of a message already decoded by `decode_joint_state` (None: it was not decodable)."""
         if data is None:
             return False
         return self.loop.on_joint_state(data.stamp, data.names, data.positions, self.clock())

@@ -43,12 +43,19 @@ from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, decode_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.images import encode_compressed_image, encode_image
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE, decode_float64_array, encode_joint_state
-from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, node_clock, serve
+from vla_policy_node.nodes.node_support import (
+    BOOL,
+    STRING,
+    console_main,
+    driver_parser,
+    driver_summary,
+    node_clock,
+    serve,
+)
 from vla_policy_node.nodes.timing import Ticker, make_ticker
-from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.base import Transport
-from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.transport.factory import make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
 
 log = logging.getLogger("fake_arm_driver")
@@ -339,15 +346,7 @@ class FakeArm:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
-                        help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
-    parser.add_argument("--robot-config", dest="robot_config", required=True,
-                        help="robot YAML (config/robots/*.yaml)")
-    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0,
-                        help="joint state publish rate (Hz)")
-    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=30.0,
-                        help="camera publish rate (Hz)")
+    parser = driver_parser(PROGRAM, __doc__.split("\n\n")[0], camera_rate=30.0)
     parser.add_argument("--tau", type=float, default=0.05, help="first-order tracking time constant (s)")
     parser.add_argument("--initial", type=float, nargs="+", help="initial joint (+ gripper) positions")
     parser.add_argument("--no-description", dest="description", action="store_false",

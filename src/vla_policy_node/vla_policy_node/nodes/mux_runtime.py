@@ -19,7 +19,6 @@ is while no source commands), but publishes only while a source commands and unt
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from vla_policy_node.nodes.gripper_output import make_gripper_output
 from vla_policy_node.nodes.node_support import BOOL, message_error_diagnostic
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.status_output import StatusOutput
-from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.nodes.timing import ControlTimers
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
@@ -144,7 +143,8 @@ class MuxRuntime:
             self._subscriptions.append(sub(topic, BOOL, self._lock_callback(name), DEFAULT_QOS))
         self._services = [transport.service("~/reset_estop", RESET_ESTOP, self._serve_reset_estop),
                           transport.service("~/set_paused", SET_PAUSED, self._serve_set_paused)]
-        self._tickers: list[Ticker] = []
+        self._timers = ControlTimers(transport, params.node_name, self.loop.period, self.control_step,
+                                     params.status_hz, self.status_step)
         self.commands_sent = 0
         self.last_command: Command | None = None
         log.info("%s: %s -> %s (%s), locks %s", params.node_name, topics.policy, embodiment.controller.topic,
@@ -253,30 +253,15 @@ class MuxRuntime:
 
     def set_status_rate(self, hz: float) -> None:
         """The /status (and diagnostics check) timer's rate, applied at once when running."""
-        if not (hz > 0 and math.isfinite(hz)):
-            raise ValueError(f"status rate must be positive, got {hz}")
-        self.status_hz = float(hz)
-        if len(self._tickers) == 2:
-            self._tickers[1].stop()
-            name = f"{self.params.node_name}-status"
-            self._tickers[1] = make_ticker(self.transport, 1.0 / hz, self.status_step, name)
-            self._tickers[1].start()
+        self._timers.set_status_rate(hz)
+        self.status_hz = self._timers.status_hz
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        if self._tickers:
-            raise RuntimeError("already started")
-        name = self.params.node_name
-        self._tickers = [
-            make_ticker(self.transport, self.loop.period, self.control_step, f"{name}-control"),
-            make_ticker(self.transport, 1.0 / self.status_hz, self.status_step, f"{name}-status"),
-        ]
-        for ticker in self._tickers:
-            ticker.start()
+        self._timers.start()
 
     def stop(self) -> None:
-        for ticker in self._tickers:
-            ticker.stop()
+        self._timers.stop()
 
     def close(self) -> None:
         self.stop()

@@ -17,9 +17,10 @@ from vla_policy_node.msgs.diagnostics import DiagnosticEntry, encode_diagnostics
 from vla_policy_node.msgs.errors import MessageErrorCounter
 from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.policy_status import encode_policy_status, status_fields
-from vla_policy_node.spec.cli import run_guarded, wants_debug
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
+from vla_policy_node.transport.factory import TRANSPORT_CHOICES
 from vla_policy_node.transport.parameters import ChangeHandler, Param, ParameterTable, on_set_rule
 
 ParamHandler = ChangeHandler  # (name, new value) -> "" when applied, else why it was refused
@@ -183,3 +184,17 @@ def wait_for_shutdown() -> None:
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
+
+
+def driver_parser(program: str, description: str, camera_rate: float) -> CliParser:
+    """The command line every arm driver shares (transport, robot YAML, joint and camera rates); each adds its own."""
+    parser = CliParser(prog=program, description=description)
+    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
+                        help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
+    parser.add_argument("--robot-config", dest="robot_config", required=True,
+                        help="robot YAML (config/robots/*.yaml)")
+    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0,
+                        help="joint state publish rate (Hz)")
+    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=camera_rate,
+                        help="camera publish rate (Hz)")
+    return parser

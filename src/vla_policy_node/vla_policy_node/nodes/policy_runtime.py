@@ -28,7 +28,6 @@ where the robot is.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +50,7 @@ from vla_policy_node.nodes.node_support import BOOL, STRING, message_error_diagn
 from vla_policy_node.nodes.prediction_output import PredictionOutput
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.status_output import StatusOutput
-from vla_policy_node.nodes.timing import Ticker, drop_realtime_priority, make_ticker
+from vla_policy_node.nodes.timing import ControlTimers, drop_realtime_priority
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
@@ -130,7 +129,8 @@ class PolicyRuntime:
         self._output_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._tickers: list[Ticker] = []
+        self._timers = ControlTimers(transport, params.node_name, self.loop.period, self.control_step,
+                                     params.status_hz, self.status_step)
         self._inference_thread: threading.Thread | None = None
         self._logged: set[str] = set()
         self.commands_sent = 0
@@ -315,27 +315,14 @@ class PolicyRuntime:
 
     def set_status_rate(self, hz: float) -> None:
         """The /status (and diagnostics check) timer's rate, applied at once when running."""
-        if not (hz > 0 and math.isfinite(hz)):
-            raise ValueError(f"status rate must be positive, got {hz}")
-        self.status_hz = float(hz)
-        if len(self._tickers) == 2:
-            self._tickers[1].stop()
-            name = f"{self.params.node_name}-status"
-            self._tickers[1] = make_ticker(self.transport, 1.0 / hz, self.status_step, name)
-            self._tickers[1].start()
+        self._timers.set_status_rate(hz)
+        self.status_hz = self._timers.status_hz
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start the inference thread, the control timer and the status timer."""
-        if self._tickers:
-            raise RuntimeError("already started")
+        self._timers.start()
         name = self.params.node_name
-        self._tickers = [
-            make_ticker(self.transport, self.loop.period, self.control_step, f"{name}-control"),
-            make_ticker(self.transport, 1.0 / self.status_hz, self.status_step, f"{name}-status"),
-        ]
-        for ticker in self._tickers:
-            ticker.start()
         self._inference_thread = threading.Thread(target=self._inference_loop, args=(self._stop,),
                                                   name=f"{name}-inference", daemon=True)
         self._inference_thread.start()
@@ -345,16 +332,15 @@ class PolicyRuntime:
         `start()` runs the node again (a lifecycle deactivate / activate)."""
         self._stop.set()
         self._wake.set()
-        for ticker in self._tickers:
-            ticker.stop()
+        self._timers.stop()
         if self._inference_thread is not None:
             self._inference_thread.join(timeout)
-        self._tickers, self._inference_thread = [], None
+        self._inference_thread = None
         self._stop = threading.Event()  # a thread left in `infer` keeps the old (set) event and ends after it
 
     @property
     def running(self) -> bool:
-        return bool(self._tickers)
+        return self._timers.running
 
     def holding_still(self) -> bool:
         """The last command is a hold that no longer moves (the brake ramp is over), or nothing was sent."""

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from vla_policy_node.control.command import ChunkError, CommandSpace
-from vla_policy_node.kinematics.robot_model import RobotKinematics
+from vla_policy_node.kinematics.robot_kinematics import RobotKinematics
 from vla_policy_node.msgs.chunks import ACTION_CHUNK, encode_action_chunk
 from vla_policy_node.msgs.joints import JOINT_STATE, encode_joint_state
 from vla_policy_node.msgs.markers import MARKER_ARRAY, encode_path_markers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vla_policy_node.kinematics.robot_model import DESCRIPTION_TOPIC, RobotKinematics
+from vla_policy_node.kinematics.robot_kinematics import DESCRIPTION_TOPIC, RobotKinematics
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import LATCHED_QOS

@@ -59,17 +59,16 @@ from vla_policy_node.msgs.joints import (
     encode_float64_array,
     encode_joint_state,
 )
-from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_summary, serve
+from vla_policy_node.nodes.node_support import BOOL, STRING, console_main, driver_parser, driver_summary, serve
 from vla_policy_node.nodes.timing import Ticker, make_ticker
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
 from vla_policy_node.sim.pick_place import TASK_KINDS, make_task_kind
 from vla_policy_node.sim.scene import ARM_JOINTS
 from vla_policy_node.sim.tasks import Task, TaskKind
-from vla_policy_node.spec.cli import CliParser
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
 from vla_policy_node.transport.base import Publisher, Transport
-from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
+from vla_policy_node.transport.factory import make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
 
 log = logging.getLogger("sim_arm_driver")
@@ -309,15 +308,7 @@ class SimArmDriver:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
-                        help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
-    parser.add_argument("--robot-config", dest="robot_config", required=True,
-                        help="robot YAML (config/robots/*.yaml)")
-    parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0,
-                        help="joint state publish rate (Hz)")
-    parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=10.0,
-                        help="camera publish rate (Hz)")
+    parser = driver_parser(PROGRAM, __doc__.split("\n\n")[0], camera_rate=10.0)
     parser.add_argument("--seed", type=int, default=0, help="the task laid out at start")
     parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach", help="the kind of task (default reach)")
     parser.add_argument("--no-description", dest="description", action="store_false",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import sys
 import threading
@@ -182,3 +183,52 @@ def make_ticker(transport: object, period: float, job: Job, name: str, own_threa
     if node is not None and not own_thread:
         return RclpyTicker(node, period, job, name)
     return ThreadTicker(period, job, name)
+
+
+class ControlTimers:
+    """A node's control tick and status timer, started and stopped together; the status rate changes live.
+
+    The policy node and the command mux both run this pair; one place keeps their start/stop/rate rules equal."""
+
+    def __init__(self, transport: object, name: str, control_period: float, control_step: Job,
+                 status_hz: float, status_step: Job) -> None:
+        self._transport, self._name = transport, name
+        self._control_period, self._control_step = control_period, control_step
+        self._status_step = status_step
+        self.status_hz = check_rate(status_hz)
+        self._tickers: list[Ticker] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tickers)
+
+    def start(self) -> None:
+        if self._tickers:
+            raise RuntimeError("already started")
+        self._tickers = [
+            make_ticker(self._transport, self._control_period, self._control_step, f"{self._name}-control"),
+            make_ticker(self._transport, 1.0 / self.status_hz, self._status_step, f"{self._name}-status"),
+        ]
+        for ticker in self._tickers:
+            ticker.start()
+
+    def stop(self) -> None:
+        """Stop both; a later `start()` runs them again (a lifecycle deactivate / activate)."""
+        for ticker in self._tickers:
+            ticker.stop()
+        self._tickers = []
+
+    def set_status_rate(self, hz: float) -> None:
+        """The status timer's rate, applied at once when running."""
+        self.status_hz = check_rate(hz)
+        if self._tickers:
+            self._tickers[1].stop()
+            self._tickers[1] = make_ticker(self._transport, 1.0 / hz, self._status_step, f"{self._name}-status")
+            self._tickers[1].start()
+
+
+def check_rate(hz: float) -> float:
+    """A timer rate as a float; ValueError unless positive and finite."""
+    if not (hz > 0 and math.isfinite(hz)):
+        raise ValueError(f"status rate must be positive, got {hz}")
+    return float(hz)

@@ -1,4 +1,4 @@
-"""One small interface (`Transport`), three backends: DDS (cyclonedds), bag (rosbags), rclpy.
+"""One small interface (`Transport`), backends: DDS (cyclonedds), bag (rosbags), rclpy, in-process.
 
     from vla_policy_node.transport import DdsTransport, DdsConfig, SENSOR_DATA_QOS
     with DdsTransport(DdsConfig(node_name="vla_policy")) as t:

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,8 @@ class BagMessage:
     topic: str
     msgtype: str
     timestamp_ns: int  # record (receive) time
-    msg: Any  # rosbags dataclass
+    msg: Any  # rosbags dataclass (None for a topic read raw: `BagReader.deserialize` gives it)
+    raw: Any = None  # the CDR bytes, for a topic read raw (valid while the iteration is at this message)
 
     @property
     def stamp(self) -> float:
@@ -242,8 +243,10 @@ class BagReader:
     def end_ns(self) -> int:
         return self._reader.end_time
 
-    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-        """Messages of `topics` (default: all), oldest first, deserialized with the bag-checked typestore."""
+    def messages(self, topics: Iterable[str] | None = None, raw_topics: Collection[str] = ()) -> Iterator[BagMessage]:
+        """Messages of `topics` (default: all), oldest first, deserialized with the bag-checked typestore.
+        Those of `raw_topics` come undeserialized (`raw`; for a caller with a faster decoder of its own, which
+        falls back on `deserialize`)."""
         wanted = set(topics) if topics is not None else None
         connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
         if wanted is not None and not connections:
@@ -253,6 +256,9 @@ class BagReader:
         deserialize = self.typestore.deserialize_cdr
         try:
             for connection, timestamp, raw in source:
+                if raw_topics and connection.topic in raw_topics:
+                    yield BagMessage(connection.topic, connection.msgtype, timestamp, None, raw)
+                    continue
                 try:
                     msg = deserialize(raw, connection.msgtype)
                 except Exception as error:
@@ -265,6 +271,16 @@ class BagReader:
             raise
         except Exception as error:
             raise BagError(f"{self.path}: corrupt bag data: {type(error).__name__}: {error}") from error
+
+    def deserialize(self, item: BagMessage) -> Any:
+        """The message of a raw `item` (as `messages` would have given it, BagError included)."""
+        if item.msg is not None:
+            return item.msg
+        try:
+            return self.typestore.deserialize_cdr(item.raw, item.msgtype)
+        except Exception as error:
+            raise BagError(f"{self.path}: cannot decode {item.msgtype} on {item.topic} at {item.timestamp_ns} ns: "
+                           f"{error}") from error
 
     def close(self) -> None:
         if self._zero_copy is not None:

@@ -137,37 +137,24 @@ class DdsParticipant:
                 )
             return topic
 
-    def create_writer(
-        self,
-        dds_name: str,
-        msgtype: str,
-        qos: QosProfile,
-        *,
-        sample_type: type | None = None,
-        hash_type: str | None = None,
-        extra_user_data: str = "",
-    ) -> tuple[DataWriter, type]:
-        cls = sample_type or self.types.idl_type(msgtype)
-        topic = self.topic(dds_name, cls)
-        writer = DataWriter(self.participant, topic, self.qos_for(qos, hash_type or msgtype, True, extra_user_data))
-        self.graph.add(writer.get_guid().bytes, writer=True)
-        return writer, cls
+    def create_writer(self, dds_name: str, msgtype: str, qos: QosProfile, *, sample_type: type | None = None,
+                      hash_type: str | None = None, extra_user_data: str = "") -> tuple[DataWriter, type]:
+        return self._endpoint(DataWriter, dds_name, msgtype, qos, sample_type, hash_type, extra_user_data)
 
-    def create_reader(
-        self,
-        dds_name: str,
-        msgtype: str,
-        qos: QosProfile,
-        *,
-        sample_type: type | None = None,
-        hash_type: str | None = None,
-        extra_user_data: str = "",
-    ) -> tuple[DataReader, type]:
+    def create_reader(self, dds_name: str, msgtype: str, qos: QosProfile, *, sample_type: type | None = None,
+                      hash_type: str | None = None, extra_user_data: str = "") -> tuple[DataReader, type]:
+        return self._endpoint(DataReader, dds_name, msgtype, qos, sample_type, hash_type, extra_user_data)
+
+    def _endpoint(self, kind: type, dds_name: str, msgtype: str, qos: QosProfile, sample_type: type | None,
+                  hash_type: str | None, extra_user_data: str) -> tuple[Any, type]:
+        """A writer or reader on the topic (created once per name), announced in the ROS graph with the ROS QoS
+        and type hash in its user data."""
         cls = sample_type or self.types.idl_type(msgtype)
         topic = self.topic(dds_name, cls)
-        reader = DataReader(self.participant, topic, self.qos_for(qos, hash_type or msgtype, False, extra_user_data))
-        self.graph.add(reader.get_guid().bytes, writer=False)
-        return reader, cls
+        is_writer = kind is DataWriter
+        endpoint = kind(self.participant, topic, self.qos_for(qos, hash_type or msgtype, is_writer, extra_user_data))
+        self.graph.add(endpoint.get_guid().bytes, writer=is_writer)
+        return endpoint, cls
 
     def delete_writer(self, writer: DataWriter) -> None:
         with self._lock:

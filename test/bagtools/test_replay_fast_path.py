@@ -1,0 +1,64 @@
+"""The replay's fast path (joint states and commands decoded straight from CDR, `msgs/joints_cdr.py`) changes
+nothing the replay computes: on recorded bags, clean and with the faults of real recordings, every control tick's
+command and the whole report (every figure but the wall-clock ones) are bit-identical to those of the general
+path (rosbags' deserializer and the message decoders)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from test.bagtools.helpers import demo_bag
+from vla_policy_node.bagtools import replay as replay_module
+from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
+from vla_policy_node.bagtools.synthetic import ReachPolicy, RecordingFaults
+from vla_policy_node.control.loop import ControlLoop
+
+FAULTS = RecordingFaults(dropouts=(("scene", 1.0, 1.5),), late_every=7, late_s=0.05, swap_joint_states_every=5,
+                         shuffle_joints=True)
+
+
+def _replayed(monkeypatch, emb, bag, target, *, fast: bool):
+    """(every tick's command, the summary without wall-clock figures, the plot series) of one replay."""
+    commands = []
+    tick = ControlLoop.tick
+
+    def recording_tick(self, now, *args, **kwargs):
+        command = tick(self, now, *args, **kwargs)
+        commands.append(None if command is None else
+                        (now, command.arm.tobytes(), command.gripper, command.source, command.hold))
+        return command
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ControlLoop, "tick", recording_tick)
+        if not fast:
+            patch.setattr(replay_module._Session, "_raw_topics", lambda self, topics: set())
+        result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(target=target, latency=0.05)).run(bag)
+    summary = {k: v for k, v in result.summary.items() if k not in ("throughput", "latency_ms")}
+    plots = [(s.times.tobytes(), s.values.tobytes()) for s in
+             (result.plots.reference, result.plots.executed, result.plots.predicted_first)]
+    return commands, pickle.dumps(summary), plots, result.summary
+
+
+@pytest.mark.parametrize("robot, faults, target", [
+    ("franka", False, "auto"),
+    ("franka", True, "auto"),
+    ("franka", True, "joint_states"),
+    ("sim_arm", True, "auto"),
+])
+def test_fast_path_replays_bit_identically(request, monkeypatch, tmp_path, robot, faults, target):
+    emb = request.getfixturevalue(robot)
+    session = {"faults": FAULTS} if faults else {}
+    if faults and robot == "sim_arm":
+        session["faults"] = RecordingFaults(late_every=5, late_s=0.03, swap_joint_states_every=4,
+                                            shuffle_joints=True)
+    bag = demo_bag(tmp_path / "bag", emb, **session)
+    fast = _replayed(monkeypatch, emb, bag, target, fast=True)
+    general = _replayed(monkeypatch, emb, bag, target, fast=False)
+    summary = fast[3]
+    assert summary["counts"]["ticks"] > 500 and summary["counts"]["chunks_accepted"] > 20  # a real replay
+    assert len(fast[0]) == summary["counts"]["ticks"]
+    assert fast[0] == general[0]  # every tick's command, bit for bit
+    assert fast[1] == general[1]  # the report's figures
+    assert fast[2] == general[2]  # the plots
