@@ -3,9 +3,10 @@ WORLD_SIZE/RANK/LOCAL_RANK and MASTER_ADDR/PORT): torch.distributed directly, no
 
 `ddp` (DistributedDataParallel) keeps a full model per process and averages gradients; `fsdp`
 (FullyShardedDataParallel, `use_orig_params`) shards parameters, gradients and optimizer state across processes
-(with one process it runs unsharded). The model is one FSDP unit (no per-layer wrapping policy yet), so its full
-parameters are gathered for each forward: FSDP saves optimizer and gradient memory, not activation-time memory. CPU processes talk over gloo, CUDA ones over NCCL, one GPU per process
-(LOCAL_RANK). A plain process (no launcher) gets `Parallel()`: no process group, the model called directly.
+(with one process it runs unsharded). The model is one FSDP unit (no per-layer wrapping policy yet): its full
+parameters are gathered for each forward, so FSDP saves gradient and optimizer memory, not the forward's.
+CPU processes talk over gloo, CUDA ones over NCCL, one GPU per process (LOCAL_RANK). A plain process (no
+launcher) gets `Parallel()`: no process group, the model called directly.
 Rank 0 alone writes checkpoints, metrics and plots; every rank resumes from them.
 """
 

@@ -51,8 +51,6 @@ def stage3_recipe(cfg: VLAStageConfig, robot: str | None = None) -> tuple[TrainR
             raise ValueError(f"stage 3 trains one robot per run (vla_train), the config names {len(cfg.embodiments)}"
                              " embodiments")
         robot = cfg.embodiments[0]
-    if cfg.split != "train":
-        raise ValueError(f"split {cfg.split!r}: stage 3 (vla_train) trains on the train split, validates on val")
     train = dict(cfg.train)
     output_dir = train.pop("output_dir")
     progress = bool(train.pop("progress", True))
@@ -86,7 +84,16 @@ def run_vla(cfg: VLAStageConfig, dataset: SampleDataset | None = None,
     if dataset is None:
         if cfg.dataset is None:
             raise ValueError("stage 3 needs a dataset directory")
-        summary = vla_train.run(recipe, robot or load_embodiment(recipe.robot), progress=progress)
+        robot = robot or load_embodiment(recipe.robot)
+        if cfg.split == "train":  # validated on the val split, as vla_train
+            summary = vla_train.run(recipe, robot, progress=progress)
+        else:  # another split (None: every episode): trained on it, nothing left to validate on
+            from vla_policy_node.train.mixture import Mixture
+
+            data = Mixture(recipe.datasets, split=cfg.split, horizon=recipe.model.horizon, tag=robot.tag,
+                           require_cameras=robot.camera_names)
+            summary = vla_train.train_on(recipe, robot, data, None, data.normalization(), weights=data.weights,
+                                         progress=progress)
     else:
         assert robot is not None, "in-memory samples need their embodiment"
         normalization = fit_normalization([dataset[i] for i in range(0, len(dataset), cfg.normalization_stride)])
