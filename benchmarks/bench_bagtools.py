@@ -188,7 +188,8 @@ def main() -> int:
                   f"opening), {replay['cpu_s']:.2f} s CPU, {replay['observations_per_s']:.0f} observations/s, "
                   f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
                   f"{replay['bag_mb_per_s']:.0f} MB/s = {ratio:.2f}x raw; peak RSS {replay['peak_rss_mb']:.0f} MB")
-        print(f"replay / raw read throughput: median {statistics.median(ratios):.2f}x (target >= 0.8x); {_load()}")
+        print(f"replay / raw read throughput: median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-"
+              f"{max(ratios):.2f}x over {len(ratios)} alternating runs (target >= 0.8x); {_load()}")
         result = {"generate": generated, "raw": raws, "replay": replays, "replay_ratio": ratios}
         if not args.skip_convert:
             convert = run_stage("convert", str(bag), args.robot, str(dataset))

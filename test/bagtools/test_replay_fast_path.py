@@ -1,7 +1,7 @@
-"""The replay's fast path (joint states and commands decoded straight from CDR, `msgs/joints_cdr.py`) changes
-nothing the replay computes: on recorded bags, clean and with the faults of real recordings, every control tick's
-command and the whole report (every figure but the wall-clock ones) are bit-identical to those of the general
-path (rosbags' deserializer and the message decoders)."""
+"""The replay's fast path (joint states, commands and camera images read straight from CDR, `msgs/fast_cdr.py`)
+changes nothing the replay computes: on recorded bags, clean and with the faults of real recordings, every control
+tick's command and the whole report (every figure but the wall-clock ones) are bit-identical to those of the
+general path (rosbags' deserializer and the message decoders)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ checkpoints. Every test here carries the `ros2` marker (test/conftest.py) and is
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
 import re
 import shlex
 import signal
@@ -86,20 +86,37 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 _USED_DOMAINS: set[int] = set()
+_DOMAIN_CLAIMS: list[object] = []  # the probe participants holding this session's domains
 _DOMAIN_LOCK = threading.Lock()
 
 
 def allocate_domain() -> int:
-    """A random ROS_DOMAIN_ID no other test of this session uses (the launches run beside the other modules)."""
+    """A random ROS_DOMAIN_ID that no other test of this session uses (the launches run beside the other
+    modules) and no ROS node on this machine is on: other test runs on a shared machine (CI's too) pick random
+    domains as well, and a shared domain mixes their /joint_states into ours. A probe participant holds the
+    domain until the session ends, so that their probes see it taken (test/system/processes.py)."""
+    from test.system.processes import claim_domain
+
     with _DOMAIN_LOCK:
-        free = sorted(set(range(1, 201)) - _USED_DOMAINS)
-        chosen = random.SystemRandom().choice(free)
+        transport, chosen = claim_domain("vla_ros2_test_domain", listen=1.0, exclude=_USED_DOMAINS)
         _USED_DOMAINS.add(chosen)
+        _DOMAIN_CLAIMS.append(transport)
         return chosen
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_domains() -> Iterator[None]:
+    yield
+    with _DOMAIN_LOCK:
+        for transport in _DOMAIN_CLAIMS:
+            transport.close()
+        _DOMAIN_CLAIMS.clear()
 
 
 @pytest.fixture(scope="module")
 def domain() -> int:
+    if ros2_missing():
+        pytest.skip(ros2_missing())
     return allocate_domain()
 
 
@@ -111,8 +128,10 @@ def ros_env(workspace: Workspace, domain: int, tmp_path_factory: pytest.TempPath
 
 
 def stop_daemon(env: dict[str, str]) -> None:
-    """`ros2 node list` and friends start a ros2 daemon for the domain, which outlives the test: stop it."""
-    subprocess.run(["ros2", "daemon", "stop"], env=env, capture_output=True, timeout=60, check=False)
+    """`ros2 node list` and friends start a ros2 daemon for the domain, which outlives the test: stop it (best
+    effort: clean-up, not a result; on a starved machine `ros2 daemon stop` can outlast its minute)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(["ros2", "daemon", "stop"], env=env, capture_output=True, timeout=60, check=False)
 
 
 ROS_VARIABLES = ("PYTHONPATH", "AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH", "LD_LIBRARY_PATH",
@@ -281,6 +300,28 @@ def rclpy_context(domain: int) -> Iterator[object]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# ---------------------------------------------------------------------------- `ros2 launch` output
+def process_ends(out: str) -> dict[str, int]:
+    """Exit code by process name (`policy_node`, ...) from `ros2 launch`'s own lines."""
+    ends = {}
+    for name in re.findall(r"\[INFO\] \[(\w+)-\d+\]: process has finished cleanly", out):
+        ends[name] = 0
+    for name, code in re.findall(r"\[ERROR\] \[(\w+)-\d+\]: process has died \[pid \d+, exit code (-?\d+)", out):
+        ends[name] = int(code)
+    return ends
+
+
+def assert_all_gone(out: str) -> None:
+    """Every process the launch started has ended (a launch that ends leaves no node behind)."""
+    for pid in map(int, re.findall(r"process started with pid \[(\d+)\]", out)):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "?"
+        assert state == "Z", f"process {pid} still runs after the launch ended:\n{out}"
 
 
 # ------------------------------------------------------------------------------------------ robot launches

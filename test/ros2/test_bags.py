@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from test.ros2.conftest import REPO, SHIPPED, NodeRun, SpunNode, Workspace, ros2_cli, subscribe, wait_until
+from test.ros2.conftest import (
+    REPO,
+    SHIPPED,
+    NodeRun,
+    SpunNode,
+    Workspace,
+    assert_all_gone,
+    process_ends,
+    ros2_cli,
+    subscribe,
+    wait_until,
+)
 
 SIM_ARM = REPO / "config" / "robots" / "sim_arm.yaml"
 STORAGES = ("mcap", "sqlite3")
@@ -86,9 +97,64 @@ def test_ros2_bag_record_of_the_sim_replays_through_vla_replay_test(recorded, wo
         assert counts["observations"] > 0 and counts["inferences"] > 0, f"{storage}: {counts}"
 
 
+def test_replay_launch_plays_a_recorded_bag_and_ends_by_itself(recorded, ros_env, tmp_path) -> None:
+    """`ros2 launch vla_bringup replay.launch.py` on a `ros2 bag record` of the sim: bag play (with /clock) and
+    the sim arm's launch on sim time, without the live sim driver (the bag is the robot); when the bag has
+    played the launch ends by itself, exit 0, every process stopped cleanly (the nodes may still be starting)."""
+    result = subprocess.run(["ros2", "launch", "vla_bringup", "replay.launch.py", f"bag:={recorded['ros2_mcap']}",
+                             "robot:=sim_arm", f"checkpoint:={SHIPPED}", "rviz:=false"], env=ros_env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    started = {line.split("]")[1].split("[")[1].rsplit("-", 1)[0] for line in out.splitlines()
+               if "process started with pid" in line}
+    assert started == {"bag_play", "policy_node", "command_mux_node"}, out  # no sim_arm_driver
+    assert "the bag has played: shutting the replay down" in out, out
+    ends = process_ends(out)
+    assert ends["bag_play"] == 0, out
+    # SIGINT'ed when the bag ended, running or still starting: stopped by it (0, or -2 when it landed in the
+    # console script's own imports, before our guard), nothing left running
+    assert ends["policy_node"] in (0, -2) and ends["command_mux_node"] in (0, -2), out
+    assert_all_gone(out)
+
+
+def wait_while_arriving(count, target: int, what: str, stall: float = 10.0) -> None:
+    """Until `count()` reaches `target`; fails once nothing more has arrived for `stall` seconds (a starved
+    process takes what was sent late, but takes it)."""
+    last, last_change = count(), time.monotonic()
+    while (now := count()) < target:
+        if now != last:
+            last, last_change = now, time.monotonic()
+        assert time.monotonic() - last_change < stall, f"{what}: {now} of {target}, none for {stall:.0f} s"
+        time.sleep(0.05)
+
+
+def recorded_joint_stamps(bag: Path) -> list[float]:
+    """The header stamps of the bag's /joint_states, in the bag's order (read with rosbags, not ROS)."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    with Reader(bag) as reader:
+        connections = [c for c in reader.connections if c.topic == "/joint_states"]
+        stamps = []
+        for connection, _, raw in reader.messages(connections=connections):
+            stamp = typestore.deserialize_cdr(raw, connection.msgtype).header.stamp
+            stamps.append(stamp.sec + stamp.nanosec * 1e-9)
+    return stamps
+
+
 @pytest.mark.parametrize("storage", STORAGES)
-def test_vla_record_bags_pass_ros2_bag_info_and_play(storage, recorded, ros_env, rclpy_node: SpunNode) -> None:
-    from rclpy.qos import qos_profile_sensor_data
+def test_vla_record_bags_pass_ros2_bag_info_and_play(storage, recorded, ros_env, rclpy_node: SpunNode,
+                                                     tmp_path) -> None:
+    """`ros2 bag info` reads the bag; `ros2 bag play` publishes its joint states, which an rclpy subscriber
+    (sensor-data QoS, as a robot node subscribes) receives with the recorded stamps, in order. Event-driven:
+    the player starts paused; it resumes only once a joint state sent by `play_next` has reached the subscriber
+    (best effort and volatile: what goes out before both sides of the match exist is lost, and under load
+    discovery takes seconds). The subscriber's history holds the whole bag: sensor data's 5-deep one keeps only
+    the last 5 of what a CPU-starved test process has not taken yet (the bag plays at 4x, ~400 joint states/s)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
+    from rosbag2_interfaces.srv import PlayNext, Resume
     from sensor_msgs.msg import JointState
 
     bag = recorded[f"vla_{storage}"]
@@ -97,6 +163,8 @@ def test_vla_record_bags_pass_ros2_bag_info_and_play(storage, recorded, ros_env,
     joint_line = next(line for line in info.splitlines() if "Topic: /joint_states " in line)
     recorded_count = int(joint_line.split("Count:")[1].split("|")[0])
     assert recorded_count > FRAMES, info  # joint states come at ten times the camera rate
+    recorded_stamps = recorded_joint_stamps(bag)
+    assert len(recorded_stamps) == recorded_count
     received: list[float] = []
     lock = threading.Lock()
 
@@ -105,13 +173,45 @@ def test_vla_record_bags_pass_ros2_bag_info_and_play(storage, recorded, ros_env,
             received.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     node = rclpy_node.node
-    subscription = subscribe(node, JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
+    sensor_data_whole_bag = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=recorded_count,
+                                       reliability=qos_profile_sensor_data.reliability,
+                                       durability=qos_profile_sensor_data.durability)
+    subscription = subscribe(node, JointState, "/joint_states", on_joint_state, sensor_data_whole_bag)
+    resume, play_next = node.create_client(Resume, "/rosbag2_player/resume"), node.create_client(
+        PlayNext, "/rosbag2_player/play_next")
+    player = NodeRun(["ros2", "bag", "play", str(bag), "--rate", "4.0", "--start-paused",
+                      "--disable-keyboard-controls"], ros_env, tmp_path / "play.log", "ros2 bag play")
+
+    def call(client, request):
+        future = client.call_async(request)
+        wait_until(future.done, 60.0, f"the reply of {client.srv_name}")
+        return future.result()
+
     try:
-        played = subprocess.run(["ros2", "bag", "play", str(bag), "--rate", "4.0",
-                                 "--wait-for-all-acked", "0", "--delay", "1.0"], env=ros_env, capture_output=True,
-                                text=True, timeout=120)
-        assert played.returncode == 0, played.stdout + played.stderr
-        wait_until(lambda: len(received) >= recorded_count // 2, 10.0, "the played joint states")
+        for client in (resume, play_next):
+            assert client.wait_for_service(timeout_sec=120.0), player.tail()
+        wait_until(lambda: subscription.get_publisher_count() >= 1 or not player.alive(), 120.0,
+                   "the player's /joint_states publisher")
+        # one message at a time until a joint state arrives: then both sides have matched
+        deadline = time.monotonic() + 120.0
+        while not received:
+            assert player.alive() and time.monotonic() < deadline, player.tail()
+            sent = len(received)
+            assert call(play_next, PlayNext.Request()).success, "the bag ended before a joint state arrived"
+            step_end = time.monotonic() + 0.5
+            while len(received) == sent and time.monotonic() < step_end:
+                time.sleep(0.01)
+        call(resume, Resume.Request())
+        wait_until(lambda: not player.alive(), 120.0, "the player to finish the bag")
+        assert player.process.returncode == 0, player.tail()
+        wait_while_arriving(lambda: len(received), recorded_count // 2, "the played joint states")
     finally:
+        player.stop()
+        node.destroy_client(resume)
+        node.destroy_client(play_next)
         node.destroy_subscription(subscription)
-    assert received == sorted(received)  # in recorded order
+    with lock:
+        got = list(received)
+    assert set(got) <= set(recorded_stamps), "a joint state that is not in the bag"
+    assert got == sorted(got, key=recorded_stamps.index)  # in recorded order
+    assert got == sorted(got)  # the sim stamps in publishing order

@@ -27,6 +27,25 @@ READY = {"arm": "commands from", "dds_mux": "running; Ctrl-C to stop", "rclpy_mu
 STARTUP = 120.0  # s: nodes importing numpy/cyclonedds/rclpy and discovering each other on a loaded machine
 
 
+def _bool():
+    from std_msgs.msg import Bool
+
+    return Bool
+
+
+class LatchedBool:
+    """The test's latched std_msgs/Bool publisher, remembering what it last published (a repeat of it changes
+    nothing at the subscriber but still reaches its callback)."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.value: bool | None = None
+
+    def publish(self, value: bool) -> None:
+        self.value = value
+        self.handle.publish(_bool()(data=value))
+
+
 class Collected:
     def __init__(self) -> None:
         self.items: list = []
@@ -44,16 +63,12 @@ class Collected:
 @pytest.fixture(scope="module")
 def graph(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode, tmp_path_factory):
     """Start the nodes; cameras_enabled is published latched (false) from rclpy *before* the DDS arm exists."""
-    from rcl_interfaces.msg import Log
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Bool
 
     node = rclpy_node.node
-    rosout = Collected()  # from before the nodes start: rcl gives /rosout a 10 s lifespan, so no late history
-    subscribe(node, Log, "/rosout", rosout, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    cameras_enabled = publisher(node, Bool, "/fake_arm_driver/cameras_enabled", latched)
-    cameras_enabled.publish(Bool(data=False))
+    cameras_enabled = LatchedBool(publisher(node, _bool(), "/fake_arm_driver/cameras_enabled", latched))
+    cameras_enabled.publish(False)
     logs = tmp_path_factory.mktemp("interop")
     python = str(workspace.root / ".venv" / "bin" / "python")
     pure = dds_env(ros_env)
@@ -77,7 +92,7 @@ def graph(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode, t
         expected = {"fake_arm_driver", DDS_MUX, RCLPY_MUX}
         wait_until(lambda: expected <= {n for n, _ in node.get_node_names_and_namespaces()}, STARTUP,
                    f"nodes {expected} in the graph")
-        yield runs, cameras_enabled, rosout
+        yield runs, cameras_enabled
     finally:
         codes = {name: run.stop() for name, run in runs.items()}
         bad = {name: code for name, code in codes.items() if code not in (0, -2)}
@@ -97,12 +112,12 @@ def test_ros2_node_list_shows_the_dds_nodes(graph, ros_env) -> None:
 def test_topics_and_latched_topics_both_ways(graph, rclpy_node: SpunNode) -> None:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image, JointState
-    from std_msgs.msg import Bool, String
+    from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from vla_policy_node.spec import load_embodiment
 
-    _, cameras_enabled, _ = graph
+    _, cameras_enabled = graph
     node = rclpy_node.node
     fr3 = load_embodiment(FR3)
     joints, images, description = Collected(), Collected(), Collected()
@@ -116,7 +131,7 @@ def test_topics_and_latched_topics_both_ways(graph, rclpy_node: SpunNode) -> Non
         subs.append(subscribe(node, String, "/robot_description", description, latched))
         wait_until(lambda: description.items, 30.0, "the latched /robot_description (DDS -> late rclpy subscriber)")
         assert "<robot" in description.items[0][1].data
-        cameras_enabled.publish(Bool(data=True))
+        cameras_enabled.publish(True)
         wait_until(lambda: len(images.items) >= 3, 30.0, "camera frames after cameras_enabled=true")
         frame = images.items[-1][1]
         assert (frame.height, frame.width, frame.encoding) == (fr3.cameras[0].height, fr3.cameras[0].width, "rgb8")
@@ -228,19 +243,72 @@ def test_ros2_param_against_a_dds_node_answers_as_against_rclpy(graph, ros_env, 
     assert dds_values == rclpy_values and dds_values["status_hz"] == "5.0" and dds_values["velocity_scale"] == "0.5"
 
 
-def test_dds_and_rclpy_nodes_log_to_rosout(graph) -> None:
+def rcl_rosout_qos():
+    """rcl_qos_profile_rosout_default (rcl/logging_rosout.c): what every rclpy node's /rosout writer uses."""
+    from rclpy.duration import Duration
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL, lifespan=Duration(seconds=10))
+
+
+def test_dds_and_rclpy_nodes_log_to_rosout(graph, rclpy_node: SpunNode, ros_env) -> None:
+    """Each node's /rosout writer, the DDS ones with rcl's QoS; then lines the nodes log *after* this test's
+    subscription matched their writers (a reset_estop call on each mux, a repeat of the arm's latched
+    cameras_enabled) arrive on /rosout under each node's name. Event-driven: start-up lines are logged before any
+    subscriber can be known to have matched, and rcl keeps /rosout history only 10 s, so on a loaded machine a
+    subscriber may never see them; a triggered line it must see."""
     from rcl_interfaces.msg import Log
 
-    logs = graph[2]
+    node = rclpy_node.node
+    cameras_enabled = graph[1]
+    muxes = (DDS_MUX, RCLPY_MUX)
+    writers = {"fake_arm_driver", *muxes}
+    logs = Collected()
+    subscription = subscribe(node, Log, "/rosout", logs, rcl_rosout_qos())
 
-    def started(name: str, line: str = READY["dds_mux"]) -> bool:
-        return any(m.name == name and line in m.msg for m in logs.since(0.0))
+    def rosout_writers() -> dict[str, object]:
+        return {i.node_name: i.qos_profile for i in node.get_publishers_info_by_topic("/rosout")}
 
-    wait_until(lambda: started(DDS_MUX) and started(RCLPY_MUX) and started("fake_arm_driver", READY["arm"]),
-               30.0, "the nodes' start-up lines on /rosout")
-    for name in (DDS_MUX, RCLPY_MUX):  # the same record, from Python logging, over either transport
-        (line,) = [m for m in logs.since(0.0) if m.name == name and "running" in m.msg]
-        assert line.level == Log.INFO and line.file.endswith("node_support.py") and line.function == "serve"
+    def logged(name: str, text: str) -> list:
+        return [m for m in logs.since(0.0) if m.name == name and text in m.msg]
+
+    triggers = {name: "reset_estop: " for name in muxes} | {"fake_arm_driver": "cameras "}
+    try:
+        wait_until(lambda: writers <= set(rosout_writers()), STARTUP, f"the /rosout writers of {sorted(writers)}")
+        qos = rosout_writers()
+        reference = rcl_rosout_qos()
+        for name in writers:  # what discovery reports of each writer: rcl's profile, the DDS nodes' too
+            seen = qos[name]
+            assert (seen.reliability, seen.durability, seen.lifespan) == (
+                reference.reliability, reference.durability, reference.lifespan), f"{name}: {seen}"
+        # Trigger the lines; a trigger is repeated only while its line has not arrived (the writer's side of the
+        # match may complete after ours), each round after the replies (`ros2 service call`: vla_msgs is not
+        # importable in this process).
+        deadline = time.monotonic() + STARTUP
+        while not all(logged(name, text) for name, text in triggers.items()):
+            assert time.monotonic() < deadline, (
+                f"no triggered line on /rosout from {[n for n, t in triggers.items() if not logged(n, t)]}; "
+                f"seen: {[(m.name, m.msg) for m in logs.since(0.0)][-20:]}")
+            if not logged("fake_arm_driver", triggers["fake_arm_driver"]):
+                cameras_enabled.publish(bool(cameras_enabled.value))  # same value: a log line, no change
+            missing = [name for name in muxes if not logged(name, triggers[name])]
+            with ThreadPoolExecutor(2) as pool:
+                replies = list(pool.map(lambda name: ros2_cli(ros_env, "service", "call", f"/{name}/reset_estop",
+                                                              "vla_msgs/srv/ResetEstop", timeout=120), missing))
+            assert all("success=True" in reply for reply in replies), replies
+            round_end = time.monotonic() + 5.0
+            while time.monotonic() < round_end and not all(logged(n, t) for n, t in triggers.items()):
+                time.sleep(0.05)
+    finally:
+        node.destroy_subscription(subscription)
+    for name in muxes:  # the same record, from Python logging, over either transport
+        line = logged(name, triggers[name])[0]
+        assert line.level == Log.WARN and line.file.endswith("mux_runtime.py"), line
+        assert line.function == "_serve_reset_estop", line
+    arm_line = logged("fake_arm_driver", triggers["fake_arm_driver"])[0]
+    assert arm_line.level == Log.INFO and arm_line.msg in ("cameras on", "cameras off"), arm_line
+    assert arm_line.file.endswith("fake_arm_driver.py") and arm_line.function == "on_cameras_enabled", arm_line
 
 
 if __name__ == "__main__":

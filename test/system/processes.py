@@ -27,13 +27,15 @@ def node_env(domain: int, extra: Mapping[str, str] | None = None) -> dict[str, s
     return env
 
 
-def claim_domain(name: str = "domain_probe", tries: int = 8, listen: float = 0.5) -> tuple[Any, int]:
-    """A DDS participant named `name` on a random domain that no other ROS node on this machine uses: other
-    test runs on a shared machine pick random domains too, and two runs on one domain would hear each other."""
+def claim_domain(name: str = "domain_probe", tries: int = 8, listen: float = 0.5,
+                 exclude: frozenset[int] | set[int] = frozenset()) -> tuple[Any, int]:
+    """A DDS participant named `name` on a random domain (not in `exclude`) that no other ROS node on this
+    machine uses: other test runs on a shared machine pick random domains too, and two runs on one domain would
+    hear each other. Keep the participant while the domain is in use: others' probes then see it taken."""
     from vla_policy_node.transport import DdsConfig, DdsTransport
 
     for _ in range(tries):
-        domain = random.SystemRandom().randint(1, 230)
+        domain = random.SystemRandom().choice(sorted(set(range(1, 231)) - set(exclude)))
         transport = DdsTransport(DdsConfig(node_name=name, loopback=True, domain_id=domain))
         time.sleep(listen)
         if len(transport.discovered_nodes()) <= 1:  # only this one

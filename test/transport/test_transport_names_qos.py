@@ -56,3 +56,17 @@ def test_dds_qos_mapping():
     sensor = dds_qos(SENSOR_DATA_QOS, writer=False, user_data="")
     assert sensor[Policy.Reliability] == Policy.Reliability.BestEffort
     assert sensor[Policy.Durability] == Policy.Durability.Volatile and sensor[Policy.DurabilityService] is None
+    assert sensor[Policy.Lifespan] is None  # infinite, as rmw_cyclonedds leaves it by default
+
+
+def test_rosout_qos_is_rcls():
+    """rcl_qos_profile_rosout_default: reliable, transient local, keep last 1000, lifespan 10 s."""
+    from vla_policy_node.transport.rosout import ROSOUT_QOS
+
+    rosout = dds_qos(ROSOUT_QOS, writer=True, user_data="")
+    assert rosout[Policy.Reliability] == Policy.Reliability.Reliable(max_blocking_time=2**63 - 1)
+    assert rosout[Policy.Durability] == Policy.Durability.TransientLocal
+    assert rosout[Policy.History] == Policy.History.KeepLast(depth=1000)
+    assert rosout[Policy.Lifespan] == Policy.Lifespan(lifespan=10 * 10**9)
+    with pytest.raises(ValueError):
+        QosProfile(lifespan=0.0)

@@ -217,6 +217,15 @@ def sim_arm_driver_node() -> Node:
     )
 
 
+def _bag_play_ended(event, context) -> list:
+    """The bag has played: shut the replay down. A `ros2 bag play` that failed (no such bag, a storage it cannot
+    read; its own message is above) fails the launch instead: `ros2 launch` exits 1 naming it."""
+    if event.returncode != 0 and not context.is_shutdown:  # not a bag play stopped by the launch's own Ctrl-C
+        raise RuntimeError(f"ros2 bag play exited {event.returncode} (its error is above): nothing was replayed")
+    return [LogInfo(msg="the bag has played: shutting the replay down"),
+            EmitEvent(event=ShutdownEvent(reason="bag finished"))]
+
+
 def replay_launch_description() -> LaunchDescription:
     """Replay a rosbag through the policy: bag play publishes /clock, the robot launch runs on sim time (the sim
     arm's live driver stays off: the bag is the robot). When the bag has played, the launch ends cleanly (sim
@@ -252,9 +261,6 @@ def replay_launch_description() -> LaunchDescription:
             "clock_hz", default_value="200",
             description="Rate of /clock from ros2 bag play; keep it at or above the control rate"),
         bag_play,
-        RegisterEventHandler(OnProcessExit(target_action=bag_play, on_exit=[
-            LogInfo(msg="the bag has played: shutting the replay down"),
-            EmitEvent(event=ShutdownEvent(reason="bag finished")),
-        ])),
+        RegisterEventHandler(OnProcessExit(target_action=bag_play, on_exit=_bag_play_ended)),
         robot,
     ])

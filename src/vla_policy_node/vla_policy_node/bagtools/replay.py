@@ -59,9 +59,14 @@ from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.kinematics.robot_kinematics import DESCRIPTION_TOPIC, RobotKinematics
 from vla_policy_node.msgs.commands import decode_command, trajectory_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
+from vla_policy_node.msgs.fast_cdr import (
+    image_from_cdr,
+    joint_state_from_cdr,
+    joint_trajectory_from_cdr,
+    same_definitions,
+)
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
 from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, decode_float64_array
-from vla_policy_node.msgs.joints_cdr import joint_state_from_cdr, joint_trajectory_from_cdr, same_definitions
 from vla_policy_node.msgs.observation_input import ObservationInput
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.types import ActionChunk, Observation
@@ -297,10 +302,13 @@ class _Session:
         return roles
 
     def _raw_topics(self, topics: dict[str, str]) -> set[str]:
-        """Topics read as CDR bytes and decoded by `msgs.joints_cdr` (the general path when it defers): the joint
-        states, and JointTrajectory commands."""
+        """Topics read as CDR bytes and decoded by `msgs.fast_cdr` (the general path when it defers): the joint
+        states, raw camera images, and JointTrajectory commands."""
         store = self.reader.typestore
         raw = set()
+        if same_definitions(store, IMAGE):
+            raw.update(t for t, (msgtype, _) in self.node_handlers.items()
+                       if msgtype == IMAGE and self.topic_roles.get(t) == "node")
         joint_topic = self.embodiment.joint_states.topic
         if self.topic_roles.get(joint_topic) == "node" and same_definitions(store, JOINT_STATE):
             raw.add(joint_topic)
@@ -339,7 +347,7 @@ class _Session:
                     self._on_joint_state(data, t)
                     self.inputs.on_joint_state_data(data)
                 else:
-                    self.node_handlers[item.topic][1](item.msg)
+                    self.node_handlers[item.topic][1](self._message(item))
                 self.counters["sensor_messages"] += 1
                 self._try_inference(t)
             elif role == "command":
@@ -477,6 +485,13 @@ class _Session:
         self.state.append(stamp, positions)
         if self.target == "joint_states" or self.gripper_command is None:
             self._plot_reference(stamp)
+
+    def _message(self, item: BagMessage) -> Any:
+        """The message of a node input (raw camera frames: the CDR fast path's image, else rosbags')."""
+        if item.raw is None:
+            return item.msg
+        msg = image_from_cdr(item.raw)
+        return msg if msg is not None else self.reader.deserialize(item)
 
     def _joint_state(self, item: BagMessage) -> JointStateData | None:
         """A joint state message decoded (the CDR fast path, else the node's decoder, which counts failures)."""

@@ -41,11 +41,21 @@ class JointStateData:
 
 
 def _reorder(have: tuple[str, ...], values: np.ndarray, want: Sequence[str], what: str) -> np.ndarray:
-    index = {name: i for i, name in enumerate(have)}
-    missing = [name for name in want if name not in index]
-    if missing:
-        raise MessageError("missing_joint", f"joint state lacks {what} of {missing}", JOINT_STATE)
-    return values[[index[name] for name in want]]
+    key = (tuple(have), tuple(want))
+    order = _ORDERS.get(key)  # a topic sends the same names every time: matched once
+    if order is None:
+        index = {name: i for i, name in enumerate(have)}
+        missing = [name for name in want if name not in index]
+        if missing:
+            raise MessageError("missing_joint", f"joint state lacks {what} of {missing}", JOINT_STATE)
+        order = [index[name] for name in want]
+        if len(_ORDERS) >= 32:
+            _ORDERS.clear()
+        _ORDERS[key] = order
+    return values[order]
+
+
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}  # (names, wanted) -> indices, recent
 
 
 def _optional_array(values: Any, n: int, what: str, *, finite: bool) -> np.ndarray | None:

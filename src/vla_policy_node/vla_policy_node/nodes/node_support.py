@@ -65,7 +65,8 @@ def message_error_diagnostic(errors: MessageErrorCounter) -> Diagnostic:
 
 
 def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
-    """A node executable's main: log format, then `run` on the command-line arguments.
+    """A node executable's main: log format, then `run` on the command-line arguments; SIGINT before the node
+    runs ends it with one line and exit 0 (entry.py guards the import before this).
 
     As a program (argv None) it ends with os._exit once `run` has closed everything: the interpreter's own
     teardown (torch, mujoco, DDS finalizers) takes seconds on a loaded machine, longer than `ros2 launch`
@@ -73,7 +74,15 @@ def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv
     program = Path(sys.argv[0]).name if argv is None else getattr(run, "__module__", "node").rsplit(".", 1)[-1]
-    code = run_guarded(program, lambda: run(args), wants_debug(args))  # bad input: one line, exit 2
+
+    def body() -> int:
+        try:
+            return run(args)
+        except KeyboardInterrupt:  # SIGINT before the node took it over (serve): the stop asked for, no error
+            print(f"{program}: stopped during start-up (SIGINT)", file=sys.stderr)
+            return 0
+
+    code = run_guarded(program, body, wants_debug(args))  # bad input: one line, exit 2
     if argv is not None:
         return code
     logging.shutdown()

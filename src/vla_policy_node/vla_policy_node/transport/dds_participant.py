@@ -45,6 +45,8 @@ def dds_qos(profile: QosProfile, *, writer: bool, user_data: str) -> Qos:
         Policy.Liveliness.Automatic(lease_duration=duration(infinite=True)),
         Policy.Userdata(data=user_data.encode()),
     ]
+    if profile.lifespan is not None:
+        policies.append(Policy.Lifespan(lifespan=duration(seconds=profile.lifespan)))
     if profile.transient_local:
         # Cyclone keeps historical data per the durability service history, whose default depth is 1.
         policies.append(

@@ -23,15 +23,19 @@ class Durability(StrEnum):
 
 @dataclass(frozen=True)
 class QosProfile:
-    """Keep-last history of `depth` samples with the given reliability and durability."""
+    """Keep-last history of `depth` samples with the given reliability and durability; `lifespan` (seconds,
+    None: infinite) drops samples older than that from what a writer keeps for late joiners (rcl's /rosout)."""
 
     reliability: Reliability = Reliability.RELIABLE
     durability: Durability = Durability.VOLATILE
     depth: int = 10
+    lifespan: float | None = None
 
     def __post_init__(self) -> None:
         if self.depth < 1:
             raise ValueError(f"QoS depth must be >= 1, got {self.depth}")
+        if self.lifespan is not None and not self.lifespan > 0:
+            raise ValueError(f"QoS lifespan must be positive seconds or None, got {self.lifespan}")
         object.__setattr__(self, "reliability", Reliability(self.reliability))
         object.__setattr__(self, "durability", Durability(self.durability))
 

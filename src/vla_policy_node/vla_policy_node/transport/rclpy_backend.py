@@ -82,13 +82,16 @@ def service_class(srvtype: str) -> type:
 
 
 def rclpy_qos(profile: QosProfile) -> Any:
+    from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+    extra = {} if profile.lifespan is None else {"lifespan": Duration(nanoseconds=round(profile.lifespan * 1e9))}
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=profile.depth,
         reliability=ReliabilityPolicy.RELIABLE if profile.reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if profile.transient_local else DurabilityPolicy.VOLATILE,
+        **extra,
     )
 
 

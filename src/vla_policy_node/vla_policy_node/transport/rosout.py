@@ -1,9 +1,10 @@
 """A node's Python log records on /rosout (rcl_interfaces/msg/Log), as every ROS 2 node's log reaches it.
 
-Over DDS, `RosoutHandler` publishes each record itself, with rcl's /rosout QoS (reliable, transient local,
-depth 1000; rcl adds a 10 s lifespan, which our QoS profiles do not carry). Under rclpy, `RcutilsForwarder`
-hands records to rcutils under the node's logger name, so they reach the console in ROS's format *and* rcl's
-/rosout publisher (Python's own console handlers step aside while it is installed, so nothing prints twice).
+Over DDS, `RosoutHandler` publishes each record itself, with rcl's /rosout QoS (rcl_qos_profile_rosout_default:
+reliable, transient local, depth 1000, a 10 s lifespan: a late joiner gets the last 10 s). Under rclpy,
+`RcutilsForwarder` hands records to rcutils under the node's logger name, so they reach the console in ROS's
+format *and* rcl's /rosout publisher (Python's own console handlers step aside while it is installed, so nothing
+prints twice).
 Either way the Log carries the node's name, the record's level (Python's levels are rcutils' numbers), file,
 function and line.
 """
@@ -20,7 +21,7 @@ from vla_policy_node.transport.qos import Durability, QosProfile, Reliability
 
 LOG = "rcl_interfaces/msg/Log"
 ROSOUT_TOPIC = "/rosout"
-ROSOUT_QOS = QosProfile(Reliability.RELIABLE, Durability.TRANSIENT_LOCAL, 1000)
+ROSOUT_QOS = QosProfile(Reliability.RELIABLE, Durability.TRANSIENT_LOCAL, 1000, lifespan=10.0)
 _LEVELS = (10, 20, 30, 40, 50)  # rcl_interfaces/msg/Log DEBUG, INFO, WARN, ERROR, FATAL == Python's numbers
 
 

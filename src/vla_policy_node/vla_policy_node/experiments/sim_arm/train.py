@@ -9,7 +9,7 @@ flow-matching head. The samples are read once into memory (tens of thousands of 
 checkpoint is copied to <output>/final with the run's config and log beside it.
 
 `--recipe` picks the defaults (`RECIPES`): `reach`, the shipped sim_reach checkpoint's (config/train/sim_reach.yaml),
-or `pick_place`, sim_pick_place's (config/train/sim_pick_place.yaml); any flag overrides one value of it.
+or `pick_place` (config/train/sim_pick_place.yaml, not yet good enough to ship); any flag overrides one value of it.
 `--dataset` may be given several times (e.g. one dataset per demonstration worker): they train as one.
 """
 
@@ -65,7 +65,8 @@ class SimTrainConfig:
 
 
 # The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above); pick_place =
-# sim_pick_place's: starts from the reach checkpoint, which already finds the named block (config/train/*.yaml).
+# config/train/sim_pick_place.yaml's: starts from the reach checkpoint, which already finds the named block; 50%
+# closed loop on 20 unseen layouts after 6000 steps (missed grasps), so no sim_pick_place checkpoint ships yet.
 RECIPES: dict[str, SimTrainConfig] = {
     "reach": SimTrainConfig(),
     "pick_place": SimTrainConfig(steps=6000, threads=1, init_from="checkpoints/sim_reach/checkpoint"),

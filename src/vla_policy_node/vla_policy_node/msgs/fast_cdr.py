@@ -1,4 +1,5 @@
-"""JointState and JointTrajectory straight from CDR bytes to `JointStateData` / `JointTrajectoryData`.
+"""The replay's hot message types straight from CDR bytes: JointState and JointTrajectory to `JointStateData` /
+`JointTrajectoryData`, and sensor_msgs/Image to a light message object (`ImageMessage`).
 
 Why: a replay reads a joint state and a controller command every 10 ms of a recording. rosbags builds a
 dataclass per message, header, stamp, point and duration, and the decoders then copy each array out of it
@@ -10,17 +11,23 @@ They take only the plain case: anything else (big-endian data, a bound, a string
 NaN, a timing that the general path would reject or count) gives None, and the caller takes the general path
 (rosbags, then the decoder), which raises or counts exactly as before. `same_definitions` says whether a
 typestore's definitions are the ones this layout is written for.
+
+An image is left to the node's own decoder (`decode_image`): `image_from_cdr` only replaces rosbags' dataclasses
+with an object holding the same field values (pixels as a read-only view, as rosbags gives them), so a camera
+frame costs a few struct reads instead of four dataclasses.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
+from vla_policy_node.msgs.images import IMAGE
 from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, JointTrajectoryData
 
 _U32 = struct.Struct("<I")
@@ -28,7 +35,9 @@ _TIME = struct.Struct("<iI")  # builtin_interfaces Time / Duration: int32 sec, u
 _LITTLE_ENDIAN_CDR = (b"\x00\x01",)
 _NATIVE_LITTLE = sys.byteorder == "little"
 _PADDING = 3  # bytes allowed after a message's end (rosbags refuses more: "CDR message size mismatch")
+_IMAGE = struct.Struct("<II")  # height, width
 _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below follow
+    IMAGE: ("std_msgs/msg/Header", IMAGE),
     JOINT_STATE: ("std_msgs/msg/Header", "sensor_msgs/msg/JointState"),
     JOINT_TRAJECTORY: ("std_msgs/msg/Header", "trajectory_msgs/msg/JointTrajectory",
                        "trajectory_msgs/msg/JointTrajectoryPoint"),
@@ -98,10 +107,71 @@ def _float64s(buf: Any, pos: int) -> tuple[np.ndarray, int]:
     return np.frombuffer(buf, dtype=np.float64, count=size, offset=pos), pos + size * 8
 
 
+def _skip_float64s(buf: Any, pos: int) -> int:
+    """Past a float64[] that is not used, with `_float64s`' checks (rosbags' and numpy's bounds)."""
+    (size,) = _U32.unpack_from(buf, pos)
+    pos += 4
+    if pos + size * 8 > len(buf):
+        raise _Unusual
+    if size:
+        pos = (pos + 7) & -8
+    end = pos + size * 8
+    if end > len(buf):
+        raise _Unusual
+    return end
+
+
 def _header(buf: Any) -> tuple[float, int]:
     sec, nanosec = _TIME.unpack_from(buf, 0)
     _, pos = _string(buf, 8)  # frame_id: decoded only to check it, as rosbags does
     return float(sec) + float(nanosec) * 1e-9, pos
+
+
+@dataclass(slots=True)
+class Stamp:
+    sec: int
+    nanosec: int
+
+
+@dataclass(slots=True)
+class Header:
+    stamp: Stamp
+    frame_id: str
+
+
+@dataclass(slots=True)
+class ImageMessage:
+    """sensor_msgs/Image's fields, as rosbags' dataclass has them."""
+
+    header: Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: np.ndarray  # uint8, a read-only view into the bag's buffer
+
+
+def image_from_cdr(raw: Any) -> ImageMessage | None:
+    """The fields rosbags' deserializer gives a sensor_msgs/Image, without its dataclasses; None for anything
+    but plain little-endian data (the caller deserializes it the general way)."""
+    try:
+        buf = _body(raw)
+        sec, nanosec = _TIME.unpack_from(buf, 0)
+        frame_id, pos = _string(buf, 8)
+        pos = (pos + 3) & -4
+        height, width = _IMAGE.unpack_from(buf, pos)
+        encoding, pos = _string(buf, pos + 8)
+        is_bigendian = buf[pos]
+        pos = (pos + 4) & -4  # past the uint8, aligned for step
+        step, size = _IMAGE.unpack_from(buf, pos)
+        pos += 8
+        if pos + size > len(buf) or pos + size + _PADDING < len(buf):
+            raise _Unusual
+        data = np.frombuffer(buf, dtype=np.uint8, count=size, offset=pos)
+        return ImageMessage(Header(Stamp(sec, nanosec), frame_id), height, width, encoding, is_bigendian, step, data)
+    except (_Unusual, struct.error, ValueError, UnicodeDecodeError, IndexError):
+        return None
 
 
 def _body(raw: Any) -> memoryview:
@@ -158,8 +228,7 @@ def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
             pos = (pos + 3) & -4
             p, pos = _float64s(buf, pos)
             v, pos = _float64s(buf, pos)
-            _, pos = _float64s(buf, pos)  # accelerations, effort: read past, not used
-            _, pos = _float64s(buf, pos)
+            pos = _skip_float64s(buf, _skip_float64s(buf, pos))  # accelerations, effort: not used
             sec, nanosec = _TIME.unpack_from(buf, pos)
             pos += 8
             if p.size != n or v.size not in (0, n):

@@ -1,4 +1,4 @@
-"""The CDR fast path for joint states and trajectories gives what rosbags + the decoders give, or defers.
+"""The CDR fast path for joint states, trajectories and images gives what rosbags (+ the decoders) give, or defers.
 
 For thousands of generated messages (names and frame ids of every length, so every alignment; empty and full
 velocities/efforts; several points) and damaged variants of them (NaN, duplicate names, length mismatches,
@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from vla_policy_node.msgs.errors import MessageError
+from vla_policy_node.msgs.fast_cdr import (
+    image_from_cdr,
+    joint_state_from_cdr,
+    joint_trajectory_from_cdr,
+    same_definitions,
+)
 from vla_policy_node.msgs.fields import rosbags_factory
+from vla_policy_node.msgs.images import IMAGE, decode_image, encode_image
 from vla_policy_node.msgs.joints import (
     JOINT_STATE,
     JOINT_TRAJECTORY,
@@ -22,7 +29,6 @@ from vla_policy_node.msgs.joints import (
     decode_joint_trajectory,
     encode_joint_state,
 )
-from vla_policy_node.msgs.joints_cdr import joint_state_from_cdr, joint_trajectory_from_cdr, same_definitions
 from vla_policy_node.msgs.stamps import make_duration, make_header
 from vla_policy_node.msgs.typestore import build_typestore, default_typestore
 
@@ -143,7 +149,63 @@ def test_fast_path_equals_the_general_path_or_defers(msgtype):
     assert taken >= 300 and compared == taken
 
 
+def _decoded(msg):
+    """What the node's decoder makes of an image: the frame's bytes, or its error."""
+    try:
+        return decode_image(msg, copy=False).tobytes()
+    except MessageError as error:
+        return str(error)
+
+
+def test_image_fields_are_rosbags_own_or_the_fast_path_defers():
+    """Every field the node's decoder reads is what rosbags gives (pixels a read-only view, as there), for
+    every encoding, padded rows, odd sizes and frame ids, and damaged bytes; the decoded frames are equal."""
+    store = default_typestore()
+    new = rosbags_factory(store)
+    rng = np.random.default_rng(2)
+    taken = 0
+    for trial in range(600):
+        encoding = ["rgb8", "bgr8", "mono8", "rgba8", "16UC1"][trial % 5]
+        h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        shape = {"rgb8": (h, w, 3), "bgr8": (h, w, 3), "rgba8": (h, w, 4)}.get(encoding, (h, w))
+        dtype = np.uint16 if encoding == "16UC1" else np.uint8
+        pixels = rng.integers(0, 255, shape).astype(dtype)
+        msg = encode_image(new, pixels, encoding, stamp=float(rng.uniform(0, 2e9)), frame_id="c" * (trial % 7))
+        if trial % 3 == 1:  # padded rows
+            pad = int(rng.integers(1, 5))
+            rows = np.asarray(msg.data).reshape(h, msg.step)
+            msg.data = np.concatenate([rows, np.zeros((h, pad), np.uint8)], axis=1).reshape(-1)
+            msg.step += pad
+        if trial % 13 == 4:  # an encoding the node refuses, of a length that leaves `step` 4-aligned
+            msg.encoding = ["yuv", "bayer_rggb8"][trial % 2]
+        raw = bytes(store.serialize_cdr(msg, IMAGE, little_endian=trial % 11 != 5))
+        if trial % 7 == 3:  # damaged bytes
+            cut = int(rng.integers(0, len(raw)))
+            raw = [raw[:cut], raw + bytes(int(rng.integers(1, 12))),
+                   raw[:cut] + bytes([raw[cut] ^ 0xFF]) + raw[cut + 1:]][trial % 3]
+        try:
+            expected = store.deserialize_cdr(raw, IMAGE)
+        except Exception:
+            expected = None
+        got = image_from_cdr(memoryview(raw) if trial % 2 else raw)
+        if trial % 7 != 3 and trial % 11 != 5:
+            assert got is not None, "a plain image must take the fast path"
+        if got is None:
+            continue
+        assert expected is not None, f"fast path accepted what rosbags refuses: {raw!r}"
+        taken += 1
+        assert (got.header.stamp.sec, got.header.stamp.nanosec, got.header.frame_id) == (
+            expected.header.stamp.sec, expected.header.stamp.nanosec, expected.header.frame_id)
+        for name in ("height", "width", "encoding", "is_bigendian", "step"):
+            assert getattr(got, name) == getattr(expected, name), name
+        assert got.data.dtype == expected.data.dtype and got.data.tobytes() == expected.data.tobytes()
+        assert not got.data.flags.writeable
+        assert _decoded(got) == _decoded(expected)
+    assert taken >= 400
+
+
 def test_fast_path_only_for_the_definitions_it_reads():
     assert same_definitions(default_typestore(), JOINT_STATE)
     assert same_definitions(build_typestore(), JOINT_TRAJECTORY)
-    assert not same_definitions(default_typestore(), "sensor_msgs/msg/Image")
+    assert same_definitions(default_typestore(), IMAGE)
+    assert not same_definitions(default_typestore(), "sensor_msgs/msg/CompressedImage")

@@ -1,0 +1,68 @@
+"""SIGINT while a node executable is still starting (a launch shut down during its imports or model load) ends
+it with one line and exit 0, not a KeyboardInterrupt traceback (nodes/entry.py, node_support.console_main).
+Real signals to real processes; each is sent once the child says it is inside the step concerned."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+from test.system.processes import REPO
+
+SLOW_IMPORT = textwrap.dedent("""
+    import importlib.abc, importlib.machinery, sys, time
+
+    class Slow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            if name == "vla_policy_node.nodes.command_mux_node":
+                return importlib.machinery.ModuleSpec(name, self)
+        def create_module(self, spec):
+            return None
+        def exec_module(self, module):
+            print("importing", flush=True)
+            time.sleep(60)  # a node module importing torch on a loaded machine
+
+    sys.meta_path.insert(0, Slow())
+    sys.argv[0] = "command_mux_node"
+    from vla_policy_node.nodes.entry import command_mux_node
+    sys.exit(command_mux_node())
+""")
+
+SLOW_START = textwrap.dedent("""
+    import sys, time
+    from vla_policy_node.nodes.node_support import console_main
+
+    def run(args):
+        print("loading", flush=True)
+        time.sleep(60)  # a checkpoint loading
+        return 0
+
+    sys.argv[0] = "policy_node"
+    console_main(run)
+""")
+
+
+def interrupted(code: str, ready: str) -> subprocess.CompletedProcess:
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == ready
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_sigint_during_the_node_modules_import_is_a_clean_stop() -> None:
+    result = interrupted(SLOW_IMPORT, "importing")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "command_mux_node: stopped during start-up (SIGINT)", result.stderr
+
+
+def test_sigint_while_the_node_starts_is_a_clean_stop() -> None:
+    result = interrupted(SLOW_START, "loading")
+    assert result.returncode == 0, result.stderr
+    assert "policy_node: stopped during start-up (SIGINT)" in result.stderr and "Traceback" not in result.stderr
