@@ -69,6 +69,18 @@ def test_a_fault_or_stale_input_must_last_the_grace_time():
     assert end.outcome == Outcome.FAULT and "RuntimeError: boom" in end.reason
 
 
+def test_the_time_limit_wins_over_trouble_whose_grace_ends_later():
+    """A slow inference under load starts its grace inside the limit; a check that comes late sees both."""
+    g = goal(limit=1.0)
+    slow = view(fault="inference deadline missed (1.40 s > 1.0 s)")
+    assert g.check(10.5, slow, POLICY_DRIVES) is None  # trouble from 10.5: a fault at 11.5, the limit at 11.0
+    end = g.check(12.5, slow, POLICY_DRIVES)
+    assert end.outcome == Outcome.TIMED_OUT and end.elapsed == pytest.approx(2.5)
+    g = goal(limit=5.0)  # the fault matures first (11.5 < 15): a fault even when checked after the limit
+    g.check(10.5, slow, POLICY_DRIVES)
+    assert g.check(16.0, slow, POLICY_DRIVES).outcome == Outcome.FAULT
+
+
 def test_cancel_pause_instruction_change_and_inactive_node():
     end = goal().cancel(12.0)
     assert end.outcome == Outcome.CANCELLED and end.holds and end.elapsed == pytest.approx(2.0)

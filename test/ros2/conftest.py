@@ -302,6 +302,28 @@ def rclpy_context(domain: int) -> Iterator[object]:
                 os.environ[key] = value
 
 
+# ---------------------------------------------------------------------------- `ros2 launch` output
+def process_ends(out: str) -> dict[str, int]:
+    """Exit code by process name (`policy_node`, ...) from `ros2 launch`'s own lines."""
+    ends = {}
+    for name in re.findall(r"\[INFO\] \[(\w+)-\d+\]: process has finished cleanly", out):
+        ends[name] = 0
+    for name, code in re.findall(r"\[ERROR\] \[(\w+)-\d+\]: process has died \[pid \d+, exit code (-?\d+)", out):
+        ends[name] = int(code)
+    return ends
+
+
+def assert_all_gone(out: str) -> None:
+    """Every process the launch started has ended (a launch that ends leaves no node behind)."""
+    for pid in map(int, re.findall(r"process started with pid \[(\d+)\]", out)):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "?"
+        assert state == "Z", f"process {pid} still runs after the launch ended:\n{out}"
+
+
 # ------------------------------------------------------------------------------------------ robot launches
 SYSTEM_TEST = REPO / "test" / "ros2" / "launch" / "robot_system.test.py"
 ROBOTS = tuple(sorted(p.stem for p in (REPO / "config" / "robots").glob("*.yaml")))

@@ -26,10 +26,13 @@ def dataset(tmp_path_factory, sim_arm) -> Path:
 
 
 def test_example_configs_parse_and_overrides_apply(capsys):
+    robots = set()
     for path in sorted((REPO / "config" / "train").glob("*.yaml")):
         recipe = load_recipe(path)
         assert recipe.datasets and recipe.model.head == "flow", path
         assert cli.main([str(path), "--dry-run"]) == 0
+        robots.add(Path(recipe.robot).stem)
+    assert {"franka_fr3", "ur5e", "so101", "sim_arm"} <= robots  # the issue's example robots have configs
     capsys.readouterr()
     recipe = load_recipe(REPO / "config/train/franka_fr3.yaml", ["train.steps=7", "model.mode=full",
                                                                  "datasets=[a, {path: b, weight: 3}]"])
@@ -111,3 +114,127 @@ def test_the_pick_place_recipe_is_the_sim_pick_place_config(sim_arm):
     shipped = load_recipe(REPO / "config/train/sim_pick_place.yaml", ["datasets=[demos/dataset]",
                                                                       "output_dir=runs/x"])
     assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place"]) == shipped
+
+
+def test_the_recipe_serves_every_continuous_adapter_of_the_head_registry():
+    from vla_policy_node.model.asa.config import CONTINUOUS
+    from vla_policy_node.model.heads import registered_heads
+    from vla_policy_node.train.recipe import ASA_HEADS, TOKEN_HEADS
+
+    assert set(ASA_HEADS) == set(CONTINUOUS) and set(CONTINUOUS) <= set(registered_heads())
+    base = ["robot=sim_arm", "output_dir=x", "datasets=[d]", "model.mode=full"]
+    for adapter in ASA_HEADS:
+        extra = ["model.tokenizer=tok"] if adapter in TOKEN_HEADS else []
+        assert load_recipe(None, [*base, f"model.head=asa:{adapter}", *extra]).model.head == f"asa:{adapter}"
+    with pytest.raises(ValueError, match=r"needs model\.tokenizer"):
+        load_recipe(None, [*base, "model.head=asa:rvq"])
+    with pytest.raises(ValueError, match="actions are continuous"):
+        load_recipe(None, [*base, "model.head=asa:lang"])
+
+
+@pytest.mark.parametrize("adapter", ["pred", "uniform"])
+def test_trains_an_asa_head_policy_and_loads_it_back(tmp_path, dataset, sim_arm, one_torch_thread, adapter):
+    """asa:pred regresses chunks; asa:uniform decodes tokens of a tokenizer fitted by vla_train_action_tokenizer,
+    whose action normalization the checkpoint must carry (the bins were cut in it)."""
+    from safetensors.torch import load_file
+
+    from vla_policy_node.cli import train_action_tokenizer
+    from vla_policy_node.model.checkpoint import load_checkpoint
+    from vla_policy_node.model.vla_policy import VLAPolicy
+    from vla_policy_node.spec.types import Observation
+    from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+
+    extra = [f"model.head=asa:{adapter}", "model.horizon=4", "model.head_dim=32"]
+    if adapter == "uniform":
+        assert train_action_tokenizer.main([str(dataset), str(tmp_path / "tok"), "--kind", "uniform", "--horizon",
+                                            "4", "--bins", "32"]) == 0
+        # widen the tokenizer's action range: its statistics, not the dataset's, must reach the checkpoint
+        path = tmp_path / "tok/normalization.json"
+        stored = json.loads(path.read_text())
+        for entry in stored.values():
+            entry["action"]["q99"] = [v + 0.5 for v in entry["action"]["q99"]]
+        path.write_text(json.dumps(stored))
+        extra.append(f"model.tokenizer={tmp_path / 'tok'}")
+    out = tmp_path / "run"
+    assert cli.main(_args(dataset, out, *extra, "train.steps=4", "train.save_every=2", "train.val_every=2")) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    assert losses and all(np.isfinite(losses)) and [r["step"] for r in val] == [2, 4]
+    assert set(val[-1]["val_action_mae_per_joint"]) == set(sim_arm.action_names)
+    model, normalization = load_checkpoint(out / "final")
+    assert model.config.head.type == "asa" and model.config.head.adapter == adapter
+    assert model.config.head.horizon == 4
+    stored = load_file(out / "final/model.safetensors")
+    loaded = model.state_dict()
+    assert all(bool((loaded[k] == v).all()) for k, v in stored.items())  # the trained weights, not a fresh init
+    if adapter == "uniform":
+        (fitted,) = json.loads((tmp_path / "tok/normalization.json").read_text()).values()
+        action = normalization[sim_arm.tag].action
+        assert action.mode == fitted["action"]["mode"]
+        for key, values in action.stats.to_dict().items():
+            np.testing.assert_allclose(values, fitted["action"][key], rtol=1e-6, atol=1e-9)
+    policy = VLAPolicy.from_checkpoint(out / "final", sim_arm)
+    sample = LeRobotSamples(dataset, split="val", horizon=4, tag=sim_arm.tag)[0]
+    chunk = policy.infer(Observation(0.0, sample.images, sample.state, sample.instruction))
+    assert chunk.actions.shape == (4, sim_arm.action_dim) and np.isfinite(chunk.actions).all()
+
+
+def _shifted_copy(src: Path, dst: Path, scale: float, offset: float) -> Path:
+    """A copy of a dataset whose states and actions are `x * scale + offset` (another robot range)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(src, dst)
+    for path in (dst / "data").glob("*/*.parquet"):
+        table = pq.read_table(path)
+        for key in ("observation.state", "action"):
+            column = table.column(key).combine_chunks()
+            values = column.flatten().to_numpy(zero_copy_only=False) * scale + offset
+            shifted = pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float32)), column.type.list_size)
+            table = table.set_column(table.column_names.index(key), key, shifted.cast(column.type))
+        pq.write_table(table, path)
+    return dst
+
+
+def test_a_mixture_normalizes_with_the_statistics_of_what_it_draws(tmp_path, dataset, sim_arm):
+    """Dataset B (ranges x3 + 5) at weight 1 next to A at weight 2: the statistics are those of A, A, B pooled
+    (equal sizes), not A's alone; a recipe of the two trains with them."""
+    from vla_policy_node.spec.normalization import Stats
+    from vla_policy_node.train.lerobot_dataset import LeRobotSamples
+
+    other = _shifted_copy(dataset, tmp_path / "b", 3.0, 5.0)
+    mix = Mixture([DatasetSpec(str(dataset), 2.0), DatasetSpec(str(other), 1.0)], split="train", horizon=4,
+                  tag=sim_arm.tag)
+    merged = mix.normalization()[sim_arm.tag]
+
+    def frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        samples = LeRobotSamples(path, split="train", horizon=1, tag=sim_arm.tag)
+        rows = [samples.sample(i, images=False) for i in range(len(samples))]
+        return np.stack([r.state for r in rows]), np.stack([r.actions[0] for r in rows])
+
+    (state_a, action_a), (state_b, action_b) = frames(dataset), frames(other)
+    np.testing.assert_allclose(action_b, action_a * 3 + 5, rtol=1e-5, atol=1e-5)  # the copy is the shifted A
+    pooled_state = np.concatenate([state_a, state_a, state_b])
+    pooled_action = np.concatenate([action_a, action_a, action_b])
+    for normalizer, pooled in ((merged.state, pooled_state), (merged.action, pooled_action)):
+        expected = Stats.compute(pooled)
+        for key in ("mean", "std", "min", "max"):
+            np.testing.assert_allclose(getattr(normalizer.stats, key), getattr(expected, key), rtol=1e-6, atol=1e-6)
+        for key, q in (("q01", 0.01), ("q99", 0.99)):
+            np.testing.assert_allclose(getattr(normalizer.stats, key),
+                                       np.quantile(pooled, q, axis=0, method="inverted_cdf"), rtol=1e-6, atol=1e-6)
+    first = Mixture([DatasetSpec(str(dataset))], split="train", horizon=4, tag=sim_arm.tag).normalization()
+    assert merged.action.mode == first[sim_arm.tag].action.mode == "quantile"
+    assert merged.state.mode == first[sim_arm.tag].state.mode == "mean_std"
+    assert np.all(merged.action.stats.q99 > first[sim_arm.tag].action.stats.max)  # B's range is in
+    # a recipe of the two trains, and its checkpoint serves, with the merged statistics
+    out = tmp_path / "run"
+    mixed = f"datasets=[{{path: {dataset}, weight: 2}}, {{path: {other}, weight: 1}}]"
+    assert cli.main([*_args(dataset, out, "train.steps=2", "train.val_every=2"), mixed]) == 0
+    stored = json.loads((out / "final/normalization.json").read_text())[sim_arm.tag]
+    for part, normalizer in (("state", merged.state), ("action", merged.action)):
+        for key, values in normalizer.stats.to_dict().items():
+            np.testing.assert_allclose(stored[part][key], values, rtol=1e-6, atol=1e-9)

@@ -114,6 +114,8 @@ class RecordingFaults:
     compressed_cameras: these cameras are recorded as JPEG CompressedImage on `<topic>/compressed`, the others
       as raw Image (None: all follow Session.compressed).
     camera_topics: camera -> topic it is recorded on (instead of the robot config's); omit_cameras: not recorded.
+    raw_too: compressed cameras also recorded as raw Image on the topic without `/compressed` (a RealSense driver
+      publishes both streams).
     split_every_s: the bag is split into files of this duration, as `ros2 bag record --max-bag-duration` does.
     no_instruction_topic: /vla/instruction is not recorded (the marks still carry the instruction).
     """
@@ -128,6 +130,7 @@ class RecordingFaults:
     compressed_cameras: tuple[str, ...] | None = None
     camera_topics: tuple[tuple[str, str], ...] = ()
     omit_cameras: tuple[str, ...] = ()
+    raw_too: tuple[str, ...] = ()
     split_every_s: float = 0.0
     no_instruction_topic: bool = False
 
@@ -217,6 +220,8 @@ class _DemoWriter:
                     continue
                 topic, compressed = self._camera_topic(cam.name, cam.topic)
                 writer.add_topic(topic, COMPRESSED_IMAGE if compressed else IMAGE, SENSOR_DATA_QOS)
+                if compressed and cam.name in s.faults.raw_too:
+                    writer.add_topic(topic.removesuffix("/compressed"), IMAGE, SENSOR_DATA_QOS)
             writer.add_topic(self.emb.joint_states.topic, JOINT_STATE, SENSOR_DATA_QOS)
             if not s.faults.no_instruction_topic:
                 writer.add_topic(INSTRUCTION_TOPIC, STRING, LATCHED_QOS)
@@ -338,16 +343,18 @@ class _DemoWriter:
             if not self._publishes(cam.name, t):
                 continue
             topic, compressed = self._camera_topic(cam.name, cam.topic)
+            streams = []
             if compressed:
-                msg = encode_compressed_image(self.new, rgb, "jpeg", quality=95, stamp=t, frame_id=cam.name)
-                msgtype = COMPRESSED_IMAGE
-            else:
-                msg = encode_image(self.new, rgb, "rgb8", stamp=t, frame_id=cam.name)
-                msgtype = IMAGE
-            if stamp_ns != on_time:
-                self.pending.append((stamp_ns, topic, msgtype, msg))
-            else:
-                self.writer.write(topic, msgtype, msg, stamp_ns)
+                streams.append((topic, COMPRESSED_IMAGE, encode_compressed_image(
+                    self.new, rgb, "jpeg", quality=95, stamp=t, frame_id=cam.name)))
+            if not compressed or cam.name in faults.raw_too:
+                streams.append((topic.removesuffix("/compressed"), IMAGE,
+                                encode_image(self.new, rgb, "rgb8", stamp=t, frame_id=cam.name)))
+            for name, msgtype, msg in streams:
+                if stamp_ns != on_time:
+                    self.pending.append((stamp_ns, name, msgtype, msg))
+                else:
+                    self.writer.write(name, msgtype, msg, stamp_ns)
         return out
 
     def _write_joint_state(self, t: float, state: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """vla_train: train a VLA policy from one YAML recipe (train/recipe.py) with command-line overrides.
 
     vla_train config/train/franka_fr3.yaml datasets='[data/fr3]' output_dir=runs/fr3 train.steps=200
+    torchrun --nproc_per_node 8 -m vla_policy_node.cli.vla_train config/train/franka_fr3.yaml train.distributed=fsdp
 
 Writes checkpoints every train.save_every steps and `final/` at the end (what the policy node and
 vla_replay_test load), metrics.jsonl (train loss, val loss, open-loop action error per joint) and loss.png;
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     from vla_policy_node.train.vla_train import run
 
     summary = run(recipe, robot, progress=args.progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under a launcher rank 0 reports
     losses = summary["losses"]
     line = f"{PROGRAM}: {summary['steps']} steps"
     if losses:
@@ -56,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     if summary["validation"]:
         last = summary["validation"][-1]
         line += f", val loss {last['val_loss']:.3f}, val action MAE {last['val_action_mae']:.4f}"
+    if summary["distributed"] != "none":
+        line += f", {summary['distributed']} over {summary['world_size']} process(es)"
     print(f"{line} in {summary['seconds']:.0f} s; checkpoint {summary['final']}")
     return 0
 

@@ -5,7 +5,8 @@ A goal ends, checked in this order each time:
 - FAULT at once when the e-stop is engaged (the policy node's lock, or latched in the command mux); FAULT when
   the policy node reports a fault (model exception, bad chunk, inference timeout, non-finite command) or stale
   inputs (cameras or joint states gone quiet) without a break for `fault_grace` seconds: the arm is held and the
-  skill cannot go on. A blip shorter than that (one late camera frame) does not end the goal;
+  skill cannot go on. A blip shorter than that (one late camera frame) does not end the goal, nor does trouble
+  whose grace runs past the time limit: the limit came first, so it is TIMED_OUT (checks may come late under load);
 - PREEMPTED_BY_TELEOP when the command mux's active source is teleop (a person took over), or the mux still holds
   the policy after a takeover until someone resumes it (`awaiting_resume`: the mux never hands back by itself);
 - CANCELLED when the policy was paused or its instruction changed by another client while the goal ran;
@@ -120,7 +121,8 @@ class InstructionGoal:
         if trouble:
             if self._trouble_since is None:
                 self._trouble_since = now
-            if now - self._trouble_since >= self.fault_grace:
+            fault_at = self._trouble_since + self.fault_grace
+            if now >= fault_at and not self._timed_out_by(fault_at):
                 return self._finish(Outcome.FAULT, f"{trouble} (for {now - self._trouble_since:.1f} s)", now)
         else:
             self._trouble_since = None
@@ -140,6 +142,10 @@ class InstructionGoal:
             return self._finish(Outcome.TIMED_OUT, f"time limit of {self.time_limit:g} s reached without "
                                 "/vla/task_done", now)
         return None
+
+    def _timed_out_by(self, moment: float) -> bool:
+        """The time limit ran out at or before `moment`: then it, not a later-maturing fault, ends the goal."""
+        return self.time_limit > 0 and self.start + self.time_limit <= moment
 
     def _finish(self, outcome: Outcome, reason: str, now: float) -> GoalEnd:
         if self.end is None:

@@ -48,6 +48,30 @@ class Stats:
             max=flat.max(0),
         )
 
+    @classmethod
+    def weighted(cls, data: np.ndarray, weights: np.ndarray) -> Stats:
+        """Stats of the distribution that draws row i of `data` [N, D] with probability weights[i] / sum: what a
+        trainer sampling a weighted mixture of datasets sees. Quantiles are that distribution's inverse CDF (the
+        smallest value whose cumulative weight reaches q), so integer weights equal repeating rows."""
+        data = np.asarray(data, dtype=np.float64)
+        p = np.asarray(weights, dtype=np.float64)
+        if data.ndim != 2 or data.shape[0] == 0 or p.shape != (data.shape[0],):
+            raise ValueError(f"Stats.weighted needs [N, D] data with N > 0 and N weights, got {data.shape}, {p.shape}")
+        if not (np.all(np.isfinite(data)) and np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() > 0):
+            raise ValueError("Stats.weighted: NaN/Inf data or weights, negative weights, or all weights 0")
+        p = p / p.sum()
+        mean = p @ data
+        order = np.argsort(data, axis=0, kind="stable")
+        cumulative = np.cumsum(p[order], axis=0)
+
+        def quantile(q: float) -> np.ndarray:
+            first = np.argmax(cumulative >= q - 1e-12, axis=0)  # float sums: q itself may fall a ulp short
+            columns = np.arange(data.shape[1])
+            return data[order[first, columns], columns]
+
+        return cls(mean=mean, std=np.sqrt(np.maximum(p @ (data - mean) ** 2, 0.0)), q01=quantile(0.01),
+                   q99=quantile(0.99), min=data.min(0), max=data.max(0))
+
     @property
     def dim(self) -> int:
         return int(self.mean.shape[0])

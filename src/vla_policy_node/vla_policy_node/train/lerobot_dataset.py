@@ -152,6 +152,10 @@ class LeRobotSamples:
         """[len(self)] each sample's frame number within its episode (0 = the episode's first frame)."""
         return self._rows - self._episode_start[self._rows]
 
+    def frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(state [len, S], action [len, A]) of every frame of the split, without images."""
+        return self._state[self._rows], self._action[self._rows]
+
     @property
     def episode_index(self) -> np.ndarray:
         """[len(self)] each sample's episode index."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vla_policy_node.spec.normalization import NormalizationSet
+from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet, Normalizer, Stats
 from vla_policy_node.train.data import Sample
 from vla_policy_node.train.lerobot_dataset import LeRobotSamples
 
@@ -100,8 +100,29 @@ class Mixture:
         return out
 
     def normalization(self) -> NormalizationSet:
-        """The first dataset's statistics (train split); the others must share its state/action layout."""
-        return self.parts[0].normalization()
+        """One dataset: its meta/stats.json. Several: the statistics of what the trainer draws, every frame of
+        this split weighted by its dataset's share `weight / sum(weights)` spread over that dataset's frames (a
+        small dataset of weight 1 counts as much as a large one of weight 1); the normalization modes of the
+        first dataset's. The datasets must share one state/action layout."""
+        first = self.parts[0].normalization()
+        if len(self.parts) == 1:
+            return first
+        states, actions, weights = [], [], []
+        total = sum(spec.weight for spec in self.specs)
+        for spec, part in zip(self.specs, self.parts, strict=True):
+            state, action = part.frames()
+            if state.shape[1:] != self.parts[0].frames()[0].shape[1:] or \
+                    action.shape[1:] != self.parts[0].frames()[1].shape[1:]:
+                raise ValueError(f"dataset {spec.path}: state/action dims {state.shape[1]}/{action.shape[1]} differ "
+                                 f"from {self.specs[0].path}'s; a mixture trains one robot layout")
+            states.append(state)
+            actions.append(action)
+            weights.append(np.full(len(state), spec.weight / total / max(1, len(state))))
+        p = np.concatenate(weights)
+        (tag, own), = first.by_tag.items()
+        return NormalizationSet({tag: EmbodimentNormalization(
+            Normalizer(Stats.weighted(np.concatenate(states), p), own.state.mode),
+            Normalizer(Stats.weighted(np.concatenate(actions), p), own.action.mode))})
 
 
 def _png(rgb: np.ndarray) -> bytes:

@@ -6,7 +6,7 @@
     model:
       backbone: Qwen/Qwen2.5-VL-3B-Instruct # hub id, local directory, or tiny:<family> (random, tests/sim)
       mode: lora                            # frozen | lora | full (backbone); the head always trains
-      head: flow                            # flow, or an action-space adapter kind (asa:rvq, ...)
+      head: flow                            # flow, or a continuous action-space adapter (asa:pred, asa:rvq, ...)
     train: {steps: 20000, batch_size: 32, lr: 1e-4, save_every: 2000, val_every: 500}
     output_dir: runs/fr3_pick
 
@@ -29,13 +29,20 @@ from vla_policy_node.train.mixture import DatasetSpec
 
 T = TypeVar("T")
 BackboneMode = Literal["frozen", "lora", "full"]
+# The continuous adapters of model/asa/config.py (CONTINUOUS; not imported: the CLI parses configs before torch);
+# test_vla_train checks the two lists agree.
+ASA_HEADS = ("pred", "uniform", "vq", "rvq", "fast")
+TOKEN_HEADS = ("uniform", "vq", "rvq", "fast")  # the ones that decode tokens of a fitted action tokenizer
 
 
 @dataclass(frozen=True)
 class ModelRecipe:
     """backbone: hub id, local checkpoint-less model directory, or `tiny:<family>` (random init from a tiny
     config: tests and the simulated arm). mode: frozen (features only), lora (peft adapters), full.
-    head: `flow` (GR00T-style flow matching) or `asa:<kind>` (action-space adapter; needs `tokenizer`)."""
+    head: `flow` (GR00T-style flow matching) or `asa:<adapter>`, a continuous action-space adapter of the head
+    registry (model/heads.py): pred (regression, no tokenizer) or uniform / vq / rvq / fast (token heads: they need
+    `tokenizer`, a vla_train_action_tokenizer output with the same horizon). head_dim is the flow head's width or
+    the adapter's hidden size."""
 
     backbone: str = "tiny:qwen3_vl"
     mode: BackboneMode = "frozen"
@@ -50,14 +57,21 @@ class ModelRecipe:
     head_dim: int = 64
     aux_weight: float = 0.0  # > 0: auxiliary observation.environment_state target (training only)
     init_from: str = ""  # a checkpoint of the same architecture to start from (its aux probe left out)
+    head_options: dict[str, Any] = field(default_factory=dict)  # further head config fields (flow: layers, heads)
+    backbone_options: dict[str, Any] = field(default_factory=dict)  # further BackboneConfig fields (num_cameras)
 
     def __post_init__(self) -> None:
         if self.mode not in ("frozen", "lora", "full"):
             raise ValueError(f"model.mode must be frozen, lora or full, not {self.mode!r}")
-        if self.head != "flow" and not self.head.startswith("asa:"):
-            raise ValueError(f"model.head must be flow or asa:<kind>, not {self.head!r}")
-        if self.head.startswith("asa:") and not self.tokenizer:
-            raise ValueError("an asa head needs model.tokenizer (train one with vla_train_action_tokenizer)")
+        adapter = self.head.removeprefix("asa:")
+        if self.head != "flow" and (not self.head.startswith("asa:") or adapter not in ASA_HEADS):
+            raise ValueError(f"model.head must be flow or one of {['asa:' + a for a in ASA_HEADS]} (a robot arm's "
+                             f"actions are continuous), not {self.head!r}")
+        if adapter in TOKEN_HEADS and not self.tokenizer:
+            raise ValueError(f"model.head {self.head} needs model.tokenizer (an action tokenizer directory: train "
+                             f"one with vla_train_action_tokenizer --kind {adapter} --horizon {self.horizon})")
+        if self.aux_weight > 0 and self.head != "flow":
+            raise ValueError("model.aux_weight reads the flow head's feature context: use it with head: flow")
         if self.backbone.startswith("tiny:") and self.mode == "frozen":
             raise ValueError("a tiny (random) backbone cannot stay frozen: it would never learn to see; use "
                              "mode full (or lora)")
@@ -83,8 +97,13 @@ class LoopRecipe:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "cpu"
+    # under torchrun / accelerate launch (train/distributed.py): ddp (full model per process, gradients averaged)
+    # or fsdp (parameters, gradients and optimizer state sharded); a plain process ignores it
+    distributed: str = "ddp"
 
     def __post_init__(self) -> None:
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"train.distributed must be ddp or fsdp, not {self.distributed!r}")
         for name in ("steps", "batch_size", "save_every", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1")

@@ -2,13 +2,17 @@
 until the last `decay_fraction` of the run: warmup-stable-decay), grad clipping.
 
 Checkpoints are policy checkpoints (loadable by the node) plus the optimizer/scheduler/RNG state in
-safetensors + JSON, so a run resumes exactly and nothing is pickled.
+safetensors + JSON, so a run resumes exactly and nothing is pickled. Under a launcher (`parallel`,
+train/distributed.py) each process draws its own batches, gradients are averaged by DDP/FSDP, rank 0 writes the
+checkpoint and every other rank its RNG state (and, FSDP, its optimizer shard) as rank-<r>.*: resume with the
+same number of processes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +29,7 @@ from vla_policy_node.model.transforms.pipeline import TransformPipeline
 from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.train.data import SampleDataset, collate_samples
+from vla_policy_node.train.distributed import Parallel
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -65,10 +70,10 @@ def lr_factor(step: int, warmup: int, total: int, decay_fraction: float = 1.0) -
 class Trainer:
     def __init__(
         self, model: VLAModel, normalization: NormalizationSet, dataset: SampleDataset, config: TrainConfig,
-        sample_weights: np.ndarray | None = None,
+        sample_weights: np.ndarray | None = None, parallel: Parallel | None = None,
     ) -> None:
         """sample_weights: relative probability of drawing each sample (default uniform), e.g. to show rare but
-        decisive frames more often."""
+        decisive frames more often. parallel: this process' place among a launcher's (default: alone)."""
         if len(dataset) == 0:
             raise ValueError("cannot train on an empty dataset")
         self.sample_p: np.ndarray | None = None
@@ -86,6 +91,8 @@ class Trainer:
         self.out = Path(config.output_dir)
         self.device = torch.device(config.device)
         self.model.to(self.device)
+        self.parallel = parallel or Parallel()
+        self._loss = self.parallel.wrap(model)  # model.loss, or DDP/FSDP around it
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("model has no trainable parameters")
@@ -95,29 +102,39 @@ class Trainer:
         )
         self.step = 0
         self.loss_terms: dict[str, list[float]] = {}  # per-term losses of a multi-term model loss (logging)
-        self.rng = np.random.default_rng(config.seed)
-        torch.manual_seed(config.seed)
+        rank = self.parallel.rank
+        self.rng = np.random.default_rng(config.seed if rank == 0 else [config.seed, rank])  # own batches per rank
+        torch.manual_seed(config.seed + rank)
 
     # --- state -----------------------------------------------------------------------------------------------
     def save(self) -> Path:
         """Write checkpoint-<step>/ (policy + trainer state), point `latest` at it, prune old ones."""
         ckpt = self.out / f"checkpoint-{self.step:07d}"
-        save_checkpoint(self.model, self.normalization, ckpt)
-        tensors, meta = _flatten_optimizer(self.optimizer.state_dict())
+        main, par = self.parallel.is_main, self.parallel
+        with par.full_params():
+            if main:
+                save_checkpoint(self.model, self.normalization, ckpt)
+        par.barrier()  # the directory exists
+        if main or par.sharded_optimizer:
+            tensors, meta = _flatten_optimizer(self.optimizer.state_dict())
+        else:
+            tensors, meta = {}, None
         tensors["rng/torch"] = torch.get_rng_state()
-        save_file(tensors, str(ckpt / OPTIMIZER_STATE))
-        state = {
-            "step": self.step,
-            "optimizer": meta,
-            "scheduler": self.scheduler.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "config": asdict(self.config),
-        }
-        (ckpt / TRAINER_STATE).write_text(json.dumps(state, indent=2))
-        (self.out / LATEST).write_text(ckpt.name)
-        kept = sorted(self.out.glob("checkpoint-*"))
-        for old in kept[: max(0, len(kept) - self.config.keep_checkpoints)]:
-            shutil.rmtree(old)
+        state = {"step": self.step, "optimizer": meta, "numpy_rng": self.rng.bit_generator.state}
+        if main:
+            save_file(tensors, str(ckpt / OPTIMIZER_STATE))
+            state |= {"scheduler": self.scheduler.state_dict(), "config": asdict(self.config)}
+            (ckpt / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+        else:
+            save_file(tensors, str(ckpt / f"rank-{par.rank}.safetensors"))
+            (ckpt / f"rank-{par.rank}.json").write_text(json.dumps(state))
+        par.barrier()  # every rank's part is written
+        if main:
+            (self.out / LATEST).write_text(ckpt.name)
+            kept = sorted(self.out.glob("checkpoint-*"))
+            for old in kept[: max(0, len(kept) - self.config.keep_checkpoints)]:
+                shutil.rmtree(old)
+        par.barrier()
         return ckpt
 
     def try_resume(self) -> bool:
@@ -126,11 +143,23 @@ class Trainer:
             return False
         ckpt = self.out / latest.read_text().strip()
         state = json.loads((ckpt / TRAINER_STATE).read_text())
-        load_weights(self.model, ckpt / "model.safetensors")
+        with self.parallel.full_params(writeback=True):
+            load_weights(self.model, ckpt / "model.safetensors")
         self.model.to(self.device)
         tensors = load_file(str(ckpt / OPTIMIZER_STATE))
+        meta = state["optimizer"]
+        if not self.parallel.is_main:
+            own = ckpt / f"rank-{self.parallel.rank}.json"
+            if not own.is_file():
+                raise FileNotFoundError(f"{own} missing: resume with the number of processes that saved {ckpt}")
+            rank_state = json.loads(own.read_text())
+            rank_tensors = load_file(str(ckpt / f"rank-{self.parallel.rank}.safetensors"))
+            state["numpy_rng"] = rank_state["numpy_rng"]
+            if self.parallel.sharded_optimizer:
+                tensors, meta = rank_tensors, rank_state["optimizer"]
+            tensors["rng/torch"] = rank_tensors["rng/torch"]
         torch.set_rng_state(tensors.pop("rng/torch"))
-        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.step = int(state["step"])
@@ -146,14 +175,13 @@ class Trainer:
         batch = collate_samples([self.dataset[int(i)] for i in idx], self.pipeline)
         dtype = next(self.model.head.parameters()).dtype
         batch = self.pipeline.to_device(batch, self.device, dtype)
-        loss = self.model.loss(batch)
+        loss = self._loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(
-            [p for g in self.optimizer.param_groups for p in g["params"]], self.config.grad_clip
-        )
+        self.parallel.clip_grad_norm([p for g in self.optimizer.param_groups for p in g["params"]],
+                                     self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
@@ -167,11 +195,15 @@ class Trainer:
         """Run to `config.steps` (or stop early at step `until`, e.g. a time-boxed job; the schedule still spans
         `config.steps`, so a later resume continues the same run). Returns this call's per-step losses."""
         stop = self.config.steps if until is None else min(until, self.config.steps)
-        self.out.mkdir(parents=True, exist_ok=True)
+        main = self.parallel.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.parallel.barrier()
         self.try_resume()
         losses: list[float] = []
-        metrics = (self.out / "metrics.jsonl").open("a")
-        bar = tqdm(total=self.config.steps, initial=self.step, disable=not self.config.progress, desc="train")
+        metrics = (self.out / "metrics.jsonl").open("a") if main else open(os.devnull, "w")  # noqa: SIM115
+        bar = tqdm(total=self.config.steps, initial=self.step, disable=not (self.config.progress and main),
+                   desc="train")
         start = time.perf_counter()
         try:
             while self.step < stop:

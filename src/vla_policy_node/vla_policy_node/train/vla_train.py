@@ -7,9 +7,10 @@ actions, valid steps only; in physical units). `metrics.jsonl` gets train and va
 A run resumes exactly from `output_dir/latest` (weights, optimizer, schedule, RNG). `final/` is the last
 checkpoint without trainer state: what the node, replay and `vla_policy_node.model` load.
 
-Multi-GPU/FSDP: launch the same command with `accelerate launch -m vla_policy_node.cli.vla_train ...` or
-`torchrun`; each process reads WORLD_SIZE/RANK/LOCAL_RANK and trains data-parallel (not implemented yet:
-see the note in README; one process runs on one device).
+Multi-GPU/FSDP: launch the same command with `torchrun --nproc_per_node N -m vla_policy_node.cli.vla_train ...`
+(or `accelerate launch -m ...`, which sets the same variables); each process reads WORLD_SIZE/RANK/LOCAL_RANK and
+trains data-parallel, `train.distributed` ddp or fsdp (train/distributed.py); on CPU over gloo, the same path.
+`train.batch_size` is per process.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import numpy as np
 import torch
 
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.spec.types import Observation
+from vla_policy_node.train.data import SampleDataset
 from vla_policy_node.train.lerobot_format import DatasetFormatError
 from vla_policy_node.train.mixture import Mixture
 from vla_policy_node.train.recipe import TrainRecipe, recipe_dict
@@ -36,26 +39,76 @@ def build_model(recipe: TrainRecipe, robot: Embodiment, aux: Any = None) -> Any:
     """The model a recipe describes: the one place that knows how backbones and heads are put together."""
     spec = recipe.model
     torch.manual_seed(recipe.train.seed)
-    head = {"dim": spec.head_dim, "horizon": spec.horizon}
-    if spec.head != "flow":
-        raise NotImplementedError(f"model.head {spec.head!r}: action-space adapter heads are not wired into "
-                                  "vla_train yet (train them with the ASA tools); use head: flow")
     from vla_policy_node.model.backbone import BackboneConfig, LoraSpec
 
     lora = LoraSpec(rank=spec.lora_rank) if spec.mode == "lora" else None
+    backbone = {**spec.backbone_options, "freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
+                "select_layer": spec.select_layer, "lora": lora}
+    processor = None
     if spec.backbone.startswith("tiny:"):
-        from vla_policy_node.model.tiny import build_tiny_vla
+        from vla_policy_node.model.tiny import tiny_backbone_config, tiny_processor
 
-        overrides = {"freeze": spec.mode != "full", "instruction_first": spec.instruction_first,
-                     "select_layer": spec.select_layer, "lora": lora}
-        return build_tiny_vla([robot], spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, aux=aux,
-                              backbone_overrides=overrides, max_state_dim=16, max_action_dim=16, **head)
+        config = tiny_backbone_config(spec.backbone.removeprefix("tiny:"), image_size=spec.image_size, **backbone)
+        processor = tiny_processor(config)
+    else:
+        config = BackboneConfig(**{"family": "auto", **backbone, "source": spec.backbone, "dtype": spec.dtype})
+    if spec.head != "flow":
+        return _build_asa(recipe, robot, config, processor)
+    from vla_policy_node.model.tiny import TINY_HEAD
     from vla_policy_node.model.vla_model import VLAModel
 
-    config = BackboneConfig(family="auto", source=spec.backbone, select_layer=spec.select_layer,
-                            freeze=spec.mode != "full", lora=lora, dtype=spec.dtype,
-                            instruction_first=spec.instruction_first)
-    return VLAModel.build(config, head, [robot], aux=aux)
+    head = {**spec.head_options, "dim": spec.head_dim, "horizon": spec.horizon}
+    if spec.backbone.startswith("tiny:"):
+        head = {**TINY_HEAD, **head, "max_state_dim": 16, "max_action_dim": 16}
+    return VLAModel.build(config, head, [robot], aux=aux, processor=processor)
+
+
+def _build_asa(recipe: TrainRecipe, robot: Embodiment, backbone: Any, processor: Any) -> Any:
+    """A VLA whose head is the recipe's action-space adapter (`asa:<adapter>`), with its tokenizer if it has one."""
+    from vla_policy_node.model.asa.build import build_asa_vla
+
+    spec = recipe.model
+    tokenizer = None
+    if spec.tokenizer:
+        tokenizer = _tokenizer(spec.tokenizer, spec.horizon, robot)[0]
+    return build_asa_vla(backbone, spec.head.removeprefix("asa:"), embodiments=[robot], tokenizer=tokenizer,
+                         horizon=spec.horizon, hidden=spec.head_dim, processor=processor, **spec.head_options)
+
+
+def _tokenizer(path: str, horizon: int, robot: Embodiment) -> tuple[Any, Any]:
+    """(tokenizer, its action Normalizer or None) of a vla_train_action_tokenizer directory, checked against the
+    recipe's horizon and the robot's action dimensionality."""
+    from vla_policy_node.model.asa.tokenizers.storage import load_tokenizer
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"model.tokenizer: {path} not found (a vla_train_action_tokenizer output)")
+    tokenizer, normalization = load_tokenizer(path)
+    if tokenizer.horizon != horizon:
+        raise ValueError(f"model.tokenizer {path} encodes chunks of {tokenizer.horizon} actions, model.horizon is "
+                         f"{horizon}: set model.horizon={tokenizer.horizon} or refit the tokenizer")
+    if tokenizer.action_dim != robot.action_dim:
+        raise ValueError(f"model.tokenizer {path} encodes {tokenizer.action_dim} action dims, {robot.tag} has "
+                         f"{robot.action_dim}")
+    if normalization is None:
+        return tokenizer, None
+    entries = normalization.to_dict()
+    tag = robot.tag if robot.tag in entries else next(iter(entries)) if len(entries) == 1 else None
+    return tokenizer, None if tag is None else normalization[tag].action
+
+
+def _normalization(recipe: TrainRecipe, robot: Embodiment, train: Mixture) -> Any:
+    """The mixture's statistics; a token head takes its actions' normalization from its tokenizer (the tokens
+    were fitted on actions normalized that way: other statistics would move every bin boundary)."""
+    from vla_policy_node.spec.normalization import EmbodimentNormalization, NormalizationSet
+
+    norm = train.normalization()
+    if not recipe.model.tokenizer or recipe.model.head == "flow":
+        return norm
+    action = _tokenizer(recipe.model.tokenizer, recipe.model.horizon, robot)[1]
+    if action is None:
+        return norm
+    own = norm[robot.tag]
+    return NormalizationSet({robot.tag: EmbodimentNormalization(own.state, action)})
 
 
 def warm_start(model: Any, checkpoint: str | Path) -> int:
@@ -96,7 +149,7 @@ def _aux(recipe: TrainRecipe, train: Mixture) -> Any:
 class Validation:
     """Val loss and open-loop action error per joint on a fixed set of val samples."""
 
-    def __init__(self, val: Mixture, robot: Embodiment, batches: int, batch_size: int, seed: int) -> None:
+    def __init__(self, val: SampleDataset, robot: Embodiment, batches: int, batch_size: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
         count = min(len(val), batches * batch_size)
         self.samples = [val[int(i)] for i in rng.choice(len(val), size=count, replace=False)]
@@ -165,13 +218,10 @@ def plot_metrics(output: Path) -> Path | None:
 
 
 def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until: int | None = None) -> dict[str, Any]:
-    """Train (or resume) `recipe`; returns a summary (final checkpoint, losses, validation)."""
+    """Train (or resume) `recipe` on its datasets; returns a summary (final checkpoint, losses, validation)."""
     loop = recipe.train
     if loop.threads > 0:
         torch.set_num_threads(loop.threads)
-    output = Path(recipe.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
     common = {"horizon": recipe.model.horizon, "tag": robot.tag, "require_cameras": robot.camera_names}
     train = Mixture(recipe.datasets, split="train", start_frames=loop.start_frames, start_weight=loop.start_weight,
                     in_memory=loop.in_memory, **common)
@@ -179,15 +229,46 @@ def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until:
         val: Mixture | None = Mixture(recipe.datasets, split="val", in_memory=False, **common)
     except DatasetFormatError:
         val = None  # no val split (a dataset of one episode): training only
-    model = build_model(recipe, robot, _aux(recipe, train))
+    return train_on(recipe, robot, train, val, _normalization(recipe, robot, train), weights=train.weights,
+                    aux=_aux(recipe, train), progress=progress, until=until)
+
+
+def train_on(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: SampleDataset | None,
+             normalization: NormalizationSet, *, weights: np.ndarray | None = None, aux: Any = None,
+             progress: bool = True, until: int | None = None) -> dict[str, Any]:
+    """`run` on given samples (the recipe's model and loop; its `datasets` only recorded): the one training path,
+    which callers with samples of their own (RoboAlign stage 3's in-memory data) share."""
+    loop = recipe.train
+    if loop.threads > 0:
+        torch.set_num_threads(loop.threads)
+    from vla_policy_node.train.distributed import setup
+
+    parallel = setup(loop.distributed, loop.device)
+    try:
+        return _train(recipe, robot, train, val, normalization, parallel, weights=weights, aux=aux,
+                      progress=progress, until=until)
+    finally:
+        parallel.close()
+
+
+def _train(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: SampleDataset | None,
+           normalization: NormalizationSet, parallel: Any, *, weights: np.ndarray | None, aux: Any, progress: bool,
+           until: int | None) -> dict[str, Any]:
+    loop = recipe.train
+    main = parallel.is_main
+    output = Path(recipe.output_dir)
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=2))
+    model = build_model(recipe, robot, aux)
     if recipe.model.init_from:
         warm_start(model, recipe.model.init_from)
     config = TrainConfig(output_dir=str(output), steps=loop.steps, batch_size=loop.batch_size, lr=loop.lr,
                          weight_decay=loop.weight_decay, warmup_steps=loop.warmup_steps,
                          decay_fraction=loop.decay_fraction, grad_clip=loop.grad_clip,
                          log_every=loop.log_every, save_every=loop.save_every, keep_checkpoints=loop.keep_checkpoints,
-                         seed=loop.seed, device=loop.device, progress=progress)
-    trainer = Trainer(model, train.normalization(), train, config, sample_weights=train.weights)
+                         seed=loop.seed, device=parallel.device(loop.device), progress=progress)
+    trainer = Trainer(model, normalization, train, config, sample_weights=weights, parallel=parallel)
     validation = Validation(val, robot, loop.val_batches, loop.batch_size, loop.seed) if val is not None else None
     stop = loop.steps if until is None else min(until, loop.steps)
     losses: list[float] = []
@@ -198,20 +279,25 @@ def run(recipe: TrainRecipe, robot: Embodiment, *, progress: bool = True, until:
         losses += trainer.train(until=target)
         trainer.config = dataclasses.replace(config, resume=False)  # resumed once, at the start
         if validation is not None and (trainer.step % loop.val_every == 0 or trainer.step >= stop):
-            row = {"step": trainer.step, **validation(trainer)}
-            results.append(row)
-            with (output / "metrics.jsonl").open("a") as metrics:
-                metrics.write(json.dumps(row) + "\n")
+            with parallel.full_params():  # rank 0 validates the whole model
+                if main:
+                    row = {"step": trainer.step, **validation(trainer)}
+                    results.append(row)
+                    with (output / "metrics.jsonl").open("a") as metrics:
+                        metrics.write(json.dumps(row) + "\n")
+            parallel.barrier()
         if trainer.step >= stop:
             break
     final = output / "final"
-    if trainer.step >= loop.steps:
+    if main and trainer.step >= loop.steps:
         if final.exists():
             shutil.rmtree(final)
         shutil.copytree(output / (output / LATEST).read_text().strip(), final,
-                        ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json"))
-    plot = plot_metrics(output)
+                        ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json", "rank-*"))
+    plot = plot_metrics(output) if main else None
+    parallel.barrier()
     return {"final": str(final) if final.exists() else None, "steps": trainer.step, "losses": losses,
             "validation": results, "plot": str(plot) if plot else None,
             "seconds": time.perf_counter() - start, "train_samples": len(train),
-            "val_samples": 0 if val is None else len(val)}
+            "val_samples": 0 if val is None else len(val), "world_size": parallel.world_size,
+            "distributed": parallel.strategy}
