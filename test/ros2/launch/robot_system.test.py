@@ -181,9 +181,20 @@ class TestRobotLaunch(unittest.TestCase):
                                ("/vla/predicted_path", "visualization_msgs/msg/MarkerArray"),
                                (EMBODIMENT.joint_states.topic, "sensor_msgs/msg/JointState")]:
             self.assertIn(msgtype, topics.get(topic, []), topic)
-        info = ros2("node", "info", "/vla_policy").stdout
-        for name in ("/vla_policy/set_instruction", "/vla_policy/set_actuation", "/vla_policy/change_state"):
-            self.assertIn(name, info)
+        services = ("/vla_policy/set_instruction", "/vla_policy/set_actuation", "/vla_policy/change_state")
+        info = ""
+
+        def listed() -> bool:  # the ros2 daemon may not have discovered the node yet: it then prints nothing
+            nonlocal info
+            info = ros2("node", "info", "/vla_policy").stdout
+            return all(name in info for name in services)
+
+        try:
+            wait_for(listed, STARTUP_TIMEOUT, "`ros2 node info /vla_policy` to list the node's services")
+        except AssertionError:
+            for name in services:
+                self.assertIn(name, info)
+            raise
 
     def _dry_run_sends_nothing_to_the_controller(self) -> None:
         wait_for(lambda: self.preview.count() >= 10, 30.0, "preview commands")
