@@ -366,12 +366,19 @@ class LaunchPool:
         log = out / "launch_test.log"
         start = time.monotonic()
         with log.open("w") as stream:
+            # its own session: whatever a launch leaves behind (launch_testing kills `ros2 launch` when it is slow
+            # to stop on a starved machine, orphaning its nodes) is found and killed here, not left to spoil
+            # other tests' graphs
+            process = subprocess.Popen([sys.executable, "-m", "launch_testing.launch_test", str(SYSTEM_TEST),
+                                        "--junit-xml", str(out / "junit.xml")], env=env, stdout=stream,
+                                       stderr=subprocess.STDOUT, cwd=out, start_new_session=True)
             try:
-                code = subprocess.run([sys.executable, "-m", "launch_testing.launch_test", str(SYSTEM_TEST),
-                                       "--junit-xml", str(out / "junit.xml")], env=env, stdout=stream,
-                                      stderr=subprocess.STDOUT, timeout=LAUNCH_TIMEOUT, cwd=out).returncode
+                code = process.wait(timeout=LAUNCH_TIMEOUT)
             except subprocess.TimeoutExpired:
                 code = -9
+            for line in kill_session(process.pid):
+                stream.write(f"\nleft running after the launch test, killed: {line}")
+            process.wait()
         stop_daemon(env)
         return LaunchOutcome(robot, code, time.monotonic() - start, log)
 
@@ -382,6 +389,25 @@ class LaunchPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def kill_session(session_id: int) -> list[str]:
+    """SIGKILL every process left in the session `session_id` leads; their command lines (the ros2 CLI's daemon,
+    started by a `ros2 node info` in the test, is one of them when it ran)."""
+    left = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) != session_id:
+                continue
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            os.kill(int(entry), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, FileNotFoundError):
+            continue
+        if command.strip():  # a zombie has no command line: nothing was running
+            left.append(f"{entry}: {command.strip()[:160]}")
+    return left
 
 
 def selected_robots(session: pytest.Session) -> tuple[str, ...]:
