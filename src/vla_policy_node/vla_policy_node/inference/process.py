@@ -194,6 +194,7 @@ class ProcessPolicy:
                 try:
                     reply = conn.recv()
                 except (EOFError, OSError):
+                    process.join(1.0)  # a killed process closes its pipe before it can be reaped: say how it ended
                     self._lost(f"exited with code {process.exitcode}" if not process.is_alive() else "pipe closed")
             elif not ready:
                 self._lost(f"hung: no answer within {self.timeout:.1f} s")
