@@ -73,6 +73,20 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, sim_arm) -> Path:
+    """A randomly initialised tiny VLA for the sim arm (scene and wrist cameras), saved as a real checkpoint is."""
+    torch = pytest.importorskip("torch")
+    from test.system.processes import build_tiny_checkpoint
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_tiny_checkpoint(sim_arm, tmp_path_factory.mktemp("ckpt") / "tiny_vla")
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
 def sim_arm():
     from vla_policy_node.spec import load_embodiment
 

@@ -8,32 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from test.nodes.fakes import ServiceTransport, joint_state_msg, mid_state
 from vla_policy_node.msgs import encode_image
 from vla_policy_node.nodes import policy_node
 
 FRONT = "/front_camera/image_raw"  # a topic the robot YAML does not name
-
-
-@pytest.fixture(scope="module")
-def two_camera_checkpoint(tmp_path_factory, sim_arm) -> Path:
-    """A tiny checkpoint trained (randomly initialized) with the sim arm's scene and wrist cameras."""
-    import torch
-
-    from vla_policy_node.model.checkpoint import save_checkpoint
-    from vla_policy_node.model.tiny import build_tiny_vla
-    from vla_policy_node.spec.normalization import normalization_from_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        model = build_tiny_vla([sim_arm])
-        return save_checkpoint(model, normalization_from_limits(sim_arm), tmp_path_factory.mktemp("ckpt") / "tiny")
-    finally:
-        torch.set_num_threads(before)
 
 
 def configured(repo_root: Path, checkpoint: Path, camera_topics: str) -> tuple[policy_node.PolicyNode, str]:
@@ -49,8 +29,8 @@ def configured(repo_root: Path, checkpoint: Path, camera_topics: str) -> tuple[p
     return node, node.configure()
 
 
-def test_cameras_are_read_from_the_topics_the_parameter_names(repo_root, sim_arm, two_camera_checkpoint):
-    node, error = configured(repo_root, two_camera_checkpoint, f"scene:{FRONT},wrist:{FRONT}")
+def test_cameras_are_read_from_the_topics_the_parameter_names(repo_root, sim_arm, tiny_checkpoint):
+    node, error = configured(repo_root, tiny_checkpoint, f"scene:{FRONT},wrist:{FRONT}")
     assert error == ""
     try:
         t = node.transport
@@ -86,7 +66,7 @@ def test_cameras_are_read_from_the_topics_the_parameter_names(repo_root, sim_arm
         node.shutdown()
 
 
-def test_a_camera_the_mapping_leaves_out_fails_configure_with_the_mapping_to_use(repo_root, two_camera_checkpoint):
-    node, error = configured(repo_root, two_camera_checkpoint, f"scene:{FRONT}")
+def test_a_camera_the_mapping_leaves_out_fails_configure_with_the_mapping_to_use(repo_root, tiny_checkpoint):
+    node, error = configured(repo_root, tiny_checkpoint, f"scene:{FRONT}")
     assert node.runtime is None
     assert "no camera ['wrist']" in error and f"camera_topics:=scene:{FRONT},wrist:{FRONT}" in error, error

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from test.ros_env import ros2_missing
+from test.system.processes import LoggedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 README_SECTION = "## On a ROS 2 machine"
@@ -148,28 +149,14 @@ def dds_env(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-class NodeRun:
-    """A node process with its output in a log file; `stop()` sends SIGINT (then kills) and returns the code."""
+class NodeRun(LoggedProcess):
+    """A node (or ros2 CLI) process with its output in a log file; `stop()` sends SIGINT (then kills)."""
+
+    stop_grace = 15.0
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path, name: str = "") -> None:
         self.name = name or Path(args[0]).name
-        self.log = log
-        self._file = log.open("w")
-        self.process = subprocess.Popen(args, env=env, stdout=self._file, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, grace: float = 15.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(grace)
-        self._file.close()
-        return self.process.returncode
+        super().__init__(args, env, log)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

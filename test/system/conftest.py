@@ -1,10 +1,10 @@
-"""Fixtures for the multi-process node tests: a private DDS domain and a tiny checkpoint for the sim arm."""
+"""Fixtures for the multi-process node tests: a private DDS domain (the tiny checkpoint: test/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from test.system.processes import build_tiny_checkpoint, claim_domain
+from test.system.processes import claim_domain
 
 
 @pytest.fixture(scope="module")
@@ -13,10 +13,3 @@ def dds_domain() -> int:
     transport, domain = claim_domain()
     transport.close()
     return domain
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, sim_arm):
-    """A randomly initialised tiny VLA for sim_arm, saved the way a real checkpoint is."""
-    pytest.importorskip("torch")
-    return build_tiny_checkpoint(sim_arm, tmp_path_factory.mktemp("ckpt") / "tiny_vla")

@@ -101,21 +101,22 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, system=No
                          ("\n" + system.logs() if system is not None else ""))
 
 
-class NodeProcess:
-    """`python -m <module> <args>` with output in `log`; `stop()` sends SIGINT, then kills after a grace time."""
+class LoggedProcess:
+    """A process with its output in `log`; `stop()` sends SIGINT (as Ctrl-C and `ros2 launch` do), then kills
+    after a grace time, and returns the exit code."""
 
-    def __init__(self, module: str, args: list[str], domain: int, log: Path,
-                 env: Mapping[str, str] | None = None) -> None:
-        self.module = module
+    stop_grace = 5.0
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
         self.log = log
         self._file = log.open("w")
-        self.process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=self._file,
-                                        stderr=subprocess.STDOUT, env=node_env(domain, env), cwd=REPO)
+        self.process = subprocess.Popen(args, stdout=self._file, stderr=subprocess.STDOUT, env=dict(env), cwd=REPO)
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, grace: float = 5.0) -> int:
+    def stop(self, grace: float | None = None) -> int:
+        grace = self.stop_grace if grace is None else grace
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -125,6 +126,15 @@ class NodeProcess:
                 self.process.wait(grace)
         self._file.close()
         return self.process.returncode
+
+
+class NodeProcess(LoggedProcess):
+    """`python -m <module> <args>` on the DDS domain `domain`."""
+
+    def __init__(self, module: str, args: list[str], domain: int, log: Path,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.module = module
+        super().__init__([sys.executable, "-m", module, *args], node_env(domain, env), log)
 
     def signal(self, sig: int) -> None:
         """Send `sig` (SIGSTOP, SIGCONT, SIGKILL...) to the node process."""
