@@ -158,3 +158,13 @@ def test_topic_clock_follows_clock_messages_and_nodes_wait_for_it(sim_arm):
     assert clock.now() == 12.5 and clock.samples == 1
     policy.status_step()
     assert time_to_seconds(t.messages("/vla/status")[-1].header.stamp) == 12.5
+
+
+def test_the_gripper_gate_sends_every_change_after_the_clock_jumped_back():
+    """Sim time restarting (a bag loop, /clock going back) must not hold back gripper commands until the clock
+    passes the old time: the controller would then get one jump of many ticks' travel."""
+
+    for gate in (GripperGate(), GripperGate(min_interval=0.1)):
+        assert gate.offer(0.010, 100.0)
+        assert gate.offer(0.012, 50.0)  # clock went back 50 s: still sent
+        assert gate.offer(0.014, 50.2)

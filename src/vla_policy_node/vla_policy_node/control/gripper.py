@@ -26,7 +26,8 @@ class GripperGate:
         if self.last_sent is not None and abs(value - self.last_sent) <= self.tolerance:
             return False
         settled = previous is not None and abs(value - previous) <= self.tolerance
-        if self.last_sent is not None and now - self._last_time < self.min_interval and not settled:
+        elapsed = now - self._last_time  # negative after the clock jumped back: no interval to wait out
+        if self.last_sent is not None and 0.0 <= elapsed < self.min_interval and not settled:
             return False
         self.last_sent, self._last_time = value, now
         return True
