@@ -1,8 +1,9 @@
 """The demo's pictures of a closed-loop evaluation: an image strip of one episode and a plot of all of them.
 
-Strip: every `every`-th recorded frame of the scene camera, enlarged, with the episode time on each frame and
-markers where the task's objects are (a circle on the named block, a square on where it must go), the
-instruction and the outcome above. Plot: each episode's final distance with the success criterion drawn and
+Strip: every `every`-th recorded frame of the scene camera, enlarged, with the episode time and the instruction
+the policy had at that moment on each frame (so a cropped tile still says what the arm was asked), markers where
+the task's objects are (a circle on the named block, a square on where it must go), and the outcome above.
+Plot: each episode's final distance with the success criterion drawn and
 named, and the inference latency histogram.
 """
 
@@ -21,6 +22,18 @@ CRITERIA = {
     "pick_place": (0.05, "success: block resting on the named pad (centre within its 5 cm half-width), "
                          "released and still"),
 }
+
+
+INSTRUCTION_BAND = 14  # pixels at the bottom of each strip frame that carry the instruction
+
+
+def _fit(draw, text: str, width: int) -> str:
+    """`text`, shortened with an ellipsis until it is at most `width` pixels wide in the default font."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
 
 
 def write_strip(episode: EpisodeResult, path: Path, every: int = 5) -> None:
@@ -44,6 +57,10 @@ def write_strip(episode: EpisodeResult, path: Path, every: int = 5) -> None:
                     draw.ellipse((x - r, y - r, x + r, y + r), outline=(255, 255, 255), width=2)
             draw.rectangle((0, 0, 58, 14), fill=(0, 0, 0))
             draw.text((3, 2), f"t={note.time:.1f} s", fill=(255, 255, 255))
+        height = frame.size[1]
+        draw.rectangle((0, height - INSTRUCTION_BAND, frame.size[0], height), fill=(0, 0, 0))
+        draw.text((3, height - INSTRUCTION_BAND + 2), _fit(draw, episode.instruction, frame.size[0] - 6),
+                  fill=(255, 255, 255))
         tiles.append(np.pad(np.asarray(frame), ((2, 2), (2, 2), (0, 0)), constant_values=255))
     strip = np.concatenate(tiles, axis=1)
     header = np.full((22, strip.shape[1], 3), 255, np.uint8)
