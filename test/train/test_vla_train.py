@@ -238,3 +238,12 @@ def test_a_mixture_normalizes_with_the_statistics_of_what_it_draws(tmp_path, dat
     for part, normalizer in (("state", merged.state), ("action", merged.action)):
         for key, values in normalizer.stats.to_dict().items():
             np.testing.assert_allclose(stored[part][key], values, rtol=1e-6, atol=1e-9)
+
+
+def test_the_pick_place_wrist_recipe_is_the_second_stage_config(sim_arm):
+    from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
+
+    shipped = load_recipe(REPO / "config/train/sim_pick_place_wrist.yaml", ["datasets=[demos/dataset]",
+                                                                            "output_dir=runs/x"])
+    assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place_wrist"]) == shipped
+    assert shipped.camera_topics == "scene:/scene_camera/image_raw,wrist:/wrist_camera/image_raw"

@@ -70,6 +70,9 @@ class SimTrainConfig:
 RECIPES: dict[str, SimTrainConfig] = {
     "reach": SimTrainConfig(),
     "pick_place": SimTrainConfig(steps=6000, threads=1, init_from="checkpoints/sim_reach/checkpoint"),
+    # pick_place's second stage (config/train/sim_pick_place_wrist.yaml): the wrist camera added, which sees the
+    # block between the fingers where the scene camera sees the top of the arm; starts from stage 1's output
+    "pick_place_wrist": SimTrainConfig(steps=2000, cameras="scene,wrist", init_from="runs/sim_pick_place/final"),
     # half the steps: the rate stays at its peak while grounding appears (~1000-2500 steps), then decays over
     # the last 30%; 2 threads (a whole 2-core machine); experiments/sim_arm/reproduce.py runs it end to end
     "reach_fast": SimTrainConfig(steps=3000, decay_fraction=0.3, threads=2),
