@@ -66,7 +66,8 @@ class SimTrainConfig:
 
 # The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above); pick_place =
 # config/train/sim_pick_place.yaml's: starts from the reach checkpoint, which already finds the named block; 50%
-# closed loop on 20 unseen layouts after 6000 steps (missed grasps), so no sim_pick_place checkpoint ships yet.
+# closed loop on 20 unseen layouts after 6000 steps (missed grasps); pick_place_wrist, its second stage, 62% of
+# 50: no sim_pick_place checkpoint ships yet (the target is 80%).
 RECIPES: dict[str, SimTrainConfig] = {
     "reach": SimTrainConfig(),
     "pick_place": SimTrainConfig(steps=6000, threads=1, init_from="checkpoints/sim_reach/checkpoint"),
