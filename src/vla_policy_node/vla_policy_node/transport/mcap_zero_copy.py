@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import mmap
 import struct
 from collections.abc import Collection, Iterator
@@ -106,11 +107,21 @@ class _Unmapper:
 
 def _storage_messages(storage: McapReader, view: memoryview, connmap: dict[int, Connection],
                       unmapper: _Unmapper) -> Iterator[tuple[Connection, int, memoryview]]:
-    sources = [_chunk_messages(chunk, view, connmap, unmapper) for chunk in storage.chunks
-               if any(chunk.channel_count.get(cid, 0) for cid in connmap)]
-    for timestamp, offset, _, connection, data in heapq.merge(*sources):
+    chunks = [chunk for chunk in storage.chunks if any(chunk.channel_count.get(cid, 0) for cid in connmap)]
+    ordered = sorted(chunks, key=_by_start)
+    if all(a.message_end_time < b.message_start_time for a, b in itertools.pairwise(ordered)):
+        # chunks that do not overlap in time (a recorder's usual output): the merge would take them one after
+        # the other, so they are, without its per-message heap work (the same messages, order and errors)
+        merged = itertools.chain.from_iterable(_chunk_messages(chunk, view, connmap, unmapper) for chunk in ordered)
+    else:
+        merged = heapq.merge(*[_chunk_messages(chunk, view, connmap, unmapper) for chunk in chunks])
+    for timestamp, offset, _, connection, data in merged:
         if offset:
             yield connection, timestamp, data
+
+
+def _by_start(chunk: ChunkInfo) -> int:
+    return chunk.message_start_time
 
 
 def _chunk_messages(chunk: ChunkInfo, view: memoryview, connmap: dict[int, Connection],
