@@ -330,8 +330,9 @@ class _Session:
         self.next_tick = start_ns * 1e-9
         last = start_ns * 1e-9
         total = sum(self.counts.get(topic, 0) for topic in self.topic_roles)
-        bar = tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", disable=not self.config.progress,
-                   mininterval=0.5)
+        # no bar object at all without --progress (tqdm's lock imports multiprocessing on first use)
+        bar = (tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", mininterval=0.5)
+               if self.config.progress else None)
         for item in self.reader.messages(list(self.topic_roles), raw_topics=self.raw_topics):
             t = item.timestamp_ns * 1e-9
             last = max(last, t)
@@ -359,8 +360,10 @@ class _Session:
             elif role == "episode_event":
                 self._on_episode_event(item.msg, t)
             self._evaluate(final=False)
-            bar.update(1)
-        bar.close()
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         self._check_complete(read_counts)
         self._advance(last)
         episodes = self._episodes(start_ns * 1e-9, last)
