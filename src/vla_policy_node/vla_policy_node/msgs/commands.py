@@ -129,14 +129,14 @@ def trajectory_command(data: JointTrajectoryData, arm_names: tuple[str, ...]) ->
         missing = [name for name in arm_names if name not in index]
         if missing:
             raise MessageError("missing_joint", f"trajectory lacks joints {missing}", JOINT_TRAJECTORY)
-        order = [index[name] for name in arm_names]
+        order = np.array([index[name] for name in arm_names], dtype=np.intp)  # an index array, converted once
         if len(_ORDERS) >= 32:
             _ORDERS.clear()
         _ORDERS[(data.joint_names, arm_names)] = order
     return data.positions[0, order]
 
 
-_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}  # (names, wanted) -> indices, recent
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}  # (names, wanted) -> indices, recent
 
 
 def decode_command(msg: Any, interface: str, arm_names: tuple[str, ...]) -> np.ndarray:
