@@ -19,6 +19,8 @@ ros2_control runs its controller manager; when that is not allowed here (no CAP_
 run goes on at normal priority and every line says "real-time priority NOT available".
 A witness process lists other processes' real-time tasks that ran meanwhile (they out-rank or preempt the
 node's threads: on a shared machine a run with one is not a measurement of this node) and the report names them.
+Gaps are also matched against the hypervisor's steal counter (/proc/stat, read 20 times a second by the
+otherwise idle main thread): a gap next to a moment when the virtual CPUs were not running is the host's.
 --runs N: N runs per mode (each in a fresh process, modes interleaved so the load falls on both alike) and a
 summary per mode. --trace DIR: also record what happened around each gap (`control_gap_trace.py`).
 Printed per run: period p50, |period - nominal| p99 / p99.9 / max, the longest gap in periods, gaps over two
@@ -56,6 +58,25 @@ def _steal_seconds() -> float:
         return int(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[0] == "cpu" and len(fields) > 8 else 0.0
     except (OSError, ValueError):
         return 0.0
+
+
+STEAL_SAMPLE = 0.05  # s between readings of the steal counter during a run
+
+
+def _with_steal(samples: list[tuple[float, float]], gap_starts: np.ndarray, gap_ends: np.ndarray) -> int:
+    """How many of the gaps fall in a sampling interval (or next to one) in which the hypervisor's steal counter
+    moved: the virtual CPUs were not running, so no thread of this machine was."""
+    if len(samples) < 2:
+        return 0
+    times = np.array([t for t, _ in samples])
+    steal = np.array([s for _, s in samples])
+    moved = np.diff(steal) > 0  # interval i: times[i] .. times[i + 1]
+    count = 0
+    for begin, end in zip(gap_starts, gap_ends, strict=True):
+        first = max(0, int(np.searchsorted(times, begin)) - 2)
+        last = min(moved.size, int(np.searchsorted(times, end)) + 1)
+        count += bool(moved[first:last].any())
+    return count
 
 
 def _load() -> str:
@@ -252,8 +273,13 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
         witness = subprocess.Popen([sys.executable, __file__, "--witness", str(os.getpid()), str(args.seconds),
                                     str(witness_file)])
         first, inferences0, load_before, steal0 = count[0], runtime.inferences, os.getloadavg()[0], _steal_seconds()
-        time.sleep(args.seconds)
+        steal_samples = []  # (perf_counter, steal seconds): this thread only waits meanwhile; 20 reads a second
+        end = time.perf_counter() + args.seconds
+        while (now := time.perf_counter()) < end:
+            steal_samples.append((now, _steal_seconds()))
+            time.sleep(min(STEAL_SAMPLE, max(0.0, end - now)))
         last, inferences1, steal1 = count[0], runtime.inferences, _steal_seconds()
+        steal_samples.append((time.perf_counter(), steal1))
         witness.wait(30)
         others = json.loads(witness_file.read_text()) if witness_file.exists() else {}
         shutil.rmtree(witness_file.parent, ignore_errors=True)
@@ -275,6 +301,9 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
         tracer.save(trace_dir, starts, first, last, period)
     periods = np.diff(starts[first:last])
     jitter = np.abs(periods - period) * 1e3
+    gap_starts = starts[first:last - 1][periods > 2 * period]
+    gap_ends = gap_starts + periods[periods > 2 * period]
+    with_steal = _with_steal(steal_samples, gap_starts, gap_ends)
     return {
         "mode": mode, "ticks": int(periods.size + 1), "nominal_ms": period * 1e3,
         "period_p50_ms": float(np.percentile(periods, 50) * 1e3),
@@ -287,6 +316,7 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
         "inference_p50_ms": status.inference_latency_p50 * 1e3,
         "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0], "realtime": realtime,
         "steal_ms": (steal1 - steal0) * 1e3,
+        "gaps_with_steal": with_steal,
         "other_realtime": [f"pid {pid} at real-time priority {prio}, {cpu:.1f} s CPU: {command}"
                            for pid, (command, prio, cpu) in others.items() if prio >= args.realtime],
     }
@@ -308,7 +338,8 @@ def summary(runs: list[dict]) -> str:
 
     return (f"{runs[0]['mode']:>7}, {len(runs)} runs: p99 {span('jitter_p99_ms', '.3f')} ms, p99.9 "
             f"{span('jitter_p999_ms', '.3f')} ms, longest gap {span('max_gap_ms', '.2f')} ms, gaps > 2 periods "
-            f"{span('gaps_over_2_periods', 'd')} (total {sum(r['gaps_over_2_periods'] for r in runs)}); target met in "
+            f"{span('gaps_over_2_periods', 'd')} (total {sum(r['gaps_over_2_periods'] for r in runs)}, "
+            f"{sum(r.get('gaps_with_steal', 0) for r in runs)} next to host steal); target met in "
             f"{sum(met(r) for r in runs)} of {len(runs)}; load {span('load_1min_before', '.1f')}")
 
 
@@ -317,7 +348,8 @@ def report(r: dict) -> str:
     return (f"{name:>7}: {r['ticks']} ticks, period p50 {r['period_p50_ms']:.3f} ms (nominal {r['nominal_ms']:.1f}); "
             f"|period - nominal| p50 {r['jitter_p50_ms']:.3f} / p99 {r['jitter_p99_ms']:.3f} / "
             f"p99.9 {r['jitter_p999_ms']:.3f} / max {r['jitter_max_ms']:.2f} ms; longest gap {r['max_gap_ms']:.2f} ms "
-            f"({r['max_gap_periods']:.2f} periods), {r['gaps_over_2_periods']} gaps > 2 periods, "
+            f"({r['max_gap_periods']:.2f} periods), {r['gaps_over_2_periods']} gaps > 2 periods "
+            f"({r.get('gaps_with_steal', 0)} next to host steal), "
             f"{r['gaps_over_50ms']} > 50 ms; inference {r['inference_hz']:.1f} Hz (p50 {r['inference_p50_ms']:.1f} "
             f"ms); load {r['load_1min_before']:.1f} -> {r['load_1min_after']:.1f}, steal {r.get('steal_ms', 0):.0f} "
             f"ms; real-time priority {r['realtime']}; target {'met' if met(r) else 'NOT met'}"
