@@ -57,13 +57,13 @@ from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.inference import InferencePolicy, InferenceResult, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.kinematics.robot_kinematics import DESCRIPTION_TOPIC, RobotKinematics
-from vla_policy_node.msgs.commands import decode_command, trajectory_command
+from vla_policy_node.msgs.commands import decode_command, point_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.fast_cdr import (
     image_from_cdr,
     joint_state_from_cdr,
-    joint_trajectory_from_cdr,
     same_definitions,
+    trajectory_first_point_from_cdr,
 )
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
 from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, decode_float64_array
@@ -510,9 +510,9 @@ class _Session:
     def _on_command_message(self, item: BagMessage, t: float) -> None:
         assert self.arm_command is not None
         spec = self.command_spec
-        data = joint_trajectory_from_cdr(item.raw) if item.raw is not None else None
-        if data is not None:
-            arm = self.decode_errors.decode(trajectory_command, data, self.space.arm_names, topic=spec.topic)
+        point = trajectory_first_point_from_cdr(item.raw) if item.raw is not None else None
+        if point is not None:
+            arm = self.decode_errors.decode(point_command, *point, self.space.arm_names, topic=spec.topic)
         else:
             arm = self.decode_errors.decode(decode_command, self.reader.deserialize(item),
                                             self.embodiment.controller.interface, self.space.arm_names,
@@ -581,7 +581,7 @@ class _Session:
         if not self.plots.reference.wants(t):
             return
         values = self._reference_at(t)
-        if np.isfinite(values).any():
+        if any(map(math.isfinite, values.tolist())):  # np.isfinite(values).any(), without numpy's call cost
             self.plots.reference.add(t, values)
 
     # ---------------------------------------------------------------------------------------- comparison

@@ -214,6 +214,25 @@ def joint_state_from_cdr(raw: Any) -> JointStateData | None:
 
 def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
     """`decode_joint_trajectory(deserialize(raw))` for the plain case; None for anything else."""
+    parsed = _trajectory(raw)
+    if parsed is None:
+        return None
+    stamp, names, positions, velocities, times = parsed
+    has_velocities = all(v.size for v in velocities)
+    return JointTrajectoryData(stamp, names, _rows(positions), _rows(velocities) if has_velocities else None,
+                               np.asarray(times))
+
+
+def trajectory_first_point_from_cdr(raw: Any) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """(joint names, first point's positions) of `joint_trajectory_from_cdr(raw)`, None where it is None (the
+    same checks of every point), without building the rest: what a controller's command is. The positions are
+    a read-only view into `raw`."""
+    parsed = _trajectory(raw)
+    return None if parsed is None else (parsed[1], parsed[2][0])
+
+
+def _trajectory(raw: Any) -> tuple[float, tuple[str, ...], list[np.ndarray], list[np.ndarray], list[float]] | None:
+    """(stamp, names, positions, velocities, times) per point of a plain JointTrajectory; None otherwise."""
     try:
         buf = _body(raw)
         stamp, pos = _header(buf)
@@ -239,8 +258,6 @@ def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
             times.append(float(sec) + float(nanosec) * 1e-9)
         if pos + _PADDING < len(buf) or any(b - a <= 0 for a, b in pairwise(times)):
             raise _Unusual
-        has_velocities = all(v.size for v in velocities)
-        return JointTrajectoryData(stamp, names, _rows(positions), _rows(velocities) if has_velocities else None,
-                                   np.asarray(times))
+        return stamp, names, positions, velocities, times
     except (_Unusual, struct.error, ValueError, UnicodeDecodeError):
         return None
