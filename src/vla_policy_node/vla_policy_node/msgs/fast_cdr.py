@@ -46,6 +46,8 @@ _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below foll
 _TYPES = ("builtin_interfaces/msg/Time", "builtin_interfaces/msg/Duration")
 
 
+_EMPTY = np.empty(0)  # an empty float64[] (read-only: shared)
+_EMPTY.setflags(write=False)
 _RECENT_NAMES: dict[int, tuple[tuple[bytes, tuple[str, ...]], ...]] = {}  # start offset -> recent (bytes, names)
 
 
@@ -103,8 +105,9 @@ def _float64s(buf: Any, pos: int) -> tuple[np.ndarray, int]:
     pos += 4
     if pos + size * 8 > len(buf):
         raise _Unusual
-    if size:
-        pos = (pos + 7) & -8
+    if not size:  # velocities and efforts are often left empty: no view to build
+        return _EMPTY, pos
+    pos = (pos + 7) & -8
     return np.frombuffer(buf, dtype=np.float64, count=size, offset=pos), pos + size * 8
 
 
