@@ -18,8 +18,8 @@ from vla_policy_node.msgs.fast_cdr import (
     image_from_cdr,
     joint_state_from_cdr,
     joint_trajectory_from_cdr,
-    trajectory_first_point_from_cdr,
     same_definitions,
+    trajectory_first_point_from_cdr,
 )
 from vla_policy_node.msgs.fields import rosbags_factory
 from vla_policy_node.msgs.images import IMAGE, decode_image, encode_image
