@@ -328,7 +328,10 @@ class _Session:
     def run(self) -> ReplayResult:
         # The objects that exist before the replay (modules, the typestore's classes, the caller's) are set aside
         # from the garbage collector meanwhile: a full collection would walk them all again (~20 ms each time)
-        # though the replay makes no garbage among them. Its own objects are collected as usual.
+        # though the replay makes no garbage among them. Its own objects are collected as usual. A process that
+        # freezes objects itself (e.g. before forking workers) is left as it is.
+        if gc.get_freeze_count():
+            return self._run()
         gc.freeze()
         try:
             return self._run()
