@@ -219,6 +219,7 @@ class SafetyFilter:
         step = self._step
         vmaxs, amaxs, a_ts, j_ts, los, his = self._vmax, self._amax, self._a_t, self._j_t, self._lo, self._hi
         brake_zones, on_targets, prev_targets = self._brake_zone, self._on_target, self._prev_target
+        inf = math.inf
         for j in range(len(qs)):
             q, v, a_prev = qs[j], vs[j], accs[j]
             vmax, amax, a_t, j_t = vmaxs[j], amaxs[j], a_ts[j], j_ts[j]
@@ -230,7 +231,7 @@ class SafetyFilter:
                 x = (tj - q) * inv_t
                 if tj > hi or tj < lo:
                     flags.add("position")
-                if j_t != math.inf:
+                if j_t != inf:
                     hi_j, lo_j = v + (a_prev + j_t) * period, v + (a_prev - j_t) * period
                     if x > hi_j:
                         x = hi_j
@@ -248,7 +249,7 @@ class SafetyFilter:
                         x = min(x, vt + self._approach_speed(j, e, max(a_prev, 0.0)))
                     elif e < 0.0:
                         x = max(x, vt - self._approach_speed(j, -e, max(-a_prev, 0.0)))
-                if step != math.inf:
+                if step != inf:
                     ref = measured[j] if measured is not None else q
                     # never an interval that excludes standing still: the clamp must not create motion
                     hi_m, lo_m = max((ref + step - q) * inv_t, 0.0), min((ref - step - q) * inv_t, 0.0)
@@ -302,7 +303,7 @@ class SafetyFilter:
                 qn = lo
             vn = (qn - q) * inv_t
             an = (vn - v) * inv_t
-            if target is not None and j_t != math.inf and abs(an - a_prev) > j_t * (1 + 1e-6) + 1e-9:
+            if target is not None and j_t != inf and abs(an - a_prev) > j_t * (1 + 1e-6) + 1e-9:
                 flags.add("jerk_yielded")
             qs[j], vs[j], accs[j] = qn, vn, an
             if target is None:

@@ -24,7 +24,7 @@ class Trajectory:
     that snaps open/closed should not overshoot).
     """
 
-    __slots__ = ("_c0", "_c1", "_c2", "_c3", "_last", "_rows", "dt", "t0", "values")
+    __slots__ = ("_c0", "_c1", "_c2", "_c3", "_last", "_rows", "_t_end", "dt", "t0", "values")
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class Trajectory:
         self.values = values
         self.values.setflags(write=False)
         self._last = len(values) - 1
+        self._t_end = self.t0 + self._last * self.dt
         p = values
         if len(p) == 1:
             p = np.vstack([p, p])
@@ -71,7 +72,7 @@ class Trajectory:
     @property
     def t_end(self) -> float:
         """Time of the last waypoint."""
-        return self.t0 + self._last * self.dt
+        return self._t_end
 
     def _locate(self, t: float) -> tuple[int, float]:
         x = (t - self.t0) / self.dt
