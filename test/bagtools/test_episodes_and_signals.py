@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vla_policy_node.bagtools.episodes import EpisodeTracker, EventKind
-from vla_policy_node.bagtools.metrics import GripperAgreement, HorizonErrors
+from vla_policy_node.bagtools.metrics import GripperAgreement, HorizonErrors, latency_summary
 from vla_policy_node.bagtools.signals import Signal
 
 
@@ -77,3 +77,16 @@ def test_horizon_errors_and_gripper_agreement_accumulate():
     agree = GripperAgreement(horizon=2, threshold=0.5)
     agree.add(np.array([0, 0, 1]), np.array([0.0, 1.0, 0.9]), np.array([0.1, 0.2, 0.8]))
     assert agree.summary()["agreement_per_step"] == [0.5, 1.0]
+
+
+def test_latency_summary_percentiles_are_numpys():
+    """The report's latency percentiles (plain Python, no numpy.ma import on a first call) are np.percentile's,
+    bit for bit, for any count of samples; a non-finite sample takes numpy's own path."""
+    rng = np.random.default_rng(3)
+    for n in [1, 2, 3, 7, 50, 99, 100, 101, 215, 1000]:
+        seconds = (rng.exponential(size=n) * 10 ** rng.uniform(-4, 0)).tolist()
+        ms = np.asarray(seconds) * 1e3
+        summary = latency_summary(seconds)
+        assert [summary["p50"], summary["p90"], summary["p99"]] == [float(np.percentile(ms, q)) for q in (50, 90, 99)]
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(latency_summary([0.01, float("nan"), 0.02])["p50"])

@@ -62,3 +62,22 @@ def test_fast_path_replays_bit_identically(request, monkeypatch, tmp_path, robot
     assert fast[0] == general[0]  # every tick's command, bit for bit
     assert fast[1] == general[1]  # the report's figures
     assert fast[2] == general[2]  # the plots
+
+
+@pytest.mark.parametrize("robot, target", [("franka", "auto"), ("franka", "joint_states"), ("sim_arm", "auto")])
+def test_batched_comparison_is_the_one_at_a_time_comparison(request, monkeypatch, tmp_path, robot, target):
+    """Settled chunks and ticks are compared with the recording in batches; compared one at a time (as soon as
+    each settles) every figure of the report and every plot are the same bits, on a bag with recording faults."""
+    emb = request.getfixturevalue(robot)
+    faults = FAULTS if robot == "franka" else RecordingFaults(late_every=5, late_s=0.03, swap_joint_states_every=4,
+                                                              shuffle_joints=True)
+    bag = demo_bag(tmp_path / "bag", emb, faults=faults)
+    batched = _replayed(monkeypatch, emb, bag, target, fast=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(replay_module, "TICK_BATCH", 1)
+        patch.setattr(replay_module, "CHUNK_BATCH", 1)
+        single = _replayed(monkeypatch, emb, bag, target, fast=True)
+    assert batched[3]["chunk_error"]["count"] > 100 and batched[3]["command_error"]["count"] > 100
+    assert batched[0] == single[0]
+    assert batched[1] == single[1]
+    assert batched[2] == single[2]

@@ -83,3 +83,24 @@ def test_rejects_bad_input():
         Trajectory(0.0, 0.0, [[1.0]])
     with pytest.raises(ValueError):
         Trajectory(0.0, 0.1, np.zeros((0, 2)))
+
+
+def test_tick_sampling_is_numpys_horner_bit_for_bit():
+    """`sample_into` evaluates in plain Python floats for speed; it must give numpy's Horner evaluation
+    (c3*s + c2, *s + c1, *s + c0, element-wise) to the last bit, at any time, for any shape and scale."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        k, d = int(rng.integers(1, 30)), int(rng.integers(1, 12))
+        values = rng.normal(size=(k, d)) * 10 ** rng.uniform(-4, 4, size=d)
+        traj = Trajectory(float(rng.normal()), float(rng.uniform(0.001, 0.5)), values,
+                          str(rng.choice(["linear", "cubic"])), tuple(range(0, d, 3)))
+        for t in rng.uniform(traj.t0 - 0.2, traj.t_end + 0.2, 40):
+            seg, s = traj._locate(t)
+            expected = np.multiply(traj._c3[seg], s)
+            expected += traj._c2[seg]
+            expected *= s
+            expected += traj._c1[seg]
+            expected *= s
+            expected += traj._c0[seg]
+            assert traj.sample_into(t, np.empty(d)).tobytes() == expected.tobytes()
+            assert traj.sample(t).tobytes() == expected.tobytes()

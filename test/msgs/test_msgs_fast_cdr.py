@@ -19,6 +19,7 @@ from vla_policy_node.msgs.fast_cdr import (
     joint_state_from_cdr,
     joint_trajectory_from_cdr,
     same_definitions,
+    trajectory_first_point_from_cdr,
 )
 from vla_policy_node.msgs.fields import rosbags_factory
 from vla_policy_node.msgs.images import IMAGE, decode_image, encode_image
@@ -148,6 +149,32 @@ def test_fast_path_equals_the_general_path_or_defers(msgtype):
         compared += 1
     assert taken >= 300 and compared == taken
 
+
+
+def test_first_point_is_the_decoded_trajectorys_or_defers_with_it():
+    """The replay reads a command's first point alone: exactly when the whole decode takes the fast path, and
+    then its names and positions to the bit (plain, damaged, big-endian and cut messages alike)."""
+    store = default_typestore()
+    new = rosbags_factory(store)
+    rng = np.random.default_rng(5)
+    taken = 0
+    for trial in range(1500):
+        msg = _random_trajectory(rng, new)
+        if trial % 4 == 1:
+            msg = _damaged(rng, msg, JOINT_TRAJECTORY)
+        raw = bytes(store.serialize_cdr(msg, JOINT_TRAJECTORY, little_endian=trial % 4 != 2))
+        if trial % 4 == 3:
+            cut = int(rng.integers(0, len(raw)))
+            raw = [raw[:cut], raw + bytes(int(rng.integers(1, 12))),
+                   raw[:cut] + bytes([raw[cut] ^ 0xFF]) + raw[cut + 1:]][trial % 3]
+        whole = joint_trajectory_from_cdr(raw)
+        point = trajectory_first_point_from_cdr(memoryview(raw) if trial % 2 else raw)
+        assert (point is None) == (whole is None)
+        if point is not None:
+            taken += 1
+            assert point[0] == whole.joint_names
+            assert point[1].tobytes() == whole.positions[0].tobytes()
+    assert taken >= 300
 
 def _decoded(msg):
     """What the node's decoder makes of an image: the frame's bytes, or its error."""

@@ -89,3 +89,16 @@ def test_bad_yaml_error_is_one_line_with_its_place(tmp_path: Path) -> None:
         load_embodiment(bad)
     message = str(err.value)
     assert "\n" not in message and "line 3, column 1" in message and str(bad) in message
+
+
+def test_cached_names_follow_a_replaced_embodiment_and_do_not_change_equality(franka: Embodiment) -> None:
+    import dataclasses
+    import pickle
+
+    assert franka.joint_names is franka.joint_names  # computed once
+    fewer = dataclasses.replace(franka, cameras=franka.cameras[:1], gripper=None)
+    assert fewer.camera_names == (franka.cameras[0].name,) and fewer.camera_names != franka.camera_names
+    assert fewer.state_names == franka.joint_names and fewer.state_dim == len(franka.joints)
+    fresh = Embodiment.from_dict(franka.to_dict())  # no cache yet
+    assert fresh == franka and hash(fresh) == hash(franka)
+    assert "joint_names" not in franka.to_dict() and pickle.loads(pickle.dumps(franka)) == franka

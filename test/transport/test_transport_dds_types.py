@@ -113,6 +113,24 @@ def test_image_round_trip_takes_the_raw_bytes_path(registry):
     assert isinstance(back.data, np.ndarray) and back.data.size == 640 * 480 * 3
 
 
+def test_received_image_pixels_are_a_read_only_view_of_the_sample_not_a_copy(registry):
+    """The pixels of a deserialized frame view the sample's buffer (no per-frame copy while the GIL is held),
+    read-only, so decode_image(copy=False) hands them on as they are; the values are the sent ones."""
+    pixels = _rgb()
+    back = type(msg := encode_image(registry.new, pixels, "rgb8")).deserialize(msg.serialize())
+    data = back.data
+    assert not data.flags.writeable
+    base = data.base
+    assert isinstance(base, memoryview) and base.readonly
+    assert base.obj is not None and len(base.obj) > data.nbytes  # the whole sample (header, fields) behind it
+    rgb = decode_image(back, copy=False)
+    assert np.shares_memory(rgb, data)
+    np.testing.assert_array_equal(rgb, pixels)
+    js = registry.idl_type("sensor_msgs/msg/JointState").deserialize(
+        CASES["JointState"](registry.new).serialize())
+    np.testing.assert_array_equal(js.position, [0.1, 0.2, 0.3])  # 8-byte elements through the same view
+
+
 def test_service_wire_layout_is_rmw_request_header_then_body(store, registry):
     request_cls, reply_cls = registry.service_wire_types("vla_msgs/srv/SetInstruction")
     assert request_cls.__idl_typename__ == "vla_msgs::srv::dds_::SetInstruction_Request_"

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.control.latency import percentiles
+
 
 class HorizonErrors:
     """|prediction - reference| per horizon step k and action dimension d, accumulated."""
@@ -113,11 +115,16 @@ def latency_summary(latencies_s: list[float]) -> dict[str, Any]:
     if not latencies_s:
         return {"count": 0}
     ms = np.asarray(latencies_s) * 1e3
+    values = ms.tolist()
+    if all(map(math.isfinite, values)):  # np.percentile's bits, without its first call's import of numpy.ma
+        p50, p90, p99 = percentiles(values, (50.0, 90.0, 99.0))
+    else:
+        p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
     return {
         "count": int(ms.size),
         "mean": float(ms.mean()),
-        "p50": float(np.percentile(ms, 50)),
-        "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
         "max": float(ms.max()),
     }

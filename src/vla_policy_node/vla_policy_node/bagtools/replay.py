@@ -29,6 +29,7 @@ samples, errors are accumulated as sums, and plot series are decimated.
 from __future__ import annotations
 
 import bisect
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,13 +58,13 @@ from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.inference import InferencePolicy, InferenceResult, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.kinematics.robot_kinematics import DESCRIPTION_TOPIC, RobotKinematics
-from vla_policy_node.msgs.commands import decode_command, trajectory_command
+from vla_policy_node.msgs.commands import decode_command, point_command
 from vla_policy_node.msgs.errors import MessageError, MessageErrorCounter
 from vla_policy_node.msgs.fast_cdr import (
     image_from_cdr,
     joint_state_from_cdr,
-    joint_trajectory_from_cdr,
     same_definitions,
+    trajectory_first_point_from_cdr,
 )
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
 from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, decode_float64_array
@@ -76,7 +77,8 @@ Target = Literal["auto", "commands", "joint_states"]
 # A reference value at time t is final once the bag has been read this far past t (inputs arrive late by their
 # transport latency; header stamps of joint states lag their receive times).
 SETTLE = 0.2
-TICK_BATCH = 64  # settled control ticks compared at once
+TICK_BATCH = 512  # settled control ticks compared at once
+CHUNK_BATCH = 32  # settled chunks compared at once
 DROP_EVERY = 0.5  # seconds of stream time between trimming the reference signals
 ESTOP_TOPIC = "/vla/estop"  # the policy node's e-stop input (PolicyNodeParams.estop_topic)
 BOOL = "std_msgs/msg/Bool"
@@ -204,6 +206,7 @@ class _Session:
         self.inference = InferenceStep(self.loop, self.policy)
         self.inputs = ObservationInput(self.loop, lambda: self.now)
         aspace = emb.action_space
+        self.cartesian = aspace.cartesian
         self.robot = RobotKinematics(emb.joint_names, emb.base_frame,
                                      (aspace.frame, aspace.ee_link) if aspace.cartesian else None)
         self.node_handlers = self._node_handlers()
@@ -216,7 +219,8 @@ class _Session:
         self.action_dt = emb.rates.action_dt
         gripper = emb.gripper
         self.gripper_threshold = (gripper.lower + gripper.upper) / 2 if gripper is not None else math.nan
-        self.state_index = {name: i for i, name in enumerate(emb.state_names)}
+        self.state_names = emb.state_names  # a property that builds the tuple: read once
+        self.state_index = {name: i for i, name in enumerate(self.state_names)}
         # Reference signals (command space). Joint states always feed `state` (the joint_states target and the
         # gripper when its command is not recorded).
         gap = config.reference_max_gap
@@ -240,7 +244,8 @@ class _Session:
         self.in_flight: _InFlight | None = None
         self.pending: list[_PendingChunk] = []
         self._pending_first = math.inf  # the earliest last_time of `pending`
-        self.pending_ticks: list[tuple[EpisodeResult, float, np.ndarray]] = []
+        self.settled: list[tuple[_PendingChunk, float | None]] = []  # (chunk, its episode's end when it settled)
+        self.pending_ticks: list[tuple[EpisodeResult, float, Command]] = []
         self._next_drop = -math.inf
         self.latencies: list[float] = []
         self.wall_latencies: list[float] = []
@@ -321,6 +326,19 @@ class _Session:
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> ReplayResult:
+        # The objects that exist before the replay (modules, the typestore's classes, the caller's) are set aside
+        # from the garbage collector meanwhile: a full collection would walk them all again (~20 ms each time)
+        # though the replay makes no garbage among them. Its own objects are collected as usual. A process that
+        # freezes objects itself (e.g. before forking workers) is left as it is.
+        if gc.get_freeze_count():
+            return self._run()
+        gc.freeze()
+        try:
+            return self._run()
+        finally:
+            gc.unfreeze()
+
+    def _run(self) -> ReplayResult:
         wall_start = time.perf_counter()
         read_counts: dict[str, int] = dict.fromkeys(self.topic_roles, 0)
         joint_topic = self.embodiment.joint_states.topic
@@ -328,8 +346,9 @@ class _Session:
         self.next_tick = start_ns * 1e-9
         last = start_ns * 1e-9
         total = sum(self.counts.get(topic, 0) for topic in self.topic_roles)
-        bar = tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", disable=not self.config.progress,
-                   mininterval=0.5)
+        # no bar object at all without --progress (tqdm's lock imports multiprocessing on first use)
+        bar = (tqdm(total=total, unit="msg", desc=f"replay {self.path.name}", mininterval=0.5)
+               if self.config.progress else None)
         for item in self.reader.messages(list(self.topic_roles), raw_topics=self.raw_topics):
             t = item.timestamp_ns * 1e-9
             last = max(last, t)
@@ -357,8 +376,10 @@ class _Session:
             elif role == "episode_event":
                 self._on_episode_event(item.msg, t)
             self._evaluate(final=False)
-            bar.update(1)
-        bar.close()
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         self._check_complete(read_counts)
         self._advance(last)
         episodes = self._episodes(start_ns * 1e-9, last)
@@ -421,13 +442,14 @@ class _Session:
 
     def _tick(self, now: float) -> None:
         self.counters["ticks"] += 1
-        ee_pose = self.robot.ee_pose(self.loop.measured_state) if self.embodiment.action_space.cartesian else None
+        ee_pose = self.robot.ee_pose(self.loop.measured_state) if self.cartesian else None
         command = self.loop.tick(now, None, ee_pose)
         if command is None:
             return
         self.counters["commands"] += 1
-        values = self._command_values(command)
-        self.plots.executed.add(now, values)
+        executed = self.plots.executed
+        if executed.wants(now):
+            executed.add(now, self._command_values(command))
         result = self._episode_at(now)
         if result is None:
             return
@@ -435,7 +457,7 @@ class _Session:
             result.held_ticks += 1
             return
         result.policy_ticks += 1
-        self.pending_ticks.append((result, now, values))
+        self.pending_ticks.append((result, now, command))  # its values are built in the batch compared
 
     def _command_values(self, command: Command) -> np.ndarray:
         if self.has_gripper:
@@ -477,7 +499,7 @@ class _Session:
         if data is None:
             return
         try:
-            positions = data.positions_for(self.embodiment.state_names)
+            positions = data.positions_for(self.state_names)
         except MessageError as error:
             self.decode_errors.record(error, self.embodiment.joint_states.topic)
             return
@@ -504,9 +526,9 @@ class _Session:
     def _on_command_message(self, item: BagMessage, t: float) -> None:
         assert self.arm_command is not None
         spec = self.command_spec
-        data = joint_trajectory_from_cdr(item.raw) if item.raw is not None else None
-        if data is not None:
-            arm = self.decode_errors.decode(trajectory_command, data, self.space.arm_names, topic=spec.topic)
+        point = trajectory_first_point_from_cdr(item.raw) if item.raw is not None else None
+        if point is not None:
+            arm = self.decode_errors.decode(point_command, *point, self.space.arm_names, topic=spec.topic)
         else:
             arm = self.decode_errors.decode(decode_command, self.reader.deserialize(item),
                                             self.embodiment.controller.interface, self.space.arm_names,
@@ -575,7 +597,7 @@ class _Session:
         if not self.plots.reference.wants(t):
             return
         values = self._reference_at(t)
-        if np.isfinite(values).any():
+        if any(map(math.isfinite, values.tolist())):  # np.isfinite(values).any(), without numpy's call cost
             self.plots.reference.add(t, values)
 
     # ---------------------------------------------------------------------------------------- comparison
@@ -615,17 +637,19 @@ class _Session:
     def _evaluate(self, final: bool) -> None:
         """Compare pending predictions and commands whose reference is settled (all of them when `final`).
 
-        Runs after every message, so it does nothing until there is work: ticks are compared in batches (the
-        sums are accumulated in the same order either way) and old reference samples are dropped every
-        DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
+        Runs after every message, so it does nothing until there is work: settled chunks and ticks are compared
+        in batches (the sums are accumulated in the same order either way, a settled reference value does not
+        change, and a chunk is cut at its episode's end as known when it settled) and old reference samples are
+        dropped every DROP_EVERY seconds of stream time (keeping more samples changes no sampled value)."""
         settled = math.inf if final else self.stream_time - SETTLE
         pending = self.pending
         if pending and self._pending_first <= settled:
-            ready = [p for p in pending if p.last_time <= settled]
+            self.settled.extend((p, p.result.episode.end) for p in pending if p.last_time <= settled)
             self.pending = [p for p in pending if p.last_time > settled]
             self._pending_first = min((p.last_time for p in self.pending), default=math.inf)
-            for item in ready:
-                self._compare_chunk(item)
+        if self.settled and (final or len(self.settled) >= CHUNK_BATCH):
+            batch, self.settled = self.settled, []
+            self._compare_chunks(batch)
         ticks = self.pending_ticks
         if ticks and (final or (len(ticks) >= TICK_BATCH and ticks[TICK_BATCH - 1][1] <= settled)):
             cut = bisect.bisect_right(ticks, settled, key=_tick_time)
@@ -634,29 +658,47 @@ class _Session:
         if not final and settled >= self._next_drop:
             self._next_drop = settled + DROP_EVERY
             oldest = min(min((p.times[0] for p in self.pending), default=math.inf),
+                         min((p.times[0] for p, _ in self.settled), default=math.inf),
                          self.pending_ticks[0][1] if self.pending_ticks else math.inf, settled)
             for signal in (self.state, self.arm_command, self.gripper_command):
                 if signal is not None:
                     signal.drop_before(oldest - 1.0)
 
-    def _compare_chunk(self, item: _PendingChunk) -> None:
-        times = item.times
-        episode_end = item.result.episode.end
-        keep = np.ones(times.shape[0], bool) if episode_end is None else times <= episode_end + 1e-9
+    def _compare_chunks(self, batch: list[tuple[_PendingChunk, float | None]]) -> None:
+        """Settled chunks (each with its episode's end when it settled) against the reference, in one pass: the
+        same element-wise arithmetic as one chunk at a time, and each episode's sums added in chunk order."""
+        items = [item for item, _ in batch]
+        times = np.concatenate([item.times for item in items])
+        values = np.concatenate([item.values for item in items])
+        steps = np.concatenate([np.arange(item.times.shape[0]) for item in items])
+        keep = np.ones(times.shape[0], bool)
+        rows: dict[int, list[np.ndarray]] = {}
+        start = 0
+        for item, episode_end in batch:
+            end = start + item.times.shape[0]
+            if episode_end is not None:
+                keep[start:end] = item.times <= episode_end + 1e-9
+            rows.setdefault(id(item.result), []).append(np.arange(start, end))
+            start = end
         reference = self._reference(times)
-        errors = item.values - reference
+        errors = values - reference
         errors[~keep] = np.nan
-        steps = np.arange(times.shape[0])
-        item.result.chunk_errors.add(steps, errors)
-        if item.result.gripper is not None:
-            predicted = np.where(keep, item.values[:, self.n_arm], np.nan)
-            item.result.gripper.add(steps, predicted, reference[:, self.n_arm])
+        results = {id(item.result): item.result for item in items}
+        for key, parts in rows.items():
+            result, index = results[key], np.concatenate(parts)
+            result.chunk_errors.add(steps[index], errors[index])
+            if result.gripper is not None:
+                predicted = np.where(keep[index], values[index, self.n_arm], np.nan)
+                result.gripper.add(steps[index], predicted, reference[index, self.n_arm])
 
-    def _compare_ticks(self, ticks: list[tuple[EpisodeResult, float, np.ndarray]]) -> None:
+    def _compare_ticks(self, ticks: list[tuple[EpisodeResult, float, Command]]) -> None:
         if not ticks:
             return
         times = np.array([t for _, t, _ in ticks])
-        values = np.stack([v for _, _, v in ticks])
+        values = np.empty((len(ticks), self.dim))
+        values[:, : self.n_arm] = [command.arm for _, _, command in ticks]
+        if self.has_gripper:
+            values[:, self.n_arm] = [math.nan if c.gripper is None else c.gripper for _, _, c in ticks]
         errors = values - self._reference(times)
         by_result: dict[int, list[int]] = {}
         for i, (result, _, _) in enumerate(ticks):
@@ -771,7 +813,7 @@ class _Session:
         return "; ".join(parts)
 
 
-def _tick_time(item: tuple[EpisodeResult, float, np.ndarray]) -> float:
+def _tick_time(item: tuple[EpisodeResult, float, Command]) -> float:
     return item[1]
 
 

@@ -67,13 +67,26 @@ class ReachPolicy:
         self.close_within = close_within
         self.salt = salt
         self.calls = 0
+        self._goals: dict[tuple[str, float, str], np.ndarray] = {}
 
     @property
     def embodiment(self) -> Embodiment:
         return self._embodiment
 
     def goal(self, instruction: str) -> np.ndarray:
-        """A goal inside the joint limits, fixed per instruction (and salt: another salt, another policy)."""
+        """A goal inside the joint limits, fixed per instruction (and salt: another salt, another policy); computed
+        once per (salt, scale, instruction), as the replay benchmark asks for it on every chunk."""
+        key = (self.salt, self.goal_scale, instruction)
+        goal = self._goals.get(key)
+        if goal is None:
+            goal = self._goal(instruction)
+            goal.setflags(write=False)
+            if len(self._goals) >= 64:
+                self._goals.clear()
+            self._goals[key] = goal
+        return goal
+
+    def _goal(self, instruction: str) -> np.ndarray:
         digest = hashlib.sha256((self.salt + instruction).encode()).digest()
         u = np.frombuffer(digest[: len(self._embodiment.joints)], np.uint8) / 255.0 * 2 - 1
         lo = np.array([j.lower for j in self._embodiment.joints])

@@ -8,6 +8,7 @@ The policy node's ObservationSync and the command mux feed their joint states th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -50,7 +51,7 @@ class JointStateGate:
         if perm is None:
             return None
         state = positions[perm]
-        if not np.all(np.isfinite(state)):
+        if not all(map(math.isfinite, state.tolist())):  # np.isfinite(...).all(), without numpy's per-call cost
             stats.reject("nonfinite", "joint state has NaN/Inf positions")
             return None
         if self.order is not None and not self.order.check(self.name, stamp, stats, now):

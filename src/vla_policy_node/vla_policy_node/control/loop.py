@@ -83,6 +83,7 @@ class ControlLoop:
         self.clock_jumps = 0
         self._joint_max_age = embodiment.joint_states.max_age
         self._hold_on_stale_joints = space.kind == "joint_position"
+        self._is_velocity = space.is_velocity
         self._n = space.arm_dim
         self._has_gripper = space.gripper_name is not None
         self._last_held = True
@@ -151,7 +152,7 @@ class ControlLoop:
             arm, gripper = planned if planned is not None else (None, None)
             if self.teleop.jogging(now):
                 mux.on_teleop(self.teleop.jog_target(now, filt.last_arm), now)
-            velocity = None if self.space.is_velocity else filt.last_velocity
+            velocity = None if self._is_velocity else filt.last_velocity
             decision = mux.select(now, arm, gripper, filt.last_arm, filt.last_gripper, self._last_held, velocity)
             target, reason = decision.arm, decision.reason
             if sensor_fault:

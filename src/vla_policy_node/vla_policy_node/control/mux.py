@@ -271,7 +271,7 @@ class CommandMux:
         current_gripper: float | None,
         current_velocity: np.ndarray | None,
     ) -> MuxDecision:
-        finite = bool(np.isfinite(arm).all()) and (gripper is None or math.isfinite(gripper))
+        finite = all(map(math.isfinite, arm.tolist())) and (gripper is None or math.isfinite(gripper))
         if self._ramp_pending and finite:
             self._ramp_pending = False
             self._ramp = self._start_ramp(now, arm, gripper, current_arm, current_gripper, current_velocity)

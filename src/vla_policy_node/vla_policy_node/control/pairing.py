@@ -35,10 +35,11 @@ class ApproximateTimePairing:
             del queue[min(queue)]
             self.dropped += 1
         candidates = []
+        slop = self.slop
         for other in self.inputs:
             if other == name:
                 continue
-            near = sorted((abs(s - stamp), s) for s in self._queues[other] if abs(s - stamp) <= self.slop)
+            near = sorted((d, s) for s in self._queues[other] if (d := abs(s - stamp)) <= slop)
             if not near:
                 return None
             candidates.append([s for _, s in near])

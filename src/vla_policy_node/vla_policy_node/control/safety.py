@@ -185,7 +185,7 @@ class SafetyFilter:
         target: list[float] | None = None
         if not hold and arm is not None:
             target = arm.tolist()
-            finite = len(target) == len(self._q) and all(math.isfinite(x) for x in target)
+            finite = len(target) == len(self._q) and all(map(math.isfinite, target))
             if gripper is not None and not math.isfinite(gripper):
                 finite = False
             if not finite:
@@ -217,10 +217,13 @@ class SafetyFilter:
         period, inv_t = self.period, self._inv_t
         qs, vs, accs = self._q, self._v, self._a
         step = self._step
+        vmaxs, amaxs, a_ts, j_ts, los, his = self._vmax, self._amax, self._a_t, self._j_t, self._lo, self._hi
+        brake_zones, on_targets, prev_targets = self._brake_zone, self._on_target, self._prev_target
+        inf = math.inf
         for j in range(len(qs)):
             q, v, a_prev = qs[j], vs[j], accs[j]
-            vmax, amax, a_t, j_t = self._vmax[j], self._amax[j], self._a_t[j], self._j_t[j]
-            lo, hi = self._lo[j], self._hi[j]
+            vmax, amax, a_t, j_t = vmaxs[j], amaxs[j], a_ts[j], j_ts[j]
+            lo, hi = los[j], his[j]
             if target is None:
                 x = 0.0  # hold: stop as fast as the limits allow, then stay
             else:
@@ -228,7 +231,7 @@ class SafetyFilter:
                 x = (tj - q) * inv_t
                 if tj > hi or tj < lo:
                     flags.add("position")
-                if j_t != math.inf:
+                if j_t != inf:
                     hi_j, lo_j = v + (a_prev + j_t) * period, v + (a_prev - j_t) * period
                     if x > hi_j:
                         x = hi_j
@@ -236,17 +239,17 @@ class SafetyFilter:
                     elif x < lo_j:
                         x = lo_j
                         flags.add("jerk")
-                if not self._on_target[j]:
+                if not on_targets[j]:
                     # Off the previous target (a clamp happened): approach without overshooting it, which
                     # outranks jerk (an overshoot that jerk forces would oscillate around the target).
-                    pt = self._prev_target[j]
+                    pt = prev_targets[j]
                     vt = 0.0 if pt != pt else min(vmax, max(-vmax, (tj - pt) * inv_t))
                     e = tj - q
                     if e > 0.0:
                         x = min(x, vt + self._approach_speed(j, e, max(a_prev, 0.0)))
                     elif e < 0.0:
                         x = max(x, vt - self._approach_speed(j, -e, max(-a_prev, 0.0)))
-                if step != math.inf:
+                if step != inf:
                     ref = measured[j] if measured is not None else q
                     # never an interval that excludes standing still: the clamp must not create motion
                     hi_m, lo_m = max((ref + step - q) * inv_t, 0.0), min((ref - step - q) * inv_t, 0.0)
@@ -257,8 +260,9 @@ class SafetyFilter:
                         x = lo_m
                         flags.add("relative_target")
             # Braking-aware position limits (holding outside them stays put: no motion of their own).
+            zone = brake_zones[j]
             d_hi = hi - q
-            if d_hi < self._brake_zone[j]:
+            if d_hi < zone:
                 cap = braking_velocity(d_hi, amax, period)
                 if target is None:
                     cap = max(cap, 0.0)
@@ -266,7 +270,7 @@ class SafetyFilter:
                     x = cap
                     flags.add("position")
             d_lo = q - lo
-            if d_lo < self._brake_zone[j]:
+            if d_lo < zone:
                 cap = -braking_velocity(d_lo, amax, period)
                 if target is None:
                     cap = min(cap, 0.0)
@@ -299,15 +303,15 @@ class SafetyFilter:
                 qn = lo
             vn = (qn - q) * inv_t
             an = (vn - v) * inv_t
-            if target is not None and j_t != math.inf and abs(an - a_prev) > j_t * (1 + 1e-6) + 1e-9:
+            if target is not None and j_t != inf and abs(an - a_prev) > j_t * (1 + 1e-6) + 1e-9:
                 flags.add("jerk_yielded")
             qs[j], vs[j], accs[j] = qn, vn, an
             if target is None:
-                self._prev_target[j] = math.nan
-                self._on_target[j] = False
+                prev_targets[j] = math.nan
+                on_targets[j] = False
             else:
-                self._prev_target[j] = target[j]
-                self._on_target[j] = abs(qn - target[j]) <= 1e-9
+                prev_targets[j] = tj
+                on_targets[j] = abs(qn - tj) <= 1e-9
         return None
 
     def _approach_speed(self, j: int, distance: float, accel_towards: float) -> float:

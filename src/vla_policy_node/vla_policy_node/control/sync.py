@@ -57,6 +57,7 @@ class ObservationSync:
         self._last_stamp = self._order.last
         self.joints = JointStateGate(embodiment.state_names, JOINT_STATES, self.stats[JOINT_STATES], self._order)
         self._ready: MatchedSet | None = None
+        self._ready_oldest = math.inf  # the oldest stamp of `_ready` (read on every tick)
         self._ready_stamp = -math.inf
         self._emitted_stamp = -math.inf
         self.sets_matched = 0
@@ -85,6 +86,7 @@ class ObservationSync:
             self.joints.reset()
             self._pairing = self._new_pairing()
             self._ready, self._ready_stamp, self._emitted_stamp = None, -math.inf, -math.inf
+            self._ready_oldest = math.inf
 
     def set_instruction(self, text: str) -> None:
         self.instruction = text
@@ -135,6 +137,7 @@ class ObservationSync:
         newest = max(s for s, _ in matched.values())
         if newest > self._ready_stamp:
             self._ready, self._ready_stamp = matched, newest
+            self._ready_oldest = min(s for s, _ in matched.values())
             self.sets_matched += 1
 
     # --------------------------------------------------------------------------------------------- output
@@ -175,7 +178,7 @@ class ObservationSync:
     def _set_age(self, now: float) -> float:
         if self._ready is None:
             return math.inf
-        return now - min(s for s, _ in self._ready.values())
+        return now - self._ready_oldest
 
     def _set_stale(self, now: float) -> bool:
         return self._set_age(now) > self.set_max_age
@@ -187,12 +190,12 @@ class ObservationSync:
         return stale
 
     def any_stale(self, now: float) -> bool:
-        """Tick-path check: any input too old, or no matched set fresh enough to use."""
+        """Tick-path check: any input too old, or no matched set fresh enough to use (`_set_stale`, inline)."""
         last = self._last_stamp
         for name, limit in self.max_age.items():
             if now - last[name] > limit:
                 return True
-        return self._set_stale(now)
+        return (math.inf if self._ready is None else now - self._ready_oldest) > self.set_max_age
 
     @property
     def dropped(self) -> int:

@@ -1,7 +1,10 @@
 """Waypoints on a uniform time grid, interpolated: the shape both chunks and the executing plan take.
 
 Polynomial coefficients per segment are computed once when the trajectory is built (when a chunk arrives,
-off the control timer), so sampling on the tick is one Horner evaluation into a preallocated buffer.
+off the control timer), so sampling on the tick is one Horner evaluation into a preallocated buffer. The tick
+evaluates it in plain Python floats (the same IEEE operations in the same order as numpy's, so the same bits)
+on a segment's coefficients converted once, on its first sample: for a few dims that is twice as fast as numpy's
+per-call overhead.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class Trajectory:
     that snaps open/closed should not overshoot).
     """
 
-    __slots__ = ("_c0", "_c1", "_c2", "_c3", "_last", "dt", "t0", "values")
+    __slots__ = ("_c0", "_c1", "_c2", "_c3", "_last", "_rows", "_t_end", "dt", "t0", "values")
 
     def __init__(
         self,
@@ -41,6 +44,7 @@ class Trajectory:
         self.values = values
         self.values.setflags(write=False)
         self._last = len(values) - 1
+        self._t_end = self.t0 + self._last * self.dt
         p = values
         if len(p) == 1:
             p = np.vstack([p, p])
@@ -59,6 +63,7 @@ class Trajectory:
         else:
             c1, c2, c3 = diff, np.zeros_like(diff), np.zeros_like(diff)
         self._c0, self._c1, self._c2, self._c3 = p[:-1].copy(), c1, c2, c3
+        self._rows: dict[int, tuple[tuple[float, float, float, float], ...]] = {}  # segment -> (c0..c3) per dim
 
     @property
     def dim(self) -> int:
@@ -67,7 +72,7 @@ class Trajectory:
     @property
     def t_end(self) -> float:
         """Time of the last waypoint."""
-        return self.t0 + self._last * self.dt
+        return self._t_end
 
     def _locate(self, t: float) -> tuple[int, float]:
         x = (t - self.t0) / self.dt
@@ -81,12 +86,12 @@ class Trajectory:
     def sample_into(self, t: float, out: np.ndarray) -> np.ndarray:
         """Value at time t written into `out` (shape [D]); the tick path, no allocation."""
         k, s = self._locate(t)
-        np.multiply(self._c3[k], s, out=out)
-        out += self._c2[k]
-        out *= s
-        out += self._c1[k]
-        out *= s
-        out += self._c0[k]
+        rows = self._rows.get(k)
+        if rows is None:
+            rows = tuple(zip(self._c0[k].tolist(), self._c1[k].tolist(), self._c2[k].tolist(), self._c3[k].tolist(),
+                             strict=True))
+            self._rows[k] = rows
+        out[:] = [((c3 * s + c2) * s + c1) * s + c0 for c0, c1, c2, c3 in rows]
         return out
 
     def sample(self, t: float) -> np.ndarray:

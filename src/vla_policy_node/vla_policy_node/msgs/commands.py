@@ -123,20 +123,26 @@ class CommandEncoder:
 def trajectory_command(data: JointTrajectoryData, arm_names: tuple[str, ...]) -> np.ndarray:
     """The command a decoded JointTrajectory gives: its first point in `arm_names` order (MessageError if a joint
     is missing)."""
-    order = _ORDERS.get((data.joint_names, arm_names))
+    return point_command(data.joint_names, data.positions[0], arm_names)
+
+
+def point_command(joint_names: tuple[str, ...], positions: np.ndarray, arm_names: tuple[str, ...]) -> np.ndarray:
+    """A trajectory point's positions (in `joint_names` order) in `arm_names` order, a new array (MessageError if
+    a joint is missing): `trajectory_command` of a point read on its own (msgs.fast_cdr)."""
+    order = _ORDERS.get((joint_names, arm_names))
     if order is None:
-        index = {name: i for i, name in enumerate(data.joint_names)}
+        index = {name: i for i, name in enumerate(joint_names)}
         missing = [name for name in arm_names if name not in index]
         if missing:
             raise MessageError("missing_joint", f"trajectory lacks joints {missing}", JOINT_TRAJECTORY)
-        order = [index[name] for name in arm_names]
+        order = np.array([index[name] for name in arm_names], dtype=np.intp)  # an index array, converted once
         if len(_ORDERS) >= 32:
             _ORDERS.clear()
-        _ORDERS[(data.joint_names, arm_names)] = order
-    return data.positions[0, order]
+        _ORDERS[(joint_names, arm_names)] = order
+    return positions[order]
 
 
-_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}  # (names, wanted) -> indices, recent
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}  # (names, wanted) -> indices, recent
 
 
 def decode_command(msg: Any, interface: str, arm_names: tuple[str, ...]) -> np.ndarray:

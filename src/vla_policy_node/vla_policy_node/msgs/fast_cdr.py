@@ -19,6 +19,7 @@ frame costs a few struct reads instead of four dataclasses.
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below foll
 _TYPES = ("builtin_interfaces/msg/Time", "builtin_interfaces/msg/Duration")
 
 
+_EMPTY = np.empty(0)  # an empty float64[] (read-only: shared)
+_EMPTY.setflags(write=False)
 _RECENT_NAMES: dict[int, tuple[tuple[bytes, tuple[str, ...]], ...]] = {}  # start offset -> recent (bytes, names)
 
 
@@ -102,8 +105,9 @@ def _float64s(buf: Any, pos: int) -> tuple[np.ndarray, int]:
     pos += 4
     if pos + size * 8 > len(buf):
         raise _Unusual
-    if size:
-        pos = (pos + 7) & -8
+    if not size:  # velocities and efforts are often left empty: no view to build
+        return _EMPTY, pos
+    pos = (pos + 7) & -8
     return np.frombuffer(buf, dtype=np.float64, count=size, offset=pos), pos + size * 8
 
 
@@ -181,7 +185,7 @@ def _body(raw: Any) -> memoryview:
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
-    if not np.isfinite(values).all():
+    if not all(map(math.isfinite, values.tolist())):  # np.isfinite(values).all() for a few float64s, faster
         raise _Unusual
     return values
 
@@ -213,6 +217,25 @@ def joint_state_from_cdr(raw: Any) -> JointStateData | None:
 
 def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
     """`decode_joint_trajectory(deserialize(raw))` for the plain case; None for anything else."""
+    parsed = _trajectory(raw)
+    if parsed is None:
+        return None
+    stamp, names, positions, velocities, times = parsed
+    has_velocities = all(v.size for v in velocities)
+    return JointTrajectoryData(stamp, names, _rows(positions), _rows(velocities) if has_velocities else None,
+                               np.asarray(times))
+
+
+def trajectory_first_point_from_cdr(raw: Any) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """(joint names, first point's positions) of `joint_trajectory_from_cdr(raw)`, None where it is None (the
+    same checks of every point), without building the rest: what a controller's command is. The positions are
+    a read-only view into `raw`."""
+    parsed = _trajectory(raw)
+    return None if parsed is None else (parsed[1], parsed[2][0])
+
+
+def _trajectory(raw: Any) -> tuple[float, tuple[str, ...], list[np.ndarray], list[np.ndarray], list[float]] | None:
+    """(stamp, names, positions, velocities, times) per point of a plain JointTrajectory; None otherwise."""
     try:
         buf = _body(raw)
         stamp, pos = _header(buf)
@@ -238,8 +261,6 @@ def joint_trajectory_from_cdr(raw: Any) -> JointTrajectoryData | None:
             times.append(float(sec) + float(nanosec) * 1e-9)
         if pos + _PADDING < len(buf) or any(b - a <= 0 for a, b in pairwise(times)):
             raise _Unusual
-        has_velocities = all(v.size for v in velocities)
-        return JointTrajectoryData(stamp, names, _rows(positions), _rows(velocities) if has_velocities else None,
-                                   np.asarray(times))
+        return stamp, names, positions, velocities, times
     except (_Unusual, struct.error, ValueError, UnicodeDecodeError):
         return None

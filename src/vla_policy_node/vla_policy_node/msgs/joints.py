@@ -48,14 +48,14 @@ def _reorder(have: tuple[str, ...], values: np.ndarray, want: Sequence[str], wha
         missing = [name for name in want if name not in index]
         if missing:
             raise MessageError("missing_joint", f"joint state lacks {what} of {missing}", JOINT_STATE)
-        order = [index[name] for name in want]
+        order = np.array([index[name] for name in want], dtype=np.intp)  # an index array: no list conversion per use
         if len(_ORDERS) >= 32:
             _ORDERS.clear()
         _ORDERS[key] = order
     return values[order]
 
 
-_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}  # (names, wanted) -> indices, recent
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}  # (names, wanted) -> indices, recent
 
 
 def _optional_array(values: Any, n: int, what: str, *, finite: bool) -> np.ndarray | None:

@@ -12,6 +12,8 @@ clock (sim time included) under rclpy. Tests skip both and call the jobs with a 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import gc
 import logging
 import math
@@ -56,16 +58,57 @@ class GuardedJob:
                 log.exception("%s: periodic job raised (logged once per message)", self.name)
 
 
-class ThreadTicker:
-    """Runs `job` every `period` seconds (monotonic schedule, no drift; missed ticks are skipped, not bunched)."""
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
-    def __init__(self, period: float, job: Job, name: str) -> None:
+
+_CLOCK_MONOTONIC, _TIMER_ABSTIME = 1, 1  # <time.h> on Linux; time.monotonic() reads CLOCK_MONOTONIC there
+
+
+def _libc_clock_nanosleep() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).clock_nanosleep
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Timespec), ctypes.POINTER(_Timespec)]
+    function.restype = ctypes.c_int
+    return function
+
+
+_clock_nanosleep = _libc_clock_nanosleep()
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleep until `time.monotonic()` reaches `deadline`: an absolute deadline (clock_nanosleep TIMER_ABSTIME;
+    ctypes releases the GIL for the call), so time lost between computing it and going to sleep (the GIL held by
+    another thread, a preemption) does not push the wake-up back, as a relative `sleep(deadline - now)` would."""
+    if _clock_nanosleep is None:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        return
+    seconds = math.floor(deadline)
+    spec = _Timespec(seconds, min(999_999_999, round((deadline - seconds) * 1e9)))
+    while _clock_nanosleep(_CLOCK_MONOTONIC, _TIMER_ABSTIME, ctypes.byref(spec), None) == errno.EINTR:
+        pass  # a signal handler ran; the deadline stands
+
+
+class ThreadTicker:
+    """Runs `job` every `period` seconds on a thread of its own: absolute deadlines on one monotonic grid (no
+    drift; a late start does not shift later ticks), missed ticks skipped, not bunched (more than a period
+    behind: the grid restarts from now). `clock` / `sleep_until` are replaceable for tests."""
+
+    STOP_CHECK = 0.02  # s: the longest sleep between looks at stop()
+
+    def __init__(self, period: float, job: Job, name: str, clock: Callable[[], float] = time.monotonic,
+                 sleep_until: Callable[[float], None] = sleep_until) -> None:
         if not period > 0:
             raise ValueError(f"ticker period must be positive, got {period}")
         self.period = float(period)
         self.name = name
         self.overruns = 0
         self.job = GuardedJob(job, name)
+        self._clock, self._sleep_until = clock, sleep_until
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,17 +124,19 @@ class ThreadTicker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        deadline = time.monotonic()
-        while not self._stop.is_set():
+        clock, stop = self._clock, self._stop
+        deadline = clock()
+        while not stop.is_set():
             self.job()
             deadline += self.period
-            delay = deadline - time.monotonic()
-            if delay < -self.period:  # fell more than a period behind: restart the schedule from now
+            now = clock()
+            if now - deadline > self.period:  # fell more than a period behind: restart the schedule from now
                 self.overruns += 1
-                deadline = time.monotonic()
+                deadline = now
                 continue
-            if delay > 0:
-                self._stop.wait(delay)
+            while now < deadline and not stop.is_set():
+                self._sleep_until(min(deadline, now + self.STOP_CHECK))
+                now = clock()
 
 
 class RclpyTicker:
@@ -150,6 +195,26 @@ def set_realtime_priority(priority: int, exclude: Iterable[int] = ()) -> str:
 
 
 CONTROL_SWITCH_INTERVAL = 0.0005  # s; CPython's default (5 ms) is longer than a 250 Hz control period
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+HEAP_MMAP_THRESHOLD = 32 << 20  # bytes: glibc's largest; blocks below it (camera frames) come from the heap
+HEAP_TRIM_THRESHOLD = 128 << 20  # bytes of free heap top kept instead of returned to the OS
+
+
+def keep_heap_memory() -> str:
+    """Large blocks (a camera frame as cyclonedds' take copies it, ~1 MB at 640x480) from a heap that keeps its
+    pages, instead of glibc's default: a fresh mmap per block and a munmap when it is freed, so every frame
+    page-faults its memory in again (~870 minor faults and 2.2 ms per 640x480 frame, measured, in a C call that
+    holds the GIL; 0.4 ms and no faults with this). The price: up to HEAP_TRIM_THRESHOLD of freed heap stays
+    mapped. Returns '' or why not (not glibc)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "mallopt is not available (not glibc)"
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if not (mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)):
+        return "mallopt refused the thresholds"
+    return ""
 
 
 def tune_control_process(model_thread_ids: Iterable[int], out_of_process: bool, realtime_priority: int) -> str:
@@ -157,9 +222,12 @@ def tune_control_process(model_thread_ids: Iterable[int], out_of_process: bool, 
     same): start-up objects frozen out of the garbage collector's scans; optionally real-time priority for every
     thread but the model's, and then, with the model out of process (only light threads left), a GIL that changes
     hands every 0.5 ms instead of 5. Not without real-time priority: a forced GIL hand-over waits until the other
-    thread runs, which on a loaded machine can take longer than the interval saves. Returns '' or why real-time
-    priority could not be set."""
+    thread runs, which on a loaded machine can take longer than the interval saves. Always: large buffers from a
+    heap that keeps its pages (`keep_heap_memory`). Returns '' or why real-time priority could not be set."""
     gc.freeze()
+    problem = keep_heap_memory()
+    if problem:
+        log.info("%s: camera frames page-fault their memory in each time", problem)
     if not realtime_priority:
         return ""
     problem = set_realtime_priority(realtime_priority, exclude=model_thread_ids)

@@ -13,6 +13,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,21 +221,23 @@ class Embodiment:
         _require(cartesian_ctrl == self.action_space.cartesian, "controller.interface",
                  f"{self.controller.interface!r} does not fit action space {self.action_space.type!r}")
 
-    @property
+    # The names and dimensions below are computed once per embodiment (it is frozen; `dataclasses.replace` makes a
+    # new one with its own cache): the control tick and the input side read them on every message.
+    @cached_property
     def joint_names(self) -> tuple[str, ...]:
         return tuple(j.name for j in self.joints)
 
-    @property
+    @cached_property
     def camera_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.cameras)
 
-    @property
+    @cached_property
     def state_names(self) -> tuple[str, ...]:
         """Proprioception order: arm joints, then the gripper."""
         extra = (self.gripper.name,) if self.gripper else ()
         return self.joint_names + extra
 
-    @property
+    @cached_property
     def action_names(self) -> tuple[str, ...]:
         extra = (self.gripper.name,) if self.gripper else ()
         kind = self.action_space.type
@@ -244,11 +247,11 @@ class Embodiment:
             return tuple(f"delta_{n}" for n in self.joint_names) + extra
         return EE_POSITION_NAMES + EE_ROTATION_NAMES + extra
 
-    @property
+    @cached_property
     def state_dim(self) -> int:
         return len(self.state_names)
 
-    @property
+    @cached_property
     def action_dim(self) -> int:
         return len(self.action_names)
 

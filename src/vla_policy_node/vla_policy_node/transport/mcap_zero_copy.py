@@ -17,7 +17,7 @@ access fault (SIGBUS) instead of raising: bags are read after recording, not whi
 from __future__ import annotations
 
 import contextlib
-import heapq
+import itertools
 import mmap
 import struct
 from collections.abc import Collection, Iterator
@@ -106,11 +106,39 @@ class _Unmapper:
 
 def _storage_messages(storage: McapReader, view: memoryview, connmap: dict[int, Connection],
                       unmapper: _Unmapper) -> Iterator[tuple[Connection, int, memoryview]]:
-    sources = [_chunk_messages(chunk, view, connmap, unmapper) for chunk in storage.chunks
-               if any(chunk.channel_count.get(cid, 0) for cid in connmap)]
-    for timestamp, offset, _, connection, data in heapq.merge(*sources):
+    chunks = [chunk for chunk in storage.chunks if any(chunk.channel_count.get(cid, 0) for cid in connmap)]
+    for timestamp, offset, _, connection, data in _merged(chunks, view, connmap, unmapper):
         if offset:
             yield connection, timestamp, data
+
+
+def _merged(chunks: list[ChunkInfo], view: memoryview, connmap: dict[int, Connection],
+            unmapper: _Unmapper) -> Iterator[tuple[int, int, int, Any, Any]]:
+    """`heapq.merge` of the chunks' `_chunk_messages`, without its heap work per message: messages come out
+    sorted by (time, chunk offset, position), and a chunk is opened when the merge would reach its start-time
+    sentinel (after every message of the chunks already open that is older than its start; chunks starting
+    at the same time in their listed order), so the order, the chunks' opening order and the errors are the
+    merge's. Recorders' chunks overlap by a few messages at most, so the sorts are short."""
+    pending: list[tuple[int, int, int, Any, Any]] = []  # messages of the open chunks not yet yielded, sorted
+    for chunk in sorted(chunks, key=_by_start):
+        start = chunk.message_start_time
+        cut = 0
+        while cut < len(pending) and pending[cut][0] < start:
+            cut += 1
+        if cut:
+            yield from pending[:cut]
+            del pending[:cut]
+        pending.extend(itertools.islice(_chunk_messages(chunk, view, connmap, unmapper), 1, None))
+        pending.sort(key=_merge_key)
+    yield from pending
+
+
+def _by_start(chunk: ChunkInfo) -> int:
+    return chunk.message_start_time
+
+
+def _merge_key(item: tuple[int, int, int, Any, Any]) -> tuple[int, int, int]:
+    return item[0], item[1], item[2]
 
 
 def _chunk_messages(chunk: ChunkInfo, view: memoryview, connmap: dict[int, Connection],
