@@ -8,7 +8,6 @@ The policy node's ObservationSync and the command mux feed their joint states th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from vla_policy_node.control.inputs import InputStats, StampOrder
 from vla_policy_node.control.plausibility import Plausibility
+from vla_policy_node.control.small_arrays import all_finite
 
 
 class JointReading(NamedTuple):
@@ -51,7 +51,7 @@ class JointStateGate:
         if perm is None:
             return None
         state = positions[perm]
-        if not all(map(math.isfinite, state.tolist())):  # np.isfinite(...).all(), without numpy's per-call cost
+        if not all_finite(state):
             stats.reject("nonfinite", "joint state has NaN/Inf positions")
             return None
         if self.order is not None and not self.order.check(self.name, stamp, stats, now):

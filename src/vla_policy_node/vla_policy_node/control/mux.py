@@ -29,6 +29,7 @@ import numpy as np
 
 from vla_policy_node.control.command import ArmTarget, CommandSpace
 from vla_policy_node.control.config import ControlConfig, LockSpec, MuxConfig
+from vla_policy_node.control.small_arrays import all_finite
 from vla_policy_node.spec.embodiment import Embodiment
 
 AWAITING_RESUME = "teleop released: the policy waits for resume (set_paused false, or press the resume button)"
@@ -271,7 +272,7 @@ class CommandMux:
         current_gripper: float | None,
         current_velocity: np.ndarray | None,
     ) -> MuxDecision:
-        finite = all(map(math.isfinite, arm.tolist())) and (gripper is None or math.isfinite(gripper))
+        finite = all_finite(arm) and (gripper is None or math.isfinite(gripper))
         if self._ramp_pending and finite:
             self._ramp_pending = False
             self._ramp = self._start_ramp(now, arm, gripper, current_arm, current_gripper, current_velocity)

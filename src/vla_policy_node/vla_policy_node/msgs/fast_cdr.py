@@ -19,7 +19,6 @@ frame costs a few struct reads instead of four dataclasses.
 
 from __future__ import annotations
 
-import math
 import struct
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.control.small_arrays import all_finite
 from vla_policy_node.msgs.images import IMAGE
 from vla_policy_node.msgs.joints import JOINT_STATE, JOINT_TRAJECTORY, JointStateData, JointTrajectoryData
 
@@ -185,7 +185,7 @@ def _body(raw: Any) -> memoryview:
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
-    if not all(map(math.isfinite, values.tolist())):  # np.isfinite(values).all() for a few float64s, faster
+    if not all_finite(values):
         raise _Unusual
     return values
 
