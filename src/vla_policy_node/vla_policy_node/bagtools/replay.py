@@ -219,8 +219,7 @@ class _Session:
         self.action_dt = emb.rates.action_dt
         gripper = emb.gripper
         self.gripper_threshold = (gripper.lower + gripper.upper) / 2 if gripper is not None else math.nan
-        self.state_names = emb.state_names  # a property that builds the tuple: read once
-        self.state_index = {name: i for i, name in enumerate(self.state_names)}
+        self.state_index = {name: i for i, name in enumerate(emb.state_names)}
         # Reference signals (command space). Joint states always feed `state` (the joint_states target and the
         # gripper when its command is not recorded).
         gap = config.reference_max_gap
@@ -499,7 +498,7 @@ class _Session:
         if data is None:
             return
         try:
-            positions = data.positions_for(self.state_names)
+            positions = data.positions_for(self.embodiment.state_names)  # computed once per embodiment
         except MessageError as error:
             self.decode_errors.record(error, self.embodiment.joint_states.topic)
             return

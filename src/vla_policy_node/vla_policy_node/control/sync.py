@@ -190,12 +190,12 @@ class ObservationSync:
         return stale
 
     def any_stale(self, now: float) -> bool:
-        """Tick-path check: any input too old, or no matched set fresh enough to use (`_set_stale`, inline)."""
+        """Tick-path check: any input too old, or no matched set fresh enough to use."""
         last = self._last_stamp
         for name, limit in self.max_age.items():
             if now - last[name] > limit:
                 return True
-        return (math.inf if self._ready is None else now - self._ready_oldest) > self.set_max_age
+        return self._set_stale(now)
 
     @property
     def dropped(self) -> int:
