@@ -33,7 +33,7 @@ def test_the_policy_waits_for_an_explicit_resume_by_default(sim_arm):
     assert "resume" in status.control_reason
     held = drive.commands[-1].arm.copy()
     np.testing.assert_allclose(drive.arms()[-30:], np.tile(held, (30, 1)), atol=1e-12)
-    drive.loop.resume()
+    assert drive.loop.resume() == "policy resumed"
     drive.step(1)
     assert drive.commands[-1].source == "policy" and not drive.status().awaiting_resume
     drive.step(200)
@@ -56,6 +56,24 @@ def test_a_pedal_press_resumes_and_a_held_pedal_does_not_hand_back_by_itself(sim
     assert drive.commands[-1].source == "hold" and drive.status().awaiting_resume
     drive.loop.on_resume_signal(False, drive.now)  # released, pressed again
     drive.loop.on_resume_signal(True, drive.now + 0.001)
+    drive.step(1)
+    assert drive.commands[-1].source == "policy"
+
+
+def test_a_resume_while_teleop_still_drives_does_not_hand_back_when_teleop_lets_go(sim_arm):
+    """A gap in the teleop stream shows awaiting_resume while teleop drives again; a resume then clears it, but
+    the release that follows is a new hand-back, and the reply says so instead of "policy resumed"."""
+    drive, start = takeover(sim_arm=sim_arm)
+    for _ in range(20):  # the operator takes over again
+        drive.loop.on_teleop(ArmTarget(start[:6] - 0.1), drive.now)
+        drive.step(1)
+    assert drive.commands[-1].source == "teleop" and drive.status().awaiting_resume
+    reply = drive.loop.resume()
+    assert "teleop drives" in reply and reply != "policy resumed"
+    assert not drive.status().awaiting_resume
+    drive.step(100)  # teleop lets go
+    assert drive.commands[-1].source == "hold" and drive.status().awaiting_resume
+    assert drive.loop.resume() == "policy resumed"
     drive.step(1)
     assert drive.commands[-1].source == "policy"
 

@@ -387,7 +387,10 @@ class TestRobotLaunch(unittest.TestCase):
         self.assertEqual((preempted.status, preempted.result.outcome), (GoalStatus.STATUS_ABORTED,
                                                                         outcome.PREEMPTED_BY_TELEOP))
         mux_source = self.mux_status
-        wait_for(lambda: mux_source.messages and mux_source.messages[-1][1].awaiting_resume, 10.0,
+        # teleop has let go only once the mux holds: awaiting_resume can also show while teleop still drives (a
+        # gap in this loaded test's teleop stream), and a resume then would be undone when teleop times out
+        wait_for(lambda: mux_source.messages and mux_source.messages[-1][1].awaiting_resume
+                 and mux_source.messages[-1][1].active_source == "hold", 10.0,
                  "teleop to time out in the mux, which then holds the policy until resumed")
         _, pending, _ = send("reach the red block")  # the mux does not hand back by itself: nor does a goal
         held = result(pending, "a goal while the mux waits for resume")

@@ -428,10 +428,16 @@ class ControlLoop:
             self.mux.set_paused(True)
             self.source.clear()
 
-    def resume(self) -> None:
-        """End a pause, and hand control back to the policy after a teleop takeover."""
+    def resume(self) -> str:
+        """End a pause, and hand control back to the policy after a teleop takeover; what happened, for the
+        service reply. A resume while teleop still drives cannot hand back: when teleop lets go the hand-back
+        rule applies again (with handback "resume", the policy waits for another resume)."""
         with self._lock:
             self.mux.resume_policy()
+            if self.mux.source == "teleop":
+                return "pause cleared, but teleop drives the arm now: when it lets go the mux's hand-back rule " \
+                       "applies again (with handback 'resume': resume after teleop has let go)"
+            return "policy resumed"
 
     def on_resume_signal(self, pressed: bool, now: float) -> bool:
         """A resume pedal or button (std_msgs/Bool); True if this message resumed the policy."""

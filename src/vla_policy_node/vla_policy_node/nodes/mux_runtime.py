@@ -246,8 +246,7 @@ class MuxRuntime:
             self.loop.pause()
             message = "policy paused at the mux (teleop still works)"
         else:
-            self.loop.resume()
-            message = "policy resumed"
+            message = self.loop.resume()
         log.warning("set_paused: %s", message)
         return self.transport.new_response(SET_PAUSED, success=True, message=message)
 

@@ -297,13 +297,12 @@ class PolicyRuntime:
         return self.transport.new_response(SET_INSTRUCTION, success=ok, message=message)
 
     def _serve_set_paused(self, request: Any) -> Any:
-        paused = bool(request.paused)
-        if paused:
+        if request.paused:
             self.loop.pause()
+            message = "policy paused"
         else:
-            self.loop.resume()
-        return self.transport.new_response(SET_PAUSED, success=True,
-                                           message="policy paused" if paused else "policy resumed")
+            message = self.loop.resume()
+        return self.transport.new_response(SET_PAUSED, success=True, message=message)
 
     def _serve_reset_estop(self, request: Any) -> Any:
         ok, message = self.loop.reset_estop(self.clock())
