@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("mujoco")
 
 from test.system.processes import SIM_ARM
-from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM, demonstration_dataset
+from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM, demonstration_dataset, record_demonstrations
 from vla_policy_node.msgs.joints import decode_float64_array, encode_float64_array, encode_joint_trajectory
 from vla_policy_node.nodes.sim_arm_driver import TASK_STATE_TOPIC, TASK_TOPIC, SimArmDriver, SimArmParams
 from vla_policy_node.sim.arm import GRIPPER_WIDE, ArmSim, BlockPose, Layout
 from vla_policy_node.sim.pick_place import PickPlaceSampler, make_task_kind, parse_pick_place
-from vla_policy_node.sim.pick_place_expert import PickPlaceExpert
+from vla_policy_node.sim.pick_place_expert import PickPlaceExpert, RecoveryStarts
 from vla_policy_node.sim.scene import BLOCK_COLORS, PAD_COLORS
 from vla_policy_node.sim.tasks import HOME, Task
 from vla_policy_node.spec.embodiment import load_embodiment
@@ -167,6 +167,47 @@ def test_pick_place_demonstrations_close_and_open_the_gripper(tmp_path) -> None:
         assert first.instruction == task.instruction
         block = task.layout.blocks[task.target]
         np.testing.assert_allclose(first.env_state[:2], [block.x, block.y], atol=2e-3)
+
+
+def test_recovery_starts_put_the_tool_beside_and_above_the_block_and_the_expert_still_succeeds(tmp_path) -> None:
+    """Recovery starts are a function of the seed, within the configured region, and the expert's plan from one
+    still places the block (the recorded demonstration is a success, its first frame away from home)."""
+    robot = load_embodiment(SIM_ARM)
+    starts = RecoveryStarts(fraction=1.0, radius=0.05, height=(0.02, 0.08))
+    with ArmSim({}) as sim:
+        expert = PickPlaceExpert(sim, sampler=SAMPLER)
+        drawn = 0
+        for seed in range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 30):
+            task = SAMPLER.task(seed)
+            q = expert.recovery_start(task, starts)
+            assert expert.recovery_start(task, RecoveryStarts(fraction=0.0)) is None
+            if q is None:
+                continue
+            drawn += 1
+            np.testing.assert_array_equal(q, expert.recovery_start(task, starts))
+            tool, axis = expert.ik.forward(q)
+            block = task.layout.blocks[task.target]
+            assert np.hypot(tool[0] - block.x, tool[1] - block.y) <= 0.05 + 1e-3
+            assert 0.02 - 1e-3 <= tool[2] - 2 * sim.config.block_half <= 0.08 + 1e-3
+            assert axis[2] < -0.99  # pointing down, as the expert grasps
+        assert drawn >= 20
+        half = RecoveryStarts(fraction=0.5)
+        some = [expert.recovery_start(SAMPLER.task(s), half) is not None for s in range(200)]
+        assert 60 <= sum(some) <= 140
+    with pytest.raises(ValueError, match="fraction"):
+        RecoveryStarts(fraction=1.5)
+    driver = SimArmDriver(InProcessBus(clock=1.0).transport("sim_arm_driver"), robot,
+                          SimArmParams(seed=TRAIN_SEEDS_FROM, task="pick_place"))
+    task = driver.reset(TRAIN_SEEDS_FROM + 1, initial_arm=q)
+    np.testing.assert_allclose(driver.sim.arm_positions(), q, atol=1e-9)
+    np.testing.assert_array_equal(task.initial_arm, q)
+    driver.close()
+    bag = tmp_path / "bag"
+    stats = record_demonstrations(robot, bag, range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 2), task="pick_place",
+                                  recovery=starts)
+    assert stats.successes == stats.episodes == 2
+    with pytest.raises(ValueError, match="pick_place"):
+        record_demonstrations(robot, tmp_path / "bag2", range(1), task="reach", recovery=starts)
 
 
 def test_unknown_task_kind_is_refused() -> None:

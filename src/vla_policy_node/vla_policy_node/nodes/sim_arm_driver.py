@@ -41,7 +41,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -161,9 +161,12 @@ class SimArmDriver:
         self.reset(params.seed)
 
     # ------------------------------------------------------------------------------------------- inputs
-    def reset(self, seed: int) -> Task:
-        """Lay out task `seed` and restart the episode clock; the arm holds its start pose."""
+    def reset(self, seed: int, initial_arm: np.ndarray | None = None) -> Task:
+        """Lay out task `seed` and restart the episode clock; the arm holds its start pose (`initial_arm`
+        instead of the task's own, e.g. a demonstration's recovery start)."""
         task = self.sampler.task(seed)
+        if initial_arm is not None:
+            task = replace(task, initial_arm=np.asarray(initial_arm, dtype=np.float64))
         with self._lock:
             self.sim.reset(task.layout, task.initial_arm, task.initial_gripper)
             self.task = task

@@ -4,6 +4,11 @@ block, turned into joint positions by IK every `sample_dt` and followed linearly
 command steps at the keyframes: wide open, closed (0: the fingers squeeze the block with the servo's force),
 wide open again. Like the reach expert it sees the true positions (it is the demonstrator, not the policy), and
 its plan is a function of time that a driver streams to the arm's and the gripper's command topics.
+
+`RecoveryStarts` puts the arm somewhere a policy drifts to (above and beside the named block, lower than the
+expert ever starts) before some demonstrations: the expert's plan from there is the correction a policy needs
+and never sees when every demonstration starts at home (DART / DAgger's covariate shift, without relabelling:
+every recorded command is still the expert's own).
 """
 
 from __future__ import annotations
@@ -56,6 +61,21 @@ class DensePlan:
         return float(self.gripper[int(np.clip(round(t / self.dt), 0, len(self.gripper) - 1))])
 
 
+@dataclass(frozen=True)
+class RecoveryStarts:
+    """Which demonstrations start off the expert's path, and where: the finger tips within `radius` of the named
+    block's centre horizontally, `height` above the block's top, the gripper wide open."""
+
+    fraction: float = 0.5
+    radius: float = 0.06
+    height: tuple[float, float] = (0.01, 0.12)
+    salt: int = 0x5EED  # the draw is a function of the task seed, independent of the layout's own draw
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"recovery start fraction must be in [0, 1], got {self.fraction}")
+
+
 class PickPlaceExpert:
     def __init__(self, sim: ArmSim, config: PickPlaceExpertConfig | None = None,
                  sampler: PickPlaceSampler | None = None) -> None:
@@ -88,6 +108,20 @@ class PickPlaceExpert:
             (place, GRIPPER_WIDE, c.open_time),
             (place + up, GRIPPER_WIDE, travel(place, place + up, c.vertical_speed)),
         ]
+
+    def recovery_start(self, task: Task, starts: RecoveryStarts) -> np.ndarray | None:
+        """Joint positions to start task `task` from instead of its home pose, or None (start at home): a
+        deterministic function of the task's seed, drawn for `starts.fraction` of the seeds."""
+        rng = np.random.default_rng([task.seed, starts.salt])
+        if rng.uniform() >= starts.fraction:
+            return None
+        block = task.layout.blocks[task.target]  # where the layout puts it: resting on the table
+        angle, distance = rng.uniform(0.0, 2.0 * np.pi), starts.radius * np.sqrt(rng.uniform())
+        top = 2.0 * self.sim.config.block_half
+        tool = np.array([block.x + distance * np.cos(angle), block.y + distance * np.sin(angle),
+                         top + rng.uniform(*starts.height)])
+        q, error = self.ik.solve(tool, task.initial_arm, HOME)
+        return q if error <= 1e-3 else None
 
     def plan(self, task: Task, start: np.ndarray) -> DensePlan:
         """Joint positions along the keyframes' tool path from the arm's `start` pose; the gripper command of

@@ -16,6 +16,10 @@ The recorder also takes the driver's ground truth (`/sim_arm/target_point`, Poin
 [x, y, z]; pick_place: the task state, block and pad positions): supervision for auxiliary training losses only,
 which the policy never receives.
 
+`--recovery-starts F` (pick_place) starts a fraction F of the demonstrations off the expert's path, beside and
+above the named block (`sim.pick_place_expert.RecoveryStarts`), so the data holds the corrections a policy needs
+after its own small errors; the other demonstrations are the same as without it.
+
 `--workers N` records N bags in parallel processes (consecutive seed ranges) and converts them, in seed order,
 into one dataset: the same episodes as one worker, in about 1/N of the time on N free cores.
 """
@@ -44,7 +48,7 @@ from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_TRAJECTORY, encode_
 from vla_policy_node.nodes.sim_arm_driver import TARGET_POINT_TOPIC, TASK_STATE_TOPIC, SimArmDriver, SimArmParams
 from vla_policy_node.sim.expert import ReachExpert
 from vla_policy_node.sim.pick_place import TASK_KINDS
-from vla_policy_node.sim.pick_place_expert import PickPlaceExpert
+from vla_policy_node.sim.pick_place_expert import PickPlaceExpert, RecoveryStarts
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.transport.inprocess import InProcessBus
 
@@ -65,8 +69,12 @@ ENV_STATE_TOPICS = {"reach": TARGET_POINT_TOPIC, "pick_place": TASK_STATE_TOPIC}
 
 
 def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[int], *, storage: str = "mcap",
-                          task: str = "reach", gap: float = 0.5) -> DemoStats:
-    """One expert episode per task seed, recorded to `bag` through the Recorder while driving the sim."""
+                          task: str = "reach", gap: float = 0.5,
+                          recovery: RecoveryStarts | None = None) -> DemoStats:
+    """One expert episode per task seed, recorded to `bag` through the Recorder while driving the sim;
+    `recovery` (pick_place): some episodes start off the expert's path."""
+    if recovery is not None and task != "pick_place":
+        raise ValueError("recovery starts are for the pick_place task")
     start_wall = time.perf_counter()
     bus = InProcessBus(clock=1.0)
     driver = SimArmDriver(bus.transport("sim_arm_driver"), robot, SimArmParams(seed=int(seeds[0]), task=task))
@@ -84,6 +92,10 @@ def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[in
         for seed in seeds:
             bus.clock += gap
             episode = driver.reset(int(seed))
+            if recovery is not None:
+                start = expert.recovery_start(episode, recovery)  # type: ignore[union-attr]
+                if start is not None:
+                    episode = driver.reset(int(seed), initial_arm=start)
             driver.step()
             recorder.mark(EventKind.START, episode.instruction)
             plan = expert.plan(episode, driver.sim.arm_positions())
@@ -120,13 +132,14 @@ def expert_command(transport, driver: SimArmDriver, arm: np.ndarray, period: flo
                                    np.array([period]))
 
 
-def _record_part(robot: Embodiment, bag: Path, seeds: range, storage: str, task: str) -> DemoStats:
+def _record_part(robot: Embodiment, bag: Path, seeds: range, storage: str, task: str,
+                 recovery: RecoveryStarts | None) -> DemoStats:
     logging.getLogger().setLevel(logging.WARNING)  # a worker process: its summary is the parent's to print
-    return record_demonstrations(robot, bag, seeds, storage=storage, task=task)
+    return record_demonstrations(robot, bag, seeds, storage=storage, task=task, recovery=recovery)
 
 
 def record_parallel(robot: Embodiment, output: Path, seeds: range, *, workers: int = 1, storage: str = "mcap",
-                    task: str = "reach") -> tuple[list[Path], DemoStats]:
+                    task: str = "reach", recovery: RecoveryStarts | None = None) -> tuple[list[Path], DemoStats]:
     """Record `seeds` into output/bag (one worker) or output/bag_<i> (consecutive seed ranges, one process each);
     the bags in seed order and the summed statistics (wall time: the whole call's)."""
     start = time.perf_counter()
@@ -135,14 +148,14 @@ def record_parallel(robot: Embodiment, output: Path, seeds: range, *, workers: i
             shutil.rmtree(old)
     workers = max(1, min(workers, len(seeds)))
     if workers == 1:
-        stats = record_demonstrations(robot, output / "bag", seeds, storage=storage, task=task)
+        stats = record_demonstrations(robot, output / "bag", seeds, storage=storage, task=task, recovery=recovery)
         return [output / "bag"], stats
     bounds = np.linspace(0, len(seeds), workers + 1).round().astype(int)
     parts = [seeds[a:b] for a, b in itertools.pairwise(bounds)]
     bags = [output / f"bag_{i}" for i in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(_record_part, [robot] * workers, bags, parts, [storage] * workers,
-                                [task] * workers))
+                                [task] * workers, [recovery] * workers))
     return bags, DemoStats(sum(r.episodes for r in results), sum(r.successes for r in results),
                            sum(r.sim_seconds for r in results), time.perf_counter() - start)
 
@@ -171,7 +184,8 @@ def convert_parallel(bags: Sequence[Path], robot: Embodiment, output: Path, task
 
 def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, *, first_seed: int = TRAIN_SEEDS_FROM,
                           storage: str = "mcap", task: str = "reach", workers: int = 1,
-                          robots: Sequence[tuple[Embodiment, str]] = ()) -> tuple[DemoStats, ConversionSummary]:
+                          robots: Sequence[tuple[Embodiment, str]] = (),
+                          recovery: RecoveryStarts | None = None) -> tuple[DemoStats, ConversionSummary]:
     """Record `episodes` demonstrations of `task` to output/bag (output/bag_<i> with several workers) and convert
     them to the dataset output/dataset. `robots`: more (robot config, dataset folder name) conversions of the
     same bags, e.g. a variant with more state (a robot whose joint states are a superset records for both)."""
@@ -180,7 +194,7 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     bags, stats = record_parallel(robot, output, range(first_seed, first_seed + episodes), workers=workers,
-                                  storage=storage, task=task)
+                                  storage=storage, task=task, recovery=recovery)
     config = conversion_config(task)
     summary = convert_bags(bags, robot, output / "dataset", config)
     for other, name in robots:
@@ -197,23 +211,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=TRAIN_SEEDS_FROM)
     parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach")
     parser.add_argument("--workers", type=int, default=1, help="parallel recording processes (default 1)")
+    parser.add_argument("--recovery-starts", dest="recovery_starts", type=float, default=0.0, metavar="FRACTION",
+                        help="pick_place: start this fraction of the demonstrations beside and above the named block "
+                             "instead of at home (default 0)")
     parser.add_argument("--per-worker", dest="per_worker", action="store_true",
                         help="one dataset per worker (dataset_<i>, converted in parallel) instead of one dataset")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.episodes < 1 or args.workers < 1:
         parser.error("--episodes and --workers must be >= 1")
+    if not 0.0 <= args.recovery_starts <= 1.0 or (args.recovery_starts and args.task != "pick_place"):
+        parser.error("--recovery-starts takes a fraction in [0, 1], for --task pick_place")
+    recovery = RecoveryStarts(args.recovery_starts) if args.recovery_starts else None
     if args.per_worker:
         robot = load_embodiment(args.robot_config)
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
         bags, stats = record_parallel(robot, output, range(args.first_seed, args.first_seed + args.episodes),
-                                      workers=args.workers, task=args.task)
+                                      workers=args.workers, task=args.task, recovery=recovery)
         datasets = convert_parallel(bags, robot, output, args.task)
         print(f"{stats.successes}/{stats.episodes} expert successes in {stats.wall_seconds:.0f} s; datasets "
               + " ".join(str(d) for d in datasets))
         return 0
     stats, summary = demonstration_dataset(load_embodiment(args.robot_config), args.output, args.episodes,
-                                           first_seed=args.first_seed, task=args.task, workers=args.workers)
+                                           first_seed=args.first_seed, task=args.task, workers=args.workers,
+                                           recovery=recovery)
     print(f"{stats.successes}/{stats.episodes} expert successes, {stats.sim_seconds:.0f} s simulated in "
           f"{stats.wall_seconds:.1f} s; dataset {summary.output}: {summary.episodes} episodes, {summary.frames} frames")
     return 0
