@@ -176,7 +176,7 @@ def test_recovery_starts_put_the_tool_beside_and_above_the_block_and_the_expert_
     starts = RecoveryStarts(fraction=1.0, radius=0.05, height=(0.02, 0.08))
     with ArmSim({}) as sim:
         expert = PickPlaceExpert(sim, sampler=SAMPLER)
-        drawn = 0
+        drawn = lower = 0
         for seed in range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 30):
             task = SAMPLER.task(seed)
             q = expert.recovery_start(task, starts)
@@ -190,7 +190,17 @@ def test_recovery_starts_put_the_tool_beside_and_above_the_block_and_the_expert_
             assert np.hypot(tool[0] - block.x, tool[1] - block.y) <= 0.05 + 1e-3
             assert 0.02 - 1e-3 <= tool[2] - 2 * sim.config.block_half <= 0.08 + 1e-3
             assert axis[2] < -0.99  # pointing down, as the expert grasps
-        assert drawn >= 20
+            sim.reset(task.layout, q, task.initial_gripper)
+            first, gripper, _ = expert.keyframes(task, tool)[0]  # sideways at this height, then down
+            np.testing.assert_allclose(first[:2], [block.x, block.y], atol=2e-3)
+            approach = expert.config.grasp_height + expert.config.clearance
+            assert first[2] == pytest.approx(tool[2] if tool[2] < approach - 0.01 else approach)
+            assert gripper == GRIPPER_WIDE
+            lower += tool[2] < approach - 0.01
+            home_tool, _ = expert.ik.forward(task.initial_arm)
+            home_first = expert.keyframes(task, home_tool)[0][0]  # from home: the approach height, as before
+            assert home_first[2] == pytest.approx(approach)
+        assert drawn >= 20 and lower >= 10
         half = RecoveryStarts(fraction=0.5)
         some = [expert.recovery_start(SAMPLER.task(s), half) is not None for s in range(200)]
         assert 60 <= sum(some) <= 140

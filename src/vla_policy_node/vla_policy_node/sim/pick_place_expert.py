@@ -38,6 +38,8 @@ class PickPlaceExpertConfig:
     open_time: float = 0.4
     settle: float = 0.3  # s held at the end (the demonstration goes on this long after the plan)
     sample_dt: float = 0.05  # IK samples along the path
+    descent_catch: float = 0.1  # m: a start this close to the block (horizontally), below the approach height,
+    # corrects sideways and descends from where it is instead of rising to the approach height first
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,14 @@ class PickPlaceExpert:
         def travel(a: np.ndarray, b: np.ndarray, speed: float) -> float:
             return max(c.min_segment, float(np.linalg.norm(b - a)) / speed)
 
+        # from above the block and lower than the approach height (a recovery start: where a policy's descent
+        # drifts to), correct sideways at that height and go on down, as the plan from home would descend there
+        above = grasp + up
+        if start_tool[2] < above[2] - 0.01 and np.hypot(*(start_tool[:2] - grasp[:2])) <= c.descent_catch:
+            above = np.array([grasp[0], grasp[1], start_tool[2]])
         return [
-            (grasp + up, GRIPPER_WIDE, travel(start_tool, grasp + up, c.travel_speed)),
-            (grasp, GRIPPER_WIDE, travel(grasp + up, grasp, c.vertical_speed)),
+            (above, GRIPPER_WIDE, travel(start_tool, above, c.travel_speed)),
+            (grasp, GRIPPER_WIDE, travel(above, grasp, c.vertical_speed)),
             (grasp, GRIPPER_CLOSED, c.close_time),
             (grasp + up, GRIPPER_CLOSED, travel(grasp, grasp + up, c.vertical_speed)),
             (place + up, GRIPPER_CLOSED, travel(grasp + up, place + up, c.travel_speed)),
