@@ -179,12 +179,14 @@ def test_recovery_starts_put_the_tool_beside_and_above_the_block_and_the_expert_
         drawn = lower = 0
         for seed in range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 30):
             task = SAMPLER.task(seed)
-            q = expert.recovery_start(task, starts)
+            start = expert.recovery_start(task, starts)
             assert expert.recovery_start(task, RecoveryStarts(fraction=0.0)) is None
-            if q is None:
+            if start is None:
                 continue
             drawn += 1
-            np.testing.assert_array_equal(q, expert.recovery_start(task, starts))
+            q, opening = start
+            assert opening == GRIPPER_WIDE
+            np.testing.assert_array_equal(q, expert.recovery_start(task, starts)[0])
             tool, axis = expert.ik.forward(q)
             block = task.layout.blocks[task.target]
             assert np.hypot(tool[0] - block.x, tool[1] - block.y) <= 0.05 + 1e-3
@@ -204,18 +206,31 @@ def test_recovery_starts_put_the_tool_beside_and_above_the_block_and_the_expert_
         half = RecoveryStarts(fraction=0.5)
         some = [expert.recovery_start(SAMPLER.task(s), half) is not None for s in range(200)]
         assert 60 <= sum(some) <= 140
-    with pytest.raises(ValueError, match="fraction"):
-        RecoveryStarts(fraction=1.5)
+        empty = RecoveryStarts(fraction=1.0, empty_fraction=1.0, carry_height=(0.05, 0.1))
+        for seed in range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 10):  # a slipped block: closed, anywhere, carrying
+            start = expert.recovery_start(SAMPLER.task(seed), empty)
+            assert start is not None and start[1] == 0.0
+            tool, _ = expert.ik.forward(start[0])
+            ws = SAMPLER.workspace
+            assert ws.x[0] - 0.06 <= tool[0] <= ws.x[1] + 0.06 and ws.y[0] - 0.06 <= tool[1] <= ws.y[1] + 0.06
+            assert 0.05 - 1e-3 <= tool[2] - 2 * sim.config.block_half <= 0.1 + 1e-3
+    for bad in ({"fraction": 1.5}, {"empty_fraction": -0.1}):
+        with pytest.raises(ValueError, match="fraction"):
+            RecoveryStarts(**bad)
     driver = SimArmDriver(InProcessBus(clock=1.0).transport("sim_arm_driver"), robot,
                           SimArmParams(seed=TRAIN_SEEDS_FROM, task="pick_place"))
-    task = driver.reset(TRAIN_SEEDS_FROM + 1, initial_arm=q)
-    np.testing.assert_allclose(driver.sim.arm_positions(), q, atol=1e-9)
+    task = driver.reset(TRAIN_SEEDS_FROM + 1, (q, 0.0))
+    driver.step()
+    np.testing.assert_allclose(driver.sim.arm_positions(), q, atol=1e-3)
+    assert driver.sim.gripper_position() < 0.01  # started closed
     np.testing.assert_array_equal(task.initial_arm, q)
     driver.close()
     bag = tmp_path / "bag"
-    stats = record_demonstrations(robot, bag, range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 2), task="pick_place",
-                                  recovery=starts)
+    seeds = range(TRAIN_SEEDS_FROM, TRAIN_SEEDS_FROM + 2)
+    stats = record_demonstrations(robot, bag, seeds, task="pick_place", recovery=starts)
     assert stats.successes == stats.episodes == 2
+    stats = record_demonstrations(robot, tmp_path / "bag_empty", seeds, task="pick_place", recovery=empty)
+    assert stats.successes == stats.episodes == 2  # the expert went back for the block
     with pytest.raises(ValueError, match="pick_place"):
         record_demonstrations(robot, tmp_path / "bag2", range(1), task="reach", recovery=starts)
 

@@ -161,12 +161,12 @@ class SimArmDriver:
         self.reset(params.seed)
 
     # ------------------------------------------------------------------------------------------- inputs
-    def reset(self, seed: int, initial_arm: np.ndarray | None = None) -> Task:
-        """Lay out task `seed` and restart the episode clock; the arm holds its start pose (`initial_arm`
-        instead of the task's own, e.g. a demonstration's recovery start)."""
+    def reset(self, seed: int, start: tuple[np.ndarray, float] | None = None) -> Task:
+        """Lay out task `seed` and restart the episode clock; the arm holds its start pose (`start`: joint
+        positions and gripper opening instead of the task's own, e.g. a demonstration's recovery start)."""
         task = self.sampler.task(seed)
-        if initial_arm is not None:
-            task = replace(task, initial_arm=np.asarray(initial_arm, dtype=np.float64))
+        if start is not None:
+            task = replace(task, initial_arm=np.asarray(start[0], dtype=np.float64), initial_gripper=float(start[1]))
         with self._lock:
             self.sim.reset(task.layout, task.initial_arm, task.initial_gripper)
             self.task = task

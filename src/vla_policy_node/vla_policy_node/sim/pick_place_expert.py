@@ -66,16 +66,22 @@ class DensePlan:
 @dataclass(frozen=True)
 class RecoveryStarts:
     """Which demonstrations start off the expert's path, and where: the finger tips within `radius` of the named
-    block's centre horizontally, `height` above the block's top, the gripper wide open."""
+    block's centre horizontally, `height` above the block's top, the gripper wide open (a drifting approach); or,
+    for `empty_fraction` of them, the gripper closed on nothing at `carry_height` anywhere over the workspace (a
+    block that slipped out on the way, or a grasp that closed beside the block: the expert goes back for it, a
+    retry no home start ever shows), half of those anywhere over the workspace, half around the block."""
 
     fraction: float = 0.5
     radius: float = 0.06
     height: tuple[float, float] = (0.01, 0.12)
+    empty_fraction: float = 0.0
+    carry_height: tuple[float, float] = (0.01, 0.12)
     salt: int = 0x5EED  # the draw is a function of the task seed, independent of the layout's own draw
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ValueError(f"recovery start fraction must be in [0, 1], got {self.fraction}")
+        for name in ("fraction", "empty_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"recovery start {name} must be in [0, 1], got {getattr(self, name)}")
 
 
 class PickPlaceExpert:
@@ -116,19 +122,27 @@ class PickPlaceExpert:
             (place + up, GRIPPER_WIDE, travel(place, place + up, c.vertical_speed)),
         ]
 
-    def recovery_start(self, task: Task, starts: RecoveryStarts) -> np.ndarray | None:
-        """Joint positions to start task `task` from instead of its home pose, or None (start at home): a
-        deterministic function of the task's seed, drawn for `starts.fraction` of the seeds."""
+    def recovery_start(self, task: Task, starts: RecoveryStarts) -> tuple[np.ndarray, float] | None:
+        """(joint positions, gripper opening) to start task `task` from instead of its home pose, or None (start
+        at home): a deterministic function of the task's seed, drawn for `starts.fraction` of the seeds."""
         rng = np.random.default_rng([task.seed, starts.salt])
         if rng.uniform() >= starts.fraction:
             return None
+        top = 2.0 * self.sim.config.block_half
         block = task.layout.blocks[task.target]  # where the layout puts it: resting on the table
         angle, distance = rng.uniform(0.0, 2.0 * np.pi), starts.radius * np.sqrt(rng.uniform())
-        top = 2.0 * self.sim.config.block_half
-        tool = np.array([block.x + distance * np.cos(angle), block.y + distance * np.sin(angle),
-                         top + rng.uniform(*starts.height)])
+        around = np.array([block.x + distance * np.cos(angle), block.y + distance * np.sin(angle)])
+        if rng.uniform() < starts.empty_fraction:
+            ws = self.sampler.workspace
+            anywhere = np.array([rng.uniform(*ws.x), rng.uniform(*ws.y)])
+            xy = anywhere if rng.uniform() < 0.5 else around
+            tool = np.array([*xy, top + rng.uniform(*starts.carry_height)])
+            gripper = GRIPPER_CLOSED
+        else:
+            tool = np.array([*around, top + rng.uniform(*starts.height)])
+            gripper = GRIPPER_WIDE
         q, error = self.ik.solve(tool, task.initial_arm, HOME)
-        return q if error <= 1e-3 else None
+        return (q, gripper) if error <= 1e-3 else None
 
     def plan(self, task: Task, start: np.ndarray) -> DensePlan:
         """Joint positions along the keyframes' tool path from the arm's `start` pose; the gripper command of

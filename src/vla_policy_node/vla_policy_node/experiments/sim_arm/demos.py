@@ -95,7 +95,7 @@ def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[in
             if recovery is not None:
                 start = expert.recovery_start(episode, recovery)  # type: ignore[union-attr]
                 if start is not None:
-                    episode = driver.reset(int(seed), initial_arm=start)
+                    episode = driver.reset(int(seed), start)
             driver.step()
             recorder.mark(EventKind.START, episode.instruction)
             plan = expert.plan(episode, driver.sim.arm_positions())
@@ -214,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recovery-starts", dest="recovery_starts", type=float, default=0.0, metavar="FRACTION",
                         help="pick_place: start this fraction of the demonstrations beside and above the named block "
                              "instead of at home (default 0)")
+    parser.add_argument("--empty-starts", dest="empty_starts", type=float, default=0.0, metavar="FRACTION",
+                        help="of the recovery starts: this fraction with the gripper closed on nothing at carrying "
+                             "height anywhere over the table (a slipped block; the expert goes back for it)")
     parser.add_argument("--per-worker", dest="per_worker", action="store_true",
                         help="one dataset per worker (dataset_<i>, converted in parallel) instead of one dataset")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -221,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--episodes and --workers must be >= 1")
     if not 0.0 <= args.recovery_starts <= 1.0 or (args.recovery_starts and args.task != "pick_place"):
         parser.error("--recovery-starts takes a fraction in [0, 1], for --task pick_place")
-    recovery = RecoveryStarts(args.recovery_starts) if args.recovery_starts else None
+    if not 0.0 <= args.empty_starts <= 1.0:
+        parser.error("--empty-starts takes a fraction in [0, 1]")
+    recovery = RecoveryStarts(args.recovery_starts, empty_fraction=args.empty_starts) if args.recovery_starts else None
     if args.per_worker:
         robot = load_embodiment(args.robot_config)
         output = Path(args.output)
