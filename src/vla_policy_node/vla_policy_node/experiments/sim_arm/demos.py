@@ -20,6 +20,10 @@ which the policy never receives.
 above the named block (`sim.pick_place_expert.RecoveryStarts`), so the data holds the corrections a policy needs
 after its own small errors; the other demonstrations are the same as without it.
 
+`--policy-starts CHECKPOINT` (pick_place) starts each demonstration where that policy's own descent to the block
+got to (`policy_starts.PolicyStartFinder`: DAgger's states, the expert's labels); demonstrations without a clean
+rollout start at home (or at a recovery start, when both are asked).
+
 `--workers N` records N bags in parallel processes (consecutive seed ranges) and converts them, in seed order,
 into one dataset: the same episodes as one worker, in about 1/N of the time on N free cores.
 """
@@ -37,6 +41,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +57,9 @@ from vla_policy_node.sim.pick_place_expert import PickPlaceExpert, RecoveryStart
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.transport.inprocess import InProcessBus
 
+if TYPE_CHECKING:
+    from vla_policy_node.experiments.sim_arm.policy_starts import PolicyStarts
+
 log = logging.getLogger(__name__)
 TRAIN_SEEDS_FROM = 1_000_000  # demonstration layouts; evaluation layouts are drawn below this
 
@@ -62,6 +70,7 @@ class DemoStats:
     successes: int
     sim_seconds: float
     wall_seconds: float
+    off_home: int = 0  # demonstrations that started away from home (recovery or policy starts)
 
 
 # the dataset's observation.environment_state per task kind (reach keeps the PointStamped its checkpoint used)
@@ -70,11 +79,12 @@ ENV_STATE_TOPICS = {"reach": TARGET_POINT_TOPIC, "pick_place": TASK_STATE_TOPIC}
 
 def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[int], *, storage: str = "mcap",
                           task: str = "reach", gap: float = 0.5,
-                          recovery: RecoveryStarts | None = None) -> DemoStats:
+                          recovery: RecoveryStarts | None = None,
+                          policy_starts: PolicyStarts | None = None) -> DemoStats:
     """One expert episode per task seed, recorded to `bag` through the Recorder while driving the sim;
-    `recovery` (pick_place): some episodes start off the expert's path."""
-    if recovery is not None and task != "pick_place":
-        raise ValueError("recovery starts are for the pick_place task")
+    `recovery` / `policy_starts` (pick_place): some episodes start off the expert's path."""
+    if (recovery is not None or policy_starts is not None) and task != "pick_place":
+        raise ValueError("recovery and policy starts are for the pick_place task")
     start_wall = time.perf_counter()
     bus = InProcessBus(clock=1.0)
     driver = SimArmDriver(bus.transport("sim_arm_driver"), robot, SimArmParams(seed=int(seeds[0]), task=task))
@@ -85,17 +95,24 @@ def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[in
     gripper_pub = teleop.publisher(robot.gripper.topic, FLOAT64_ARRAY) if robot.gripper else None
     expert = (PickPlaceExpert(driver.sim, sampler=driver.sampler) if task == "pick_place"  # type: ignore[arg-type]
               else ReachExpert(driver.sim))
+    finder = None
+    if policy_starts is not None:
+        from vla_policy_node.experiments.sim_arm.policy_starts import PolicyStartFinder
+
+        finder = PolicyStartFinder(robot, policy_starts)
     period = 1.0 / robot.rates.control_hz
-    successes = 0
+    successes = off_home = 0
     sim_seconds = 0.0
     try:
         for seed in seeds:
             bus.clock += gap
-            episode = driver.reset(int(seed))
+            start = None
             if recovery is not None:
-                start = expert.recovery_start(episode, recovery)  # type: ignore[union-attr]
-                if start is not None:
-                    episode = driver.reset(int(seed), start)
+                start = expert.recovery_start(driver.sampler.task(int(seed)), recovery)  # type: ignore[union-attr]
+            if start is None and finder is not None:
+                start = finder.start(int(seed))
+            off_home += start is not None
+            episode = driver.reset(int(seed), start)
             driver.step()
             recorder.mark(EventKind.START, episode.instruction)
             plan = expert.plan(episode, driver.sim.arm_positions())
@@ -118,7 +135,9 @@ def record_demonstrations(robot: Embodiment, bag: str | Path, seeds: Sequence[in
     finally:
         recorder.close()
         driver.close()
-    return DemoStats(len(seeds), successes, sim_seconds, time.perf_counter() - start_wall)
+        if finder is not None:
+            finder.close()
+    return DemoStats(len(seeds), successes, sim_seconds, time.perf_counter() - start_wall, off_home)
 
 
 def expert_command(transport, driver: SimArmDriver, arm: np.ndarray, period: float):
@@ -133,13 +152,19 @@ def expert_command(transport, driver: SimArmDriver, arm: np.ndarray, period: flo
 
 
 def _record_part(robot: Embodiment, bag: Path, seeds: range, storage: str, task: str,
-                 recovery: RecoveryStarts | None) -> DemoStats:
+                 recovery: RecoveryStarts | None, policy_starts: PolicyStarts | None) -> DemoStats:
     logging.getLogger().setLevel(logging.WARNING)  # a worker process: its summary is the parent's to print
-    return record_demonstrations(robot, bag, seeds, storage=storage, task=task, recovery=recovery)
+    if policy_starts is not None:
+        import torch
+
+        torch.set_num_threads(1)  # one rollout per worker process, as many workers as cores
+    return record_demonstrations(robot, bag, seeds, storage=storage, task=task, recovery=recovery,
+                                 policy_starts=policy_starts)
 
 
 def record_parallel(robot: Embodiment, output: Path, seeds: range, *, workers: int = 1, storage: str = "mcap",
-                    task: str = "reach", recovery: RecoveryStarts | None = None) -> tuple[list[Path], DemoStats]:
+                    task: str = "reach", recovery: RecoveryStarts | None = None,
+                    policy_starts: PolicyStarts | None = None) -> tuple[list[Path], DemoStats]:
     """Record `seeds` into output/bag (one worker) or output/bag_<i> (consecutive seed ranges, one process each);
     the bags in seed order and the summed statistics (wall time: the whole call's)."""
     start = time.perf_counter()
@@ -148,16 +173,17 @@ def record_parallel(robot: Embodiment, output: Path, seeds: range, *, workers: i
             shutil.rmtree(old)
     workers = max(1, min(workers, len(seeds)))
     if workers == 1:
-        stats = record_demonstrations(robot, output / "bag", seeds, storage=storage, task=task, recovery=recovery)
+        stats = _record_part(robot, output / "bag", seeds, storage, task, recovery, policy_starts)
         return [output / "bag"], stats
     bounds = np.linspace(0, len(seeds), workers + 1).round().astype(int)
     parts = [seeds[a:b] for a, b in itertools.pairwise(bounds)]
     bags = [output / f"bag_{i}" for i in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(_record_part, [robot] * workers, bags, parts, [storage] * workers,
-                                [task] * workers, [recovery] * workers))
+                                [task] * workers, [recovery] * workers, [policy_starts] * workers))
     return bags, DemoStats(sum(r.episodes for r in results), sum(r.successes for r in results),
-                           sum(r.sim_seconds for r in results), time.perf_counter() - start)
+                           sum(r.sim_seconds for r in results), time.perf_counter() - start,
+                           sum(r.off_home for r in results))
 
 
 def conversion_config(task: str) -> ConversionConfig:
@@ -185,7 +211,8 @@ def convert_parallel(bags: Sequence[Path], robot: Embodiment, output: Path, task
 def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, *, first_seed: int = TRAIN_SEEDS_FROM,
                           storage: str = "mcap", task: str = "reach", workers: int = 1,
                           robots: Sequence[tuple[Embodiment, str]] = (),
-                          recovery: RecoveryStarts | None = None) -> tuple[DemoStats, ConversionSummary]:
+                          recovery: RecoveryStarts | None = None,
+                          policy_starts: PolicyStarts | None = None) -> tuple[DemoStats, ConversionSummary]:
     """Record `episodes` demonstrations of `task` to output/bag (output/bag_<i> with several workers) and convert
     them to the dataset output/dataset. `robots`: more (robot config, dataset folder name) conversions of the
     same bags, e.g. a variant with more state (a robot whose joint states are a superset records for both)."""
@@ -194,7 +221,7 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     bags, stats = record_parallel(robot, output, range(first_seed, first_seed + episodes), workers=workers,
-                                  storage=storage, task=task, recovery=recovery)
+                                  storage=storage, task=task, recovery=recovery, policy_starts=policy_starts)
     config = conversion_config(task)
     summary = convert_bags(bags, robot, output / "dataset", config)
     for other, name in robots:
@@ -217,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--empty-starts", dest="empty_starts", type=float, default=0.0, metavar="FRACTION",
                         help="of the recovery starts: this fraction with the gripper closed on nothing at carrying "
                              "height anywhere over the table (a slipped block; the expert goes back for it)")
+    parser.add_argument("--policy-starts", dest="policy_starts", metavar="CHECKPOINT",
+                        help="pick_place: start each demonstration where this checkpoint's own descent to the block "
+                             "got to (DAgger's states, the expert's labels)")
     parser.add_argument("--per-worker", dest="per_worker", action="store_true",
                         help="one dataset per worker (dataset_<i>, converted in parallel) instead of one dataset")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -227,19 +257,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.empty_starts <= 1.0:
         parser.error("--empty-starts takes a fraction in [0, 1]")
     recovery = RecoveryStarts(args.recovery_starts, empty_fraction=args.empty_starts) if args.recovery_starts else None
+    if args.policy_starts and args.task != "pick_place":
+        parser.error("--policy-starts is for --task pick_place")
+    if args.policy_starts and not Path(args.policy_starts).is_dir():
+        parser.error(f"--policy-starts: no checkpoint folder {args.policy_starts}")
+    policy_starts = None
+    if args.policy_starts:
+        from vla_policy_node.experiments.sim_arm.policy_starts import PolicyStarts
+
+        policy_starts = PolicyStarts(args.policy_starts)
     if args.per_worker:
         robot = load_embodiment(args.robot_config)
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
         bags, stats = record_parallel(robot, output, range(args.first_seed, args.first_seed + args.episodes),
-                                      workers=args.workers, task=args.task, recovery=recovery)
+                                      workers=args.workers, task=args.task, recovery=recovery,
+                                      policy_starts=policy_starts)
         datasets = convert_parallel(bags, robot, output, args.task)
-        print(f"{stats.successes}/{stats.episodes} expert successes in {stats.wall_seconds:.0f} s; datasets "
+        print(f"{stats.successes}/{stats.episodes} expert successes ({stats.off_home} started away from home) in "
+              f"{stats.wall_seconds:.0f} s; datasets "
               + " ".join(str(d) for d in datasets))
         return 0
     stats, summary = demonstration_dataset(load_embodiment(args.robot_config), args.output, args.episodes,
                                            first_seed=args.first_seed, task=args.task, workers=args.workers,
-                                           recovery=recovery)
+                                           recovery=recovery, policy_starts=policy_starts)
     print(f"{stats.successes}/{stats.episodes} expert successes, {stats.sim_seconds:.0f} s simulated in "
           f"{stats.wall_seconds:.1f} s; dataset {summary.output}: {summary.episodes} episodes, {summary.frames} frames")
     return 0
