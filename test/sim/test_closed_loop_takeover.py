@@ -71,3 +71,18 @@ def test_killed_policy_holds_and_teleop_takes_over() -> None:
         system.tick()
     np.testing.assert_allclose(system.driver.sim.arm_positions(), goal, atol=0.02)
     system.close()
+
+
+def test_the_policy_node_runs_the_tasks_chunk_strategy_unless_told_otherwise() -> None:
+    """Pick-and-place runs with temporal ensembling (its shipped checkpoint's setting), reach with rtc; an explicit
+    strategy wins. The setting reaches the node that runs the episode."""
+    robot = load_embodiment(TARGET_STATE)
+    for task, strategy, expected in (("pick_place", None, "ensemble"), ("reach", None, "rtc"),
+                                     ("pick_place", "synchronous", "synchronous")):
+        system = ClosedLoopSystem(robot, None, task=task, strategy=strategy)
+        try:
+            system.start_nodes("put the red block on the white pad")
+            assert system.policy_node is not None
+            assert system.policy_node.params.control_config().executor.strategy == expected
+        finally:
+            system.close()

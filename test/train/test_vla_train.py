@@ -247,3 +247,12 @@ def test_the_pick_place_wrist_recipe_is_the_second_stage_config(sim_arm):
                                                                             "output_dir=runs/x"])
     assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place_wrist"]) == shipped
     assert shipped.camera_topics == "scene:/scene_camera/image_raw,wrist:/wrist_camera/image_raw"
+
+
+def test_the_pick_place_recovery_recipe_is_the_third_stage_config(sim_arm):
+    from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
+
+    shipped = load_recipe(REPO / "config/train/sim_pick_place_recovery.yaml", ["datasets=[demos/dataset]",
+                                                                               "output_dir=runs/x"])
+    assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place_recovery"]) == shipped
+    assert shipped.model.init_from == "runs/sim_pick_place_wrist/final" and shipped.train.lr == 5e-4

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import torch
 
-from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem, EpisodeResult, EvaluationReport, evaluate
+from vla_policy_node.control.executor import STRATEGIES as STRATEGIES_ALL
+from vla_policy_node.experiments.sim_arm.closed_loop import (
+    STRATEGIES,
+    ClosedLoopSystem,
+    EpisodeResult,
+    EvaluationReport,
+    evaluate,
+)
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.sim.pick_place import TASK_KINDS
@@ -37,8 +44,11 @@ def load_policy(checkpoint: str | Path, robot: Embodiment, *, random_init: bool 
 
 def evaluate_checkpoint(robot: Embodiment, checkpoint: str | Path, seeds: Sequence[int], *,
                         random_init: bool = False, record_first: bool = False, task: str = "reach",
-                        progress: Callable[[EpisodeResult], None] | None = None) -> EvaluationReport:
-    system = ClosedLoopSystem(robot, load_policy(checkpoint, robot, random_init=random_init), task=task)
+                        progress: Callable[[EpisodeResult], None] | None = None,
+                        strategy: str | None = None) -> EvaluationReport:
+    """strategy: the policy node's chunk execution strategy (default: the task's, closed_loop.STRATEGIES)."""
+    system = ClosedLoopSystem(robot, load_policy(checkpoint, robot, random_init=random_init), task=task,
+                              strategy=strategy)
     try:
         return evaluate(system, seeds, record_first=record_first, progress=progress)
     finally:
@@ -54,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=0,
                         help="first layout (task seed); demonstrations use seeds from TRAIN_SEEDS_FROM on")
     parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach")
+    parser.add_argument("--strategy", choices=STRATEGIES_ALL, default=None,
+                        help="the policy node's chunk execution strategy (default: the task's: "
+                             + ", ".join(f"{k} {v}" for k, v in STRATEGIES.items()) + ")")
     parser.add_argument("--verbose", action="store_true", help="one line per episode")
     parser.add_argument("--random-init", dest="random_init", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
@@ -70,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{e.final_distance:.3f} m ({e.instruction})", flush=True)
 
     report = evaluate_checkpoint(robot, args.checkpoint, seeds, random_init=args.random_init, task=args.task,
-                                 progress=line if args.verbose else None)
+                                 progress=line if args.verbose else None, strategy=args.strategy)
     summary = report.summary()
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -5,9 +5,9 @@ the grasp height on the pick-and-place task), into states the expert never visit
 centre slips. `PolicyStartFinder` runs the policy closed loop (policy node and mux, as in evaluation) on a
 training layout until its finger tips first come down to a drawn height above the block's top with the gripper
 still open, and returns the arm's pose there; the demonstration then starts from it and the expert's plan corrects
-sideways and goes on down (`PickPlaceExpert.keyframes`). Every recorded command is still the expert's. A rollout
-that touches any block first, closes the gripper (half way), or does not get that low in `time_limit` gives no start (the
-demonstration starts at home): a start is taken with the blocks where the layout puts them.
+sideways and goes on down (`PickPlaceExpert.keyframes`). Every recorded command is still the expert's. A
+rollout that touches any block first, closes the gripper (half way), or does not get that low in `time_limit`
+gives no start (the demonstration starts at home): a start is taken with the blocks where the layout puts them.
 """
 
 from __future__ import annotations

@@ -67,13 +67,17 @@ class SimTrainConfig:
 # The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above); pick_place =
 # config/train/sim_pick_place.yaml's: starts from the reach checkpoint, which already finds the named block; 50%
 # closed loop on 20 unseen layouts after 6000 steps (missed grasps); pick_place_wrist, its second stage, 62% of
-# 50: no sim_pick_place checkpoint ships yet (the target is 80%).
+# 50 (rtc); pick_place_recovery, the third, is the shipped sim_pick_place checkpoint (94% of 50 with ensemble).
 RECIPES: dict[str, SimTrainConfig] = {
     "reach": SimTrainConfig(),
     "pick_place": SimTrainConfig(steps=6000, threads=1, init_from="checkpoints/sim_reach/checkpoint"),
     # pick_place's second stage (config/train/sim_pick_place_wrist.yaml): the wrist camera added, which sees the
     # block between the fingers where the scene camera sees the top of the arm; starts from stage 1's output
     "pick_place_wrist": SimTrainConfig(steps=2000, cameras="scene,wrist", init_from="runs/sim_pick_place/final"),
+    # the third stage (config/train/sim_pick_place_recovery.yaml): recovery demonstrations added (starts beside and
+    # above the block); its output is the shipped checkpoints/sim_pick_place
+    "pick_place_recovery": SimTrainConfig(steps=2500, lr=5e-4, cameras="scene,wrist",
+                                          init_from="runs/sim_pick_place_wrist/final"),
     # half the steps: the rate stays at its peak while grounding appears (~1000-2500 steps), then decays over
     # the last 30%; 2 threads (a whole 2-core machine); experiments/sim_arm/reproduce.py runs it end to end
     "reach_fast": SimTrainConfig(steps=3000, decay_fraction=0.3, threads=2),
