@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_policy_node.experiments.sim_arm.closed_loop import ClosedLoopSystem
-from vla_policy_node.experiments.sim_arm.evaluate import load_policy
+from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.sim.arm import GRIPPER_WIDE
 from vla_policy_node.spec.embodiment import Embodiment
 
@@ -41,7 +41,8 @@ class PolicyStartFinder:
 
     def __init__(self, robot: Embodiment, config: PolicyStarts) -> None:
         self.config = config
-        self.system = ClosedLoopSystem(robot, load_policy(config.checkpoint, robot), task="pick_place")
+        policy = VLAPolicy.from_checkpoint(config.checkpoint, robot, device="cpu")
+        self.system = ClosedLoopSystem(robot, policy, task="pick_place")
         self.rollouts = 0
         self.found = 0
 
