@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from test.system.processes import REPO, SIM_ARM
+from test.system.processes import REPO
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM, record_demonstrations
 from vla_policy_node.experiments.sim_arm.policy_starts import PolicyStartFinder, PolicyStarts
 from vla_policy_node.sim.arm import GRIPPER_WIDE
 from vla_policy_node.sim.pick_place import PickPlaceSampler
-from vla_policy_node.spec.embodiment import load_embodiment
 
 CHECKPOINT = str(REPO / "checkpoints" / "sim_reach" / "checkpoint")  # a real trained policy of this arm
-
-
-@pytest.fixture(scope="module")
-def robot():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_embodiment(SIM_ARM)
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

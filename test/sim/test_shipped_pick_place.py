@@ -10,23 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from test.system.processes import REPO, SIM_ARM
+from test.system.processes import REPO
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
-from vla_policy_node.spec.embodiment import load_embodiment
 
 CHECKPOINT = REPO / "checkpoints" / "sim_pick_place" / "checkpoint"
 UNSEEN_LAYOUTS = range(20)
-
-
-@pytest.fixture(scope="module")
-def robot():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_embodiment(SIM_ARM)
-    torch.set_num_threads(threads)
 
 
 def test_checkpoint_is_small_and_sees_only_robot_inputs(robot) -> None:
