@@ -132,7 +132,9 @@ class PickPlaceExpert:
         block = task.layout.blocks[task.target]  # where the layout puts it: resting on the table
         angle, distance = rng.uniform(0.0, 2.0 * np.pi), starts.radius * np.sqrt(rng.uniform())
         around = np.array([block.x + distance * np.cos(angle), block.y + distance * np.sin(angle)])
-        if rng.uniform() < starts.empty_fraction:
+        # the coin is drawn only when empty starts are asked: without them, the draws (and so the recorded
+        # demonstrations of a seed) are those of the recipe's recovery data
+        if starts.empty_fraction > 0.0 and rng.uniform() < starts.empty_fraction:
             ws = self.sampler.workspace
             anywhere = np.array([rng.uniform(*ws.x), rng.uniform(*ws.y)])
             xy = anywhere if rng.uniform() < 0.5 else around
