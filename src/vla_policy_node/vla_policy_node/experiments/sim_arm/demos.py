@@ -252,13 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.episodes < 1 or args.workers < 1:
         parser.error("--episodes and --workers must be >= 1")
-    if not 0.0 <= args.recovery_starts <= 1.0 or (args.recovery_starts and args.task != "pick_place"):
-        parser.error("--recovery-starts takes a fraction in [0, 1], for --task pick_place")
-    if not 0.0 <= args.empty_starts <= 1.0:
-        parser.error("--empty-starts takes a fraction in [0, 1]")
-    recovery = RecoveryStarts(args.recovery_starts, empty_fraction=args.empty_starts) if args.recovery_starts else None
-    if args.policy_starts and args.task != "pick_place":
-        parser.error("--policy-starts is for --task pick_place")
+    if (args.recovery_starts or args.policy_starts) and args.task != "pick_place":
+        parser.error("--recovery-starts and --policy-starts are for --task pick_place")
+    try:  # RecoveryStarts checks the fractions
+        recovery = RecoveryStarts(args.recovery_starts, empty_fraction=args.empty_starts)
+    except ValueError as error:
+        parser.error(str(error))
+    recovery = recovery if args.recovery_starts else None
     if args.policy_starts and not Path(args.policy_starts).is_dir():
         parser.error(f"--policy-starts: no checkpoint folder {args.policy_starts}")
     policy_starts = None
