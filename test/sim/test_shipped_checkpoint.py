@@ -5,10 +5,9 @@ weights, on the same layouts, does far worse. Only what a real robot gives reach
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from test.sim.helpers import shipped_embodiment_slot
 from test.system.processes import REPO
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
@@ -20,10 +19,7 @@ UNSEEN_LAYOUTS = range(20)
 
 
 def test_checkpoint_is_small_and_sees_only_robot_inputs(robot) -> None:
-    size = sum(p.stat().st_size for p in CHECKPOINT.iterdir())
-    assert size < 8e6, f"{size / 1e6:.1f} MB"
-    config = json.loads((CHECKPOINT / "vla_config.json").read_text())
-    (slot,) = config["embodiments"]
+    slot = shipped_embodiment_slot(CHECKPOINT)
     assert slot["state_names"] == list(robot.state_names)  # joints and gripper: no target position
     assert not any(name.startswith("target") for name in slot["state_names"])
     assert max(UNSEEN_LAYOUTS) < TRAIN_SEEDS_FROM
