@@ -15,9 +15,11 @@ pytest.importorskip("metaworld")
 from test.system.processes import REPO
 from vla_policy_node.experiments.metaworld import evaluate as metaworld_eval
 from vla_policy_node.experiments.metaworld.data import demonstrations, episode_samples, expert_episode
-from vla_policy_node.experiments.metaworld.env import MetaWorldEnv, MetaWorldEnvConfig
+from vla_policy_node.experiments.metaworld.env import FREE_VIEWS, FreeView, MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.experiments.metaworld.evaluate import (
+    RECIPES,
     ChunkController,
+    EnsembleController,
     ExpertController,
     MetaWorldEvalConfig,
     build_model,
@@ -165,6 +167,68 @@ def test_policy_runs_receding_horizon(reach) -> None:
     assert all(c.shape == (16, 4) for c in policy.chunks)
     np.testing.assert_array_equal(np.asarray(env.sent),
                                   np.concatenate([policy.chunks[0][:6], policy.chunks[1][:6], policy.chunks[2][:2]]))
+
+
+def test_ensemble_averages_the_live_chunks_step_by_step(reach) -> None:
+    config = MetaWorldEvalConfig(image_size=56)
+    samples, _ = demonstrations(reach, [10_000], horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
+    policy = RecordingPolicy(build_model(ROBOT, config), fit_normalization(samples), ROBOT)
+    policy.chunks = []
+    env = RecordingEnv(MetaWorldEnvConfig(task="reach-v3", height=CAMERA.height, width=CAMERA.width, max_steps=7))
+    env.sent = []
+    decay = 0.5
+    try:
+        report = run_episodes(env, EnsembleController(policy, execute=3, decay=decay), [3])
+    finally:
+        env.close()
+    assert report.lengths == [7] and len(policy.chunks) == 3  # chunks at steps 0, 3, 6
+    chunks = policy.chunks
+    for t, sent in enumerate(env.sent):
+        live = [c[t - 3 * i] for i, c in enumerate(chunks) if 0 <= t - 3 * i < 16]  # oldest first
+        w = np.exp(-decay * np.arange(len(live)))
+        np.testing.assert_allclose(sent, w @ np.asarray(live) / w.sum(), atol=1e-12)
+    assert not np.allclose(env.sent[6], chunks[2][0])  # step 6 mixes three chunks, not the newest alone
+
+
+def test_aimed_expert_settles_on_the_goal_and_goes_on_past_success(reach) -> None:
+    """The scripted reach policy parks the fingers 4.5 cm from the goal (the success ball is 5 cm); aimed by the
+    fingers' centre it parks them on the goal. after_success records that many more expert steps."""
+
+    def settled(aim: bool) -> float:
+        obs = reach.reset(10_001)
+        for _ in range(150):
+            obs, _ = reach.step(reach.expert_action(obs, aim_fingers=aim))
+        return float(np.linalg.norm(reach.env.tcp_center - obs[36:39]))
+
+    assert settled(False) > 0.04 and settled(True) < 0.01
+    plain = expert_episode(reach, 10_001, aim_fingers=True)
+    longer = expert_episode(reach, 10_001, aim_fingers=True, after_success=7)
+    assert plain.success and longer.success and len(longer.actions) == len(plain.actions) + 7
+    np.testing.assert_array_equal(longer.actions[: len(plain.actions)], plain.actions)
+
+
+def test_front_view_shows_the_goal_where_it_is() -> None:
+    """The free "front" camera renders; moving reach's goal moves red pixels in its image (the goal is in view
+    across the goal box), and the recommended recipe is the documented one."""
+    env = MetaWorldEnv(MetaWorldEnvConfig(task="reach-v3", camera="front", height=128, width=128))
+    try:
+        masks = []
+        for layout in (100, 101, 102, 103):
+            env.reset(layout)
+            image = env.render().astype(int)
+            masks.append((image[..., 0] > 200) & (image[..., 1] < 60) & (image[..., 2] < 60))  # bright red
+    finally:
+        env.close()
+    common = np.logical_and.reduce(masks)  # the fingertips, at the same start pose in every layout
+    goals = [m & ~common for m in masks]
+    assert all(g.sum() >= 12 for g in goals), [int(g.sum()) for g in goals]  # a dozen pixels or more at 128 px
+    assert len({tuple(np.round(np.argwhere(g).mean(0))) for g in goals}) == 4
+    assert RECIPES["grounding_front"] == MetaWorldEvalConfig(  # the README's recommended Meta-World recipe
+        camera="front", demos=300, family="qwen3_vl", image_size=128, aux_weight=4.0, start_frames=3, start_weight=5.0,
+        batch_size=32, steps=3000, aim_fingers=True, after_success=20)
+    assert FREE_VIEWS["front"] == FreeView(lookat=(0.0, 0.75, 0.12), azimuth=270.0, elevation=-30.0, distance=0.75)
+    with pytest.raises(ValueError, match="no camera"):
+        MetaWorldEnv(MetaWorldEnvConfig(task="reach-v3", camera="nowhere"))
 
 
 def test_short_training_lowers_the_loss(reach, tmp_path) -> None:

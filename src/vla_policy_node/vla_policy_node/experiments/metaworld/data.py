@@ -40,21 +40,30 @@ class DemoStats:
                 "mean_length": float(np.mean(self.lengths)) if self.lengths else 0.0}
 
 
-def expert_episode(env: MetaWorldEnv, layout: int) -> ExpertEpisode:
-    """Run the scripted expert on one layout until it succeeds or the step limit, recording what a policy sees."""
+def expert_episode(env: MetaWorldEnv, layout: int, *, aim_fingers: bool = False, after_success: int = 0,
+                   ) -> ExpertEpisode:
+    """Run the scripted expert on one layout until it succeeds or the step limit, recording what a policy sees.
+
+    aim_fingers: see `MetaWorldEnv.expert_action`. after_success: steps the expert goes on after its first
+    success (within the step limit), so the student also learns to settle where the task is solved rather
+    than seeing nothing past the threshold (a student that arrives slightly off then drifts)."""
     obs = env.reset(layout)
     images: list[np.ndarray] = []
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     env_states: list[np.ndarray] = []
     success = False
-    while not success and env.steps < env.config.max_steps:
+    solved_at: int | None = None
+    while env.steps < env.config.max_steps and (solved_at is None or env.steps < solved_at + after_success):
         images.append(env.render())
         states.append(env.state(obs))
         env_states.append(env.env_state(obs))
-        action = env.expert_action(obs)
+        action = env.expert_action(obs, aim_fingers=aim_fingers)
         actions.append(action)
-        obs, success = env.step(action)
+        obs, solved = env.step(action)
+        success = success or solved
+        if success and solved_at is None:
+            solved_at = env.steps
     return ExpertEpisode(layout, images, states, actions, success, env_states)
 
 
@@ -73,12 +82,13 @@ def episode_samples(episode: ExpertEpisode, *, horizon: int, camera: str, instru
 
 
 def demonstrations(env: MetaWorldEnv, layouts: Iterable[int], *, horizon: int, camera: str, tag: str,
-                   keep_failures: bool = False) -> tuple[list[Sample], DemoStats]:
+                   keep_failures: bool = False, aim_fingers: bool = False, after_success: int = 0,
+                   ) -> tuple[list[Sample], DemoStats]:
     """Expert episodes on `layouts` as samples; failed episodes are left out unless `keep_failures`."""
     samples: list[Sample] = []
     stats = DemoStats()
     for layout in layouts:
-        episode = expert_episode(env, layout)
+        episode = expert_episode(env, layout, aim_fingers=aim_fingers, after_success=after_success)
         stats.layouts.append(layout)
         stats.successes.append(episode.success)
         stats.lengths.append(len(episode.actions))

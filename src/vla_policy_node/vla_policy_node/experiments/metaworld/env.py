@@ -45,6 +45,27 @@ INSTRUCTIONS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class FreeView:
+    """A camera of our own (MuJoCo's free camera), rendered beside Meta-World's named ones; nothing in the
+    simulation changes. Pixel-based Meta-World work commonly re-aims a camera the same way (e.g. corner2)."""
+
+    lookat: tuple[float, float, float]
+    azimuth: float  # degrees
+    elevation: float  # degrees (negative: looking down)
+    distance: float  # m from lookat
+
+
+# "front": from beyond the table's far edge back at the robot, slightly from above. The image plane holds the
+# hand's x and z, so a goal anywhere in reach/pick-place's goal box (x +-10 cm, z 5-30 cm) shows at its own
+# place, as a ~7 px sphere at 128 px, in front of the arm rather than on it; only y (10 cm of range) is depth.
+# Meta-World's own cameras show reach's goal as 2-3 px on the arm's red (behindGripper, corner) or off to the
+# side (topview, corner2/3).
+FREE_VIEWS: dict[str, FreeView] = {
+    "front": FreeView(lookat=(0.0, 0.75, 0.12), azimuth=270.0, elevation=-30.0, distance=0.75),
+}
+
+
 def instruction_for(task: str) -> str:
     return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
 
@@ -52,10 +73,18 @@ def instruction_for(task: str) -> str:
 @dataclass(frozen=True)
 class MetaWorldEnvConfig:
     task: str = "reach-v3"
-    camera: str = "behindGripper"  # moves with the hand (mode "track"): the goal appears relative to it
+    camera: str = "behindGripper"  # moves with the hand (mode "track"): the goal appears relative to it; or FREE_VIEWS
     height: int = 112
     width: int = 112
     max_steps: int = 500  # Meta-World's max_path_length
+
+
+def _free_camera(mujoco: Any, view: FreeView) -> Any:
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.lookat[:] = view.lookat
+    camera.azimuth, camera.elevation, camera.distance = view.azimuth, view.elevation, view.distance
+    return camera
 
 
 class MetaWorldEnv:
@@ -80,8 +109,10 @@ class MetaWorldEnv:
         self.env = self._benchmark(0).train_classes[config.task]()
         model = self.env.model
         cameras = [model.camera(i).name for i in range(model.ncam)]
-        if config.camera not in cameras:
-            raise ValueError(f"Meta-World has no camera {config.camera!r}; cameras: {cameras}")
+        if config.camera not in cameras and config.camera not in FREE_VIEWS:
+            raise ValueError(f"Meta-World has no camera {config.camera!r}; cameras: {cameras + sorted(FREE_VIEWS)}")
+        self._camera: Any = _free_camera(mujoco, FREE_VIEWS[config.camera]) if config.camera in FREE_VIEWS \
+            else config.camera
         model.vis.quality.offsamples = 0  # before the renderer makes its GL buffers
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, config.width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, config.height)
@@ -121,11 +152,20 @@ class MetaWorldEnv:
         return np.asarray(obs, np.float64), bool(info["success"])
 
     def render(self) -> np.ndarray:
-        self._renderer.update_scene(self.env.data, camera=self.config.camera)
+        self._renderer.update_scene(self.env.data, camera=self._camera)
         return self._renderer.render().copy()
 
-    def expert_action(self, obs: np.ndarray) -> np.ndarray:
-        """The task's scripted policy, clipped to the action space (what the env applies)."""
+    def expert_action(self, obs: np.ndarray, *, aim_fingers: bool = False) -> np.ndarray:
+        """The task's scripted policy, clipped to the action space (what the env applies).
+
+        aim_fingers: the policy is shown the fingers' centre as its hand position. Reach's scripted policy moves
+        the hand body onto the goal, but success is judged at the fingers' centre (`tcp_center`), 4.5 cm below
+        it: the scripted policy settles 4.5 cm from the goal, on the edge of the 5 cm success ball, so a student
+        that imitates it to within a centimetre fails about half the time. Aimed by the fingers it settles on
+        the goal. Only for tasks whose policy moves the hand to a point (reach)."""
+        if aim_fingers:
+            obs = np.array(obs, np.float64)
+            obs[:3] = self.env.tcp_center
         with warnings.catch_warnings():  # its gains exceed 1 by design ("may be too high", then clipped)
             warnings.simplefilter("ignore", UserWarning)
             action = self._expert.get_action(obs)

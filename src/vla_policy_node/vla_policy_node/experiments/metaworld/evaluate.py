@@ -21,6 +21,7 @@ section with the three rows of every task.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from vla_policy_node.control.config import ExecutorConfig
 from vla_policy_node.experiments.metaworld.data import DemoStats, demonstrations
 from vla_policy_node.experiments.metaworld.env import ENV_STATE_NAMES, MT10, MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.model.aux_probe import AuxProbeConfig
@@ -45,6 +47,7 @@ from vla_policy_node.train.data import Sample, fit_normalization
 from vla_policy_node.train.trainer import TrainConfig, Trainer
 
 ROBOT_CONFIG = "config/sim/metaworld_sawyer.yaml"
+AIM_FINGERS = ("reach-v3",)  # tasks whose scripted policy moves the hand body to the point judged at the fingers
 DEMO_LAYOUTS_FROM = 10_000  # MT1 benchmark seeds >= 200; evaluation layouts 0.. come from seed 0
 
 
@@ -62,13 +65,18 @@ class MetaWorldEvalConfig:
     image_size: int = 112  # the tiny processor's input: a multiple of 2 patches (28 for Qwen2.5-VL, 32 for Qwen3-VL)
     head_dim: int = 64
     horizon: int = 16
-    execute: int = 8  # actions of each chunk executed before re-planning
+    execute: int = 8  # actions of each chunk executed before re-planning (ensemble: steps between chunks)
+    strategy: str = "synchronous"  # or "ensemble" (EnsembleController)
     max_steps: int = 500  # per episode: Meta-World's own limit
     seed: int = 0
     threads: int = 1
     aux_weight: float = 0.0  # > 0: auxiliary loss on the goal and object positions (ENV_STATE_NAMES)
     start_frames: int = 0  # the first frames of each episode are drawn start_weight times as often
     start_weight: float = 1.0
+    aim_fingers: bool = False  # demonstrations: the expert aims the fingers' centre (MetaWorldEnv.expert_action)
+    after_success: int = 0  # demonstrations: expert steps recorded past its first success
+    first_layout: int = 0  # evaluation layouts first_layout .. first_layout + episodes - 1 (0..: the reported ones)
+    checkpoint: str = ""  # a trained run's checkpoint to evaluate instead of demonstrating and training
 
 
 # `--recipe`: the defaults above ("baseline", the README's first table) or the sim arm's grounding recipe
@@ -77,6 +85,9 @@ RECIPES: dict[str, MetaWorldEvalConfig] = {
     "grounding": MetaWorldEvalConfig(family="qwen3_vl", image_size=128, aux_weight=4.0, start_frames=3,
                                      start_weight=5.0, batch_size=32),
 }
+# the grounding recipe seen through the "front" view (env.FREE_VIEWS), where the goal is a ~7 px sphere of its own
+RECIPES["grounding_front"] = replace(RECIPES["grounding"], camera="front", demos=100, steps=3000, aim_fingers=True,
+                                    after_success=20)
 
 
 def task_list(task: str) -> list[str]:
@@ -154,6 +165,38 @@ class ChunkController:
         return self._queue.pop(0)
 
 
+class EnsembleController(ChunkController):
+    """ACT's temporal ensembling, as the policy node's `strategy: ensemble` (control/executor.py): a new chunk
+    every `execute` steps, and each step's action is the average of every live chunk's prediction for that step,
+    weighted exp(-decay * i) with i = 0 for the oldest. Averaging damps the flow head's sample-to-sample scatter.
+    Meta-World's actions are per-step hand moves, so chunks are averaged in action space, step by step."""
+
+    def __init__(self, policy: VLAPolicy, execute: int, decay: float = ExecutorConfig().ensemble_decay) -> None:
+        super().__init__(policy, execute)
+        self.decay = decay
+        self._chunks: list[tuple[int, np.ndarray]] = []  # (first step, actions [H, D])
+
+    def reset(self, layout: int) -> None:
+        super().reset(layout)
+        self._chunks = []
+
+    def act(self, env: MetaWorldEnv, obs: np.ndarray) -> np.ndarray:
+        step = env.steps
+        if not self._chunks or step - self._chunks[-1][0] >= self.execute:
+            observation = Observation(stamp=step * env.dt, images={self.camera: env.render()},
+                                      state=env.state(obs), instruction=env.instruction)
+            chunk = self.policy.infer(observation)
+            self.latency_ms.append(self.policy.last_timings.total_ms)
+            self._chunks.append((step, np.asarray(chunk.actions, np.float64)))
+        self._chunks = [(t0, a) for t0, a in self._chunks if step - t0 < len(a)]
+        predictions = np.stack([a[step - t0] for t0, a in self._chunks])
+        weights = np.exp(-self.decay * np.arange(len(predictions)))
+        return weights @ predictions / weights.sum()
+
+
+CONTROLLERS: dict[str, type[ChunkController]] = {"synchronous": ChunkController, "ensemble": EnsembleController}
+
+
 @dataclass
 class EvalReport:
     successes: list[bool] = field(default_factory=list)
@@ -191,72 +234,128 @@ def run_episodes(env: MetaWorldEnv, controller: Controller, layouts: Iterable[in
     return report
 
 
+def policy_robot(robot: Embodiment, config: MetaWorldEvalConfig) -> Embodiment:
+    """The robot with its one camera rendered at the model's input size (no resampling between them)."""
+    cam = dataclasses.replace(robot.cameras[0], height=config.image_size, width=config.image_size)
+    return dataclasses.replace(robot, cameras=(cam,))
+
+
+def make_envs(robot: Embodiment, config: MetaWorldEvalConfig) -> dict[str, MetaWorldEnv]:
+    cam = robot.cameras[0]
+    return {task: MetaWorldEnv(MetaWorldEnvConfig(task=task, camera=config.camera, height=cam.height,
+                                                  width=cam.width, max_steps=config.max_steps))
+            for task in task_list(config.task)}
+
+
+@dataclass
+class Trained:
+    """What demonstrating and training gave: the policy and the figures of how it came about."""
+
+    policy: VLAPolicy
+    demo_stats: dict[str, DemoStats] = field(default_factory=dict)
+    samples: int = 0
+    demo_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def demonstrate_and_train(robot: Embodiment, envs: dict[str, MetaWorldEnv], config: MetaWorldEvalConfig,
+                          output: str | Path, *, progress: bool = False) -> Trained:
+    cam = robot.cameras[0]
+    demo_layouts = range(DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos)
+    start = time.perf_counter()
+    samples: list[Sample] = []
+    frames: list[int] = []
+    demo_stats: dict[str, DemoStats] = {}
+    for task, env in envs.items():
+        task_samples, demo_stats[task] = demonstrations(env, demo_layouts, horizon=config.horizon,
+                                                        camera=cam.name, tag=robot.tag,
+                                                        aim_fingers=config.aim_fingers and task in AIM_FINGERS,
+                                                        after_success=config.after_success)
+        samples += task_samples
+        frames += demo_stats[task].frame_in_episode
+    demo_seconds = time.perf_counter() - start
+    if not samples:
+        raise RuntimeError(f"the experts solved none of {config.demos} demonstration layouts of {list(envs)}")
+    model, normalization, losses, train_seconds = train_model(robot, samples, config, Path(output) / "run",
+                                                              progress=progress, frame_in_episode=frames)
+    return Trained(VLAPolicy(model, normalization, robot, seed=config.seed), demo_stats, len(samples),
+                   demo_seconds, losses, train_seconds)
+
+
 def evaluate(robot: Embodiment, config: MetaWorldEvalConfig, output: str | Path, *,
              progress: bool = False) -> dict[str, Any]:
-    """Demonstrations -> training -> closed-loop evaluation of trained, expert and random-init; the summary."""
+    """Demonstrations -> training (or `config.checkpoint`) -> closed-loop evaluation of trained, expert and
+    random-init; the summary."""
     torch.set_num_threads(config.threads)
-    cam = robot.cameras[0]
-    tasks = task_list(config.task)
-    envs = {task: MetaWorldEnv(MetaWorldEnvConfig(task=task, camera=config.camera, height=cam.height,
-                                                  width=cam.width, max_steps=config.max_steps)) for task in tasks}
-    demo_layouts = range(DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos)
+    robot = policy_robot(robot, config)
+    envs = make_envs(robot, config)
+    layouts = range(config.first_layout, config.first_layout + config.episodes)
     try:
-        start = time.perf_counter()
-        samples: list[Sample] = []
-        frames: list[int] = []
-        demo_stats: dict[str, DemoStats] = {}
-        for task, env in envs.items():
-            task_samples, demo_stats[task] = demonstrations(env, demo_layouts, horizon=config.horizon,
-                                                            camera=cam.name, tag=robot.tag)
-            samples += task_samples
-            frames += demo_stats[task].frame_in_episode
-        demo_seconds = time.perf_counter() - start
-        if not samples:
-            raise RuntimeError(f"the experts solved none of {config.demos} demonstration layouts of {tasks}")
-        model, normalization, losses, train_seconds = train_model(robot, samples, config, Path(output) / "run",
-                                                                  progress=progress, frame_in_episode=frames)
-        layouts = range(config.episodes)
-        policies = {"trained": VLAPolicy(model, normalization, robot, seed=config.seed),
-                    "random_init": VLAPolicy(build_model(robot, config, model.config.aux), normalization, robot,
-                                             seed=config.seed)}
-        per_task: dict[str, dict[str, Any]] = {}
-        for task, env in envs.items():
-            results: dict[str, Any] = {}
-            for name, controller in (("trained", ChunkController(policies["trained"], config.execute)),
-                                     ("expert", ExpertController()),
-                                     ("random_init", ChunkController(policies["random_init"], config.execute))):
-                start = time.perf_counter()
-                results[name] = {**run_episodes(env, controller, layouts).summary(),
-                                 "seconds": round(time.perf_counter() - start, 1)}
-                if progress:
-                    print(f"{task} {name}: {results[name]['success_rate']:.0%} of {config.episodes}", flush=True)
-            per_task[task] = {"instruction": env.instruction,
-                              "demonstrations": {**demo_stats[task].summary()}, **results}
+        if config.checkpoint:
+            trained = Trained(VLAPolicy.from_checkpoint(config.checkpoint, robot, seed=config.seed))
+        else:
+            trained = demonstrate_and_train(robot, envs, config, output, progress=progress)
+        policy = trained.policy
+        random_init = VLAPolicy(build_model(robot, config, policy.model.config.aux),
+                                NormalizationSet({robot.tag: policy.norm}), robot, seed=config.seed)
+        per_task = {task: evaluate_task(env, config, layouts, policy, random_init, progress=progress)
+                    for task, env in envs.items()}
     finally:
         for env in envs.values():
             env.close()
-    window = min(50, len(losses))
+    for task, stats in trained.demo_stats.items():
+        per_task[task]["demonstrations"] = stats.summary()
+    return summarize(robot, config, trained, per_task, layouts)
+
+
+def chunk_controller(policy: VLAPolicy, config: MetaWorldEvalConfig) -> ChunkController:
+    if config.strategy not in CONTROLLERS:
+        raise ValueError(f"strategy must be one of {sorted(CONTROLLERS)}, got {config.strategy!r}")
+    return CONTROLLERS[config.strategy](policy, config.execute)
+
+
+def evaluate_task(env: MetaWorldEnv, config: MetaWorldEvalConfig, layouts: range, policy: VLAPolicy,
+                  random_init: VLAPolicy, *, progress: bool = False) -> dict[str, Any]:
+    """The trained, expert and random-init rows of one task on the same layouts."""
+    results: dict[str, Any] = {"instruction": env.instruction}
+    for name, controller in (("trained", chunk_controller(policy, config)),
+                             ("expert", ExpertController()),
+                             ("random_init", chunk_controller(random_init, config))):
+        start = time.perf_counter()
+        results[name] = {**run_episodes(env, controller, layouts).summary(),
+                         "seconds": round(time.perf_counter() - start, 1)}
+        if progress:
+            print(f"{env.config.task} {name}: {results[name]['success_rate']:.0%} of {len(layouts)}", flush=True)
+    return results
+
+
+def summarize(robot: Embodiment, config: MetaWorldEvalConfig, trained: Trained, per_task: dict[str, Any],
+              layouts: range) -> dict[str, Any]:
+    cam = robot.cameras[0]
+    losses = trained.losses
+    window = max(1, min(50, len(losses)))
     summary: dict[str, Any] = {
         "task": config.task, "camera": config.camera,
         "image": [cam.height, cam.width], "device": "cpu", "threads": config.threads, "config": asdict(config),
-        "demonstrations": {"episodes": sum(len(d.layouts) for d in demo_stats.values()),
-                           "expert_successes": sum(int(sum(d.successes)) for d in demo_stats.values()),
+        "demonstrations": {"episodes": sum(len(d.layouts) for d in trained.demo_stats.values()),
+                           "expert_successes": sum(int(sum(d.successes)) for d in trained.demo_stats.values()),
                            "layouts": [DEMO_LAYOUTS_FROM, DEMO_LAYOUTS_FROM + config.demos],
-                           "samples": len(samples), "seconds": round(demo_seconds, 1)},
-        "training": {"steps": len(losses), "seconds": round(train_seconds, 1),
-                     f"loss_first{window}": float(np.mean(losses[:window])),
-                     f"loss_last{window}": float(np.mean(losses[-window:]))},
+                           "samples": trained.samples, "seconds": round(trained.demo_seconds, 1)},
+        "training": {"steps": len(losses), "seconds": round(trained.train_seconds, 1),
+                     f"loss_first{window}": float(np.mean(losses[:window])) if losses else None,
+                     f"loss_last{window}": float(np.mean(losses[-window:])) if losses else None},
     }
-    if len(tasks) == 1:
+    evaluation = {"layouts": [layouts.start, layouts.stop], "execute": config.execute, "strategy": config.strategy,
+                  "max_steps": config.max_steps}
+    if len(per_task) == 1:
         (only,) = per_task.values()
         summary["instruction"] = only["instruction"]
-        summary["demonstrations"]["mean_length"] = only["demonstrations"]["mean_length"]
-        summary["evaluation"] = {"layouts": [0, config.episodes], "execute": config.execute,
-                                 "max_steps": config.max_steps,
-                                 **{k: only[k] for k in ("trained", "expert", "random_init")}}
+        if "demonstrations" in only:
+            summary["demonstrations"]["mean_length"] = only["demonstrations"]["mean_length"]
+        summary["evaluation"] = {**evaluation, **{k: only[k] for k in ("trained", "expert", "random_init")}}
     else:
-        summary["evaluation"] = {"layouts": [0, config.episodes], "execute": config.execute,
-                                 "max_steps": config.max_steps}
+        summary["evaluation"] = evaluation
         summary["per_task"] = per_task
     return summary
 
@@ -268,8 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline",
                         help="the defaults: baseline (README's first table) or grounding (the sim arm's recipe)")
     for name, value in asdict(MetaWorldEvalConfig()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=None,
-                            help="the recipe's value unless given")
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     robot = load_embodiment(args.pop("robot_config"))
     output = Path(args.pop("output"))
