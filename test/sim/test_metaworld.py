@@ -224,8 +224,8 @@ def test_front_view_shows_the_goal_where_it_is() -> None:
     assert all(g.sum() >= 12 for g in goals), [int(g.sum()) for g in goals]  # a dozen pixels or more at 128 px
     assert len({tuple(np.round(np.argwhere(g).mean(0))) for g in goals}) == 4
     assert RECIPES["grounding_front"] == MetaWorldEvalConfig(  # the README's recommended Meta-World recipe
-        camera="front", demos=300, family="qwen3_vl", image_size=128, aux_weight=4.0, start_frames=3, start_weight=5.0,
-        batch_size=32, steps=3000, aim_fingers=True, after_success=20)
+        camera="front", demos=600, family="qwen3_vl", image_size=128, aux_weight=4.0, start_frames=3, start_weight=5.0,
+        batch_size=32, steps=5000, aim_fingers=True, after_success=20)
     assert FREE_VIEWS["front"] == FreeView(lookat=(0.0, 0.75, 0.12), azimuth=270.0, elevation=-30.0, distance=0.75)
     with pytest.raises(ValueError, match="no camera"):
         MetaWorldEnv(MetaWorldEnvConfig(task="reach-v3", camera="nowhere"))
