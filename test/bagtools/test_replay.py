@@ -17,7 +17,7 @@ from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, Replay
 from vla_policy_node.bagtools.report import REPORT_FILES, write_report
 from vla_policy_node.bagtools.synthetic import ReachPolicy, RecordingFaults
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig, PlausibilityConfig
-from vla_policy_node.control.deployment import Deployment, write_deployment
+from vla_policy_node.spec.deployment import Deployment, write_deployment
 
 
 def _replay(emb, policy, bag, **config):

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vla_policy_node.control.deployment import (
-    DEPLOYMENT_FILE,
-    Deployment,
-    read_deployment,
-    resolve_strategy,
-    write_deployment,
-)
+from vla_policy_node.control.deployment import resolve_strategy
+from vla_policy_node.spec.deployment import DEPLOYMENT_FILE, Deployment, read_deployment, write_deployment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +49,7 @@ def test_unknown_settings_are_refused():
     with pytest.raises(ValueError, match="one of auto, synchronous, ensemble, rtc"):
         resolve_strategy("fast", "")
     with pytest.raises(ValueError, match="strategy must be one of"):
-        write_deployment(Path("."), Deployment(strategy="fast"))
+        Deployment(strategy="fast")
 
 
 def test_the_shipped_checkpoints_recommend_what_they_were_evaluated_with():

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from test.nodes.fakes import ServiceTransport
-from vla_policy_node.control.deployment import DEPLOYMENT_FILE, Deployment, write_deployment
 from vla_policy_node.nodes import policy_node
+from vla_policy_node.spec.deployment import DEPLOYMENT_FILE, Deployment, write_deployment
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import torch
 
-from vla_policy_node.control.deployment import read_deployment
-from vla_policy_node.control.executor import STRATEGIES as STRATEGIES_ALL
 from vla_policy_node.experiments.sim_arm.closed_loop import (
     STRATEGIES,
     ClosedLoopSystem,
@@ -29,6 +27,8 @@ from vla_policy_node.experiments.sim_arm.closed_loop import (
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.sim.pick_place import TASK_KINDS
+from vla_policy_node.spec.deployment import STRATEGIES as STRATEGIES_ALL
+from vla_policy_node.spec.deployment import read_deployment
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.train.mixture import DatasetSpec
-from vla_policy_node.train.recipe import LoopRecipe, ModelRecipe, TrainRecipe
+from vla_policy_node.train.recipe import DeployRecipe, LoopRecipe, ModelRecipe, TrainRecipe
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class SimTrainConfig:
     decay_fraction: float = 1.0  # the cosine decay's share of the steps (< 1: held at the peak before it)
     # a checkpoint of the same architecture to start from (its aux probe is not taken: the env state may differ)
     init_from: str = ""
+    # the chunk strategy the checkpoint recommends (final/deployment.json; "": none, the node's default rtc)
+    strategy: str = ""
 
 
 # The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above); pick_place =
@@ -77,7 +79,7 @@ RECIPES: dict[str, SimTrainConfig] = {
     # the third stage (config/train/sim_pick_place_recovery.yaml): recovery demonstrations added (starts beside and
     # above the block); its output is the shipped checkpoints/sim_pick_place
     "pick_place_recovery": SimTrainConfig(steps=2500, lr=5e-4, cameras="scene,wrist",
-                                          init_from="runs/sim_pick_place_wrist/final"),
+                                          init_from="runs/sim_pick_place_wrist/final", strategy="ensemble"),
     # half the steps: the rate stays at its peak while grounding appears (~1000-2500 steps), then decays over
     # the last 30%; 2 threads (a whole 2-core machine); experiments/sim_arm/reproduce.py runs it end to end
     "reach_fast": SimTrainConfig(steps=3000, decay_fraction=0.3, threads=2),
@@ -111,7 +113,8 @@ def recipe(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], ou
                          save_every=max(config.steps // 4, 1), keep_checkpoints=1,
                          log_every=25, val_every=config.steps, start_frames=config.start_frames,
                          start_weight=config.start_weight, in_memory=True, seed=config.seed,
-                         threads=config.threads))
+                         threads=config.threads),
+        deploy=DeployRecipe(strategy=config.strategy))
 
 
 def train(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], output: str | Path,
