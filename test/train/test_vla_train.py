@@ -247,6 +247,15 @@ def test_a_mixture_normalizes_with_the_statistics_of_what_it_draws(tmp_path, dat
             np.testing.assert_allclose(stored[part][key], values, rtol=1e-6, atol=1e-9)
 
 
+def test_the_two_process_reach_recipe_is_the_shipped_one_split_over_two_processes(sim_arm):
+    from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
+
+    shipped = load_recipe(REPO / "config/train/sim_reach.yaml", ["datasets=[demos/dataset]", "output_dir=runs/x"])
+    split = dataclasses.replace(shipped, train=dataclasses.replace(shipped.train, batch_size=16))
+    assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["reach_ddp"]) == split  # 2 x 16 = the shipped 32
+    assert RECIPES["reach_ddp"].processes == 2
+
+
 def test_the_pick_place_wrist_recipe_is_the_second_stage_config(sim_arm):
     from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
 
