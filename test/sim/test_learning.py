@@ -6,6 +6,7 @@ shared demonstrations (`sim_demos`, test/conftest.py)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,10 +57,12 @@ def test_training_in_two_processes_is_the_recipe_split_over_them(tmp_path, sim_d
 
     robot = load_embodiment(SIM_ARM)
     config = dataclasses.replace(CONFIG, steps=4, batch_size=4, processes=2)
-    final, losses, _ = train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", config)
+    with pytest.raises(ValueError, match="needs robot_config"):  # never the built-in robot of the same name
+        train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", config)
+    final, losses, _ = train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", config, robot_config=SIM_ARM)
     assert "ddp over 2 process(es)" in capfd.readouterr().out
     launched = load_recipe(tmp_path / "run/launched_recipe.json")
-    assert launched.train.batch_size == 2 and launched.train.steps == 4
+    assert launched.train.batch_size == 2 and launched.train.steps == 4 and Path(launched.robot) == SIM_ARM.resolve()
     assert losses and all(np.isfinite(losses))
     VLAPolicy.from_checkpoint(final, robot)
     with pytest.raises(ValueError, match="processes must be >= 1 and divide batch_size 4"):

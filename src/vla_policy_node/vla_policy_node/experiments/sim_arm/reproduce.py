@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     times["conversion_s"] = time.perf_counter() - mark
     print(f"{len(datasets)} datasets in {times['conversion_s']:.0f} s", flush=True)
     mark = time.perf_counter()
-    final, _, _ = train(robot, datasets, output / "run", config, progress=False)
+    final, _, _ = train(robot, datasets, output / "run", config, progress=False, robot_config=args.robot_config)
     times["training_s"] = time.perf_counter() - mark
     times["reproduction_s"] = time.perf_counter() - start
     print(f"{config.steps} training steps in {times['training_s']:.0f} s ({config.processes} process(es)); "

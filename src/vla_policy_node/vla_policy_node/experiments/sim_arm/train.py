@@ -133,13 +133,18 @@ def recipe(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], ou
 
 def train(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], output: str | Path,
           config: SimTrainConfig, *, until: int | None = None, progress: bool = False,
-          ) -> tuple[Path, list[float], float]:
-    """Train from scratch (or resume) into `output` through vla_train; (final checkpoint dir, losses, seconds)."""
+          robot_config: str | Path | None = None) -> tuple[Path, list[float], float]:
+    """Train from scratch (or resume) into `output` through vla_train; (final checkpoint dir, losses, seconds).
+    With `config.processes` > 1 the launched processes load the robot from `robot_config` (the YAML `robot` was
+    loaded from: required then, so they cannot train on another robot of the same name)."""
     plan = recipe(robot, dataset_dir, output, config)
     output = Path(output)
     if config.processes > 1:
         if until is not None:
             raise ValueError("until is for one process (a launched run resumes from its checkpoints instead)")
+        if robot_config is None:
+            raise ValueError("training in several processes needs robot_config: they load the robot from it")
+        plan = dataclasses.replace(plan, robot=str(Path(robot_config).resolve()))
         losses, seconds = _launch(plan, config.processes, config.threads, output)
     else:
         from vla_policy_node.train.vla_train import run
@@ -181,10 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
-    robot = load_embodiment(args.pop("robot_config"))
+    robot_config = args.pop("robot_config")
+    robot = load_embodiment(robot_config)
     dataset, output, recipe_name = args.pop("dataset"), args.pop("output"), args.pop("recipe")
     config = dataclasses.replace(RECIPES[recipe_name], **{k: v for k, v in args.items() if v is not None})
-    final, losses, seconds = train(robot, dataset, output, config, progress=True)
+    final, losses, seconds = train(robot, dataset, output, config, progress=True, robot_config=robot_config)
     tail = losses[-50:]
     print(f"{config.steps} steps in {seconds:.0f} s; loss {losses[0]:.3f} -> {sum(tail) / len(tail):.3f}; "
           f"checkpoint {final}")
