@@ -26,7 +26,7 @@ from vla_policy_node.spec.embodiment import load_embodiment
 
 # demonstrations per recipe, and the task they show
 DEMOS: dict[str, tuple[int, str]] = {"reach": (1000, "reach"), "reach_fast": (800, "reach"),
-                                     "reach_ddp": (800, "reach"), "pick_place": (1000, "pick_place")}
+                                     "reach_ddp": (1000, "reach"), "pick_place": (1000, "pick_place")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,8 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "threads": config.threads, "processes": config.processes,
                      **{k: round(v, 1) for k, v in times.items()}}
     if args.evaluate:
+        import torch
+
         from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
 
+        torch.set_num_threads(1)  # as `evaluate` runs it (--threads 1): with 2 on a busy 2-core machine it crawled
         report = evaluate_checkpoint(robot, final, range(args.evaluate), task=task)
         summary["evaluation"] = report.summary()
         print(f"closed loop: {report.success_rate:.0%} of {args.evaluate} unseen layouts", flush=True)
