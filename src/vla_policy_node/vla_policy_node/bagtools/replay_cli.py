@@ -77,7 +77,7 @@ def resolve_latency(value: str, checkpoint: str, embodiment: Embodiment) -> tupl
 def replay_config(args: argparse.Namespace, embodiment: Embodiment) -> ReplayConfig:
     latency, source = resolve_latency(args.latency, args.checkpoint, embodiment)
     strategy, _ = resolve_strategy(args.strategy, args.checkpoint)
-    control = ControlConfig(executor=ExecutorConfig(strategy=strategy))  # type: ignore[arg-type]
+    control = ControlConfig(executor=ExecutorConfig(strategy=strategy))
     return ReplayConfig(target=args.target, latency=latency, latency_source=source, instruction=args.instruction,
                         control=control, progress=args.progress)
 

@@ -306,7 +306,7 @@ class PolicyNode:
             log.info("configured: %s; chunk strategy %s (%s)", what, strategy, source)
             node = getattr(self.transport, "node", None)
             try:
-                control = ControlConfig(executor=ExecutorConfig(strategy=strategy),  # type: ignore[arg-type]
+                control = ControlConfig(executor=ExecutorConfig(strategy=strategy),
                                         control_hz=float(s["control_hz"]) or None)
                 params = PolicyNodeParams(
                     node_name=node.get_name() if node is not None else self.args.node_name,
