@@ -17,6 +17,7 @@ from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, Replay
 from vla_policy_node.bagtools.report import REPORT_FILES, write_report
 from vla_policy_node.bagtools.synthetic import ReachPolicy, RecordingFaults
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig, PlausibilityConfig
+from vla_policy_node.spec.deployment import Deployment, write_deployment
 
 
 def _replay(emb, policy, bag, **config):
@@ -222,3 +223,16 @@ def test_cli_latency_is_fixed_by_default_and_named_at_the_top(tmp_path, sim_arm,
                             str(tmp_path / "d"), "--no-progress", "--latency", "measured"]) == 0
     measured = json.loads((tmp_path / "d" / "report.json").read_text())["latency_model"]
     assert measured.startswith("measured (wall time")
+
+
+def test_cli_strategy_is_the_checkpoints_recommendation_unless_given(tmp_path, sim_arm, capsys):
+    """As the policy node: `--strategy auto` (the default) replays what deployment.json recommends."""
+    write_deployment(tmp_path, Deployment(strategy="ensemble"))
+    base = [str(tmp_path / "bag"), "--robot", "sim_arm", "--checkpoint", str(tmp_path)]
+    for extra, want in (([], "ensemble"), (["--strategy", "rtc"], "rtc")):
+        config = replay_cli.replay_config(replay_cli.parse_args([*base, *extra]), sim_arm)
+        assert config.control.executor.strategy == want
+    (tmp_path / "deployment.json").write_text('{"strategy": "fastest"}')
+    assert replay_cli.main([*base, "--no-progress"]) == 2  # one line naming the file, before any replay
+    err = capsys.readouterr().err
+    assert "deployment.json: strategy must be one of" in err and len(err.strip().splitlines()) == 1

@@ -87,6 +87,15 @@ def test_launch_common_declares_exactly_the_documented_arguments() -> None:
     assert sorted(_declared_in(functions["replay_launch_description"])) == sorted(REPLAY_ARGS)
 
 
+def test_the_strategy_argument_offers_the_policy_nodes_settings() -> None:
+    """vla_bringup does not import the node's package: its copy of the strategy choices must not drift."""
+    from vla_policy_node.control.deployment import STRATEGY_SETTINGS
+
+    (assigned,) = [n.value for n in ast.parse(COMMON.read_text()).body if isinstance(n, ast.Assign)
+                   and getattr(n.targets[0], "id", "") == "STRATEGY_SETTINGS"]
+    assert ast.literal_eval(assigned) == STRATEGY_SETTINGS
+
+
 # ------------------------------------------------------------------------------------ executed launches
 # Against stand-ins for launch/launch_ros; where a real ROS 2 is sourced, test/ros2/ runs every launch file under
 # `ros2 launch` instead, and the tests below that need the stand-ins skip.
@@ -153,6 +162,7 @@ def test_robot_launch_starts_policy_mux_ghost_and_rviz_with_typed_parameters(rob
         "controller_type": embodiment.controller.interface,
         "camera_topics": "",
         "remaps": "",
+        "strategy": "auto",
         "device": "cpu" if robot == "sim_arm" else "cuda",
         "autostart": True,
         "use_sim_time": False,

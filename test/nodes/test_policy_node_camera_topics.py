@@ -70,3 +70,31 @@ def test_a_camera_the_mapping_leaves_out_fails_configure_with_the_mapping_to_use
     node, error = configured(repo_root, tiny_checkpoint, f"scene:{FRONT}")
     assert node.runtime is None
     assert "no camera ['wrist']" in error and f"camera_topics:=scene:{FRONT},wrist:{FRONT}" in error, error
+
+
+
+
+def test_a_configure_that_fails_after_the_model_loaded_stops_its_inference_process(repo_root, tiny_checkpoint,
+                                                                                   monkeypatch):
+    started = []
+
+    class Recorded(policy_node.ProcessPolicy):
+        def start(self, timeout=None):
+            super().start(timeout)
+            started.append(self)
+
+    def refusing_runtime(*args, **kwargs):
+        raise ValueError("the runtime refuses this configuration")  # as PolicyRuntime does for a bad setting
+
+    monkeypatch.setattr(policy_node, "ProcessPolicy", Recorded)
+    monkeypatch.setattr(policy_node, "PolicyRuntime", refusing_runtime)
+    args = policy_node.parse_args(["--robot-config", str(repo_root / "config/robots/sim_arm.yaml"),
+                                   "--checkpoint", str(tiny_checkpoint), "--inference", "process",
+                                   "--torch-threads", "1"])
+    node = policy_node.PolicyNode(args)
+    transport = ServiceTransport(clock=100.0)
+    transport.node_name = policy_node.NODE_NAME
+    node.attach(transport)
+    assert node.configure() == "the runtime refuses this configuration" and node.runtime is None
+    (policy,) = started  # the model had loaded in its process
+    assert policy._closed and not policy.alive  # stopped by the failed configure, not left to the GC

@@ -6,6 +6,7 @@ shared demonstrations (`sim_demos`, test/conftest.py)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +47,23 @@ def test_vision_language_variant_loss_falls(tmp_path, sim_demos) -> None:
     _, losses, _ = train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", CONFIG)
     first, last = float(np.mean(losses[:50])), float(np.mean(losses[-50:]))
     assert last <= 0.7 * first, (first, last)
+
+
+def test_training_in_two_processes_is_the_recipe_split_over_them(tmp_path, sim_demos, capfd) -> None:
+    """`processes=2`: vla_train under torch's launcher, DDP over gloo, each process half the batch; its checkpoint
+    is what the node loads."""
+    from vla_policy_node.model.vla_policy import VLAPolicy
+    from vla_policy_node.train.recipe import load_recipe
+
+    robot = load_embodiment(SIM_ARM)
+    config = dataclasses.replace(CONFIG, steps=4, batch_size=4, processes=2)
+    with pytest.raises(ValueError, match="needs robot_config"):  # never the built-in robot of the same name
+        train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", config)
+    final, losses, _ = train(robot, sim_demos.sim_arm_dataset, tmp_path / "run", config, robot_config=SIM_ARM)
+    assert "ddp over 2 process(es)" in capfd.readouterr().out
+    launched = load_recipe(tmp_path / "run/launched_recipe.json")
+    assert launched.train.batch_size == 2 and launched.train.steps == 4 and Path(launched.robot) == SIM_ARM.resolve()
+    assert losses and all(np.isfinite(losses))
+    VLAPolicy.from_checkpoint(final, robot)
+    with pytest.raises(ValueError, match="processes must be >= 1 and divide batch_size 4"):
+        dataclasses.replace(config, processes=3)

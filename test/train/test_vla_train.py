@@ -3,6 +3,7 @@ open-loop action error per joint), checkpoints, exact resume, plots; the example
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 from test.bagtools.helpers import demo_bag
 from vla_policy_node.bagtools.dataset import ConversionConfig, convert_bags
 from vla_policy_node.cli import vla_train as cli
+from vla_policy_node.spec.deployment import Deployment, read_deployment
 from vla_policy_node.train.mixture import DatasetSpec, Mixture
-from vla_policy_node.train.recipe import load_recipe
+from vla_policy_node.train.recipe import DeployRecipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,6 +46,8 @@ def test_example_configs_parse_and_overrides_apply(capsys):
         load_recipe(None, ["robot=sim_arm", "output_dir=x", "datasets=[d]", "model.backbone=tiny:qwen3_vl"])
     assert cli.main(["robot=sim_arm", "output_dir=x", "datasets=[d]", "model.mode=sideways"]) == 2
     assert "model.mode must be frozen, lora or full" in capsys.readouterr().err
+    assert cli.main(["robot=sim_arm", "output_dir=x", "datasets=[d]", "deploy.strategy=fastest"]) == 2
+    assert "deploy.strategy must be one of synchronous, ensemble, rtc, got 'fastest'" in capsys.readouterr().err
 
 
 def test_mixture_draws_each_dataset_by_its_weight(dataset, sim_arm):
@@ -87,9 +91,11 @@ def test_trains_validates_checkpoints_and_resumes_exactly(tmp_path, dataset, sim
     assert set(val[-1]["val_action_mae_per_joint"]) == set(sim_arm.action_names)
     assert all(np.isfinite(r["val_action_mae"]) for r in val)
     VLAPolicy.from_checkpoint(a / "final", sim_arm)  # what the node and replay load
+    assert read_deployment(a / "final") == Deployment()  # no deploy section: no recommendation
     # stopped after 6 steps and run again: the same weights as the run straight through
     recipe = recipe_of(_args(dataset, tmp_path / "b")[0], [x for x in _args(dataset, tmp_path / "b")[1:]
                                                            if "=" in x])
+    recipe = dataclasses.replace(recipe, deploy=DeployRecipe(strategy="ensemble"))
     first = run(recipe, sim_arm, progress=False, until=6)
     assert first["steps"] == 6 and first["final"] is None
     second = run(recipe, sim_arm, progress=False)
@@ -99,6 +105,7 @@ def test_trains_validates_checkpoints_and_resumes_exactly(tmp_path, dataset, sim
     straight, resumed = load_file(a / "final/model.safetensors"), load_file(tmp_path / "b/final/model.safetensors")
     assert straight.keys() == resumed.keys()  # (the file header's metadata order varies between processes)
     assert all(bool((straight[k] == resumed[k]).all()) for k in straight)
+    assert read_deployment(tmp_path / "b/final").strategy == "ensemble"  # what the node's strategy auto runs
 
 
 def test_the_sim_recipe_is_the_sim_reach_config(sim_arm):
@@ -240,6 +247,15 @@ def test_a_mixture_normalizes_with_the_statistics_of_what_it_draws(tmp_path, dat
             np.testing.assert_allclose(stored[part][key], values, rtol=1e-6, atol=1e-9)
 
 
+def test_the_two_process_reach_recipe_is_the_shipped_one_split_over_two_processes(sim_arm):
+    from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
+
+    shipped = load_recipe(REPO / "config/train/sim_reach.yaml", ["datasets=[demos/dataset]", "output_dir=runs/x"])
+    split = dataclasses.replace(shipped, train=dataclasses.replace(shipped.train, batch_size=16))
+    assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["reach_ddp"]) == split  # 2 x 16 = the shipped 32
+    assert RECIPES["reach_ddp"].processes == 2
+
+
 def test_the_pick_place_wrist_recipe_is_the_second_stage_config(sim_arm):
     from vla_policy_node.experiments.sim_arm.train import RECIPES, recipe
 
@@ -256,3 +272,4 @@ def test_the_pick_place_recovery_recipe_is_the_third_stage_config(sim_arm):
                                                                                "output_dir=runs/x"])
     assert recipe(sim_arm, "demos/dataset", "runs/x", RECIPES["pick_place_recovery"]) == shipped
     assert shipped.model.init_from == "runs/sim_pick_place_wrist/final" and shipped.train.lr == 5e-4
+    assert shipped.deploy.strategy == "ensemble"  # as the shipped checkpoint's deployment.json

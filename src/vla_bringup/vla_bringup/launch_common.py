@@ -41,6 +41,7 @@ NODE_PACKAGE = "vla_policy_node"
 ROBOTS = ("franka_fr3", "ur5e", "so101", "sim_arm")
 CONTROLLER_TYPES = ("joint_trajectory", "forward_command", "servo_twist", "servo_pose")
 BOOLEAN = ("true", "false")
+STRATEGY_SETTINGS = ("auto", "synchronous", "ensemble", "rtc")  # the policy node's `strategy` parameter
 
 
 def share_dir() -> Path:
@@ -115,6 +116,9 @@ def robot_arguments(robot: str, device: str = "cuda") -> list[DeclareLaunchArgum
             "remaps", default_value="",
             description="FROM:=TO,... the policy node reads/writes the robot YAML's topics on other names"),
         DeclareLaunchArgument(
+            "strategy", default_value="auto", choices=STRATEGY_SETTINGS,
+            description="Chunk execution strategy; auto: what the checkpoint's deployment.json recommends, else rtc"),
+        DeclareLaunchArgument(
             "device", default_value=device,
             description="Torch device for the policy: cpu, cuda or cuda:<index>"),
         DeclareLaunchArgument(
@@ -153,6 +157,7 @@ def robot_nodes(robot: str) -> list[Node]:
             "controller_type": _string("controller_type"),
             "camera_topics": _string("camera_topics"),
             "remaps": _string("remaps"),
+            "strategy": _string("strategy"),
             "device": _string("device"),
             "autostart": _flag("autostart"),
             "use_sim_time": sim_time,

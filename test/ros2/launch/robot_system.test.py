@@ -295,7 +295,8 @@ class TestRobotLaunch(unittest.TestCase):
             return result.stdout + result.stderr
 
         self.assertIn("Set parameter successful", set_param("strategy", "ensemble"))
-        self.assertIn("must be one of synchronous, ensemble, rtc", set_param("strategy", "fastest"))
+        self.assertIn("Set parameter successful", set_param("strategy", "auto"))  # the checkpoint's, else rtc
+        self.assertIn("must be one of auto, synchronous, ensemble, rtc", set_param("strategy", "fastest"))
         self.assertIn("Set parameter successful", set_param("status_hz", "25.0"))
         start = time.monotonic()
         wait_for(lambda: len(self.status.since(start)) >= 25, 10.0, "25 status messages")

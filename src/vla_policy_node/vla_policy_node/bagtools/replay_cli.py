@@ -12,7 +12,6 @@ To watch a replay in rviz instead, run it on a ROS 2 machine: ros2 launch vla_br
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig, ReplayError
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
+from vla_policy_node.control.deployment import AUTO, STRATEGY_SETTINGS, resolve_strategy
 from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 
@@ -41,8 +41,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="inference latency in virtual time: seconds, 'auto' (fixed: the checkpoint's "
                              "benchmark.json p50 if it has one, else the robot's inference period 1/inference_hz; "
                              "the same on every machine) or 'measured' (wall time of each call: depends on load)")
-    parser.add_argument("--strategy", choices=("rtc", "ensemble", "synchronous"), default=None,
-                        help="chunk executor strategy (default: the node's default)")
+    parser.add_argument("--strategy", choices=STRATEGY_SETTINGS, default=AUTO,
+                        help="chunk executor strategy; auto (as the policy node): the checkpoint's "
+                             "deployment.json recommendation, else rtc")
     parser.add_argument("--controller-type", dest="controller_type", default="",
                         help="override the robot YAML's controller.interface (as the policy node does)")
     parser.add_argument("--instruction", default="", help="instruction until the bag's /vla/instruction sets one")
@@ -75,9 +76,8 @@ def resolve_latency(value: str, checkpoint: str, embodiment: Embodiment) -> tupl
 
 def replay_config(args: argparse.Namespace, embodiment: Embodiment) -> ReplayConfig:
     latency, source = resolve_latency(args.latency, args.checkpoint, embodiment)
-    control = ControlConfig()
-    if args.strategy is not None:
-        control = dataclasses.replace(control, executor=ExecutorConfig(strategy=args.strategy))
+    strategy, _ = resolve_strategy(args.strategy, args.checkpoint)
+    control = ControlConfig(executor=ExecutorConfig(strategy=strategy))
     return ReplayConfig(target=args.target, latency=latency, latency_source=source, instruction=args.instruction,
                         control=control, progress=args.progress)
 

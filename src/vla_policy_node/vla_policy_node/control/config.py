@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vla_policy_node.spec.deployment import Strategy
+
 SyncMode = Literal["approximate", "image_trigger"]
-Strategy = Literal["synchronous", "ensemble", "rtc"]
 Interpolation = Literal["linear", "cubic"]
 LatencyQuantile = Literal["p50", "p99"]
 Handback = Literal["resume", "auto"]

@@ -20,19 +20,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import get_args
 
 import numpy as np
 
 from vla_policy_node.control.command import ChunkError, CommandSpace, LateChunkError
-from vla_policy_node.control.config import ExecutorConfig, Strategy
+from vla_policy_node.control.config import ExecutorConfig
 from vla_policy_node.control.latency import LatencyTracker, RateMeter
 from vla_policy_node.control.rtc import blend_weights, frozen_steps, prefix_weights
 from vla_policy_node.control.trajectory import Trajectory
+from vla_policy_node.spec.deployment import STRATEGIES
 from vla_policy_node.spec.types import RtcPrefix
 
 _MAX_ENSEMBLE_CHUNKS = 64
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,7 @@ def batch_pixel_values(image_processor: Any, images: Sequence[np.ndarray],
     if (h % factor or w % factor or edge_min is None or edge_max is None
             or not edge_min <= h * w <= edge_max):  # smart_resize would change the size
         return None
-    x = np.stack(images)  # [N, H, W, C]; the dtype steps are transformers' (rescale in float64, then float32)
-    x = (x.astype(np.float64) * p.rescale_factor).astype(np.float32) if p.do_rescale else x.astype(np.float32)
-    if p.do_normalize:
-        x = (x - np.asarray(p.image_mean, np.float32)) / np.asarray(p.image_std, np.float32)
+    x = _normalized(np.stack(images), _value_table(p))  # [N, H, W, C] float32
     n, c = len(images), 3
     gh, gw = h // patch, w // patch
     x = x.transpose(0, 3, 1, 2).reshape(n, c, gh // merge, merge, patch, gw // merge, merge, patch)
@@ -59,6 +56,25 @@ def batch_pixel_values(image_processor: Any, images: Sequence[np.ndarray],
     grid = np.tile(np.array([[1, gh, gw]], np.int64), (n, 1))
     return BatchFeature(data={"pixel_values": pixel_values, "image_grid_thw": grid},
                         tensor_type=kwargs.get("return_tensors"))
+
+
+def _value_table(p: Any) -> np.ndarray:
+    """[256, 3] float32: what the processor's rescale and normalize make of each 8-bit value in each channel, with
+    transformers' dtype steps (rescale in float64, then float32; normalize in float32), so a lookup gives the
+    same bits as computing every pixel (and ~4x faster: one pass instead of five over a batch)."""
+    values = np.arange(256, dtype=np.float64)
+    x = (values * p.rescale_factor).astype(np.float32) if p.do_rescale else values.astype(np.float32)
+    table = np.repeat(x[:, None], 3, axis=1)
+    if p.do_normalize:
+        table = (table - np.asarray(p.image_mean, np.float32)) / np.asarray(p.image_std, np.float32)
+    return np.ascontiguousarray(table, dtype=np.float32)
+
+
+def _normalized(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    out = np.empty(x.shape, np.float32)
+    for channel in range(x.shape[-1]):
+        np.take(table[:, channel], x[..., channel], out=out[..., channel])
+    return out
 
 
 def _linear_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:

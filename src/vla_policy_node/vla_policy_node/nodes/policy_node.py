@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vla_policy_node.control.config import ControlConfig, ExecutorConfig
-from vla_policy_node.control.executor import STRATEGIES
+from vla_policy_node.control.deployment import AUTO, STRATEGY_SETTINGS, resolve_strategy
 from vla_policy_node.control.instruction_goal import PolicyView
 from vla_policy_node.inference.process import ProcessPolicy, warm_up
 from vla_policy_node.inference.remote import RemotePolicy
@@ -115,8 +115,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="rclpy: configure and activate at start-up (else wait for lifecycle transitions)")
     parser.add_argument("--control-hz", dest="control_hz", type=float, default=0.0,
                         help="control timer rate (0: the robot YAML's rates.control_hz)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=ExecutorConfig().strategy,
-                        help="chunk execution strategy")
+    parser.add_argument("--strategy", choices=STRATEGY_SETTINGS, default=AUTO,
+                        help="chunk execution strategy; auto: the checkpoint's deployment.json recommendation, "
+                             f"else {ExecutorConfig().strategy}")
     parser.add_argument("--inference-hz", dest="inference_hz", type=float, default=0.0,
                         help="re-plan cap (0: the robot YAML's rates.inference_hz)")
     parser.add_argument("--status-hz", dest="status_hz", type=float, default=PolicyNodeParams.status_hz,
@@ -154,8 +155,9 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
         "autostart": Param(args.autostart, "configure and activate at start-up; read at start-up"),
         "control_hz": Param(args.control_hz, f"control timer rate (Hz), 0: the robot YAML's rates.control_hz; "
                             f"{startup} (the safety limits are per control period)", range=(0.0, 1000.0)),
-        "strategy": Param(args.strategy, "chunk execution strategy; applied live from the next chunk (every "
-                          "merge blends from the running plan)", live=True, choices=STRATEGIES),
+        "strategy": Param(args.strategy, "chunk execution strategy (auto: the checkpoint's deployment.json, else "
+                          f"{ExecutorConfig().strategy}); applied live from the next chunk (every merge blends from "
+                          "the running plan)", live=True, choices=STRATEGY_SETTINGS),
         "inference_hz": Param(args.inference_hz, "re-plan cap of ensemble/rtc (Hz), 0: the robot YAML's "
                               "rates.inference_hz; applied live", live=True, range=(0.0, 100.0)),
         "status_hz": Param(args.status_hz, "/vla/status rate (Hz); applied live", live=True, range=(0.1, 100.0)),
@@ -292,15 +294,19 @@ class PolicyNode:
             mode = str(s["inference"])
             if mode not in INFERENCE_MODES:
                 return f"inference must be one of {', '.join(INFERENCE_MODES)}, got {mode!r}"
+            try:  # before the model loads: a bad deployment.json fails fast, with no inference process to stop
+                strategy, source = resolve_strategy(str(s["strategy"]), str(s["checkpoint"]))
+            except ValueError as error:
+                return str(error)
             assert self.transport is not None
             try:
                 policy, what = self._load(mode, embodiment)
             except Exception as error:  # a bad checkpoint is a failed configure, with the reason
                 return f"cannot load checkpoint {s['checkpoint']!r}: {type(error).__name__}: {error}"
-            log.info("configured: %s", what)
+            log.info("configured: %s; chunk strategy %s (%s)", what, strategy, source)
             node = getattr(self.transport, "node", None)
             try:
-                control = ControlConfig(executor=ExecutorConfig(strategy=str(s["strategy"])),
+                control = ControlConfig(executor=ExecutorConfig(strategy=strategy),
                                         control_hz=float(s["control_hz"]) or None)
                 params = PolicyNodeParams(
                     node_name=node.get_name() if node is not None else self.args.node_name,
@@ -311,6 +317,9 @@ class PolicyNode:
                 runtime.loop.set_inference_rate(float(s["inference_hz"]))
                 runtime.loop.set_velocity_scale(float(s["velocity_scale"]))
             except ValueError as error:
+                close = getattr(policy, "close", None)
+                if close is not None:  # a failed configure leaves no inference process behind
+                    close()
                 return str(error)
             self.embodiment, self.policy, self.runtime = embodiment, policy, runtime
             return ""
@@ -401,7 +410,7 @@ class PolicyNode:
         runtime = self.runtime
         try:
             if runtime is not None:
-                problem = self._apply(runtime, name, value)
+                problem = self._apply(runtime, name, value, str(self.settings["checkpoint"]))
                 if problem:
                     return problem
         except ValueError as error:
@@ -410,14 +419,16 @@ class PolicyNode:
         return ""
 
     @staticmethod
-    def _apply(runtime: PolicyRuntime, name: str, value: Any) -> str:
+    def _apply(runtime: PolicyRuntime, name: str, value: Any, checkpoint: str) -> str:
         if name == "instruction":
             runtime.set_instruction(str(value))
         elif name == "dry_run":
             ok, message = runtime.set_actuation(not bool(value))
             return "" if ok else message
         elif name == "strategy":
-            runtime.loop.set_strategy(str(value))
+            strategy, source = resolve_strategy(str(value), checkpoint)
+            runtime.loop.set_strategy(strategy)
+            log.info("chunk strategy %s (%s)", strategy, source)
         elif name == "inference_hz":
             runtime.loop.set_inference_rate(float(value))
         elif name == "status_hz":

@@ -8,6 +8,7 @@
       mode: lora                            # frozen | lora | full (backbone); the head always trains
       head: flow                            # flow, or a continuous action-space adapter (asa:pred, asa:rvq, ...)
     train: {steps: 20000, batch_size: 32, lr: 1e-4, save_every: 2000, val_every: 500}
+    deploy: {strategy: ensemble}            # optional: written into final/deployment.json (spec/deployment.py)
     output_dir: runs/fr3_pick
 
 Only dataclasses and YAML here: the command line parses and validates a config before torch is imported.
@@ -25,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from vla_policy_node.spec.deployment import Deployment
 from vla_policy_node.train.mixture import DatasetSpec
 
 T = TypeVar("T")
@@ -110,6 +112,24 @@ class LoopRecipe:
 
 
 @dataclass(frozen=True)
+class DeployRecipe:
+    """How the trained checkpoint should be run, written as `final/deployment.json` so that the policy node's
+    `strategy: auto` runs it. strategy: "" (no recommendation), synchronous, ensemble or rtc."""
+
+    strategy: str = ""
+    why: str = "the training recipe's deploy.strategy"
+
+    def deployment(self) -> Deployment | None:
+        return Deployment(strategy=self.strategy, why=self.why) if self.strategy else None
+
+    def __post_init__(self) -> None:
+        try:
+            self.deployment()
+        except ValueError as error:
+            raise ValueError(f"deploy.{error}") from None
+
+
+@dataclass(frozen=True)
 class TrainRecipe:
     robot: str
     datasets: tuple[DatasetSpec, ...]
@@ -117,6 +137,7 @@ class TrainRecipe:
     camera_topics: str = ""
     model: ModelRecipe = field(default_factory=ModelRecipe)
     train: LoopRecipe = field(default_factory=LoopRecipe)
+    deploy: DeployRecipe = field(default_factory=DeployRecipe)
 
     def __post_init__(self) -> None:
         if not self.datasets:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_policy_node.spec.deployment import write_deployment
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
 from vla_policy_node.spec.types import Observation
@@ -294,6 +295,9 @@ def _train(recipe: TrainRecipe, robot: Embodiment, train: SampleDataset, val: Sa
             shutil.rmtree(final)
         shutil.copytree(output / (output / LATEST).read_text().strip(), final,
                         ignore=shutil.ignore_patterns("optimizer.safetensors", "trainer_state.json", "rank-*"))
+        deployment = recipe.deploy.deployment()
+        if deployment is not None:
+            write_deployment(final, deployment)
     plot = plot_metrics(output) if main else None
     parallel.barrier()
     return {"final": str(final) if final.exists() else None, "steps": trainer.step, "losses": losses,

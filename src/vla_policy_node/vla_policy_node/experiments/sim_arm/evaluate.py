@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from vla_policy_node.control.executor import STRATEGIES as STRATEGIES_ALL
 from vla_policy_node.experiments.sim_arm.closed_loop import (
     STRATEGIES,
     ClosedLoopSystem,
@@ -28,6 +27,8 @@ from vla_policy_node.experiments.sim_arm.closed_loop import (
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.sim.pick_place import TASK_KINDS
+from vla_policy_node.spec.deployment import STRATEGIES as STRATEGIES_ALL
+from vla_policy_node.spec.deployment import read_deployment
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 
 
@@ -46,7 +47,9 @@ def evaluate_checkpoint(robot: Embodiment, checkpoint: str | Path, seeds: Sequen
                         random_init: bool = False, record_first: bool = False, task: str = "reach",
                         progress: Callable[[EpisodeResult], None] | None = None,
                         strategy: str | None = None) -> EvaluationReport:
-    """strategy: the policy node's chunk execution strategy (default: the task's, closed_loop.STRATEGIES)."""
+    """strategy: the policy node's chunk execution strategy (default: the checkpoint's deployment.json
+    recommendation, else the task's, closed_loop.STRATEGIES)."""
+    strategy = strategy or read_deployment(checkpoint).strategy
     system = ClosedLoopSystem(robot, load_policy(checkpoint, robot, random_init=random_init), task=task,
                               strategy=strategy)
     try:
@@ -65,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="first layout (task seed); demonstrations use seeds from TRAIN_SEEDS_FROM on")
     parser.add_argument("--task", choices=sorted(TASK_KINDS), default="reach")
     parser.add_argument("--strategy", choices=STRATEGIES_ALL, default=None,
-                        help="the policy node's chunk execution strategy (default: the task's: "
+                        help="the policy node's chunk execution strategy (default: the checkpoint's "
+                             "deployment.json, else the task's: "
                              + ", ".join(f"{k} {v}" for k, v in STRATEGIES.items()) + ")")
     parser.add_argument("--verbose", action="store_true", help="one line per episode")
     parser.add_argument("--random-init", dest="random_init", action="store_true")

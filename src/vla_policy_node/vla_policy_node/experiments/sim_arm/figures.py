@@ -89,7 +89,7 @@ def write_plot(report: EvaluationReport, path: Path, task: str) -> None:
     if len(episodes) <= 25:
         a.set_xticks([e.seed for e in episodes])
     what = "block to its resting point on the pad" if task == "pick_place" else "tool to the named block"
-    a.set(xlabel="episode (unseen layout seed)", ylabel=f"final distance, {what} (m)",
+    a.set(xlabel="episode (unseen layout seed)", ylabel=f"final distance (m)\n{what}",
           title=f"{task}: success {report.success_rate:.0%} of {len(episodes)} (green)")
     a.set_ylim(0, max(2.5 * threshold, max((e.final_distance for e in episodes), default=0) * 1.1))
     latencies = np.concatenate([e.latencies_ms for e in episodes if e.latencies_ms] or [np.zeros(1)])

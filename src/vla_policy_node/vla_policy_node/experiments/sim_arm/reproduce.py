@@ -26,7 +26,7 @@ from vla_policy_node.spec.embodiment import load_embodiment
 
 # demonstrations per recipe, and the task they show
 DEMOS: dict[str, tuple[int, str]] = {"reach": (1000, "reach"), "reach_fast": (800, "reach"),
-                                     "pick_place": (1000, "pick_place")}
+                                     "reach_ddp": (1000, "reach"), "pick_place": (1000, "pick_place")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,12 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--workers", type=int, default=2, help="parallel demonstration/conversion processes")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training (0: the recipe's)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="data-parallel training processes (0: the recipe's; reach_ddp: 2)")
     parser.add_argument("--episodes", type=int, default=0, help="demonstrations (0: the recipe's)")
     parser.add_argument("--steps", type=int, default=0, help="training steps (0: the recipe's)")
     parser.add_argument("--evaluate", type=int, default=0, help="then evaluate on this many unseen layouts")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.workers < 1 or min(args.threads, args.episodes, args.steps, args.evaluate) < 0:
-        parser.error("--workers must be >= 1; --threads, --episodes, --steps and --evaluate >= 0")
+    if args.workers < 1 or min(args.threads, args.processes, args.episodes, args.steps, args.evaluate) < 0:
+        parser.error("--workers must be >= 1; --threads, --processes, --episodes, --steps and --evaluate >= 0")
     from vla_policy_node.experiments.sim_arm.train import train
 
     episodes, task = DEMOS[args.recipe]
@@ -49,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = RECIPES[args.recipe]
     if args.threads:
         config = dataclasses.replace(config, threads=args.threads)
+    if args.processes:
+        try:
+            config = dataclasses.replace(config, processes=args.processes)
+        except ValueError as error:
+            parser.error(str(error))
     if args.steps:
         config = dataclasses.replace(config, steps=args.steps)
     robot = load_embodiment(args.robot_config)
@@ -66,18 +73,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     times["conversion_s"] = time.perf_counter() - mark
     print(f"{len(datasets)} datasets in {times['conversion_s']:.0f} s", flush=True)
     mark = time.perf_counter()
-    final, losses, _ = train(robot, datasets, output / "run", config, progress=False)
+    final, _, _ = train(robot, datasets, output / "run", config, progress=False, robot_config=args.robot_config)
     times["training_s"] = time.perf_counter() - mark
     times["reproduction_s"] = time.perf_counter() - start
-    print(f"{len(losses)} training steps in {times['training_s']:.0f} s; checkpoint {final}", flush=True)
+    print(f"{config.steps} training steps in {times['training_s']:.0f} s ({config.processes} process(es)); "
+          f"checkpoint {final}", flush=True)
     print(f"reproduced in {times['reproduction_s']:.0f} s wall ({times['reproduction_s'] / 60:.1f} min): "
           f"demonstrations {times['demonstrations_s']:.0f} s, conversion {times['conversion_s']:.0f} s, "
           f"training {times['training_s']:.0f} s", flush=True)
     summary: dict = {"recipe": args.recipe, "episodes": episodes, "workers": args.workers,
-                     "threads": config.threads, **{k: round(v, 1) for k, v in times.items()}}
+                     "threads": config.threads, "processes": config.processes,
+                     **{k: round(v, 1) for k, v in times.items()}}
     if args.evaluate:
+        import torch
+
         from vla_policy_node.experiments.sim_arm.evaluate import evaluate_checkpoint
 
+        torch.set_num_threads(1)  # as `evaluate` runs it (--threads 1): with 2 on a busy 2-core machine it crawled
         report = evaluate_checkpoint(robot, final, range(args.evaluate), task=task)
         summary["evaluation"] = report.summary()
         print(f"closed loop: {report.success_rate:.0%} of {args.evaluate} unseen layouts", flush=True)

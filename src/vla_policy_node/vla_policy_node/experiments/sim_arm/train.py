@@ -11,6 +11,10 @@ checkpoint is copied to <output>/final with the run's config and log beside it.
 `--recipe` picks the defaults (`RECIPES`): `reach`, the shipped sim_reach checkpoint's (config/train/sim_reach.yaml),
 or `pick_place` (config/train/sim_pick_place.yaml, not yet good enough to ship); any flag overrides one value of it.
 `--dataset` may be given several times (e.g. one dataset per demonstration worker): they train as one.
+`processes` > 1 trains data-parallel in that many CPU processes (vla_train under torch's launcher, DDP over gloo),
+each with batch_size / processes: the tiny model's step time grows about linearly with the batch and a second
+torch thread barely helps (measured: batch 16 / 32 / 64 at 0.069 / 0.116 / 0.205 s a step on one thread), so a
+second process is what uses a second core.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.train.mixture import DatasetSpec
-from vla_policy_node.train.recipe import LoopRecipe, ModelRecipe, TrainRecipe
+from vla_policy_node.train.recipe import DeployRecipe, LoopRecipe, ModelRecipe, TrainRecipe
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,13 @@ class SimTrainConfig:
     decay_fraction: float = 1.0  # the cosine decay's share of the steps (< 1: held at the peak before it)
     # a checkpoint of the same architecture to start from (its aux probe is not taken: the env state may differ)
     init_from: str = ""
+    # the chunk strategy the checkpoint recommends (final/deployment.json; "": none, the node's default rtc)
+    strategy: str = ""
+    processes: int = 1  # data-parallel training processes (DDP over gloo), each batch_size / processes
+
+    def __post_init__(self) -> None:
+        if self.processes < 1 or self.batch_size % self.processes:
+            raise ValueError(f"processes must be >= 1 and divide batch_size {self.batch_size}, got {self.processes}")
 
 
 # The recipes by name (`--recipe`): reach = the shipped sim_reach checkpoint's (the defaults above); pick_place =
@@ -77,10 +91,12 @@ RECIPES: dict[str, SimTrainConfig] = {
     # the third stage (config/train/sim_pick_place_recovery.yaml): recovery demonstrations added (starts beside and
     # above the block); its output is the shipped checkpoints/sim_pick_place
     "pick_place_recovery": SimTrainConfig(steps=2500, lr=5e-4, cameras="scene,wrist",
-                                          init_from="runs/sim_pick_place_wrist/final"),
+                                          init_from="runs/sim_pick_place_wrist/final", strategy="ensemble"),
     # half the steps: the rate stays at its peak while grounding appears (~1000-2500 steps), then decays over
     # the last 30%; 2 threads (a whole 2-core machine); experiments/sim_arm/reproduce.py runs it end to end
     "reach_fast": SimTrainConfig(steps=3000, decay_fraction=0.3, threads=2),
+    # the shipped reach recipe itself, its batch of 32 split over 2 processes of 16 (one per core)
+    "reach_ddp": SimTrainConfig(threads=1, processes=2),
 }
 
 
@@ -106,26 +122,55 @@ def recipe(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], ou
                           image_size=config.image_size, instruction_first=config.instruction_first,
                           horizon=config.horizon, head_dim=config.head_dim, aux_weight=config.aux_weight,
                           init_from=config.init_from),
-        train=LoopRecipe(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+        train=LoopRecipe(steps=config.steps, batch_size=config.batch_size // config.processes, lr=config.lr,
                          warmup_steps=config.warmup_steps, decay_fraction=config.decay_fraction,
                          save_every=max(config.steps // 4, 1), keep_checkpoints=1,
                          log_every=25, val_every=config.steps, start_frames=config.start_frames,
                          start_weight=config.start_weight, in_memory=True, seed=config.seed,
-                         threads=config.threads))
+                         threads=config.threads),
+        deploy=DeployRecipe(strategy=config.strategy))
 
 
 def train(robot: Embodiment, dataset_dir: str | Path | Sequence[str | Path], output: str | Path,
           config: SimTrainConfig, *, until: int | None = None, progress: bool = False,
-          ) -> tuple[Path, list[float], float]:
-    """Train from scratch (or resume) into `output` through vla_train; (final checkpoint dir, losses, seconds)."""
-    from vla_policy_node.train.vla_train import run
-
+          robot_config: str | Path | None = None) -> tuple[Path, list[float], float]:
+    """Train from scratch (or resume) into `output` through vla_train; (final checkpoint dir, losses, seconds).
+    With `config.processes` > 1 the launched processes load the robot from `robot_config` (the YAML `robot` was
+    loaded from: required then, so they cannot train on another robot of the same name)."""
     plan = recipe(robot, dataset_dir, output, config)
-    summary = run(plan, policy_cameras(robot, config.cameras), progress=progress, until=until)
     output = Path(output)
+    if config.processes > 1:
+        if until is not None:
+            raise ValueError("until is for one process (a launched run resumes from its checkpoints instead)")
+        if robot_config is None:
+            raise ValueError("training in several processes needs robot_config: they load the robot from it")
+        plan = dataclasses.replace(plan, robot=str(Path(robot_config).resolve()))
+        losses, seconds = _launch(plan, config.processes, config.threads, output)
+    else:
+        from vla_policy_node.train.vla_train import run
+
+        summary = run(plan, policy_cameras(robot, config.cameras), progress=progress, until=until)
+        losses, seconds = summary["losses"], summary["seconds"]
     (output / "train_config.json").write_text(json.dumps({"robot": robot.name, "dataset": _dirs(dataset_dir),
                                                           **asdict(config)}, indent=2))
-    return output / "final", summary["losses"], summary["seconds"]
+    return output / "final", losses, seconds
+
+
+def _launch(plan: TrainRecipe, processes: int, threads: int, output: Path) -> tuple[list[float], float]:
+    """vla_train in `processes` CPU processes under torch's launcher (torchrun --standalone); (the logged losses,
+    every log_every steps, and the wall seconds, start-up included)."""
+    output.mkdir(parents=True, exist_ok=True)
+    config_file = output / "launched_recipe.json"  # JSON is YAML: vla_train reads it as its config
+    config_file.write_text(json.dumps(dataclasses.asdict(plan), indent=2))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):  # never join an outer launcher's group
+        env.pop(name, None)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                    "-m", "vla_policy_node.cli.vla_train", str(config_file), "--no-progress"], check=True, env=env)
+    seconds = time.perf_counter() - start
+    rows = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    return [row["loss"] for row in rows if "loss" in row], seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,11 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
-    robot = load_embodiment(args.pop("robot_config"))
+    robot_config = args.pop("robot_config")
+    robot = load_embodiment(robot_config)
     dataset, output, recipe_name = args.pop("dataset"), args.pop("output"), args.pop("recipe")
     config = dataclasses.replace(RECIPES[recipe_name], **{k: v for k, v in args.items() if v is not None})
-    final, losses, seconds = train(robot, dataset, output, config, progress=True)
-    print(f"{len(losses)} steps in {seconds:.0f} s; loss {losses[0]:.3f} -> {sum(losses[-50:]) / 50:.3f}; "
+    final, losses, seconds = train(robot, dataset, output, config, progress=True, robot_config=robot_config)
+    tail = losses[-50:]
+    print(f"{config.steps} steps in {seconds:.0f} s; loss {losses[0]:.3f} -> {sum(tail) / len(tail):.3f}; "
           f"checkpoint {final}")
     return 0
 
