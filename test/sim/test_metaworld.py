@@ -227,6 +227,8 @@ def test_front_view_shows_the_goal_where_it_is() -> None:
         camera="front", demos=600, family="qwen3_vl", image_size=128, aux_weight=4.0, start_frames=3, start_weight=5.0,
         batch_size=32, steps=5000, aim_fingers=True, after_success=20)
     assert FREE_VIEWS["front"] == FreeView(lookat=(0.0, 0.75, 0.12), azimuth=270.0, elevation=-30.0, distance=0.75)
+    # the README's pick-place row (54% of 50) used this one
+    assert FREE_VIEWS["front_high"] == FreeView(lookat=(0.0, 0.72, 0.1), azimuth=270.0, elevation=-50.0, distance=0.6)
     with pytest.raises(ValueError, match="no camera"):
         MetaWorldEnv(MetaWorldEnvConfig(task="reach-v3", camera="nowhere"))
 

@@ -63,6 +63,8 @@ class FreeView:
 # side (topview, corner2/3).
 FREE_VIEWS: dict[str, FreeView] = {
     "front": FreeView(lookat=(0.0, 0.75, 0.12), azimuth=270.0, elevation=-30.0, distance=0.75),
+    # closer and steeper: pick-place's puck (~6x10 px) stands clear of the goal sphere instead of behind it
+    "front_high": FreeView(lookat=(0.0, 0.72, 0.1), azimuth=270.0, elevation=-50.0, distance=0.6),
 }
 
 
