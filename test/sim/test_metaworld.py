@@ -152,13 +152,20 @@ class RecordingEnv(MetaWorldEnv):
         return super().step(action)
 
 
-def test_policy_runs_receding_horizon(reach) -> None:
-    config = MetaWorldEvalConfig(image_size=56)
+def _recording(reach, max_steps: int) -> tuple[RecordingPolicy, RecordingEnv]:
+    """An untrained policy that keeps every chunk it returns, and an env that keeps every action it is sent."""
     samples, _ = demonstrations(reach, [10_000], horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
-    policy = RecordingPolicy(build_model(ROBOT, config), fit_normalization(samples), ROBOT)
+    policy = RecordingPolicy(build_model(ROBOT, MetaWorldEvalConfig(image_size=56)), fit_normalization(samples),
+                             ROBOT)
     policy.chunks = []
-    env = RecordingEnv(MetaWorldEnvConfig(task="reach-v3", height=CAMERA.height, width=CAMERA.width, max_steps=14))
+    env = RecordingEnv(MetaWorldEnvConfig(task="reach-v3", height=CAMERA.height, width=CAMERA.width,
+                                          max_steps=max_steps))
     env.sent = []
+    return policy, env
+
+
+def test_policy_runs_receding_horizon(reach) -> None:
+    policy, env = _recording(reach, max_steps=14)
     try:
         report = run_episodes(env, ChunkController(policy, execute=6), [3])
     finally:
@@ -170,12 +177,7 @@ def test_policy_runs_receding_horizon(reach) -> None:
 
 
 def test_ensemble_averages_the_live_chunks_step_by_step(reach) -> None:
-    config = MetaWorldEvalConfig(image_size=56)
-    samples, _ = demonstrations(reach, [10_000], horizon=16, camera=CAMERA.name, tag=ROBOT.tag)
-    policy = RecordingPolicy(build_model(ROBOT, config), fit_normalization(samples), ROBOT)
-    policy.chunks = []
-    env = RecordingEnv(MetaWorldEnvConfig(task="reach-v3", height=CAMERA.height, width=CAMERA.width, max_steps=7))
-    env.sent = []
+    policy, env = _recording(reach, max_steps=7)
     decay = 0.5
     try:
         report = run_episodes(env, EnsembleController(policy, execute=3, decay=decay), [3])
