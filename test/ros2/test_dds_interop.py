@@ -101,12 +101,27 @@ def graph(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode, t
             assert "Traceback" not in run.text(), run.tail()
 
 
+def _ros2_until(ros_env: dict[str, str], args: tuple[str, ...], wanted: set[str], timeout: float) -> str:
+    """`ros2 <args>` re-run until its output names everything in `wanted` (discovery is eventually consistent:
+    on a loaded machine one CLI call's discovery window can end before a node's endpoints arrive); the last
+    output in the failure."""
+    outputs = [""]
+
+    def shows_all() -> bool:
+        outputs[0] = ros2_cli(ros_env, *args)
+        return wanted <= {token.rstrip(":") for token in outputs[0].split()}  # `node info`: "  /topic: type"
+
+    try:
+        wait_until(shows_all, timeout, f"`ros2 {' '.join(args)}` to show {sorted(wanted)}", poll=1.0)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last output:\n{outputs[0]}") from None
+    return outputs[0]
+
+
 def test_ros2_node_list_shows_the_dds_nodes(graph, ros_env) -> None:
-    listed = ros2_cli(ros_env, "node", "list").split()
-    assert {"/fake_arm_driver", f"/{DDS_MUX}", f"/{RCLPY_MUX}"} <= set(listed)
-    info = ros2_cli(ros_env, "node", "info", f"/{DDS_MUX}")
-    for name in ("/vla/mux_status", f"/{DDS_MUX}/reset_estop", f"/{DDS_MUX}/set_parameters", "/rosout"):
-        assert name in info, info
+    _ros2_until(ros_env, ("node", "list"), {"/fake_arm_driver", f"/{DDS_MUX}", f"/{RCLPY_MUX}"}, 60.0)
+    _ros2_until(ros_env, ("node", "info", f"/{DDS_MUX}"),
+                {"/vla/mux_status", f"/{DDS_MUX}/reset_estop", f"/{DDS_MUX}/set_parameters", "/rosout"}, 60.0)
 
 
 def test_topics_and_latched_topics_both_ways(graph, rclpy_node: SpunNode) -> None:
