@@ -169,8 +169,9 @@ class NodeSet(NodeGroup):
         """"ok", "raise", "stall SECONDS" or "nan" for the policy's model (see fault_policy.py)."""
         tmp = self.control_file.with_suffix(".tmp")
         tmp.write_text(mode)
+        switched = time.monotonic()  # before the switch: a fault ends no earlier, a mode starts no later
         tmp.replace(self.control_file)
-        return time.monotonic()
+        return switched
 
     def model_events(self) -> list[tuple[str, float, float]]:
         """(mode, start, end) of every faulted inference so far (time.monotonic())."""
@@ -264,10 +265,14 @@ class NodeSet(NodeGroup):
             self.wait_driving(30.0, "the policy to drive again after healing")
 
     # ----------------------------------------------------------------------------------------------- waits
-    def dwell(self, seconds: float, limit: float = 5.0) -> None:
+    def dwell(self, seconds: float, limit: float = 5.0, rest_since: float | None = None) -> None:
         """Let a fault phase last `seconds` of running time: a stall of the machine (the mux's status, 10 Hz
         whatever happens, not heard for longer than three of its periods) extends it by the stall, up to
-        `limit`, so the nodes get the time the phase is meant to give them and the monitor hears what they did."""
+        `limit`, so the nodes get the time the phase is meant to give them and the monitor hears what they did.
+
+        `rest_since` (a hold the policy node decides, which the mux then follows with its own filter): the phase
+        also lasts until the controller's commands since then stand still, up to `limit` more. How long that
+        following takes is the mux's tracking, slower on a loaded machine; the checks are what it must reach."""
         start = time.monotonic()
         time.sleep(seconds)
         extended = 0.0
@@ -276,9 +281,13 @@ class NodeSet(NodeGroup):
             gaps = np.diff([start, *times, time.monotonic()])
             stalled = float(np.sum(gaps[gaps > 0.3]))
             if stalled <= extended:
-                return
+                break
             time.sleep(stalled - extended)
             extended = stalled
+        if rest_since is not None:
+            deadline = time.monotonic() + limit
+            while self.monitor.rest_time(rest_since, time.monotonic()) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def driving(self, since: float = -math.inf) -> bool:
         """The policy is in control end to end, by the newest status of each node (sent after `since`): the mux

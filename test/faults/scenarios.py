@@ -75,7 +75,7 @@ def camera_dropout(ns: NodeSet) -> None:
     assert_moving(ns, "camera dropout")
     t_cmd = ns.sensor_fault(cameras=False)
     max_age = max(cam.max_age for cam in ns.robot.cameras)
-    ns.dwell(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA, rest_since=t_cmd)
     t_end = ns.sensor_fault()
     t_fault = _last_arrival(ns.monitor.frames, t_cmd - 2.0, t_end)
     assert_hold(ns, t_fault, max_age, t_end, "camera dropout", decided_by="policy")
@@ -184,7 +184,7 @@ def stamps_past(ns: NodeSet) -> None:
     assert_moving(ns, "joint states from the past")
     t_cmd = ns.sensor_fault(joint_stamp_offset=-2.0)
     max_age = ns.robot.joint_states.max_age
-    ns.dwell(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA, rest_since=t_cmd)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: v[0] < v[2] - 1.0)
     assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the past", decided_by="policy")
@@ -204,7 +204,7 @@ def stamps_future(ns: NodeSet) -> None:
     assert_moving(ns, "joint states from the future")
     t_cmd = ns.sensor_fault(joint_stamp_offset=2.0)
     max_age = ns.robot.joint_states.max_age
-    ns.dwell(max_age + HOLD_EXTRA)
+    ns.dwell(max_age + HOLD_EXTRA, rest_since=t_cmd)
     t_end = ns.sensor_fault()
     t_fault = _first_arrival(ns.monitor.joint_states, t_cmd, lambda v: v[0] > v[2] + 1.0)
     assert_hold(ns, t_fault, max_age, t_end, "joint states stamped 2 s in the future", decided_by="policy")
@@ -336,7 +336,7 @@ def _model_fault(ns: NodeSet, mode: str, what: str, *reasons: str) -> None:
     try:
         wait_for(lambda: any(e[0] == mode and e[1] >= t_cmd for e in ns.model_events()), 10.0,
                  f"the model to answer {mode}", ns)
-        ns.dwell(HOLD_EXTRA)
+        ns.dwell(HOLD_EXTRA, rest_since=t_cmd)
     finally:
         t_end = ns.model_mode("ok")
     t_fault = min(e[2] for e in ns.model_events() if e[0] == mode and e[1] >= t_cmd)
@@ -364,7 +364,7 @@ def model_stall(ns: NodeSet) -> None:
     try:
         wait_for(lambda: any(e[0] == "stalling" and e[1] >= t_cmd for e in ns.model_events()), 10.0,
                  "the model to stall", ns)
-        ns.dwell(timeout + HOLD_EXTRA)
+        ns.dwell(timeout + HOLD_EXTRA)  # not longer: the stall ends by itself
     finally:
         t_end = ns.model_mode("ok")
     start = min(e[1] for e in ns.model_events() if e[0] == "stalling" and e[1] >= t_cmd)
@@ -446,7 +446,7 @@ def inference_process_killed(ns: NodeSet) -> None:
     t_kill = time.monotonic()
     # noticed at the next request: one inference period after the last answer, which takes up to its p99
     timeout = 1.0 / ns.robot.rates.inference_hz + latency
-    ns.dwell(timeout + HOLD_EXTRA)
+    ns.dwell(timeout + HOLD_EXTRA)  # not longer: the node restarts the process and drives again by itself
     t_end = time.monotonic()
     assert_hold(ns, t_kill, timeout, t_end, "inference process killed", decided_by="policy")
     t_back = assert_recovers(ns, t_end, t0, "after the inference process restarted", timeout=60.0)
