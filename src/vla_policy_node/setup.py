@@ -46,7 +46,7 @@ setup(
         # Meta-World (MT1 tasks and their scripted experts) for the benchmark evaluation; metaworld 3.1.1 pins
         # mujoco==3.3.0 (the `sim` pin) and needs gymnasium>=1.1 (the `babyai` pin satisfies it)
         "metaworld": ["metaworld==3.1.1", "mujoco==3.3.0", "gymnasium==1.4.0"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mypy==1.19.1"],
         # building src/ with colcon from this venv (README, "On a ROS 2 machine"); lark is also what ROS's
         # `launch` needs to import here (launch_test runs under this venv's Python)
         "colcon": ["colcon-common-extensions==0.3.0", "lark==1.3.1"],

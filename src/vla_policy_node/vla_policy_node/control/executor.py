@@ -28,7 +28,7 @@ from vla_policy_node.control.config import ExecutorConfig
 from vla_policy_node.control.latency import LatencyTracker, RateMeter
 from vla_policy_node.control.rtc import blend_weights, frozen_steps, prefix_weights
 from vla_policy_node.control.trajectory import Trajectory
-from vla_policy_node.spec.deployment import STRATEGIES
+from vla_policy_node.spec.deployment import as_strategy
 from vla_policy_node.spec.types import RtcPrefix
 
 _MAX_ENSEMBLE_CHUNKS = 64
@@ -225,9 +225,7 @@ class ChunkExecutor:
     def set_strategy(self, strategy: str) -> None:
         """Switch strategy while running: it decides how the *next* chunk is merged; every merge blends from the
         running plan, so the switch never moves the command discontinuously (and the safety filter follows)."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        self.config = dataclasses.replace(self.config, strategy=strategy)
+        self.config = dataclasses.replace(self.config, strategy=as_strategy(strategy))
 
     def set_inference_rate(self, hz: float) -> None:
         """The re-plan cap of ensemble/rtc (how often a new chunk is requested); safe to change at any time."""

@@ -43,14 +43,14 @@ class JointStateGate:
         stats = self.stats
         stats.received += 1
         names = tuple(names)
-        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
-        if len(names) != len(positions):
-            stats.reject("malformed", f"joint state has {len(names)} names, {len(positions)} positions")
+        values = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if len(names) != len(values):
+            stats.reject("malformed", f"joint state has {len(names)} names, {len(values)} positions")
             return None
         perm = self._permutation(names)
         if perm is None:
             return None
-        state = positions[perm]
+        state = values[perm]
         if not all_finite(state):
             stats.reject("nonfinite", "joint state has NaN/Inf positions")
             return None

@@ -151,7 +151,9 @@ class ControlLoop:
             planned = None if mux.paused or self._instruction_fault else self.source.sample(now)
             arm, gripper = planned if planned is not None else (None, None)
             if self.teleop.jogging(now):
-                mux.on_teleop(self.teleop.jog_target(now, filt.last_arm), now)
+                jog = self.teleop.jog_target(now, filt.last_arm)
+                if jog is not None:
+                    mux.on_teleop(jog, now)
             velocity = None if self._is_velocity else filt.last_velocity
             decision = mux.select(now, arm, gripper, filt.last_arm, filt.last_gripper, self._last_held, velocity)
             target, reason = decision.arm, decision.reason

@@ -298,7 +298,8 @@ class CommandMux:
     def _old_motion(self, ramp: _Ramp, elapsed: float) -> np.ndarray:
         """Where the old command would be `elapsed` after the switch, braking at the hand-over deceleration."""
         if ramp.decel is None:
-            return np.copyto(self._out, ramp.arm) or self._out
+            np.copyto(self._out, ramp.arm)
+            return self._out
         t = np.minimum(elapsed, ramp.stop_time)
         out = np.multiply(ramp.velocity, t, out=self._out)
         out -= 0.5 * np.sign(ramp.velocity) * ramp.decel * t * t

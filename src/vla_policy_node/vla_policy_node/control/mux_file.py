@@ -143,7 +143,8 @@ def mux_file_from_dict(data: Any) -> MuxFile:
             min_handover_time=_number(handover.get("min_time", defaults.min_handover_time), "handover.min_time"),
             twist_ramp_time=_number(handover.get("twist_ramp_time", defaults.twist_ramp_time),
                                     "handover.twist_ramp_time"),
-            handback=_choice(teleop.get("handback", defaults.handback), "inputs.teleop.handback", ("resume", "auto")),
+            handback="auto" if _choice(teleop.get("handback", defaults.handback), "inputs.teleop.handback",
+                                       ("resume", "auto")) == "auto" else "resume",
         )
     except ValueError as error:
         if isinstance(error, MuxFileError):

@@ -120,11 +120,11 @@ class SafetyFilter:
     # --------------------------------------------------------------------------------------------- state
     def reset(self, arm: np.ndarray, gripper: float | None) -> None:
         """Start from `arm` (command space) at rest, e.g. the measured joint positions."""
-        arm = [float(x) for x in np.asarray(arm, dtype=np.float64).reshape(-1)]
-        if len(arm) != self.space.arm_dim or not all(math.isfinite(x) for x in arm):
-            raise ValueError(f"reset needs {self.space.arm_dim} finite values, got {arm}")
-        n = len(arm)
-        self._q = arm
+        start = [float(x) for x in np.asarray(arm, dtype=np.float64).reshape(-1)]
+        if len(start) != self.space.arm_dim or not all(math.isfinite(x) for x in start):
+            raise ValueError(f"reset needs {self.space.arm_dim} finite values, got {start}")
+        n = len(start)
+        self._q = start
         self._v = [0.0] * n
         self._a = [0.0] * n
         self._prev_target = [math.nan] * n
@@ -184,8 +184,9 @@ class SafetyFilter:
         fault = ""
         target: list[float] | None = None
         if not hold and arm is not None:
-            target = arm.tolist()
-            finite = len(target) == len(self._q) and all(map(math.isfinite, target))
+            values: list[float] = arm.tolist()
+            target = values
+            finite = len(values) == len(self._q) and all(map(math.isfinite, values))
             if gripper is not None and not math.isfinite(gripper):
                 finite = False
             if not finite:

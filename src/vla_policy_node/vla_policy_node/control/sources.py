@@ -77,7 +77,7 @@ class ChunkSource:
 
     def set_strategy(self, strategy: str) -> None:
         self.executor.set_strategy(strategy)
-        self.strategy = strategy
+        self.strategy = self.executor.config.strategy
 
     def clock_jumped(self, shift: float) -> None:
         """Stamps of the old timeline mean nothing now: start the sync and the executor afresh."""

@@ -10,7 +10,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 USAGE_ERROR = 2
 
@@ -22,7 +22,7 @@ class UsageError(Exception):
 class CliParser(argparse.ArgumentParser):
     """argparse with a `--debug` flag and one-line argument errors."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true", help="show the Python traceback of an error")

@@ -16,10 +16,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 Strategy = Literal["synchronous", "ensemble", "rtc"]  # the chunk executor's strategies (control/executor.py)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+
+def as_strategy(value: str) -> Strategy:
+    """`value` as a Strategy; ValueError naming the choices for anything else."""
+    if value not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {value!r}")
+    return cast(Strategy, value)
 DEPLOYMENT_FILE = "deployment.json"
 _KEYS = ("strategy", "why")
 
@@ -32,8 +39,8 @@ class Deployment:
     why: str = ""
 
     def __post_init__(self) -> None:
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.strategy is not None:
+            as_strategy(self.strategy)
 
 
 def read_deployment(checkpoint: str | Path) -> Deployment:

@@ -345,7 +345,7 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
         return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):

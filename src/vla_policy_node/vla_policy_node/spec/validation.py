@@ -23,9 +23,10 @@ def validate_observation(obs: Observation, embodiment: Embodiment) -> None:
             f"observation is missing camera(s) {missing} required by {embodiment.name!r} "
             f"(got {sorted(obs.images)})"
         )
-    fitted = isinstance(obs.images, FittedImages)  # fitted to the camera sizes when read: check what came in
+    images = obs.images
+    fitted = isinstance(images, FittedImages)  # fitted to the camera sizes when read: check what came in
     for cam in embodiment.cameras:
-        image = obs.images.native(cam.name) if fitted else obs.images[cam.name]
+        image = images.native(cam.name) if isinstance(images, FittedImages) else images[cam.name]
         if not isinstance(image, np.ndarray):
             raise ObservationError(f"camera {cam.name!r}: image must be a numpy array, got {type(image).__name__}")
         if image.dtype != np.uint8:
