@@ -25,6 +25,7 @@ import numpy as np
 
 from vla_policy_node.control.command import ChunkError, CommandSpace, LateChunkError
 from vla_policy_node.control.config import ExecutorConfig
+from vla_policy_node.control.ensemble import ensemble_weights
 from vla_policy_node.control.latency import LatencyTracker, RateMeter
 from vla_policy_node.control.rtc import blend_weights, frozen_steps, prefix_weights
 from vla_policy_node.control.trajectory import Trajectory
@@ -143,8 +144,7 @@ class ChunkExecutor:
     def _ensemble(self, chunks: list[Trajectory], grid: np.ndarray) -> np.ndarray:
         covers = np.array([(grid >= c.t0 - 1e-9) & (grid <= c.t_end + 1e-9) for c in chunks])
         covers[-1] = True  # the newest chunk defines the plan's extent
-        rank = np.cumsum(covers, axis=0) - 1  # 0 for the oldest chunk that covers each time
-        weights = np.where(covers, np.exp(-self.config.ensemble_decay * rank), 0.0)
+        weights = ensemble_weights(covers, self.config.ensemble_decay)
         total = np.zeros((len(grid), self.dim))
         for c, w in zip(chunks, weights, strict=True):
             total += w[:, None] * c.evaluate(grid)

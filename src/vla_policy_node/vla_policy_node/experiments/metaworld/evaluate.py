@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from vla_policy_node.control.config import ExecutorConfig
+from vla_policy_node.control.ensemble import ensemble_weights
 from vla_policy_node.experiments.metaworld.data import DemoStats, demonstrations
 from vla_policy_node.experiments.metaworld.env import ENV_STATE_NAMES, MT10, MetaWorldEnv, MetaWorldEnvConfig
 from vla_policy_node.model.aux_probe import AuxProbeConfig
@@ -173,8 +174,9 @@ class ChunkController:
 class EnsembleController(ChunkController):
     """ACT's temporal ensembling, as the policy node's `strategy: ensemble` (control/executor.py): a new chunk
     every `execute` steps, and each step's action is the average of every live chunk's prediction for that step,
-    weighted exp(-decay * i) with i = 0 for the oldest. Averaging damps the flow head's sample-to-sample scatter.
-    Meta-World's actions are per-step hand moves, so chunks are averaged in action space, step by step."""
+    weighted exp(-decay * i) with i = 0 for the oldest (control/ensemble.py). Averaging damps the flow head's
+    sample-to-sample scatter. Meta-World's actions are per-step hand moves, so chunks are averaged in action
+    space, step by step."""
 
     def __init__(self, policy: VLAPolicy, execute: int, decay: float = ExecutorConfig().ensemble_decay) -> None:
         super().__init__(policy, execute)
@@ -195,7 +197,7 @@ class EnsembleController(ChunkController):
             self._chunks.append((step, np.asarray(chunk.actions, np.float64)))
         self._chunks = [(t0, a) for t0, a in self._chunks if step - t0 < len(a)]
         predictions = np.stack([a[step - t0] for t0, a in self._chunks])
-        weights = np.exp(-self.decay * np.arange(len(predictions)))
+        weights = ensemble_weights(np.ones(len(predictions), bool), self.decay)  # every live chunk covers `step`
         return weights @ predictions / weights.sum()
 
 
