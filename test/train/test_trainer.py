@@ -133,3 +133,26 @@ def test_sample_weights_set_how_often_each_sample_is_drawn(tmp_path: Path, sim_a
                 np.array([1.0, np.nan, 1.0, 1.0])):
         with pytest.raises(ValueError, match="sample_weights"):
             Trainer(model, norm, data, cfg, sample_weights=bad)
+
+
+def test_launched_ranks_share_out_the_batches_one_process_would_draw(tmp_path: Path, sim_arm: Embodiment) -> None:
+    """Two ranks of batch 2 train on exactly the samples one process of batch 4 draws, step by step (with start
+    frames weighted too): a run's data order does not depend on how many processes share it."""
+    from vla_policy_node.train.distributed import Parallel
+
+    data = dataset(sim_arm) * 5  # 20 samples
+    norm = fit_normalization(data)
+    model = build_tiny_vla([sim_arm])
+    weights = np.arange(1.0, 21.0)
+    for p in (None, weights):
+        def trainer(batch: int, parallel: Parallel | None = None) -> Trainer:
+            cfg = TrainConfig(output_dir=str(tmp_path), steps=10, batch_size=batch, seed=3, progress=False)
+            return Trainer(model, norm, data, cfg, sample_weights=p, parallel=parallel)  # noqa: B023
+
+        alone = trainer(4)
+        ranks = [trainer(2, Parallel(rank=r, world_size=2)) for r in (0, 1)]
+        for _ in range(5):
+            whole = alone.batch_indices()
+            shares = [r.batch_indices() for r in ranks]
+            np.testing.assert_array_equal(np.concatenate(shares), whole)
+            assert not np.array_equal(shares[0], shares[1])  # each rank its own samples

@@ -3,9 +3,9 @@ until the last `decay_fraction` of the run: warmup-stable-decay), grad clipping.
 
 Checkpoints are policy checkpoints (loadable by the node) plus the optimizer/scheduler/RNG state in
 safetensors + JSON, so a run resumes exactly and nothing is pickled. Under a launcher (`parallel`,
-train/distributed.py) each process draws its own batches, gradients are averaged by DDP/FSDP, rank 0 writes the
-checkpoint and every other rank its RNG state (and, FSDP, its optimizer shard) as rank-<r>.*: resume with the
-same number of processes.
+train/distributed.py) each process takes its slice of the step's batch (the batches one process would draw),
+gradients are averaged by DDP/FSDP, rank 0 writes the checkpoint and every other rank its RNG state (and, FSDP,
+its optimizer shard) as rank-<r>.*: resume with the same number of processes.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ class Trainer:
         self.step = 0
         self.loss_terms: dict[str, list[float]] = {}  # per-term losses of a multi-term model loss (logging)
         rank = self.parallel.rank
-        self.rng = np.random.default_rng(config.seed if rank == 0 else [config.seed, rank])  # own batches per rank
-        torch.manual_seed(config.seed + rank)
+        self.rng = np.random.default_rng(config.seed)  # the same on every rank: see batch_indices
+        torch.manual_seed(config.seed + rank)  # each rank's own noise for its own samples
 
     # --- state -----------------------------------------------------------------------------------------------
     def save(self) -> Path:
@@ -168,11 +168,7 @@ class Trainer:
     # --- loop ------------------------------------------------------------------------------------------------
     def train_step(self) -> float:
         self.model.train()
-        if self.sample_p is None:
-            idx = self.rng.integers(0, len(self.dataset), size=self.config.batch_size)
-        else:
-            idx = self.rng.choice(len(self.dataset), size=self.config.batch_size, p=self.sample_p)
-        batch = collate_samples([self.dataset[int(i)] for i in idx], self.pipeline)
+        batch = collate_samples([self.dataset[int(i)] for i in self.batch_indices()], self.pipeline)
         dtype = next(self.model.head.parameters()).dtype
         batch = self.pipeline.to_device(batch, self.device, dtype)
         loss = self._loss(batch)
@@ -190,6 +186,19 @@ class Trainer:
             for name, value in terms.items():
                 self.loss_terms.setdefault(name, []).append(value)
         return float(loss.item())
+
+    def batch_indices(self) -> np.ndarray:
+        """The samples of this process's share of the next step. Every rank draws the whole step's batch
+        (batch_size x world size) from the same generator and keeps its slice: a launched run trains on the
+        batches one process with the whole batch would draw, so its data order does not depend on how many
+        processes share the work."""
+        size, par = self.config.batch_size, self.parallel
+        total = size * par.world_size
+        if self.sample_p is None:
+            idx = self.rng.integers(0, len(self.dataset), size=total)
+        else:
+            idx = self.rng.choice(len(self.dataset), size=total, p=self.sample_p)
+        return idx[par.rank * size:(par.rank + 1) * size]
 
     def train(self, until: int | None = None) -> list[float]:
         """Run to `config.steps` (or stop early at step `until`, e.g. a time-boxed job; the schedule still spans
