@@ -58,7 +58,7 @@ BAD_INPUT = [
     (["vla_bag_to_dataset", "x", "--robot", "sim_arm"], "the following arguments are required: -o/--output"),
     (["vla_train_action_tokenizer", "no_such_dataset", "/tmp/tok", "--kind", "rvq"], "not found"),
     (["roboalign_sft", "--config", "no_such.yaml"], "config no_such.yaml not found"),
-    (["vla_demo", "--chunk", "--checkpoint", "runs/final"], "checkpoint not found: no directory"),
+    (["vla_demo", "--chunk", "--checkpoint", "no_such_run/final"], "checkpoint not found: no directory"),
     (["vla_replay_test", "no/such/bag", "--robot", "sim_arm", "--checkpoint", "x"], "checkpoint directory not found"),
     (["policy_node", "--transport", "dds", "--robot-config", "no_such.yaml", "--checkpoint", "x"], "no_such.yaml"),
 ]

@@ -1,6 +1,6 @@
 """Reproduce a shipped sim checkpoint in one command, with the wall time of every phase and of the whole.
 
-    python -m vla_policy_node.experiments.sim_arm.reproduce --recipe reach_fast -o OUT [--workers 2] \
+    python -m vla_policy_node.experiments.sim_arm.reproduce -o OUT [--recipe reach_ddp] [--workers 2] \
         [--threads 2] [--evaluate 100]
 
 Phases: demonstrations recorded by `--workers` processes in parallel (each its own seed range and bag, the robot
@@ -31,7 +31,8 @@ DEMOS: dict[str, tuple[int, str]] = {"reach": (1000, "reach"), "reach_fast": (80
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vla_sim_reproduce", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", choices=sorted(DEMOS), default="reach_fast")
+    parser.add_argument("--recipe", choices=sorted(DEMOS), default="reach_ddp",
+                        help="reach_ddp: the shipped reach recipe, trained in 2 processes")
     parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--workers", type=int, default=2, help="parallel demonstration/conversion processes")
