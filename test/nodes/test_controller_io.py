@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import typing
 
 import numpy as np
 import pytest
@@ -14,12 +15,12 @@ from vla_policy_node.control.command import Command
 from vla_policy_node.control.gripper import GripperGate, gripper_gate_for
 from vla_policy_node.kinematics.rotation import rpy_from_matrix
 from vla_policy_node.msgs import rosbags_factory
-from vla_policy_node.msgs.commands import CommandEncoder, decode_command, resolve_controller
+from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES, CommandEncoder, decode_command, resolve_controller
 from vla_policy_node.msgs.stamps import time_to_seconds
 from vla_policy_node.nodes.fake_arm_driver import chain_urdf
 from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.timing import ThreadTicker
-from vla_policy_node.spec.embodiment import ActionSpace, ConfigError, ControllerSpec
+from vla_policy_node.spec.embodiment import ActionSpace, ConfigError, ControllerInterface, ControllerSpec
 
 NEW = rosbags_factory()
 
@@ -34,6 +35,11 @@ def test_controller_type_switches_interface_and_topic(sim_arm):
         resolve_controller(sim_arm, "servo_twist")
     with pytest.raises(ConfigError, match="must be one of"):
         resolve_controller(sim_arm, "effort")
+
+
+def test_controller_msgtypes_cover_exactly_the_interfaces():
+    """resolve_controller takes a controller_type for a ControllerInterface when CONTROLLER_MSGTYPES has it."""
+    assert set(CONTROLLER_MSGTYPES) == set(typing.get_args(ControllerInterface))
 
 
 def test_servo_pose_cannot_carry_ee_delta_actions(sim_arm):

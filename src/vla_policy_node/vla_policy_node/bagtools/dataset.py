@@ -388,6 +388,8 @@ class LeRobotWriter:
         for key, writer in self.video_files.items():
             for cell in table.column(key).to_pylist():
                 bgr = cv2.imdecode(np.frombuffer(cell["bytes"], np.uint8), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise ConversionError(f"OpenCV could not decode a spooled PNG of {key}")
                 writer.add(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             table = table.drop_columns([key])
         return table

@@ -212,14 +212,17 @@ class _Session:
         self.node_handlers = self._node_handlers()
         self.space = space = self.loop.space
         self.n_arm = space.arm_dim
-        self.has_gripper = space.gripper_name is not None
-        self.names: tuple[str, ...] = space.arm_names + ((space.gripper_name,) if self.has_gripper else ())
+        gripper_name = space.gripper_name
+        self.has_gripper = gripper_name is not None
+        self.names: tuple[str, ...] = space.arm_names + ((gripper_name,) if gripper_name is not None else ())
         self.dim = len(self.names)
         self.horizon = 0  # known with the first chunk
         self.action_dt = emb.rates.action_dt
         gripper = emb.gripper
         self.gripper_threshold = (gripper.lower + gripper.upper) / 2 if gripper is not None else math.nan
-        self.state_index = {name: i for i, name in enumerate(emb.state_names)}
+        state_index = {name: i for i, name in enumerate(emb.state_names)}
+        # The gripper's column in the joint state (its reference when its command is not recorded; unused without).
+        self.gripper_state_column = state_index[gripper_name] if gripper_name is not None else -1
         # Reference signals (command space). Joint states always feed `state` (the joint_states target and the
         # gripper when its command is not recorded).
         gap = config.reference_max_gap
@@ -309,7 +312,7 @@ class _Session:
         """Topics read as CDR bytes and decoded by `msgs.fast_cdr` (the general path when it defers): the joint
         states, raw camera images, and JointTrajectory commands."""
         store = self.reader.typestore
-        raw = set()
+        raw: set[str] = set()
         if same_definitions(store, IMAGE):
             raw.update(t for t, (msgtype, _) in self.node_handlers.items()
                        if msgtype == IMAGE and self.topic_roles.get(t) == "node")
@@ -569,7 +572,7 @@ class _Session:
                 grip[~ok] = np.nan
                 out[:, self.n_arm] = grip[:, 0]
             else:
-                out[:, self.n_arm] = state[:, self.state_index[self.space.gripper_name]]
+                out[:, self.n_arm] = state[:, self.gripper_state_column]
         return out
 
     def _reference_at(self, t: float) -> np.ndarray:
@@ -589,7 +592,7 @@ class _Session:
                 if grip is not None:
                     out[n_arm] = grip[0]
             elif state is not None:
-                out[n_arm] = state[self.state_index[self.space.gripper_name]]
+                out[n_arm] = state[self.gripper_state_column]
         return out
 
     def _plot_reference(self, t: float) -> None:

@@ -30,7 +30,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -143,7 +143,7 @@ class EpisodeFrames:
     first_t: float = math.nan  # bag time of the segment's first frame
 
 
-class EpisodeSink:
+class EpisodeSink(Protocol):
     """What receives the frames: `begin` an episode, `frames` in batches, `end` once its outcome is final."""
 
     def begin(self, episode: EpisodeFrames) -> None: ...

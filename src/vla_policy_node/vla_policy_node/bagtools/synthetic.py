@@ -416,6 +416,7 @@ def split_bag(path: str | Path, every_s: float) -> Path:
     import shutil
 
     import yaml
+    from rosbags.interfaces import ConnectionExtRosbag2
     from rosbags.rosbag2 import Reader, Writer
 
     from vla_policy_node.msgs.typestore import default_typestore
@@ -429,6 +430,10 @@ def split_bag(path: str | Path, every_s: float) -> Path:
         if not any(path.glob("*.mcap")):
             raise ValueError("split_bag splits mcap bags")
         connections = list(reader.connections)
+        qos = {}
+        for c in connections:
+            assert isinstance(c.ext, ConnectionExtRosbag2)  # a rosbag2 reader's connections
+            qos[c.id] = c.ext.offered_qos_profiles
         start = reader.start_time
         writers: dict[int, tuple[Writer, dict[int, Any]]] = {}
         for connection, timestamp, raw in reader.messages():
@@ -438,7 +443,7 @@ def split_bag(path: str | Path, every_s: float) -> Path:
                                 storage_plugin=STORAGE_MCAP)
                 writer.open()
                 added = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=typestore,
-                                                     offered_qos_profiles=c.ext.offered_qos_profiles)
+                                                     offered_qos_profiles=qos[c.id])
                          for c in connections}
                 writers[k] = (writer, added)
             writer, added = writers[k]

@@ -124,8 +124,8 @@ def fit_embodiment_to_bag(
     if problems:
         missing = [cam for cam in embodiment.cameras if all(c.name != cam.name for c in cameras)]
         if missing and image_topics:
-            have = [f"{c.name}:{c.topic}" for c in cameras]
-            value = ",".join(have + [f"{c.name}:{image_topics[0]}" for c in missing])
+            kept = [f"{c.name}:{c.topic}" for c in cameras]
+            value = ",".join(kept + [f"{c.name}:{image_topics[0]}" for c in missing])
             problems.append(f"to read a camera from another topic: --camera-topics {value}")
         raise BagContentError("; ".join(problems))
     return dataclasses.replace(embodiment, cameras=tuple(cameras))

@@ -38,7 +38,8 @@ class JointStateGate:
         self.latest: JointReading | None = None
         self._perm_cache: tuple[tuple[str, ...], np.ndarray] | None = None
 
-    def accept(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> np.ndarray | None:
+    def accept(self, stamp: float, names: Sequence[str], positions: Sequence[float] | np.ndarray,
+               now: float) -> np.ndarray | None:
         """The state in `state_names` order, or None (the reason counted in `stats`)."""
         stats = self.stats
         stats.received += 1

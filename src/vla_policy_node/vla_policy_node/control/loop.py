@@ -270,7 +270,8 @@ class ControlLoop:
         return None if latest is None else latest.state
 
     # --------------------------------------------------------------------------------------- measurements
-    def on_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
+    def on_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float] | np.ndarray,
+                       now: float) -> bool:
         """A joint state message (any order, extra names ignored); False if it was rejected (counted)."""
         self._observe_clock(now)
         if self._chunks is not None:  # the sync's own lock serialises it

@@ -118,7 +118,8 @@ class ObservationSync:
         self._offer(camera, stamp, image)
         return True
 
-    def add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
+    def add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float] | np.ndarray,
+                        now: float) -> bool:
         """A joint state message; reordered by name into `state_names`. False (and counted) if unusable."""
         with self._lock:
             state = self.joints.accept(stamp, names, positions, now)

@@ -22,7 +22,7 @@ command is worth sending is `control.gripper.GripperGate`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from vla_policy_node.msgs.joints import (
     encode_float64_array,
     encode_joint_trajectory,
 )
-from vla_policy_node.spec.embodiment import ConfigError, ControllerSpec, Embodiment
+from vla_policy_node.spec.embodiment import ConfigError, ControllerInterface, ControllerSpec, Embodiment
 
 CONTROLLER_MSGTYPES = {
     "joint_trajectory": JOINT_TRAJECTORY,
@@ -78,7 +78,7 @@ def resolve_controller(embodiment: Embodiment, controller_type: str = "", topic:
     ConfigError if the interface does not fit the action space or the command space."""
     current = embodiment.controller
     interface = controller_type or current.interface
-    if interface not in CONTROLLER_MSGTYPES:
+    if not _is_interface(interface):
         raise ConfigError(f"controller_type must be one of {sorted(CONTROLLER_MSGTYPES)}, got {interface!r}")
     if not topic:
         topic = current.topic
@@ -94,6 +94,11 @@ def resolve_controller(embodiment: Embodiment, controller_type: str = "", topic:
         raise ConfigError(f"controller {interface!r} takes {COMMAND_KINDS[interface]} commands, but action space "
                           f"{resolved.action_space.type!r} produces {kind}")
     return resolved
+
+
+def _is_interface(name: str) -> TypeGuard[ControllerInterface]:
+    """`name` is a controller interface (CONTROLLER_MSGTYPES has one entry per ControllerInterface)."""
+    return name in CONTROLLER_MSGTYPES
 
 
 class CommandEncoder:

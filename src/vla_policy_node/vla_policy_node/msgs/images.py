@@ -99,13 +99,14 @@ def decode_image(msg: Any, *, copy: bool = True) -> np.ndarray:
 
 def _writable(array: np.ndarray) -> bool:
     """True if the memory under `array` may be written by anyone (numpy's flag, or a writable base buffer)."""
-    while isinstance(array, np.ndarray):
-        if array.flags.writeable:
+    owner: object = array  # an array's base: another array, a buffer (bytes, memoryview, mmap...) or None
+    while isinstance(owner, np.ndarray):
+        if owner.flags.writeable:
             return True
-        array = array.base
-    if isinstance(array, memoryview):
-        return not array.readonly
-    return not isinstance(array, bytes)
+        owner = owner.base
+    if isinstance(owner, memoryview):
+        return not owner.readonly
+    return not isinstance(owner, bytes)
 
 
 def decode_depth(msg: Any) -> np.ndarray:

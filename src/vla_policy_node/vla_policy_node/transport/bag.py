@@ -100,7 +100,8 @@ class _OwnerThread:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if threading.current_thread() is self._thread:
             return fn(*args)
-        done, box = threading.Event(), {}
+        done = threading.Event()
+        box: dict[str, Any] = {}
         self._queue.put((fn, args, done, box))
         done.wait()
         if "error" in box:

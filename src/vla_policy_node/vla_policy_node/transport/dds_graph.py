@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.pub import DataWriter
@@ -107,6 +108,7 @@ class RosGraphAnnouncer:
             return self._update_seen()
 
     def _update_seen(self) -> list[RosNodeInfo]:
+        sample: Any  # a ParticipantEntitiesInfo: an IdlStruct whose members are built from the typestore
         for sample in self._reader.take(N=256):
             if not hasattr(sample, "node_entities_info_seq"):
                 continue

@@ -79,7 +79,7 @@ class ReaderEntry:
 class DdsParticipant:
     """A domain participant with ROS graph bookkeeping; `close()` deletes every entity it made."""
 
-    def __init__(self, domain_id: int, config_xml: str, enclave: str, types: DdsTypeRegistry, node_name: str,
+    def __init__(self, domain_id: int, config_xml: str | None, enclave: str, types: DdsTypeRegistry, node_name: str,
                  namespace: str) -> None:
         self.types = types
         self._domain_id = domain_id

@@ -14,7 +14,7 @@ arrays therefore come back as (read-only) numpy arrays, like rosbags messages.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from cyclonedds.idl import IdlStruct, make_idl_struct
@@ -111,12 +111,12 @@ class _NumpyArrayMachine(PlainCdrV2ArrayOfPrimitiveMachine):
 def _write_array(buffer: Any, array: np.ndarray) -> None:
     if buffer.endianness != _NATIVE and array.dtype.itemsize > 1:
         array = array.byteswap()
-    buffer.write_bytes(memoryview(np.ascontiguousarray(array)).cast("B"))
+    buffer.write_bytes(np.ascontiguousarray(array).data.cast("B"))
 
 
 def _read_array(buffer: Any, dtype: np.dtype, count: int) -> np.ndarray:
     raw = _view_bytes(buffer, count * dtype.itemsize)
-    order = "<" if buffer.endianness == Endianness.Little else ">"
+    order: Literal["<", ">"] = "<" if buffer.endianness == Endianness.Little else ">"
     array = np.frombuffer(raw, dtype=dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype)
     return array if array.dtype.isnative else array.astype(dtype)
 
@@ -186,18 +186,22 @@ class DdsTypeRegistry:
         return cls
 
     def _member_type(self, spec: FieldSpec) -> Any:
+        # The `type: ignore[misc]`s: cyclonedds' bounded_str, array and sequence are subscripted through a plain
+        # __class_getitem__ (not typing.Generic), which type checkers do not accept.
         if spec.nested:
             element: Any = self.idl_type(spec.nested)
         elif spec.primitive == "string":
-            element = idl.bounded_str[spec.string_bound] if spec.string_bound else str
+            element = idl.bounded_str[spec.string_bound] if spec.string_bound else str  # type: ignore[misc]
         elif spec.primitive in _IDL_PRIMITIVES:
             element = _IDL_PRIMITIVES[spec.primitive]
         else:
             raise TypeError(f"field {spec.name!r}: ROS type {spec.primitive!r} is not supported over DDS")
         if spec.container == "array":
-            return idl.array[element, spec.length]
+            return idl.array[element, spec.length]  # type: ignore[misc]
         if spec.container == "sequence":
-            return idl.sequence[element, spec.length] if spec.length else idl.sequence[element]
+            if spec.length:
+                return idl.sequence[element, spec.length]  # type: ignore[misc]
+            return idl.sequence[element]  # type: ignore[misc]
         return element
 
     # -- instances ------------------------------------------------------------------------------------

@@ -155,8 +155,10 @@ def _chunk_messages(chunk: ChunkInfo, view: memoryview, connmap: dict[int, Conne
     (crc,) = _CRC.unpack_from(view, start + 9 + 24)
     records = view[base:end]
     if chunk.compression or crc:
-        records = decompress(records, chunk.compression, chunk.uncompressed_size, crc)
-        records = records if isinstance(records, memoryview) else memoryview(records)
+        # rosbags declares bytes in and out; its decompressors take any buffer, and an uncompressed chunk (checked
+        # for its crc only) comes back as it went in: this view.
+        data = decompress(records, chunk.compression, chunk.uncompressed_size, crc)  # type: ignore[arg-type]
+        records = data if isinstance(data, memoryview) else memoryview(data)
     size = chunk.uncompressed_size
     if len(records) != size:
         raise ReaderError(f"Chunk size mismatch: expected {size} bytes, got {len(records)}.")

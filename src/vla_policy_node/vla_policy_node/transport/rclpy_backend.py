@@ -63,7 +63,7 @@ _NUMERIC = {
 }
 
 
-def message_class(msgtype: str) -> type:
+def message_class(msgtype: str) -> type[Any]:
     """rclpy class for 'pkg/msg/T', or for a service's 'pkg/srv/S_Request' / 'pkg/srv/S_Response'."""
     from rosidl_runtime_py.utilities import get_message, get_service
 
@@ -75,7 +75,7 @@ def message_class(msgtype: str) -> type:
     return get_message(msgtype)
 
 
-def service_class(srvtype: str) -> type:
+def service_class(srvtype: str) -> type[Any]:
     from rosidl_runtime_py.utilities import get_service
 
     return get_service(normalize_service_type(srvtype))
