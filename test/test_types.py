@@ -1,6 +1,8 @@
-"""The typed core type-checks: mypy over `control/` and `spec/` (mypy.ini), the code every command to the arm
-goes through. An annotation that lies (a list where an array is declared, a str where a strategy literal is) is
-where a refactor, or compiling the core, goes wrong first."""
+"""The typed code type-checks: mypy (mypy.ini) over the core, `control/` and `spec/` (the code every command to the
+arm goes through), and the open-loop replay's whole path, `msgs/`, `transport/` and `bagtools/` (bag reading, the
+zero-copy mcap reader, CDR decoding, observation input, replay, dataset conversion). An annotation that lies (a
+list where an array is declared, a str where a strategy literal is, a memoryview where bytes are) is where a
+refactor, or compiling these modules, goes wrong first."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_core_type_checks(tmp_path: Path) -> None:
+def test_the_typed_code_type_checks(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
     result = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(REPO / "mypy.ini"),
                              "--cache-dir", str(tmp_path / "cache")],
@@ -22,4 +24,4 @@ def test_the_core_type_checks(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     checked = re.search(r"Success: no issues found in (\d+) source files", output)
-    assert checked is not None and int(checked.group(1)) >= 30, output  # the core's modules, not an empty set
+    assert checked is not None and int(checked.group(1)) >= 85, output  # those modules (91), not an empty set
