@@ -2,7 +2,7 @@
 each next to rosbags' raw read throughput of the same bag in the same run.
 
     python benchmarks/bench_bagtools.py [--gb 3] [--robot franka_fr3] [--storage mcap] [--dir /tmp] [--keep]
-                                        [--bag EXISTING_BAG] [--repeat 2] [--skip-convert]
+                                        [--bag EXISTING_BAG] [--repeat 2] [--skip-convert] [--cold]
 
 Writes a synthetic demonstration bag of about `--gb` GB into a temporary directory (two 640x480 rgb8 cameras at
 25 Hz, joint states and commands at 100 Hz, episode marks), then runs each stage in a fresh process so that its
@@ -19,6 +19,13 @@ peak resident memory (getrusage ru_maxrss) is its own:
   baseline. Raw and replay run alternately (`--repeat` pairs) because the machine's load moves both; each
   replay is divided by the mean of the raw reads around it, and the median ratio is printed with the wall and
   CPU seconds of each run.
+--cold: before every raw read, replay and conversion, the bag's pages are dropped from the page cache (posix_fadvise
+DONTNEED on each of its files; no root needed), so each stage reads the block device (on a virtual machine that
+may be the host's cache), as with a bag larger than memory or
+not read since it was copied. Without it the bag stays cached after the first read and both stages are CPU-bound.
+The replay reads the bag through a memory map and touches a camera frame's pixels only when a policy reads
+them; the benchmark's scripted policy reads none, so cold, the replay reads little more than the messages' headers
+and the small messages, while rosbags reads every byte.
 The bag and the dataset are deleted at the end unless --keep (a bag given with --bag is never deleted).
 """
 
@@ -60,6 +67,18 @@ def stage_generate(bag: Path, robot: str, gb: float, storage: str) -> dict:
     size = sum(p.stat().st_size for p in bag.iterdir())
     return {"bag_gb": size / 1e9, "episodes": episodes, "seconds_recorded": episodes * (episode_s + gap_s),
             "write_s": wall, "write_mb_per_s": size / 1e6 / wall, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _drop_from_page_cache(bag: Path) -> None:
+    """Evict the bag's files from the page cache so the next read comes from the disk (clean pages only: the bag
+    is closed and written)."""
+    for path in bag.iterdir():
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 def _bag_mb(bag: Path) -> float:
@@ -116,8 +135,11 @@ def stage_convert(bag: Path, robot: str, out: Path) -> dict:
             "dataset_mb": size / 1e6, "cpu_s": cpu_s, "peak_rss_mb": _peak_rss_mb()}
 
 
-def run_stage(*args: str) -> dict:
-    """One stage in a fresh interpreter; its JSON result is the last line of its output."""
+def run_stage(*args: str, cold: bool = False) -> dict:
+    """One stage in a fresh interpreter; its JSON result is the last line of its output. `cold`: the bag (args[1])
+    is dropped from the page cache first."""
+    if cold:
+        _drop_from_page_cache(Path(args[1]))
     proc = subprocess.run([sys.executable, __file__, "--stage", *args], check=True, stdout=subprocess.PIPE,
                           text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -144,6 +166,8 @@ def main() -> int:
     parser.add_argument("--bag", default=None, help="use this existing bag (recorded for --robot) instead")
     parser.add_argument("--repeat", type=int, default=2, help="replay runs, each between two raw reads")
     parser.add_argument("--skip-convert", action="store_true", help="replay only")
+    parser.add_argument("--cold", action="store_true",
+                        help="drop the bag from the page cache before every stage that reads it (reads the disk)")
     parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
@@ -173,12 +197,13 @@ def main() -> int:
         else:
             generated = {"bag_gb": _bag_mb(bag) / 1e3, "path": str(bag)}
             print(f"bag: {bag} ({generated['bag_gb']:.2f} GB)")
-        print(_load())
-        raws = [run_stage("raw", str(bag))]
+        cache = "cold: the bag dropped from the page cache before each run" if args.cold else "warm page cache"
+        print(f"{_load()}; {cache}")
+        raws = [run_stage("raw", str(bag), cold=args.cold)]
         replays = []
         for _ in range(args.repeat):
-            replays.append(run_stage("replay", str(bag), args.robot))
-            raws.append(run_stage("raw", str(bag)))
+            replays.append(run_stage("replay", str(bag), args.robot, cold=args.cold))
+            raws.append(run_stage("raw", str(bag), cold=args.cold))
         for raw in raws:
             print(f"raw rosbags read: {raw['wall_s']:.2f} s wall, {raw['cpu_s']:.2f} s CPU, {raw['messages']} "
                   f"messages, {raw['bag_mb_per_s']:.0f} MB/s")
@@ -189,11 +214,11 @@ def main() -> int:
                   f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
                   f"{replay['bag_mb_per_s']:.0f} MB/s = {ratio:.2f}x raw; peak RSS {replay['peak_rss_mb']:.0f} MB")
         print(f"replay / raw read throughput: median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-"
-              f"{max(ratios):.2f}x over {len(ratios)} alternating runs (target >= 0.8x); {_load()}")
-        result = {"generate": generated, "raw": raws, "replay": replays, "replay_ratio": ratios}
+              f"{max(ratios):.2f}x over {len(ratios)} alternating runs, {cache} (target >= 0.8x); {_load()}")
+        result = {"generate": generated, "cold": args.cold, "raw": raws, "replay": replays, "replay_ratio": ratios}
         if not args.skip_convert:
-            convert = run_stage("convert", str(bag), args.robot, str(dataset))
-            raw_after = run_stage("raw", str(bag))
+            convert = run_stage("convert", str(bag), args.robot, str(dataset), cold=args.cold)
+            raw_after = run_stage("raw", str(bag), cold=args.cold)
             ratio = convert["bag_mb_per_s"] / ((raws[-1]["bag_mb_per_s"] + raw_after["bag_mb_per_s"]) / 2)
             print(f"convert: {convert['wall_s']:.1f} s, {convert['cpu_s']:.1f} s CPU, {convert['frames']} frames "
                   f"({convert['episodes']} episodes), {convert['frames_per_s']:.0f} frames/s, "
