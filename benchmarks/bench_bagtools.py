@@ -21,8 +21,8 @@ peak resident memory (getrusage ru_maxrss) is its own:
   CPU seconds of each run.
 --cold: before every raw read, replay and conversion, the bag's pages are dropped from the page cache (posix_fadvise
 DONTNEED on each of its files; no root needed), so each stage reads the block device (on a virtual machine that
-may be the host's cache), as with a bag larger than memory or
-not read since it was copied. Without it the bag stays cached after the first read and both stages are CPU-bound.
+may be the host's cache), as with a bag larger than memory or not read since it was copied. Without it the bag
+stays cached after the first read and both stages are CPU-bound.
 The replay reads the bag through a memory map and touches a camera frame's pixels only when a policy reads
 them; the benchmark's scripted policy reads none, so cold, the replay reads little more than the messages' headers
 and the small messages, while rosbags reads every byte.
