@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.repo_files import REPO_CONFIG
 
-_REPO_ROBOTS = Path(__file__).resolve().parents[4] / "config" / "robots"
+_REPO_ROBOTS = REPO_CONFIG / "robots"
 
 
 def robot_config_path(robot: str) -> Path:

@@ -19,11 +19,11 @@ import numpy as np
 
 from vla_policy_node.spec import Embodiment, Observation, load_embodiment
 from vla_policy_node.spec.cli import CliParser, run_guarded
+from vla_policy_node.spec.repo_files import SIM_ARM_CONFIG
 
 if TYPE_CHECKING:
     from vla_policy_node.model.vla_policy import InferenceTimings
 
-REPO_CONFIG = Path(__file__).resolve().parents[4] / "config" / "robots"
 BLOCKS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 210), "yellow": (220, 200, 40)}
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def chunk_demo(argv: list[str] | None = None) -> int:
     parser = CliParser(prog="vla_demo --chunk", description=__doc__.splitlines()[0])
-    parser.add_argument("--robot", default=str(REPO_CONFIG / "sim_arm.yaml"), help="robot config YAML")
+    parser.add_argument("--robot", default=str(SIM_ARM_CONFIG), help="robot config YAML")
     parser.add_argument("--family", default="qwen2_5_vl", help="backbone family of the tiny model",
                         choices=["qwen2_5_vl", "qwen3_vl", "paligemma", "paligemma2", "idefics3", "smolvlm"])
     parser.add_argument("--checkpoint", help="load this checkpoint (dir or hub id) instead of building a tiny one")

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from vla_policy_node.spec.cli import CliParser, run_guarded
+from vla_policy_node.spec.repo_files import REPO_ROOT, SIM_ARM_CONFIG
 
-REPO = Path(__file__).resolve().parents[4]
-CHECKPOINTS = {"pick_place": REPO / "checkpoints" / "sim_pick_place" / "checkpoint",
-               "reach": REPO / "checkpoints" / "sim_reach" / "checkpoint"}
+CHECKPOINTS = {"pick_place": REPO_ROOT / "checkpoints" / "sim_pick_place" / "checkpoint",
+               "reach": REPO_ROOT / "checkpoints" / "sim_reach" / "checkpoint"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="pick_place (the default when its checkpoint is shipped) or reach")
     parser.add_argument("--checkpoint", default=None,
                         help="policy checkpoint directory or model-hub id (default: the task's shipped one)")
-    parser.add_argument("--robot-config", dest="robot_config", default=str(REPO / "config/robots/sim_arm.yaml"),
+    parser.add_argument("--robot-config", dest="robot_config", default=str(SIM_ARM_CONFIG),
                         help="robot YAML of the simulated arm")
     parser.add_argument("--episodes", type=int, default=20, help="episodes (unseen layouts) to run")
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=0, help="layout seed of episode 0")

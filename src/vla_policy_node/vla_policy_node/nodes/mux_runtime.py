@@ -49,6 +49,7 @@ from vla_policy_node.nodes.robot_model import RobotModel
 from vla_policy_node.nodes.status_output import StatusOutput
 from vla_policy_node.nodes.timing import ControlTimers
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.repo_files import REPO_CONFIG
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
 
@@ -74,7 +75,7 @@ def default_mux_config_path() -> Path | None:
         candidates.append(Path(get_package_share_directory("vla_bringup")) / "config" / "mux.yaml")
     except (ImportError, LookupError, ValueError):
         pass
-    candidates.append(Path(__file__).resolve().parents[4] / "config" / "mux.yaml")
+    candidates.append(REPO_CONFIG / "mux.yaml")
     return next((path for path in candidates if path.is_file()), None)
 
 

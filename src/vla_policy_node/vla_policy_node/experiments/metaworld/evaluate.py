@@ -46,13 +46,15 @@ from vla_policy_node.model.aux_probe import AuxProbeConfig
 from vla_policy_node.model.tiny import build_tiny_vla
 from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.model.vla_policy import VLAPolicy
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
+from vla_policy_node.spec.repo_files import REPO_CONFIG
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.train.data import Sample, fit_normalization
 from vla_policy_node.train.trainer import TrainConfig, Trainer
 
-ROBOT_CONFIG = "config/sim/metaworld_sawyer.yaml"
+ROBOT_CONFIG = str(REPO_CONFIG / "sim" / "metaworld_sawyer.yaml")
 AIM_FINGERS = ("reach-v3",)  # tasks whose scripted policy moves the hand body to the point judged at the fingers
 DEMO_LAYOUTS_FROM = 10_000  # MT1 benchmark seeds >= 200; evaluation layouts 0.. come from seed 0
 
@@ -367,8 +369,9 @@ def summarize(robot: Embodiment, config: MetaWorldEvalConfig, trained: Trained, 
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metaworld_eval", description=__doc__.split("\n\n")[0])
+def _main(argv: Sequence[str] | None) -> int:
+    parser = CliParser(prog="metaworld_eval", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.HelpFormatter)
     parser.add_argument("--robot-config", dest="robot_config", default=ROBOT_CONFIG)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline",
@@ -380,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    args.pop("debug")  # run_guarded's
     robot = load_embodiment(args.pop("robot_config"))
     output = Path(args.pop("output"))
     recipe = RECIPES[args.pop("recipe")]
@@ -391,6 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input or a failure is one line on stderr and exit code 2 (`--debug`: the traceback too)."""
+    return run_guarded("metaworld_eval", lambda: _main(argv), wants_debug(argv))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ from vla_policy_node.nodes.sim_arm_driver import TARGET_POINT_TOPIC, TASK_STATE_
 from vla_policy_node.sim.expert import ReachExpert
 from vla_policy_node.sim.pick_place import TASK_KINDS
 from vla_policy_node.sim.pick_place_expert import PickPlaceExpert, RecoveryStarts
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
+from vla_policy_node.spec.repo_files import SIM_ARM_CONFIG
 from vla_policy_node.transport.inprocess import InProcessBus
 
 if TYPE_CHECKING:
@@ -229,10 +231,11 @@ def demonstration_dataset(robot: Embodiment, output: str | Path, episodes: int, 
     return stats, summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="vla_sim_demos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
+    parser = CliParser(prog="vla_sim_demos", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.HelpFormatter)
+    parser.add_argument("--robot-config", dest="robot_config", default=str(SIM_ARM_CONFIG))
     parser.add_argument("-o", "--output", required=True, help="folder for bag/ and dataset/")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=TRAIN_SEEDS_FROM)
@@ -284,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{stats.successes}/{stats.episodes} expert successes, {stats.sim_seconds:.0f} s simulated in "
           f"{stats.wall_seconds:.1f} s; dataset {summary.output}: {summary.episodes} episodes, {summary.frames} frames")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input or a failure is one line on stderr and exit code 2 (`--debug`: the traceback too)."""
+    return run_guarded("vla_sim_demos", lambda: _main(argv), wants_debug(argv))
 
 
 if __name__ == "__main__":

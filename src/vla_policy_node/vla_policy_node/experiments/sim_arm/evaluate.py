@@ -27,9 +27,11 @@ from vla_policy_node.experiments.sim_arm.closed_loop import (
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM
 from vla_policy_node.model.vla_policy import VLAPolicy
 from vla_policy_node.sim.pick_place import TASK_KINDS
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.deployment import STRATEGIES as STRATEGIES_ALL
 from vla_policy_node.spec.deployment import read_deployment
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
+from vla_policy_node.spec.repo_files import SIM_ARM_CONFIG
 
 
 def load_policy(checkpoint: str | Path, robot: Embodiment, *, random_init: bool = False, seed: int = 0) -> VLAPolicy:
@@ -58,10 +60,11 @@ def evaluate_checkpoint(robot: Embodiment, checkpoint: str | Path, seeds: Sequen
         system.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING)
-    parser = argparse.ArgumentParser(prog="vla_sim_evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
+    parser = CliParser(prog="vla_sim_evaluate", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.HelpFormatter)
+    parser.add_argument("--robot-config", dest="robot_config", default=str(SIM_ARM_CONFIG))
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=0,
@@ -95,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"seed": e.seed, "instruction": e.instruction, "success": e.success, "time": e.time,
              "final_distance": e.final_distance} for e in report.episodes]}, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input or a failure is one line on stderr and exit code 2 (`--debug`: the traceback too)."""
+    return run_guarded("vla_sim_evaluate", lambda: _main(argv), wants_debug(argv))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ from vla_policy_node.model.transforms.pipeline import TransformPipeline
 from vla_policy_node.model.vla_model import VLAModel
 from vla_policy_node.sim.arm import ArmSim
 from vla_policy_node.sim.tasks import TaskSampler
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
 from vla_policy_node.spec.normalization import NormalizationSet
+from vla_policy_node.spec.repo_files import SIM_ARM_CONFIG
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,10 @@ def probe_grounding(model: VLAModel, normalization: NormalizationSet, robot: Emb
                            1.0 / len(sampler.scene.colors))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vla_sim_grounding", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
+def _main(argv: Sequence[str] | None) -> int:
+    parser = CliParser(prog="vla_sim_grounding", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.HelpFormatter)
+    parser.add_argument("--robot-config", dest="robot_config", default=str(SIM_ARM_CONFIG))
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--layouts", type=int, default=100)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -78,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = probe_grounding(model, normalization, load_embodiment(args.robot_config), range(args.layouts))
     print(json.dumps(report.to_dict(), indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input or a failure is one line on stderr and exit code 2 (`--debug`: the traceback too)."""
+    return run_guarded("vla_sim_grounding", lambda: _main(argv), wants_debug(argv))
 
 
 if __name__ == "__main__":

@@ -22,18 +22,21 @@ from pathlib import Path
 
 from vla_policy_node.experiments.sim_arm.demos import TRAIN_SEEDS_FROM, convert_parallel, record_parallel
 from vla_policy_node.experiments.sim_arm.train import RECIPES, policy_cameras
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import load_embodiment
+from vla_policy_node.spec.repo_files import SIM_ARM_CONFIG
 
 # demonstrations per recipe, and the task they show
 DEMOS: dict[str, tuple[int, str]] = {"reach": (1000, "reach"), "reach_fast": (800, "reach"),
                                      "reach_ddp": (1000, "reach"), "pick_place": (1000, "pick_place")}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vla_sim_reproduce", description=__doc__.split("\n\n")[0])
+def _main(argv: Sequence[str] | None) -> int:
+    parser = CliParser(prog="vla_sim_reproduce", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.HelpFormatter)
     parser.add_argument("--recipe", choices=sorted(DEMOS), default="reach_ddp",
                         help="reach_ddp: the shipped reach recipe, trained in 2 processes")
-    parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
+    parser.add_argument("--robot-config", dest="robot_config", default=str(SIM_ARM_CONFIG))
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--workers", type=int, default=2, help="parallel demonstration/conversion processes")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training (0: the recipe's)")
@@ -96,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"closed loop: {report.success_rate:.0%} of {args.evaluate} unseen layouts", flush=True)
     (output / "reproduce.json").write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input or a failure is one line on stderr and exit code 2 (`--debug`: the traceback too)."""
+    return run_guarded("vla_sim_reproduce", lambda: _main(argv), wants_debug(argv))
 
 
 if __name__ == "__main__":

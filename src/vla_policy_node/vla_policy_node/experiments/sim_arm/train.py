@@ -30,7 +30,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment, load_embodiment
+from vla_policy_node.spec.repo_files import SIM_ARM_CONFIG
 from vla_policy_node.train.mixture import DatasetSpec
 from vla_policy_node.train.recipe import DeployRecipe, LoopRecipe, ModelRecipe, TrainRecipe
 
@@ -173,9 +175,10 @@ def _launch(plan: TrainRecipe, processes: int, threads: int, output: Path) -> tu
     return [row["loss"] for row in rows if "loss" in row], seconds
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vla_sim_train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--robot-config", dest="robot_config", default="config/robots/sim_arm.yaml")
+def _main(argv: Sequence[str] | None) -> int:
+    parser = CliParser(prog="vla_sim_train", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.HelpFormatter)
+    parser.add_argument("--robot-config", dest="robot_config", default=str(SIM_ARM_CONFIG))
     parser.add_argument("--dataset", required=True, action="append", help="a LeRobot dataset (repeatable)")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="reach", help="the defaults (default reach)")
@@ -186,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.add_argument(flag, dest=name, type=type(value), default=None, help="the recipe's value unless given")
     args = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    args.pop("debug")  # run_guarded's
     robot_config = args.pop("robot_config")
     robot = load_embodiment(robot_config)
     dataset, output, recipe_name = args.pop("dataset"), args.pop("output"), args.pop("recipe")
@@ -195,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{config.steps} steps in {seconds:.0f} s; loss {losses[0]:.3f} -> {sum(tail) / len(tail):.3f}; "
           f"checkpoint {final}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input or a failure is one line on stderr and exit code 2 (`--debug`: the traceback too)."""
+    return run_guarded("vla_sim_train", lambda: _main(argv), wants_debug(argv))
 
 
 if __name__ == "__main__":
