@@ -22,7 +22,8 @@ CASES = [
     ([METAWORLD, "--task", "reach-v3", "--checkpoint", "{tmp}/no_such_run", "-o", "{tmp}/mw"], "no_such_run"),
     ([f"{SIM}.demos", "-o", "{tmp}/demos", "--episodes", "0"], "--episodes and --workers must be >= 1"),
     ([f"{SIM}.reproduce", "-o", "{tmp}/out", "--workers", "0"], "--workers must be >= 1"),
-    ([f"{SIM}.evaluate", "--robot-config", "no_such.yaml", "--checkpoint", "x"], "robot config not found: no_such.yaml"),
+    ([f"{SIM}.evaluate", "--robot-config", "no_such.yaml", "--checkpoint", "x"],
+     "robot config not found: no_such.yaml"),
 ]
 
 
