@@ -139,3 +139,43 @@ def test_recording_a_live_dds_session(tmp_path, sim_arm):
     assert all(counts[t] >= 5 for t in publishers), counts
     kinds = [decode_episode_event(m.msg).kind for m in read_bag(tmp_path / "live", [EPISODE_EVENT_TOPIC])]
     assert kinds == [EventKind.START, EventKind.SUCCESS]
+
+
+def test_a_busy_recorder_keeps_every_joint_state_that_arrived_meanwhile(tmp_path, sim_arm):
+    """While the recorder is busy (here: its write lock held, as a long image write or a starved process holds it)
+    joint states keep arriving; it records them all afterwards. With sensor data's 5-deep history it kept only the
+    last few (a CI run: 26 of ~470)."""
+    pytest.importorskip("cyclonedds")
+    from vla_policy_node.transport.dds import DdsTransport
+    from vla_policy_node.transport.dds_config import DdsConfig
+
+    domain = random.SystemRandom().randint(1, 230)
+    robot = DdsTransport(DdsConfig(node_name="fake_robot", loopback=True, domain_id=domain))
+    station = DdsTransport(DdsConfig(node_name="vla_recorder", loopback=True, domain_id=domain))
+    sent = 300
+    try:
+        recorder = Recorder(station, sim_arm, tmp_path / "busy")
+        publisher = robot.publisher("/joint_states", "sensor_msgs/msg/JointState")
+        deadline = time.monotonic() + 10.0
+        while recorder.counts["/joint_states"] == 0:  # matched and delivering
+            assert time.monotonic() < deadline, "no joint state reached the recorder"
+            publisher.publish(encode_joint_state(robot.new_message, sim_arm.state_names, np.zeros(7),
+                                                 stamp=time.time()))
+            time.sleep(0.02)
+        time.sleep(0.2)
+        before = recorder.counts["/joint_states"]
+        with recorder._lock:  # busy: nothing is taken from the subscription meanwhile
+            for i in range(sent):
+                publisher.publish(encode_joint_state(robot.new_message, sim_arm.state_names, np.full(7, i / sent),
+                                                     stamp=time.time()))
+                time.sleep(0.001)
+            time.sleep(0.5)
+        deadline = time.monotonic() + 10.0
+        while recorder.counts["/joint_states"] < before + sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        recorded = recorder.counts["/joint_states"] - before
+        recorder.close()
+    finally:
+        station.close()
+        robot.close()
+    assert recorded == sent, f"recorded {recorded} of the {sent} joint states sent while the recorder was busy"

@@ -57,13 +57,22 @@ def gripper_command_topic(embodiment: Embodiment) -> TopicSpec | None:
     return TopicSpec(gripper.topic, FLOAT64_ARRAY, "gripper_command")
 
 
+# A recorder subscribes to sensor streams best effort, as a robot node does (that matches every publisher), but
+# keeps what arrives while it is busy writing: with sensor data's 5-deep history a CPU-starved `vla_record` kept 26
+# of a sim's ~470 joint states in 9 s (a CI run), the rest overwritten before it could take them. A controller wants
+# only the newest sample; a recording wants them all. About 1-2 s of a 500-1000 Hz joint-state stream (~0.2 kB
+# each) and of a 30 Hz camera (~1 MB per 640x480 frame, held only while the recorder is behind).
+RECORD_JOINT_STATES_QOS = dataclasses.replace(SENSOR_DATA_QOS, depth=1000)
+RECORD_CAMERA_QOS = dataclasses.replace(SENSOR_DATA_QOS, depth=30)
+
+
 def robot_topics(embodiment: Embodiment, extra: Mapping[str, str] | None = None) -> list[TopicSpec]:
     """Everything a demonstration of `embodiment` needs: cameras, joint states, commands, instruction, marks."""
     specs = [
-        TopicSpec(cam.topic, COMPRESSED_IMAGE if cam.compressed else IMAGE, "camera", SENSOR_DATA_QOS, cam.name)
+        TopicSpec(cam.topic, COMPRESSED_IMAGE if cam.compressed else IMAGE, "camera", RECORD_CAMERA_QOS, cam.name)
         for cam in embodiment.cameras
     ]
-    specs.append(TopicSpec(embodiment.joint_states.topic, JOINT_STATE, "joint_states", SENSOR_DATA_QOS))
+    specs.append(TopicSpec(embodiment.joint_states.topic, JOINT_STATE, "joint_states", RECORD_JOINT_STATES_QOS))
     specs.append(command_topic(embodiment))
     gripper = gripper_command_topic(embodiment)
     if gripper is not None:
