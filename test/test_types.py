@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # ~70 s of mypy over 91 modules: CI runs it, the fast part (-m 'not slow') does not
+
 REPO = Path(__file__).resolve().parents[1]
 
 
