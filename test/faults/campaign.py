@@ -12,10 +12,11 @@ Sets: "sim" (the simulated arm, 100 Hz, forward_command gripper; its fake arm st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,52 @@ GRIPPER_PAST_RANGE = json.dumps({"offsets": {"gripper": 0.076}})
 
 @dataclass(frozen=True)
 class Scenario:
+    """solo: it measures what the machine gives a node (a control rate, rejections counted within a diagnostics
+    period), so it runs while no other lane is in a step: another set's start-up or restart (four Python
+    processes importing torch, a model's warm-up) would take that share, not the fault it injects."""
+
     name: str
     run: Callable[..., None]
+    solo: bool = False
+
+
+class LaneGate:
+    """Lanes take turns with solo scenarios: every other step (a set's start-up, a scenario, a set's shutdown)
+    holds the gate shared; a solo scenario waits for the other lanes' current steps to end, and no new step
+    starts until it is done. A lane between steps leaves its node set running as before: steady load, which
+    the solo scenario's own before-and-after comparison sees on both sides."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._steps = 0
+        self._solo_waiting = 0
+        self._solo_running = False
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._solo_running and not self._solo_waiting)
+            self._steps += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._steps -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def solo(self) -> Iterator[None]:
+        with self._changed:
+            self._solo_waiting += 1
+            self._changed.wait_for(lambda: not self._solo_running and not self._steps)
+            self._solo_waiting -= 1
+            self._solo_running = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._solo_running = False
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
@@ -69,8 +114,8 @@ SIM = Plan("sim", SIM_ARM, (
     Scenario("model_exception", S.model_exception),
     Scenario("model_stall", S.model_stall),
     Scenario("model_nan", S.model_nan),
-    Scenario("malformed_messages", S.malformed_messages),
-    Scenario("flood", S.flood),
+    Scenario("malformed_messages", S.malformed_messages, solo=True),
+    Scenario("flood", S.flood, solo=True),
     Scenario("policy_sigstop", S.policy_sigstop),
     Scenario("instruction_special_tokens", S.instruction_special_tokens),
     Scenario("instruction_huge", S.instruction_huge),
@@ -127,6 +172,7 @@ class Campaign:
         self._outcomes: dict[str, BaseException | None] = {}
         self._done: dict[str, threading.Event] = {key: threading.Event() for key, _ in scenario_keys()}
         self._stop = threading.Event()
+        self._gate = LaneGate()
         self.timings: dict[str, float] = {}
         self._threads = [threading.Thread(target=self._run_lane, args=(lane,), name=f"fault-lane-{i}", daemon=True)
                          for i, lane in enumerate(LANES)]
@@ -142,17 +188,20 @@ class Campaign:
         if error is not None:
             raise error
 
-    def _record(self, key: str, run: Callable[[], Any], ns: NodeSet | None = None) -> None:
+    def _record(self, key: str, run: Callable[[], Any], ns: NodeSet | None = None, solo: bool = False) -> None:
         start = time.monotonic()
         try:
-            if self._stop.is_set():
-                raise AssertionError("campaign stopped before this scenario ran")
-            run()
-            self._outcomes[key] = None
-        except BaseException as error:  # reported by the scenario's test
-            self._outcomes[key] = error
-            if ns is not None and not self._stop.is_set():
-                ns.heal()
+            with self._gate.solo() if solo else self._gate.step():
+                start = time.monotonic()  # a solo scenario's wait for the other lanes is not its own time
+                try:
+                    if self._stop.is_set():
+                        raise AssertionError("campaign stopped before this scenario ran")
+                    run()
+                    self._outcomes[key] = None
+                except BaseException as error:  # reported by the scenario's test
+                    self._outcomes[key] = error
+                    if ns is not None and not self._stop.is_set():
+                        ns.heal()
         finally:
             self.timings[key] = time.monotonic() - start
             self._done[key].set()
@@ -199,8 +248,9 @@ class Campaign:
         startup_error: BaseException | None = None
         t0 = time.monotonic()
         try:
-            ns = NodeSet(spec, directory)
-            self._bring_up(ns, plan)
+            with self._gate.step():
+                ns = NodeSet(spec, directory)
+                self._bring_up(ns, plan)
         except BaseException as error:  # every scenario of the set reports it
             startup_error = error
         self.timings[f"{plan.name}/startup"] = time.monotonic() - t0
@@ -208,10 +258,11 @@ class Campaign:
             if startup_error is not None:
                 self._record(key, lambda: _raise(AssertionError(f"{plan.name} did not start: {startup_error}")))
             else:
-                self._record(key, lambda s=scenario: s.run(ns), ns)
+                self._record(key, lambda s=scenario: s.run(ns), ns, scenario.solo)
         codes: list[int] = []
         if ns is not None:
-            codes = ns.close()
+            with self._gate.step():
+                codes = ns.close()
         logs = ns.logs() if ns is not None else ""
         self._record(shutdown_key, lambda: _check_codes(plan.name, codes, logs, startup_error))
 
