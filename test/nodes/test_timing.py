@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from vla_policy_node.nodes.timing import ThreadTicker, sleep_until
+from vla_policy_node.nodes.timing import ControlTimers, ThreadTicker, sleep_until
 
 
 class FakeTime:
@@ -27,7 +27,8 @@ class FakeTime:
         self.now = max(self.now, deadline)
 
 
-def run_ticker(stalls: dict[int, float], ticks: int, period: float = 0.004) -> tuple[ThreadTicker, list[float]]:
+def run_ticker(stalls: dict[int, float], ticks: int, period: float = 0.004,
+               first_tick: float | None = None) -> tuple[ThreadTicker, list[float]]:
     """Run a ticker on fake time for `ticks` jobs; job k stalls (advances the clock) by stalls[k] seconds."""
     fake, starts, done = FakeTime(), [], threading.Event()
     ticker: ThreadTicker
@@ -39,7 +40,7 @@ def run_ticker(stalls: dict[int, float], ticks: int, period: float = 0.004) -> t
             ticker._stop.set()
             done.set()
 
-    ticker = ThreadTicker(period, job, "test", clock=fake.clock, sleep_until=fake.sleep_until)
+    ticker = ThreadTicker(period, job, "test", clock=fake.clock, sleep_until=fake.sleep_until, first_tick=first_tick)
     ticker.start()
     assert done.wait(10)
     ticker.stop()
@@ -69,6 +70,29 @@ def test_ticker_skips_missed_ticks_after_a_stall_over_a_period_instead_of_bunchi
     assert starts[2] == pytest.approx(restart)  # at once, once, not three catch-up ticks
     assert starts[3:] == pytest.approx([restart + period, restart + 2 * period], abs=1e-9)
     assert ticker.overruns == 1
+
+
+def test_ticker_waits_for_its_first_tick_and_keeps_that_grid():
+    period = 0.004
+    _, starts = run_ticker({}, ticks=4, period=period, first_tick=100.0021)
+    assert starts == pytest.approx([100.0021 + k * period for k in range(4)], abs=1e-9)
+
+
+def test_the_status_grid_lies_half_a_control_period_after_the_control_grid():
+    """So a status publish does not start with a control tick (and delay it), also after a rate change."""
+    period = 0.004
+    timers = ControlTimers(object(), "test", period, lambda: None, 10.0, lambda: None)
+    timers.start()
+    try:
+        for _ in range(2):
+            control, status = (ticker.first_tick for ticker in timers._tickers)
+            assert control is not None and status is not None
+            assert status > time.monotonic() - period  # from now on, not on the past grid
+            assert (status - control) % period == pytest.approx(period / 2, abs=1e-9)
+            time.sleep(0.013)
+            timers.set_status_rate(5.0)
+    finally:
+        timers.stop()
 
 
 def test_ticker_stops_within_its_stop_check_even_with_a_long_period():
