@@ -28,6 +28,7 @@ from typing import Any
 
 from vla_policy_node.bagtools.cli_common import add_robot_argument, robot_from_args, setup_logging
 from vla_policy_node.bagtools.episodes import EpisodeTracker, EventKind, decode_episode_event, encode_episode_event
+from vla_policy_node.bagtools.stream_gaps import StampGaps
 from vla_policy_node.bagtools.topics import (
     EPISODE_EVENT,
     EPISODE_EVENT_TOPIC,
@@ -38,6 +39,7 @@ from vla_policy_node.bagtools.topics import (
     TopicSpec,
     robot_topics,
 )
+from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.spec.cli import CliParser, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.transport.bag import BagError, BagWriter
@@ -46,6 +48,7 @@ from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
+SENSOR_ROLES = ("camera", "joint_states")  # streams at a steady rate, stamped by their driver: holes are losses
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Recorder:
         self.writer = BagWriter(self.output, config.storage)
         self.tracker = EpisodeTracker()
         self.counts: Counter[str] = Counter()
+        self.gaps: dict[str, StampGaps] = {s.topic: StampGaps() for s in self.topics if s.role in SENSOR_ROLES}
         self._lock = threading.Lock()
         self._closed = False
         for spec in self.topics:  # offered QoS in the bag: what `ros2 bag play` will publish with
@@ -88,9 +92,13 @@ class Recorder:
         self.counts[topic] += 1
 
     def _callback(self, spec: TopicSpec) -> Callable[[Any], None]:
+        gaps = self.gaps.get(spec.topic)
+
         def on_message(msg: Any) -> None:
             with self._lock:
                 self._write(spec.topic, spec.msgtype, msg, self._now_ns())
+                if gaps is not None and not self._closed:
+                    gaps.add(header_stamp(msg))
                 if spec.role == "instruction":
                     self.tracker.set_instruction(str(msg.data))
                 elif spec.role == "episode_event":
@@ -137,7 +145,13 @@ class Recorder:
         with self._lock:
             open_episode = self.tracker.open
             return {"messages": dict(self.counts), "episodes": len(self.tracker.episodes),
-                    "recording_episode": open_episode.index if open_episode is not None else None}
+                    "recording_episode": open_episode.index if open_episode is not None else None,
+                    "sensor_streams": {topic: gaps.summary() for topic, gaps in self.gaps.items()}}
+
+    def stream_report(self) -> list[str]:
+        """One line per sensor stream: its messages and the holes in its header stamps."""
+        with self._lock:
+            return [gaps.describe(topic) for topic, gaps in self.gaps.items()]
 
     def close(self) -> None:
         """Stop recording and finish the bag (an open episode is left open: readers end it with the bag)."""
@@ -251,6 +265,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         status = recorder.status()
         print(f"{PROGRAM}: wrote {sum(status['messages'].values())} messages, {status['episodes']} episode(s) to "
               f"{args.output}")
+        for line in recorder.stream_report():
+            print(f"{PROGRAM}: {line}")
         return 0
     finally:
         transport.close()
