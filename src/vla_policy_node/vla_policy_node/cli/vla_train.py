@@ -38,8 +38,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vla_policy_node.bagtools.cli_common import load_robot
     from vla_policy_node.spec.remap import remap_embodiment
+    from vla_policy_node.spec.robot_configs import load_robot
     from vla_policy_node.train.recipe import load_recipe, recipe_dict
 
     recipe = load_recipe(args.config, args.overrides)

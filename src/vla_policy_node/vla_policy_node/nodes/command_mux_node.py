@@ -29,7 +29,8 @@ from vla_policy_node.nodes.node_support import (
     watch_parameters,
 )
 from vla_policy_node.spec.cli import CliParser
-from vla_policy_node.spec.embodiment import ConfigError, load_embodiment
+from vla_policy_node.spec.embodiment import ConfigError
+from vla_policy_node.spec.robot_configs import ROBOT_CONFIG_HELP, load_robot
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 
 log = logging.getLogger("command_mux_node")
@@ -42,7 +43,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
-    parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
+    parser.add_argument("--robot-config", dest="robot_config", default="", help=ROBOT_CONFIG_HELP)
     default_mux = default_mux_config_path()
     parser.add_argument("--mux-config", dest="mux_config", default=str(default_mux) if default_mux else "",
                         help="mux YAML (default: the installed config/mux.yaml)")
@@ -68,7 +69,7 @@ def run(argv: Sequence[str]) -> int:
     transport = make_transport(args.transport, args.node_name, argv, PROGRAM)
     try:
         params = {
-            "robot_config": Param(args.robot_config, "robot YAML (config/robots/*.yaml)"),
+            "robot_config": Param(args.robot_config, ROBOT_CONFIG_HELP),
             "mux_config": Param(args.mux_config, "mux YAML (priorities, timeouts, locks)"),
             "controller_type": Param(args.controller_type, "override of the robot YAML's controller.interface"),
             "controller_topic": Param(args.controller_topic, "with controller_type: the controller's topic"),
@@ -101,7 +102,7 @@ def run(argv: Sequence[str]) -> int:
         node = getattr(transport, "node", None)
         name = node.get_name() if node is not None else args.node_name
         try:
-            embodiment = resolve_controller(load_embodiment(settings["robot_config"]), settings["controller_type"],
+            embodiment = resolve_controller(load_robot(settings["robot_config"]), settings["controller_type"],
                                             settings["controller_topic"])
             if settings["mux_config"]:
                 mux_params = MuxNodeParams.from_mux_file(load_mux_file(settings["mux_config"]), node_name=name,

@@ -53,7 +53,8 @@ from vla_policy_node.nodes.node_support import (
     serve,
 )
 from vla_policy_node.nodes.timing import Ticker, make_ticker
-from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment
+from vla_policy_node.spec.robot_configs import load_robot
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
@@ -362,7 +363,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def run(argv: Sequence[str]) -> int:
     args = parse_args(strip_ros_args(argv))
     try:
-        embodiment = load_embodiment(args.robot_config)
+        embodiment = load_robot(args.robot_config)
     except ConfigError as error:
         log.error("%s", error)
         return 2

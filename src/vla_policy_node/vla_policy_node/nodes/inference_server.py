@@ -34,8 +34,9 @@ from vla_policy_node.msgs.inference import INFERENCE_REQUEST, InferenceRequestDa
 from vla_policy_node.msgs.stamps import header_stamp
 from vla_policy_node.nodes.node_support import console_main, declare_parameters, serve
 from vla_policy_node.spec.cli import CliParser
-from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.spec.images import FittedImages
+from vla_policy_node.spec.robot_configs import ROBOT_CONFIG_HELP, load_robot
 from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
@@ -184,7 +185,7 @@ def run(argv: Sequence[str]) -> int:
     parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
-    parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
+    parser.add_argument("--robot-config", dest="robot_config", default="", help=ROBOT_CONFIG_HELP)
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
     parser.add_argument("--device", default="cuda", help="torch device: cuda, cuda:N, cpu")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the flow-matching head")
@@ -207,7 +208,7 @@ def run(argv: Sequence[str]) -> int:
             log.error("robot_config and checkpoint are required (--robot-config/--checkpoint or ROS parameters)")
             return 2
         try:
-            embodiment = load_embodiment(settings["robot_config"])
+            embodiment = load_robot(settings["robot_config"])
         except ConfigError as error:
             log.error("%s", error)
             return 2

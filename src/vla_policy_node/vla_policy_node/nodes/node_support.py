@@ -19,6 +19,7 @@ from vla_policy_node.msgs.fields import MessageFactory
 from vla_policy_node.msgs.policy_status import encode_policy_status, status_fields
 from vla_policy_node.spec.cli import CliParser, run_guarded, wants_debug
 from vla_policy_node.spec.embodiment import Embodiment
+from vla_policy_node.spec.robot_configs import ROBOT_CONFIG_HELP
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES
 from vla_policy_node.transport.parameters import ChangeHandler, Param, ParameterTable, on_set_rule
@@ -201,7 +202,7 @@ def driver_parser(program: str, description: str, camera_rate: float) -> CliPars
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="rclpy under ROS 2, DDS (cyclonedds) without it; auto picks")
     parser.add_argument("--robot-config", dest="robot_config", required=True,
-                        help="robot YAML (config/robots/*.yaml)")
+                        help=ROBOT_CONFIG_HELP)
     parser.add_argument("--joint-rate", dest="joint_rate", type=float, default=100.0,
                         help="joint state publish rate (Hz)")
     parser.add_argument("--camera-rate", dest="camera_rate", type=float, default=camera_rate,

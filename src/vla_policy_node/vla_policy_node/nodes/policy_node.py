@@ -55,8 +55,9 @@ from vla_policy_node.nodes.node_support import (
 from vla_policy_node.nodes.policy_runtime import PolicyNodeParams, PolicyRuntime
 from vla_policy_node.nodes.timing import tune_control_process
 from vla_policy_node.spec.cli import CliParser
-from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.spec.remap import remap_embodiment
+from vla_policy_node.spec.robot_configs import ROBOT_CONFIG_HELP, load_robot
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 
@@ -73,7 +74,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = CliParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=TRANSPORT_CHOICES, default="auto",
                         help="auto: rclpy when it is importable, else DDS")
-    parser.add_argument("--robot-config", dest="robot_config", default="", help="robot YAML (config/robots/*.yaml)")
+    parser.add_argument("--robot-config", dest="robot_config", default="", help=ROBOT_CONFIG_HELP)
     parser.add_argument("--checkpoint", default="", help="checkpoint directory or model-hub id")
     parser.add_argument("--instruction", default="", help="task instruction until /vla/instruction sets one")
     parser.add_argument("--dry-run", dest="dry_run", action=argparse.BooleanOptionalAction, default=True,
@@ -135,7 +136,7 @@ def parameters(args: argparse.Namespace) -> dict[str, Param]:
     """The node's ROS parameters, with the command line's values as defaults."""
     startup = "read at configure"
     return {
-        "robot_config": Param(args.robot_config, f"robot YAML (config/robots/*.yaml); {startup}"),
+        "robot_config": Param(args.robot_config, f"{ROBOT_CONFIG_HELP}; {startup}"),
         "checkpoint": Param(args.checkpoint, f"checkpoint directory or model-hub id; {startup}"),
         "instruction": Param(args.instruction, "language instruction; applied live", live=True),
         "dry_run": Param(args.dry_run, "true: commands on /vla/preview_command only; false: to the command mux. "
@@ -286,7 +287,7 @@ class PolicyNode:
             if not s["robot_config"] or not s["checkpoint"]:
                 return "robot_config and checkpoint are required (--robot-config/--checkpoint or ROS parameters)"
             try:
-                robot = remap_embodiment(load_embodiment(s["robot_config"]), str(s["camera_topics"]),
+                robot = remap_embodiment(load_robot(s["robot_config"]), str(s["camera_topics"]),
                                          [r for r in str(s["remaps"]).split(",") if r.strip()])
                 embodiment = resolve_controller(robot, s["controller_type"], s["controller_topic"])
             except ConfigError as error:

@@ -66,7 +66,8 @@ from vla_policy_node.sim.description import TargetJoint, sim_arm_urdf
 from vla_policy_node.sim.pick_place import TASK_KINDS, make_task_kind
 from vla_policy_node.sim.scene import ARM_JOINTS
 from vla_policy_node.sim.tasks import Task, TaskKind
-from vla_policy_node.spec.embodiment import ConfigError, Embodiment, load_embodiment
+from vla_policy_node.spec.embodiment import ConfigError, Embodiment
+from vla_policy_node.spec.robot_configs import load_robot
 from vla_policy_node.transport.base import Publisher, Transport
 from vla_policy_node.transport.factory import make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, QosProfile
@@ -323,7 +324,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def run(argv: Sequence[str]) -> int:
     args = parse_args(strip_ros_args(argv))
     try:
-        embodiment = load_embodiment(args.robot_config)
+        embodiment = load_robot(args.robot_config)
     except ConfigError as error:
         log.error("%s", error)
         return 2
