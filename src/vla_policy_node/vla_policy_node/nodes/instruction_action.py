@@ -156,8 +156,9 @@ class InstructionActionServer:
             if handle.is_cancel_requested:
                 end = goal.cancel(now)
                 break
-            end = goal.check(now, self.hooks.view(), self.mux_view())
-            if end is not None:
+            checked = goal.check(now, self.hooks.view(), self.mux_view())
+            if checked is not None:
+                end = checked
                 break
             handle.publish_feedback(self._feedback(goal, now))
             running.wake.wait(self.check_period)

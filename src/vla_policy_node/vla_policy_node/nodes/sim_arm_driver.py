@@ -223,8 +223,8 @@ class SimArmDriver:
         with self._lock:
             last = self._last_step if self._last_step is not None else now
             if now > last:
-                target = self._trajectory.at(now) if self._trajectory is not None else self.sim.arm_targets()
-                self.sim.set_targets(target, self._gripper)
+                joint_targets = self._trajectory.at(now) if self._trajectory is not None else self.sim.arm_targets()
+                self.sim.set_targets(joint_targets, self._gripper)
                 self.sim.advance(now - last)
                 self._last_step = now
             if self.task is not None and self.sampler.success(self.sim, self.task):
