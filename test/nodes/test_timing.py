@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from vla_policy_node.nodes.timing import ControlTimers, ThreadTicker, sleep_until
+from vla_policy_node.nodes.timing import TICK_CLEARANCE, ControlTimers, ThreadTicker, sleep_until
 
 
 class FakeTime:
@@ -149,3 +149,22 @@ def test_keep_heap_memory_reuses_frame_sized_blocks_without_page_faults(mode):
         assert faults < pages // 2
     else:  # the case keep_heap_memory is for (this test would prove nothing if the default did not fault)
         assert faults > pages
+
+
+def test_work_waits_for_a_control_tick_due_within_its_room_and_starts_just_after_it():
+    """The inference thread's chunk landing asks for room before it takes the GIL for a while: a tick due
+    sooner runs first (wait_for_room returns just after it), a tick further away than the room is not waited for."""
+    period = 0.05
+    timers = ControlTimers(object(), "test", period, lambda: None, 1.0, lambda: None)
+    assert timers.wait_for_room(period) == 0.0  # not started: nothing to wait for
+    timers.start()
+    try:
+        time.sleep(2.2 * period)
+        due = timers._tickers[0].next_deadline
+        assert due is not None
+        waited = timers.wait_for_room(period)  # the next tick is always within a whole period
+        after = time.monotonic()
+        assert waited > 0.0 and after >= due + TICK_CLEARANCE - 1e-6
+        assert timers.wait_for_room(0.2 * period) == 0.0  # just after a tick: a period ahead, room enough
+    finally:
+        timers.stop()

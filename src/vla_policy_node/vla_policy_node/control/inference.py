@@ -77,11 +77,17 @@ class InferenceStep:
             return False
         return self.loop.on_chunk(result.chunk, result.latency if latency is None else latency, now)
 
-    def step(self, clock: Callable[[], float]) -> InferenceResult | None:
-        """request -> run -> land, as the live node's inference thread does; None if nothing ran."""
+    def step(self, clock: Callable[[], float], pause: Callable[[], object] | None = None) -> InferenceResult | None:
+        """request -> run -> land, as the live node's inference thread does; None if nothing ran. `pause` is
+        called before the request and before the landing, the two stretches of work between waits (the node
+        puts them between its control ticks)."""
+        if pause is not None:
+            pause()
         request = self.request(clock())
         if request is None:
             return None
         result = self.run(request)
+        if pause is not None:
+            pause()
         self.land(result, clock())
         return result

@@ -232,7 +232,7 @@ class PolicyRuntime:
     # ---------------------------------------------------------------------------------------- inference
     def inference_step(self) -> bool:
         """One inference if the loop wants one and a fresh observation is ready; True if the model ran."""
-        result = self.inference.step(self.clock)
+        result = self.inference.step(self.clock, self._room_for_work)
         if result is None:
             return False
         if result.chunk is None:
@@ -243,6 +243,12 @@ class PolicyRuntime:
         self.last_latency = result.latency
         self.prediction.publish(result.chunk, result.request.obs, result.latency, self.clock())
         return True
+
+    def _room_for_work(self) -> None:
+        """The inference thread's chunk landing (plan, prediction messages) and next request hold the GIL for a
+        while: started in the second half of a control period they delayed its tick (the jitter benchmark's
+        latest ticks waited behind them). So they start in the first half, waiting for the tick if need be."""
+        self._timers.wait_for_room(0.5 * self.loop.period)
 
     @property
     def model_thread_ids(self) -> tuple[int, ...]:

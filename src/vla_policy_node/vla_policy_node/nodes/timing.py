@@ -108,6 +108,7 @@ class ThreadTicker:
             raise ValueError(f"ticker period must be positive, got {period}")
         self.period = float(period)
         self.first_tick = first_tick
+        self.next_deadline: float | None = None  # of the tick due next (or running now); None until started
         self.name = name
         self.overruns = 0
         self.job = GuardedJob(job, name)
@@ -131,6 +132,7 @@ class ThreadTicker:
         deadline = clock() if self.first_tick is None else self.first_tick
         now = clock()
         while not stop.is_set():
+            self.next_deadline = deadline
             while now < deadline and not stop.is_set():
                 self._sleep_until(min(deadline, now + self.STOP_CHECK))
                 now = clock()
@@ -260,6 +262,9 @@ def make_ticker(transport: object, period: float, job: Job, name: str, own_threa
     return ThreadTicker(period, job, name, first_tick=first_tick)
 
 
+TICK_CLEARANCE = 0.0005  # s after a control tick's deadline by which the tick has (nearly always) run
+
+
 class ControlTimers:
     """A node's control tick and status timer, started and stopped together; the status rate changes live.
 
@@ -301,6 +306,24 @@ class ControlTimers:
         first = self._control_grid + (ahead + 0.5) * period
         return make_ticker(self._transport, 1.0 / self.status_hz, self._status_step, f"{self._name}-status",
                            first_tick=first)
+
+    def wait_for_room(self, room: float) -> float:
+        """Before a stretch of GIL-holding work on another thread (a chunk landing, the next request): if the
+        next control tick is due within `room` seconds, or is running, wait until TICK_CLEARANCE after it
+        began, so the work starts with a whole period ahead instead of delaying the tick. Returns the seconds
+        waited (0 under rclpy, whose timers do not say when they fire next)."""
+        control = self._tickers[0] if self._tickers else None
+        deadline = getattr(control, "next_deadline", None)
+        if deadline is None:
+            return 0.0
+        now = time.monotonic()
+        if deadline - now >= room or now - deadline > self._control_period:
+            return 0.0  # room enough, or the ticker is far behind (it restarts its grid; waiting cannot help)
+        until = deadline + TICK_CLEARANCE
+        if until <= now:
+            return 0.0
+        sleep_until(until)
+        return until - now
 
     def stop(self) -> None:
         """Stop both; a later `start()` runs them again (a lifecycle deactivate / activate)."""
