@@ -318,6 +318,11 @@ SHIPPED = REPO / "checkpoints" / "sim_reach" / "checkpoint"  # what the README l
 PARALLEL_ENV = "VLA_ROS2_PARALLEL_LAUNCHES"
 LAUNCH_TIMEOUT = 600.0
 LAUNCH_OUTCOMES: dict[str, LaunchOutcome] = {}  # for the summary line
+# The bag tests' recording (the sim arm, two `ros2 bag record`s and two `vla_record`s) is set when done: the
+# background launches start after it. Beside two launched systems a CI run's starved sim published too slowly for
+# the policy of a launch test to see a fresh joint state, and a recorder lost most joint states.
+BAGS_RECORDED = threading.Event()
+RECORDING_WAIT = 300.0  # s a launch waits for the recording at most
 
 
 @dataclass
@@ -337,14 +342,17 @@ class LaunchPool:
     so the rest of the layer runs meanwhile and each launch test only collects its outcome."""
 
     def __init__(self, workspace: Workspace, checkpoints: dict[str, Path], root: Path, parallel: int,
-                 robots: tuple[str, ...] = ROBOTS) -> None:
+                 robots: tuple[str, ...] = ROBOTS, start_after: threading.Event | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.workspace, self.checkpoints, self.root = workspace, checkpoints, root
+        self._start_after = start_after
         self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="launch")
         self._futures = {robot: self._executor.submit(self._run, robot) for robot in robots}
 
     def _run(self, robot: str) -> LaunchOutcome:
+        if self._start_after is not None:
+            self._start_after.wait(RECORDING_WAIT)
         out = self.root / robot
         out.mkdir(parents=True, exist_ok=True)
         env = self.workspace.domain_env(allocate_domain(), out / "ros_log")
@@ -408,8 +416,10 @@ def selected_robots(session: pytest.Session) -> tuple[str, ...]:
 def robot_launches(request: pytest.FixtureRequest, workspace: Workspace, tiny_checkpoints: dict[str, Path],
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchPool]:
     parallel = int(os.environ.get(PARALLEL_ENV, "2"))
+    records = any("recorded" in getattr(item, "fixturenames", ()) and item.nodeid.startswith("test/ros2/")
+                  for item in request.session.items)
     pool = LaunchPool(workspace, tiny_checkpoints, tmp_path_factory.mktemp("launches"), max(1, parallel),
-                      selected_robots(request.session) or ROBOTS)
+                      selected_robots(request.session) or ROBOTS, BAGS_RECORDED if records else None)
     yield pool
     pool.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from test.ros2.conftest import (
+    BAGS_RECORDED,
     REPO,
     SHIPPED,
     NodeRun,
@@ -43,7 +44,8 @@ def recorded(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode
              ) -> dict[str, Path]:
     """The sim arm's driver (rclpy) running, recorded at once by `ros2 bag record` (mcap, sqlite3) and by
     `vla_record` (mcap, sqlite3) until FRAMES camera frames have gone by (the sim's rate depends on the
-    machine's load); then the driver stops. Bag directories by name."""
+    machine's load); then the driver stops. Bag directories by name. The background launch tests start after
+    it (BAGS_RECORDED)."""
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -73,6 +75,7 @@ def recorded(workspace: Workspace, ros_env: dict[str, str], rclpy_node: SpunNode
         codes = [(recorder, recorder.stop(30.0)) for recorder in recorders]
         sim.stop()
         rclpy_node.node.destroy_subscription(camera)
+        BAGS_RECORDED.set()  # the background launch tests may start
     for recorder, code in codes:
         assert code in (0, -2), recorder.tail()
     return bags
@@ -162,7 +165,9 @@ def test_vla_record_bags_pass_ros2_bag_info_and_play(storage, recorded, ros_env,
     assert f"Storage id:        {storage}" in info, info
     joint_line = next(line for line in info.splitlines() if "Topic: /joint_states " in line)
     recorded_count = int(joint_line.split("Count:")[1].split("|")[0])
-    assert recorded_count > FRAMES, info  # joint states come at ten times the camera rate
+    report = (bag.parent / f"vla_{storage}.log").read_text()  # vla_record's own account when it ended
+    assert f"vla_record: /joint_states: {recorded_count} messages" in report, report
+    assert recorded_count > FRAMES, info + report  # joint states come at ten times the camera rate
     recorded_stamps = recorded_joint_stamps(bag)
     assert len(recorded_stamps) == recorded_count
     received: list[float] = []
