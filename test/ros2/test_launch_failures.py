@@ -12,6 +12,17 @@ import pytest
 from test.ros2.conftest import SHIPPED, Workspace, assert_all_gone, process_ends
 
 
+def stopped_by_sigint(name: str, code: int, out: str) -> bool:
+    """A launched node's exit on the launch's SIGINT: 0 (our guard), -2 (it landed in the console script's own
+    imports), or 1 when it landed while the interpreter itself was still starting (CPython's "Fatal Python
+    error: init_import_site" with a KeyboardInterrupt: no code of ours had run yet; seen in a CI run)."""
+    if code in (0, -2):
+        return True
+    lines = [line for line in out.splitlines() if line.startswith(f"[{name}-")]
+    return code == 1 and any("Fatal Python error: init_import_site" in line for line in lines) and any(
+        line.rstrip().endswith("KeyboardInterrupt") for line in lines)
+
+
 def ros2_launch(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ros2", "launch", "vla_bringup", *args, f"checkpoint:={SHIPPED}"], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
@@ -42,8 +53,8 @@ def test_replay_of_a_missing_bag_fails_the_launch_and_stops_the_nodes(workspace:
     assert "the bag has played" not in out, out
     ends = process_ends(out)
     assert {"policy_node", "command_mux_node", "bag_play"} <= set(ends), out
-    # the nodes got SIGINT, most likely while still starting: stopped by it (0, or -2 when it landed in the
-    # console script's own imports, before our guard), and nothing is left running
-    assert ends["policy_node"] in (0, -2) and ends["command_mux_node"] in (0, -2), out
+    # the nodes got SIGINT, most likely while still starting: stopped by it (see stopped_by_sigint), and nothing
+    # is left running
+    assert all(stopped_by_sigint(name, ends[name], out) for name in ("policy_node", "command_mux_node")), out
     assert_all_gone(out)
 
