@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from test.faults.monitor import REST_TRAVEL, status_text
+from test.faults.monitor import REST_TRAVEL, beyond_path, status_text
 from test.faults.nodeset import NodeSet
 
 # Delivery and scheduling on a 2-core machine: DDS loopback latency from the nodes to the monitor and the thread
@@ -83,16 +83,26 @@ def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what:
         arm = m.rest_time(t_fault, t_end)
         assert arm is not None, f"{what}: the controller's commands still moved when the fault ended"
         # The mux holds on its own when the policy's stream is silent for longer than its timeout (a stalled
-        # machine): it then stops short, never beyond. Seen in its status, or (a hold between two status
-        # messages) in the policy's stream itself.
+        # machine). Seen in its status, or (a hold between two status messages) in the policy's stream itself.
+        # It then rests where its own filter stood when it stopped listening: following a policy that brakes at
+        # the same limits, it passes the policy's stop and comes back (test_control_mux_following.py), and a
+        # hold of its own cuts that short. So it may rest beyond every position the policy commanded, but never
+        # by more than it could still travel at the speeds it had: its braking distance.
         held, reached, start = m.position_at(t_end, log), m.position_at(t_end), m.position_at(t_fault)
         assert held is not None and reached is not None and start is not None
         if (any(s["active_source"] == "hold" for _, s in m.mux_status.window(t_fault, t_end))
                 or m.largest_gap(t_fault, t_end, log) > ns.mux_policy_timeout()):
-            beyond = np.maximum(reached - np.maximum(start, held), np.minimum(start, held) - reached)
-            assert np.max(beyond) <= REST_TRAVEL, (
-                f"{what}: the mux held on its own and the controller went {np.max(beyond):.4f} rad beyond the "
-                "path from where it was at the fault to where the policy held")
+            _, path, _ = m.command_arrays(t_fault, t_end, log)
+            beyond = beyond_path(reached, start, path)
+            speed = m.peak_speed(t_fault, t_end)
+            allowed = m.limits.braking_distance(speed) + REST_TRAVEL
+            j = int(np.argmax(beyond - allowed))
+            low, high = min(start[j], path[:, j].min(initial=start[j])), max(start[j], path[:, j].max(initial=start[j]))
+            assert np.all(beyond <= allowed), (
+                f"{what}: the mux held on its own and the controller came to rest {beyond[j]:.4f} rad beyond every "
+                f"position the policy commanded ({m.limits.names[j]} at {reached[j]:.4f}, the policy's between "
+                f"{low:.4f} and {high:.4f}); allowed {allowed[j]:.4f} rad: its braking distance at its peak speed "
+                f"{speed[j]:.3f} rad/s + {REST_TRAVEL} rad")
             return rest
         assert np.max(np.abs(reached - held)) <= REST_TRAVEL, (
             f"{what}: the controller came to rest {np.max(np.abs(reached - held)):.4f} rad away from where the "

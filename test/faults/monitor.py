@@ -100,6 +100,22 @@ class Limits:
         max jerk (the filter limits jerk on the commands it follows)."""
         return float(np.max(np.abs(velocity) / self.max_acceleration + self.max_acceleration / self.max_jerk))
 
+    def braking_distance(self, speed: np.ndarray) -> np.ndarray:
+        """Per joint, how far a joint moving at `speed` may still travel before it stands: one period at that
+        speed, the jerk-limited build-up of the deceleration (at most 2 a/j at that speed), then braking at
+        max deceleration (v^2 / 2a)."""
+        speed = np.abs(np.asarray(speed, dtype=np.float64))
+        ramp = 2.0 * self.max_acceleration / self.max_jerk
+        return speed * (self.period + ramp) + speed ** 2 / (2.0 * self.max_acceleration)
+
+
+def beyond_path(reached: np.ndarray, start: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Per joint, how far `reached` lies outside the range spanned by `start` and every position of `path`
+    [N, D] (0 inside it): where a controller came to rest, against where it was and where it was asked to go."""
+    points = np.vstack([start[None, :], path.reshape(-1, len(start))])
+    low, high = points.min(axis=0), points.max(axis=0)
+    return np.maximum(np.maximum(reached - high, low - reached), 0.0)
+
 
 def rest_start(q: np.ndarray) -> int | None:
     """Index of the first command after which no joint travels more than REST_TRAVEL in total to the end of q:
@@ -217,6 +233,17 @@ class Monitor:
         """Largest change of any joint command over [t0, t1]."""
         _, q, _ = self.command_arrays(t0, t1, log)
         return float(np.max(np.ptp(q, axis=0))) if len(q) > 1 else 0.0
+
+    def peak_speed(self, t0: float, t1: float, log: Recorder | None = None) -> np.ndarray:
+        """Per joint, the fastest the commands of [t0, t1] moved: their trajectory velocities and their steps
+        per nominal period, whichever is larger (zeros without two commands)."""
+        _, q, v = self.command_arrays(t0, t1, log)
+        speed = np.zeros(len(self.limits.names))
+        if len(q) > 1:
+            speed = np.max(np.abs(np.diff(q, axis=0)), axis=0) / self.limits.period
+        if v is not None and len(v):
+            speed = np.maximum(speed, np.max(np.abs(v), axis=0))
+        return speed
 
     def velocity_at(self, t: float, log: Recorder | None = None) -> np.ndarray:
         """The trajectory velocity of the last command that arrived before t (zeros if none)."""

@@ -1,0 +1,100 @@
+"""The command mux behind a policy node that brakes to a hold, and what it does when the policy's stream stops.
+
+Both run a safety filter with the robot's limits. A policy that brakes as hard as those limits allow is followed
+by a filter one step behind it, which cannot brake harder: the mux passes the policy's stop and comes back to it.
+When the stream stops (the policy node stalls or dies), the mux goes to the last command it heard; if it holds on
+its own first (its policy timeout, after a stall of its own), it stops where its filter stands. Either way it
+never rests further from what the policy commanded than it could still travel at the speed it had (the fault
+campaign's `assert_hold` checks the same on the real nodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from test.control.faults import mux_loop
+from test.control.helpers import mid_state
+
+DIRECTIONS = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+HOLD_TICK = 100  # the policy moves for 1 s at 100 Hz, then holds
+TICKS = HOLD_TICK + 160
+
+
+@dataclass
+class Run:
+    policy: np.ndarray  # [N, 6] the policy node's commands
+    mux: np.ndarray  # [N, 6] the mux's commands
+    mux_speed: np.ndarray  # [6] the mux's peak speed
+    heard: np.ndarray  # the last policy command the mux heard
+
+
+def run(emb, speed: float, cut: int = TICKS, stall: int = 0) -> Run:
+    """The policy's target moves at `speed` rad/s until HOLD_TICK, then the policy holds (brakes). The mux hears
+    every policy command until tick `cut`; for `stall` ticks after it the mux does not run at all."""
+    start = mid_state(emb)
+    policy, mux = mux_loop(emb), mux_loop(emb)
+    policy_out, mux_out, speeds = [], [], []
+    target, reading, now, heard = start[:6].copy(), start.copy(), 100.0, start[:6]
+    for k in range(TICKS):
+        now = round(now + policy.period, 9)
+        for loop in (policy, mux):
+            loop.on_joint_state(now, emb.state_names, reading, now)
+        if k < HOLD_TICK:
+            target = target + speed * policy.period * DIRECTIONS
+            policy.on_policy_command(target, now)
+        elif k == HOLD_TICK:
+            policy.pause()  # a hold in the policy node: its filter brakes from where it is
+        command = policy.tick(now)
+        policy_out.append(command.arm.copy())
+        if k < cut:
+            mux.on_policy_command(command.arm, now)
+            heard = command.arm.copy()
+        if cut < k < cut + stall:
+            mux_out.append(mux_out[-1])
+            continue
+        out = mux.tick(now)
+        mux_out.append(out.arm.copy())
+        speeds.append(np.abs(mux.filter.last_velocity))
+        reading = np.concatenate((out.arm, start[6:]))
+    return Run(np.array(policy_out), np.array(mux_out), np.max(speeds, axis=0), heard)
+
+
+def braking_distance(emb, speed: np.ndarray) -> np.ndarray:
+    """A period at `speed`, the jerk-limited build-up of deceleration (2 a/j), then v^2 / 2a (test/faults'
+    Limits.braking_distance, from the robot's limits)."""
+    a = np.array([j.max_acceleration for j in emb.joints])
+    jerk = np.array([j.max_jerk for j in emb.joints])
+    period = 1.0 / emb.rates.control_hz
+    return speed * (period + 2 * a / jerk) + speed ** 2 / (2 * a)
+
+
+def beyond(position: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per joint, how far `position` lies outside the range of `points` [N, 6]."""
+    return np.maximum(np.maximum(position - points.max(axis=0), points.min(axis=0) - position), 0.0)
+
+
+@pytest.mark.parametrize("speed", [0.3, 1.0])
+def test_the_mux_passes_a_braking_policy_s_stop_by_less_than_its_braking_distance_and_comes_back(sim_arm, speed):
+    r = run(sim_arm, speed)
+    stop = r.policy[-1]
+    np.testing.assert_allclose(r.policy[-40:], np.tile(stop, (40, 1)), atol=1e-12)  # the policy stands
+    np.testing.assert_allclose(r.mux[-1], stop, atol=1e-6)  # and the mux stands where it stopped
+    after_hold = r.mux[HOLD_TICK:]
+    overshoot = np.max(np.maximum((after_hold - stop) * DIRECTIONS, 0.0), axis=0)
+    assert np.max(overshoot) > 0.0  # the finding this file documents: the follower passes the stop
+    assert np.all(overshoot <= braking_distance(sim_arm, r.mux_speed)), (overshoot, r.mux_speed)
+
+
+@pytest.mark.parametrize("stall", [0, 60])  # 60 ticks: longer than the mux's 0.5 s policy timeout
+def test_a_silent_policy_stream_leaves_the_mux_on_what_it_heard_or_within_its_braking_distance(sim_arm, stall):
+    for cut in range(HOLD_TICK - 20, HOLD_TICK + 60, 4):
+        r = run(sim_arm, 1.0, cut=cut, stall=stall)
+        rest = r.mux[-1]
+        np.testing.assert_allclose(r.mux[-20:], np.tile(rest, (20, 1)), atol=1e-9)  # it came to rest
+        commanded = np.vstack([r.mux[HOLD_TICK - 20][None, :], r.policy[HOLD_TICK - 20:]])
+        assert np.all(beyond(rest, commanded) <= braking_distance(sim_arm, r.mux_speed)), (cut, stall)
+        if stall == 0:
+            # still running, it goes to the last command it heard (its timeout ends the last micro-radians)
+            np.testing.assert_allclose(rest, r.heard, atol=1e-3)
