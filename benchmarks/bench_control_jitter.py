@@ -2,7 +2,7 @@
 
     python benchmarks/bench_control_jitter.py [--inference thread process] [--seconds 60] [--robot franka_fr3]
                                               [--camera-size 480x640] [--torch-threads 1] [--realtime 50]
-                                              [--runs 5] [--trace DIR]
+                                              [--runs 5] [--trace DIR] [--transport dds|rclpy]
 
 A child process plays the arm driver and the cameras over DDS on loopback: joint states at the control rate
 and every camera of the robot as rgb8 frames at 30 Hz. This process is the policy node: `PolicyRuntime` on a
@@ -10,6 +10,11 @@ and every camera of the robot as rgb8 frames at 30 Hz. This process is the polic
 the tiny VLA (random weights; CPU) asked for a new chunk as soon as the previous one landed, so the model never
 rests. The start time of every control tick is recorded; a period is the time between two starts. Each mode
 runs in a fresh process, as a node starts.
+
+--transport rclpy: the node runs on rclpy (rmw_cyclonedds_cpp, a sourced ROS 2), as `ros2 launch` starts it: its
+subscriptions and both timers are rclpy's, called by the node's MultiThreadedExecutor. The sensors still come
+from a DDS participant, on the same loopback domain (the wire is the same). Default: dds (the node's own DDS
+transport, timers on threads of their own).
 
 --inference thread: the model runs on the node's inference thread, as the node did so far (the model, the DDS
 callbacks and the timers share one interpreter and its GIL). --inference process: the model runs in its own
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -212,7 +218,15 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
 
         policy = closer = ProcessPolicy(factory, emb)
         policy.start(timeout=120.0)
-    transport = DdsTransport(DdsConfig(node_name="bench_policy", loopback=True, domain_id=domain))
+    if args.transport == "rclpy":
+        from vla_policy_node.transport.dds_config import loopback_config_xml
+        from vla_policy_node.transport.rclpy_backend import RclpyTransport
+
+        os.environ.update(ROS_DOMAIN_ID=str(domain), CYCLONEDDS_URI=loopback_config_xml())
+        transport = RclpyTransport.create("bench_policy", args=["bench_control_jitter"],
+                                          threads=args.executor_threads or None)
+    else:
+        transport = DdsTransport(DdsConfig(node_name="bench_policy", loopback=True, domain_id=domain))
     period = 1.0 / emb.rates.control_hz
     capacity = int((args.seconds + args.warmup + 60) / period) + 1000
     starts = np.zeros(capacity)
@@ -305,7 +319,7 @@ def measure(mode: str, args: argparse.Namespace, domain: int) -> dict:
     gap_ends = gap_starts + periods[periods > 2 * period]
     with_steal = _with_steal(steal_samples, gap_starts, gap_ends)
     return {
-        "mode": mode, "ticks": int(periods.size + 1), "nominal_ms": period * 1e3,
+        "mode": mode, "transport": args.transport, "ticks": int(periods.size + 1), "nominal_ms": period * 1e3,
         "period_p50_ms": float(np.percentile(periods, 50) * 1e3),
         "jitter_p50_ms": float(np.percentile(jitter, 50)), "jitter_p99_ms": float(np.percentile(jitter, 99)),
         "jitter_p999_ms": float(np.percentile(jitter, 99.9)), "jitter_max_ms": float(jitter.max()),
@@ -344,7 +358,8 @@ def summary(runs: list[dict]) -> str:
 
 
 def report(r: dict) -> str:
-    name = f"{r['mode']} run {r['run']}" if "run" in r else r["mode"]
+    mode = f"{r['mode']} on rclpy" if r.get("transport") == "rclpy" else r["mode"]
+    name = f"{mode} run {r['run']}" if "run" in r else mode
     return (f"{name:>7}: {r['ticks']} ticks, period p50 {r['period_p50_ms']:.3f} ms (nominal {r['nominal_ms']:.1f}); "
             f"|period - nominal| p50 {r['jitter_p50_ms']:.3f} / p99 {r['jitter_p99_ms']:.3f} / "
             f"p99.9 {r['jitter_p999_ms']:.3f} / max {r['jitter_max_ms']:.2f} ms; longest gap {r['max_gap_ms']:.2f} ms "
@@ -371,6 +386,10 @@ def main() -> int:
                         help="0: keep CPython's 5 ms GIL switch interval with the model out of process (the node "
                              "uses 0.5 ms)")
     parser.add_argument("--runs", type=int, default=1, help="runs per mode (each in a fresh process)")
+    parser.add_argument("--transport", choices=("dds", "rclpy"), default="dds",
+                        help="the node's transport: its own DDS participant, or rclpy as under ros2 launch")
+    parser.add_argument("--executor-threads", dest="executor_threads", type=int, default=0,
+                        help="rclpy: the MultiThreadedExecutor's threads (0: the node's default)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--trace", metavar="DIR", help="record what happens around each gap into DIR/<mode> "
                         "(control_gap_trace.py; perturbs the figures a little): explain with "
@@ -394,7 +413,10 @@ def main() -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args, random.SystemRandom().randint(1, 230))))
         return 0
-    print(f"policy node at {args.robot}'s control rate over DDS (loopback), tiny VLA on CPU ({args.torch_threads} "
+    if args.transport == "rclpy" and importlib.util.find_spec("rclpy") is None:
+        parser.error("--transport rclpy needs rclpy: source /opt/ros/jazzy/setup.bash first")
+    over = "rclpy (rmw_cyclonedds_cpp)" if args.transport == "rclpy" else "its DDS transport"
+    print(f"policy node at {args.robot}'s control rate on {over} (loopback), tiny VLA on CPU ({args.torch_threads} "
           f"torch thread(s)) asked for chunks back to back, cameras {args.height}x{args.width} rgb8 at 30 Hz; "
           f"{_load()}")
     if args.runs < 1:

@@ -13,7 +13,7 @@ import pytest
 from vla_policy_node.msgs.joints import decode_joint_state, encode_joint_state
 from vla_policy_node.nodes.gripper_output import GripperActionOutput, make_gripper_output
 from vla_policy_node.nodes.node_support import Param, declare_parameters, watch_parameters
-from vla_policy_node.nodes.timing import RclpyTicker, ThreadTicker, make_ticker
+from vla_policy_node.nodes.timing import ControlTimers, RclpyTicker, ThreadTicker, make_ticker
 from vla_policy_node.transport.rclpy_backend import RclpyTransport
 
 
@@ -80,6 +80,37 @@ def test_timers_are_node_timers_in_their_own_callback_groups(spun_node) -> None:
     count = len(calls)
     time.sleep(0.1)
     assert len(calls) == count  # stopped means stopped
+
+
+def test_control_timers_are_threads_on_wall_time_and_node_timers_on_sim_time(spun_node) -> None:
+    """A node's control and status timers: threads of their own on wall time (the executor's Python delayed a
+    250 Hz tick by milliseconds), node timers that /clock drives with use_sim_time."""
+    from rclpy.parameter import Parameter
+
+    transport = RclpyTransport(spun_node)
+    ticks: list[str] = []
+    statuses: list[str] = []
+    timers = ControlTimers(transport, "glue", 0.004, lambda: ticks.append(threading.current_thread().name), 20.0,
+                           lambda: statuses.append(threading.current_thread().name))
+    timers.start()
+    try:
+        assert all(isinstance(t, ThreadTicker) for t in timers._tickers)
+        assert wait_until(lambda: len(ticks) >= 50 and len(statuses) >= 3)
+        assert set(ticks) == {"glue-control"} and set(statuses) == {"glue-status"}
+        assert timers.wait_for_room(0.004) <= 0.004 + 1e-3  # a thread says when it ticks next
+    finally:
+        timers.stop()
+    spun_node.set_parameters([Parameter("use_sim_time", value=True)])
+    try:
+        timers.start()  # no /clock published: sim time stands still, and so do the node timers
+        assert all(isinstance(t, RclpyTicker) for t in timers._tickers)
+        assert timers.wait_for_room(0.004) == 0.0
+        count = len(ticks)
+        time.sleep(0.2)
+        assert len(ticks) == count
+    finally:
+        timers.stop()
+        spun_node.set_parameters([Parameter("use_sim_time", value=False)])
 
 
 def test_transport_round_trip_through_real_rclpy(spun_node) -> None:

@@ -1,9 +1,14 @@
 """Periodic work for the nodes: a thread with a fixed-rate schedule, or an rclpy timer under ROS.
 
 Without ROS (DDS transport) each periodic job gets its own thread, so a slow status encode never delays a
-control tick. Under rclpy the job is a node timer in its own mutually exclusive callback group: the
+control tick. Under rclpy a job is a node timer in its own mutually exclusive callback group: the
 MultiThreadedExecutor that `RclpyTransport.create` spins runs it alongside the subscriptions, and the timer
-follows the node's clock (so `use_sim_time` and `ros2 bag play --clock` drive it).
+follows the node's clock (so `use_sim_time` and `ros2 bag play --clock` drive it). Except the nodes' control
+and status timers (`ControlTimers`): on wall time they are threads under rclpy too, as ros2_control runs its
+loop on a thread of its own. Called by the executor (Python code that takes the GIL between waits), a 250 Hz
+tick missed its period by over 1 ms at p99 (3.9 ms; 47 gaps over two periods in 20 s, model out of process,
+SCHED_FIFO) where a thread misses it by ~0.5 ms (`bench_control_jitter.py --transport rclpy`). On sim time
+(use_sim_time) they stay node timers, which the simulated clock drives.
 
 The *time stamp* a job works with is always the node's clock (`Transport.now`): wall time over DDS, the ROS
 clock (sim time included) under rclpy. Tests skip both and call the jobs with a scripted clock.
@@ -262,6 +267,17 @@ def make_ticker(transport: object, period: float, job: Job, name: str, own_threa
     return ThreadTicker(period, job, name, first_tick=first_tick)
 
 
+def follows_sim_clock(transport: object) -> bool:
+    """Whether the transport's node runs on simulated time (rclpy's use_sim_time parameter is true)."""
+    node = getattr(transport, "node", None)
+    if node is None:
+        return False
+    try:
+        return bool(node.get_parameter("use_sim_time").value)
+    except Exception:  # a node without the parameter runs on wall time
+        return False
+
+
 TICK_CLEARANCE = 0.0005  # s after a control tick's deadline by which the tick has (nearly always) run
 
 
@@ -269,8 +285,9 @@ class ControlTimers:
     """A node's control tick and status timer, started and stopped together; the status rate changes live.
 
     The policy node and the command mux both run this pair; one place keeps their start/stop/rate rules equal.
-    With threads (no rclpy), the status grid lies half a control period after the control grid: a status
-    publish (0.3 ms median, 2 ms p99, GIL held) that began with a tick delayed it by about a GIL hand-over
+    Both are threads of their own unless the node runs on simulated time under rclpy (see the module docstring;
+    decided at each `start()`). With threads, the status grid lies half a control period after the control grid:
+    a status publish (0.3 ms median, 2 ms p99, GIL held) that began with a tick delayed it by about a GIL hand-over
     (measured: 83% of the status publishes of a 250 Hz jitter run overlapped a tick's start). The phase holds
     until the control ticker falls more than a period behind and restarts its grid."""
 
@@ -282,6 +299,7 @@ class ControlTimers:
         self.status_hz = check_rate(status_hz)
         self._tickers: list[Ticker] = []
         self._control_grid = 0.0  # monotonic time of the control ticker's first deadline
+        self._own_threads = True  # threads, or rclpy timers on simulated time
 
     @property
     def running(self) -> bool:
@@ -290,10 +308,11 @@ class ControlTimers:
     def start(self) -> None:
         if self._tickers:
             raise RuntimeError("already started")
+        self._own_threads = not follows_sim_clock(self._transport)
         self._control_grid = time.monotonic() + self._control_period  # a period for the thread to start
         self._tickers = [
             make_ticker(self._transport, self._control_period, self._control_step, f"{self._name}-control",
-                        first_tick=self._control_grid),
+                        own_thread=self._own_threads, first_tick=self._control_grid),
             self._status_ticker(),
         ]
         for ticker in self._tickers:
@@ -305,13 +324,13 @@ class ControlTimers:
         ahead = max(0, math.ceil((time.monotonic() - self._control_grid) / period))
         first = self._control_grid + (ahead + 0.5) * period
         return make_ticker(self._transport, 1.0 / self.status_hz, self._status_step, f"{self._name}-status",
-                           first_tick=first)
+                           own_thread=self._own_threads, first_tick=first)
 
     def wait_for_room(self, room: float) -> float:
         """Before a stretch of GIL-holding work on another thread (a chunk landing, the next request): if the
         next control tick is due within `room` seconds, or is running, wait until TICK_CLEARANCE after it
         began, so the work starts with a whole period ahead instead of delaying the tick. Returns the seconds
-        waited (0 under rclpy, whose timers do not say when they fire next)."""
+        waited (0 on rclpy timers, sim time: they do not say when they fire next)."""
         control = self._tickers[0] if self._tickers else None
         deadline = getattr(control, "next_deadline", None)
         if deadline is None:
