@@ -135,7 +135,7 @@ def to_rclpy(msgtype: str, obj: Any) -> Any:
         return obj
     get = obj.get if isinstance(obj, dict) else (lambda name: getattr(obj, name, None))
     fields = {}
-    for name, field_type, nested_type, collection in _fields(cls):
+    for name, field_type, nested_type, collection in _fields(msgtype):
         value = get(name)
         if value is None:
             continue
@@ -148,10 +148,10 @@ def to_rclpy(msgtype: str, obj: Any) -> Any:
 
 
 @cache
-def _fields(cls: type[Any]) -> tuple[tuple[str, str, str, bool], ...]:
-    """(name, rosidl type, nested 'pkg/msg/Type' or '', collection) of each field of an rclpy class."""
+def _fields(msgtype: str) -> tuple[tuple[str, str, str, bool], ...]:
+    """(name, rosidl type, nested 'pkg/msg/Type' or '', collection) of each field of a message type."""
     out = []
-    for name, field_type in cls.get_fields_and_field_types().items():
+    for name, field_type in message_class(msgtype).get_fields_and_field_types().items():
         base, collection = _base_type(field_type)
         pkg, slash, type_name = base.partition("/")  # nested message(s), named 'pkg/Type' by rosidl
         out.append((name, field_type, f"{pkg}/msg/{type_name}" if slash else "", collection))
