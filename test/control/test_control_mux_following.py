@@ -1,7 +1,10 @@
 """The command mux behind a policy node that brakes to a hold, and what it does when the policy's stream stops.
 
-Both run a safety filter with the robot's limits. A policy that brakes as hard as those limits allow is followed
-by a filter one step behind it, which cannot brake harder: the mux passes the policy's stop and comes back to it.
+Both run a safety filter with the robot's limits, and jerk is the softest of them: the policy's filter lets it
+yield so as not to overshoot its own (moving) target. The mux's filter, tracking that stream exactly, enforces
+jerk on the same step (a filter on its target does not apply the no-overshoot rule), falls off the stream and
+cannot follow a hard stop: it passes the policy's stop and comes back to it (sim_arm, 100 Hz: 0.6 mrad at 0.1
+rad/s, 5 mrad at 0.3-0.5 rad/s, 39 mrad at 1 rad/s). That is today's behaviour, measured here, not a goal.
 When the stream stops (the policy node stalls or dies), the mux goes to the last command it heard; if it holds on
 its own first (its policy timeout, after a stall of its own), it stops where its filter stands. Either way it
 never rests further from what the policy commanded than it could still travel at the speed it had (the fault
@@ -83,7 +86,6 @@ def test_the_mux_passes_a_braking_policy_s_stop_by_less_than_its_braking_distanc
     np.testing.assert_allclose(r.mux[-1], stop, atol=1e-6)  # and the mux stands where it stopped
     after_hold = r.mux[HOLD_TICK:]
     overshoot = np.max(np.maximum((after_hold - stop) * DIRECTIONS, 0.0), axis=0)
-    assert np.max(overshoot) > 0.0  # the finding this file documents: the follower passes the stop
     assert np.all(overshoot <= braking_distance(sim_arm, r.mux_speed)), (overshoot, r.mux_speed)
 
 

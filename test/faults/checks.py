@@ -84,10 +84,11 @@ def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what:
         assert arm is not None, f"{what}: the controller's commands still moved when the fault ended"
         # The mux holds on its own when the policy's stream is silent for longer than its timeout (a stalled
         # machine). Seen in its status, or (a hold between two status messages) in the policy's stream itself.
-        # It then rests where its own filter stood when it stopped listening: following a policy that brakes at
-        # the same limits, it passes the policy's stop and comes back (test_control_mux_following.py), and a
-        # hold of its own cuts that short. So it may rest beyond every position the policy commanded, but never
-        # by more than it could still travel at the speeds it had: its braking distance.
+        # It then rests where its own filter stood when it stopped listening: following a policy that brakes
+        # (its filter lets jerk yield, the mux's enforces it), it passes the policy's stop and comes back
+        # (test_control_mux_following.py), and a hold of its own cuts that short. So it may rest beyond every
+        # position the policy commanded, but never by more than it could still travel at the speeds it had: its
+        # braking distance.
         held, reached, start = m.position_at(t_end, log), m.position_at(t_end), m.position_at(t_fault)
         assert held is not None and reached is not None and start is not None
         if (any(s["active_source"] == "hold" for _, s in m.mux_status.window(t_fault, t_end))
