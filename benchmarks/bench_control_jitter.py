@@ -415,6 +415,9 @@ def main() -> int:
         return 0
     if args.transport == "rclpy" and importlib.util.find_spec("rclpy") is None:
         parser.error("--transport rclpy needs rclpy: source /opt/ros/jazzy/setup.bash first")
+    if args.transport == "rclpy" and importlib.util.find_spec("vla_msgs") is None:
+        parser.error("--transport rclpy needs the vla_msgs interfaces: build the workspace as the README says "
+                     "(python -m colcon build ...) and source install/setup.bash")
     over = "rclpy (rmw_cyclonedds_cpp)" if args.transport == "rclpy" else "its DDS transport"
     print(f"policy node at {args.robot}'s control rate on {over} (loopback), tiny VLA on CPU ({args.torch_threads} "
           f"torch thread(s)) asked for chunks back to back, cameras {args.height}x{args.width} rgb8 at 30 Hz; "
