@@ -85,19 +85,21 @@ class Recorder:
     def _now_ns(self) -> int:
         return round(self.transport.now() * NS)
 
-    def _write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> None:
+    def _write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> bool:
+        """Write one message unless the recording is closed; whether it was written."""
         if self._closed:
-            return
+            return False
         self.writer.write(topic, msgtype, msg, stamp_ns)
         self.counts[topic] += 1
+        return True
 
     def _callback(self, spec: TopicSpec) -> Callable[[Any], None]:
         gaps = self.gaps.get(spec.topic)
 
         def on_message(msg: Any) -> None:
             with self._lock:
-                self._write(spec.topic, spec.msgtype, msg, self._now_ns())
-                if gaps is not None and not self._closed:
+                written = self._write(spec.topic, spec.msgtype, msg, self._now_ns())
+                if gaps is not None and written:
                     gaps.add(header_stamp(msg))
                 if spec.role == "instruction":
                     self.tracker.set_instruction(str(msg.data))

@@ -25,9 +25,9 @@ class StampGaps:
     holes: int = 0
     longest: float = 0.0  # s: the longest hole
     typical: float = 0.0  # s: the median interval, refreshed every `window` // 4 intervals
-    _last: float | None = None
-    _recent: deque[float] = field(default_factory=deque)
-    _since_median: int = 0
+    _last: float | None = field(default=None, init=False, repr=False)
+    _recent: deque[float] = field(default_factory=deque, init=False, repr=False)
+    _since_median: int = field(default=0, init=False, repr=False)
 
     def add(self, stamp: float) -> None:
         self.messages += 1
