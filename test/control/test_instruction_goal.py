@@ -98,6 +98,18 @@ def test_a_new_goal_preempts_without_holding_and_the_first_end_sticks():
     assert g.check(20.0, view(estop=True), None) is end  # later events do not rewrite the outcome
 
 
+def test_a_mux_status_from_before_the_goal_does_not_decide_it():
+    """The status of a takeover that was over when the goal started (teleop, heard at 9.95 s; the goal starts at
+    10 s) does not preempt it: the next status does, with its own reason. A latched e-stop counts at once."""
+    g = goal()
+    assert g.check(10.02, RUNNING, MuxView("teleop", False, received=9.95)) is None
+    end = g.check(10.06, RUNNING, MuxView("hold", False, awaiting_resume=True, received=10.05))
+    assert end.outcome == Outcome.PREEMPTED_BY_TELEOP and "set_paused" in end.reason
+    assert goal().check(10.02, RUNNING, MuxView("teleop", False, received=10.01)).outcome == \
+        Outcome.PREEMPTED_BY_TELEOP
+    assert goal().check(10.02, RUNNING, MuxView("hold", True, received=9.95)).outcome == Outcome.FAULT
+
+
 def test_order_when_several_hold_at_once():
     g = goal(limit=1.0)
     g.on_task_done(True, 11.0)

@@ -8,7 +8,9 @@ A goal ends, checked in this order each time:
   skill cannot go on. A blip shorter than that (one late camera frame) does not end the goal, nor does trouble
   whose grace runs past the time limit: the limit came first, so it is TIMED_OUT (checks may come late under load);
 - PREEMPTED_BY_TELEOP when the command mux's active source is teleop (a person took over), or the mux still holds
-  the policy after a takeover until someone resumes it (`awaiting_resume`: the mux never hands back by itself);
+  the policy after a takeover until someone resumes it (`awaiting_resume`: the mux never hands back by itself),
+  in a mux status received after the goal started (it comes at 10 Hz: one from before may already be stale, and
+  the reason it gives would be the old one);
 - CANCELLED when the policy was paused or its instruction changed by another client while the goal ran;
 - FINISHED when the success signal (`/vla/task_done`: std_msgs/Bool from a success detector, or the simulator's
   task check) reads true in a message received after the goal started. Nothing else counts as success: a goal
@@ -72,6 +74,7 @@ class MuxView:
     active_source: str
     estop_latched: bool
     awaiting_resume: bool = False  # teleop had the arm and let go: the mux holds the policy until resumed
+    received: float = math.inf  # when it arrived (the goal's clock); inf: counts for any goal
 
 
 class InstructionGoal:
@@ -126,6 +129,8 @@ class InstructionGoal:
                 return self._finish(Outcome.FAULT, f"{trouble} (for {now - self._trouble_since:.1f} s)", now)
         else:
             self._trouble_since = None
+        if mux is not None and mux.received < self.start:
+            mux = None  # heard before the goal: wait for the next status (its e-stop latch counted above)
         if mux is not None and mux.active_source == "teleop":
             return self._finish(Outcome.PREEMPTED_BY_TELEOP, "teleop took over the arm (command mux)", now)
         if mux is not None and mux.awaiting_resume:

@@ -100,7 +100,7 @@ class InstructionActionServer:
 
     def _on_mux_status(self, msg: Any) -> None:
         self._mux = (time.monotonic(), MuxView(str(msg.active_source), bool(msg.estop_latched),
-                                               bool(getattr(msg, "awaiting_resume", False))))
+                                               bool(getattr(msg, "awaiting_resume", False)), self.hooks.now()))
 
     def mux_view(self) -> MuxView | None:
         mux = self._mux
