@@ -6,9 +6,9 @@ MultiThreadedExecutor that `RclpyTransport.create` spins runs it alongside the s
 follows the node's clock (so `use_sim_time` and `ros2 bag play --clock` drive it). Except the nodes' control
 and status timers (`ControlTimers`): on wall time they are threads under rclpy too, as ros2_control runs its
 loop on a thread of its own. Called by the executor (Python code that takes the GIL between waits), a 250 Hz
-tick missed its period by over 1 ms at p99 (3.9 ms; 47 gaps over two periods in 20 s, model out of process,
-SCHED_FIFO) where a thread misses it by ~0.5 ms (`bench_control_jitter.py --transport rclpy`). On sim time
-(use_sim_time) they stay node timers, which the simulated clock drives.
+tick missed its period by 2.4-3.2 ms at p99 with 8-44 gaps over two periods per 30 s (model out of process,
+SCHED_FIFO); on threads, 0.84-2.04 ms and 0-17 gaps (`bench_control_jitter.py --transport rclpy`; the README
+has the runs). On sim time (use_sim_time) they stay node timers, which the simulated clock drives.
 
 The *time stamp* a job works with is always the node's clock (`Transport.now`): wall time over DDS, the ROS
 clock (sim time included) under rclpy. Tests skip both and call the jobs with a scripted clock.
