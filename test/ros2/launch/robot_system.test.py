@@ -299,9 +299,13 @@ class TestRobotLaunch(unittest.TestCase):
         self.assertIn("must be one of auto, synchronous, ensemble, rtc", set_param("strategy", "fastest"))
         self.assertIn("Set parameter successful", set_param("status_hz", "25.0"))
         start = time.monotonic()
-        wait_for(lambda: len(self.status.since(start)) >= 25, 10.0, "25 status messages")
-        rate = len(self.status.since(start)) / (time.monotonic() - start)
-        self.assertGreater(rate, 12.5, f"/vla/status at {rate:.1f} Hz after status_hz:=25 (was 10)")
+        wait_for(lambda: len(self.status.since(start)) >= 26, 10.0, "26 status messages")
+        # the node's own publish stamps, their median interval: a loaded machine that delays a few publishes or
+        # bunches their arrival here (a CI run measured 11.7 Hz by arrivals) does not move it; 10 Hz would
+        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in self.status.since(start)]
+        interval = float(np.median(np.diff(stamps)))
+        self.assertLess(interval, 0.075, f"/vla/status every {interval * 1e3:.0f} ms (median of its stamps) after "
+                        "status_hz:=25 (40 ms; was 10 Hz: 100 ms)")
         self.assertIn("Set parameter successful", set_param("velocity_scale", "0.5"))
         refused = set_param("velocity_scale", "0.9")
         self.assertIn("would loosen a limit", refused)
