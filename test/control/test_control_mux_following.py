@@ -19,6 +19,7 @@ import pytest
 
 from test.control.faults import mux_loop
 from test.control.helpers import mid_state
+from test.faults.monitor import Limits, beyond_path
 
 DIRECTIONS = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
 HOLD_TICK = 100  # the policy moves for 1 s at 100 Hz, then holds
@@ -64,20 +65,6 @@ def run(emb, speed: float, cut: int = TICKS, stall: int = 0) -> Run:
     return Run(np.array(policy_out), np.array(mux_out), np.max(speeds, axis=0), heard)
 
 
-def braking_distance(emb, speed: np.ndarray) -> np.ndarray:
-    """A period at `speed`, the jerk-limited build-up of deceleration (2 a/j), then v^2 / 2a (test/faults'
-    Limits.braking_distance, from the robot's limits)."""
-    a = np.array([j.max_acceleration for j in emb.joints])
-    jerk = np.array([j.max_jerk for j in emb.joints])
-    period = 1.0 / emb.rates.control_hz
-    return speed * (period + 2 * a / jerk) + speed ** 2 / (2 * a)
-
-
-def beyond(position: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Per joint, how far `position` lies outside the range of `points` [N, 6]."""
-    return np.maximum(np.maximum(position - points.max(axis=0), points.min(axis=0) - position), 0.0)
-
-
 @pytest.mark.parametrize("speed", [0.3, 1.0])
 def test_the_mux_passes_a_braking_policy_s_stop_by_less_than_its_braking_distance_and_comes_back(sim_arm, speed):
     r = run(sim_arm, speed)
@@ -86,7 +73,7 @@ def test_the_mux_passes_a_braking_policy_s_stop_by_less_than_its_braking_distanc
     np.testing.assert_allclose(r.mux[-1], stop, atol=1e-6)  # and the mux stands where it stopped
     after_hold = r.mux[HOLD_TICK:]
     overshoot = np.max(np.maximum((after_hold - stop) * DIRECTIONS, 0.0), axis=0)
-    assert np.all(overshoot <= braking_distance(sim_arm, r.mux_speed)), (overshoot, r.mux_speed)
+    assert np.all(overshoot <= Limits.of(sim_arm).braking_distance(r.mux_speed)), (overshoot, r.mux_speed)
 
 
 @pytest.mark.parametrize("stall", [0, 60])  # 60 ticks: longer than the mux's 0.5 s policy timeout
@@ -95,8 +82,8 @@ def test_a_silent_policy_stream_leaves_the_mux_on_what_it_heard_or_within_its_br
         r = run(sim_arm, 1.0, cut=cut, stall=stall)
         rest = r.mux[-1]
         np.testing.assert_allclose(r.mux[-20:], np.tile(rest, (20, 1)), atol=1e-9)  # it came to rest
-        commanded = np.vstack([r.mux[HOLD_TICK - 20][None, :], r.policy[HOLD_TICK - 20:]])
-        assert np.all(beyond(rest, commanded) <= braking_distance(sim_arm, r.mux_speed)), (cut, stall)
+        allowed = Limits.of(sim_arm).braking_distance(r.mux_speed)
+        assert np.all(beyond_path(rest, r.mux[HOLD_TICK - 20], r.policy[HOLD_TICK - 20:]) <= allowed), (cut, stall)
         if stall == 0:
             # still running, it goes to the last command it heard (its timeout ends the last micro-radians)
             np.testing.assert_allclose(rest, r.heard, atol=1e-3)
