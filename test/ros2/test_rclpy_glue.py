@@ -154,3 +154,64 @@ def test_gripper_action_client_against_a_real_action_server(spun_node, franka) -
     finally:
         output.close()
         server.destroy()
+
+
+def test_created_node_waits_on_its_subscriptions_apart_and_services_still_answer(rclpy_context) -> None:
+    """`RclpyTransport.create`'s node: the transport's subscriptions are waited on by a loop of their own, whose
+    wait set holds them alone (rclpy's executor rebuilt a wait set of every service in Python per message);
+    services stay on the MultiThreadedExecutor and answer; a blocking service handler (the node's default callback
+    group holds the services mutually exclusive, as before) no longer holds messages back. /clock (rclpy's own
+    subscription) still drives sim time."""
+    from rclpy.parameter import Parameter
+
+    transport = RclpyTransport.create("split_test", args=["split_test"])
+    try:
+        executor, node = transport._executor, transport.node
+        loop = executor.subscriptions
+        received: list[str] = []
+        subscription = transport.subscribe("/split/joints", "sensor_msgs/msg/JointState",
+                                           lambda _: received.append(threading.current_thread().name))
+        release = threading.Event()
+        transport.service("/split/slow", "std_srvs/srv/Trigger",
+                          lambda _: {"success": release.wait(10.0), "message": "slow"})
+        transport.service("/split/fast", "std_srvs/srv/Trigger", lambda _: {"success": True, "message": "fast"})
+        publisher = transport.publisher("/split/joints", "sensor_msgs/msg/JointState")
+        assert wait_until(lambda: loop.waited_on == (subscription.handle,))
+        assert not executor.can_execute(subscription.handle)
+        assert len(list(node.services)) >= 9  # rclpy's 7 parameter services and our 2: none in the loop's wait set
+
+        slow_reply: list[object] = []
+        slow_call = threading.Thread(
+            target=lambda: slow_reply.append(transport.client("/split/slow", "std_srvs/srv/Trigger").call({}, 15.0)))
+        slow_call.start()
+        time.sleep(0.3)  # the slow handler now blocks on a pool thread
+        message = encode_joint_state(transport.new_message, ["a"], np.array([0.5]), stamp=1.0)
+        for _ in range(100):
+            publisher.publish(message)
+            if wait_until(lambda: len(received) >= 20, 0.01):
+                break
+        assert len(received) >= 20 and set(received) == {loop.name}
+        assert not slow_reply
+        release.set()
+        slow_call.join(15.0)
+        assert slow_reply and slow_reply[0].success
+        fast = transport.client("/split/fast", "std_srvs/srv/Trigger").call({}, 10.0)
+        assert fast.success and fast.message == "fast"
+
+        subscription.close()
+        assert wait_until(lambda: loop.waited_on == ())
+        count = len(received)
+        publisher.publish(message)
+        time.sleep(0.2)
+        assert len(received) == count
+
+        node.set_parameters([Parameter("use_sim_time", value=True)])
+        clock = transport.publisher("/clock", "rosgraph_msgs/msg/Clock")
+        for _ in range(100):
+            clock.publish(transport.new_message("rosgraph_msgs/msg/Clock", clock={"sec": 42, "nanosec": 0}))
+            if wait_until(lambda: transport.now() == 42.0, 0.05):
+                break
+        assert transport.now() == 42.0
+    finally:
+        release.set()
+        transport.close()

@@ -7,7 +7,9 @@ imported lazily. Tested against the real rclpy in test/ros2/.
 
 Threading: callbacks and service handlers run in whatever executor spins `node`. `RclpyTransport.create()`
 makes its own node (a lifecycle node on request) and spins it on a background MultiThreadedExecutor, so
-`ServiceClient.call` can block.
+`ServiceClient.call` can block, except the subscriptions made through `subscribe`: a thread of their own waits
+on them alone and runs their callbacks (transport/rclpy_executor.py: rclpy's executor rebuilt its wait set of
+every service in Python on each message, the GIL a 250 Hz control tick waited for).
 
 Destroying while spinning: rclpy's executor adds every waitable (a publisher's or subscription's QoS event
 handlers, action servers and clients) from a snapshot taken before the wait set is built, without the
@@ -47,6 +49,7 @@ from vla_policy_node.transport.base import (
     Transport,
 )
 from vla_policy_node.transport.qos import DEFAULT_QOS, QosProfile
+from vla_policy_node.transport.rclpy_executor import split_executor_class
 from vla_policy_node.transport.rosout import InstalledHandler, RcutilsForwarder
 
 # rosidl type names (get_fields_and_field_types) -> (numpy dtype, array.array typecode)
@@ -178,8 +181,11 @@ class _RclpySubscription(Subscription):
     msgtype: str
     handle: Any
     node: Any
+    loop: Any = None  # the SubscriptionLoop that waits on it (a node made by `create()`)
 
     def close(self) -> None:
+        if self.loop is not None:
+            self.loop.remove(self.handle)
         self.node.destroy_subscription(self.handle)
 
 
@@ -241,7 +247,6 @@ class RclpyTransport(Transport):
         `forward_logging`: Python log records go to rcutils under the node's name (console and /rosout)
         until `close()` (transport/rosout.py)."""
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
         from rclpy.signals import SignalHandlerOptions
 
@@ -251,7 +256,7 @@ class RclpyTransport(Transport):
             node = _lifecycle_node_class()(node_name, namespace=namespace, handlers=lifecycle)
         else:
             node = Node(node_name, namespace=namespace)
-        executor = MultiThreadedExecutor(num_threads=threads or max(4, (os.cpu_count() or 1) + 2))
+        executor = split_executor_class()(threads or max(4, (os.cpu_count() or 1) + 2), name=f"rclpy-{node_name}")
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name=f"rclpy-{node_name}", daemon=True)
         thread.start()
@@ -280,7 +285,10 @@ class RclpyTransport(Transport):
             event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False),
         )
         holder["topic"] = handle.topic_name
-        return _RclpySubscription(handle.topic_name, msgtype, handle, self.node)
+        loop = getattr(self._executor, "subscriptions", None)
+        if loop is not None:
+            loop.add(handle)
+        return _RclpySubscription(handle.topic_name, msgtype, handle, self.node, loop)
 
     def new_message(self, msgtype: str, /, **fields: Any) -> Any:
         cls = message_class(msgtype)
