@@ -11,8 +11,9 @@ the tiny VLA (random weights; CPU) asked for a new chunk as soon as the previous
 rests. The start time of every control tick is recorded; a period is the time between two starts. Each mode
 runs in a fresh process, as a node starts.
 
---transport rclpy: the node runs on rclpy (rmw_cyclonedds_cpp, a sourced ROS 2), as `ros2 launch` starts it: its
-subscriptions and both timers are rclpy's, called by the node's MultiThreadedExecutor. The sensors still come
+--transport rclpy: the node runs on rclpy (rmw_cyclonedds_cpp, a sourced ROS 2), as `ros2 launch` starts it
+(`RclpyTransport.create`): its subscriptions are rclpy's, taken by the transport's subscription loop, its services
+on the node's MultiThreadedExecutor, its control and status timers threads (on wall time). The sensors still come
 from a DDS participant, on the same loopback domain (the wire is the same). Default: dds (the node's own DDS
 transport, timers on threads of their own).
 

@@ -2,13 +2,15 @@
 
 Without ROS (DDS transport) each periodic job gets its own thread, so a slow status encode never delays a
 control tick. Under rclpy a job is a node timer in its own mutually exclusive callback group: the
-MultiThreadedExecutor that `RclpyTransport.create` spins runs it alongside the subscriptions, and the timer
+MultiThreadedExecutor that `RclpyTransport.create` spins runs it alongside the services, and the timer
 follows the node's clock (so `use_sim_time` and `ros2 bag play --clock` drive it). Except the nodes' control
 and status timers (`ControlTimers`): on wall time they are threads under rclpy too, as ros2_control runs its
 loop on a thread of its own. Called by the executor (Python code that takes the GIL between waits), a 250 Hz
 tick missed its period by 2.4-3.2 ms at p99 with 8-44 gaps over two periods per 30 s (model out of process,
-SCHED_FIFO); on threads, 0.84-2.04 ms and 0-17 gaps (`bench_control_jitter.py --transport rclpy`; the README
-has the runs). On sim time (use_sim_time) they stay node timers, which the simulated clock drives.
+SCHED_FIFO); on threads, 0.84-2.04 ms and 0-17 gaps; with the subscriptions also off the executor (a wait loop
+of their own, transport/rclpy_executor.py), 0.56-0.79 ms and 0-2 gaps (`bench_control_jitter.py --transport
+rclpy`; the README has the runs). On sim time (use_sim_time) they stay node timers, which the simulated clock
+drives.
 
 The *time stamp* a job works with is always the node's clock (`Transport.now`): wall time over DDS, the ROS
 clock (sim time included) under rclpy. Tests skip both and call the jobs with a scripted clock.
