@@ -49,10 +49,11 @@ def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what:
 
     The filters brake per control tick, and a filter following a held command (the mux behind a policy that
     holds, hearing it between its own ticks) settles on it within a few periods: the allowance is three times
-    a/j + T, the time constant of a jerk-limited approach (margin: jerk never delays a stop). On a machine that runs the control loops slower than their nominal rate (the
-    commands' arrival rate, the nodes' own control_rate), those ticks take that much longer. A stall (no
-    command heard for longer than a period before the rest: the nodes or the monitor did not run) shifts every
-    arrival time by its length. Both are added to the allowance and reported.
+    a/j + T, the time constant of a jerk-limited approach (margin: jerk never delays a stop). On a machine
+    that runs the control loops slower than their nominal rate (the commands' arrival rate, the nodes' own
+    control_rate), those ticks take that much longer. A stall (no command heard for longer than a period
+    before the rest: the nodes or the monitor did not run) shifts every arrival time by its length. Both are
+    added to the allowance and reported.
 
     A hold the policy node decides is timed on its own commands; the mux, which follows them with its own
     filter, must then bring the controller to rest on the same position before the fault ends (how long that
