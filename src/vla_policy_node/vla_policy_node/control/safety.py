@@ -85,6 +85,7 @@ class SafetyFilter:
         self._vmax = [j.max_velocity for j in embodiment.joints]
         self._amax = [j.max_acceleration for j in embodiment.joints]
         self._a_t = [a * self.period for a in self._amax]
+        self._a_tol = [a * (1.0 + 1e-9) for a in self._a_t]  # a step change within acceleration
         jerk = [j.max_jerk if (config.enforce_jerk and j.max_jerk) else math.inf for j in embodiment.joints]
         self._j_t = [jk * self.period for jk in jerk]
         step = embodiment.safety.max_relative_target
@@ -227,7 +228,7 @@ class SafetyFilter:
         step = self._step
         vmaxs, amaxs, a_ts, j_ts, los, his = self._vmax, self._amax, self._a_t, self._j_t, self._lo, self._hi
         brake_zones, on_targets, prev_targets = self._brake_zone, self._on_target, self._prev_target
-        last_steps = self._last_step
+        last_steps, a_tols = self._last_step, self._a_tol
         inf = math.inf
         for j in range(len(qs)):
             q, v, a_prev = qs[j], vs[j], accs[j]
@@ -242,23 +243,26 @@ class SafetyFilter:
                     flags.add("position")
                 if j_t != inf:
                     hi_j, lo_j = v + (a_prev + j_t) * period, v + (a_prev - j_t) * period
-                    jerk_x = hi_j if x > hi_j else (lo_j if x < lo_j else x)
                     # Like every clamp, jerk restricts motion and never creates it: its result stays between
                     # standing still and the step asked for. It smooths how motion starts and speeds up, never
                     # how it stops (a stop it delayed would carry the command past its target).
-                    jerk_x = min(max(jerk_x, 0.0), x) if x >= 0.0 else max(min(jerk_x, 0.0), x)
-                    if jerk_x != x:
-                        x = jerk_x
+                    if x > hi_j:
+                        if x > 0.0:
+                            x = hi_j if hi_j > 0.0 else 0.0
+                            flags.add("jerk")
+                    elif x < lo_j and x < 0.0:
+                        x = lo_j if lo_j < 0.0 else 0.0
                         flags.add("jerk")
                 # Its velocity: the last step, or where that step is more than acceleration allows away from the
                 # one before (a message that came a tick late looks like a pause, then a double step: neither is
                 # its speed), the smaller of the two.
                 pt = prev_targets[j]
-                step_now = 0.0 if pt != pt else (tj - pt) * inv_t
+                step_now = (tj - pt) * inv_t if pt == pt else 0.0
                 last_step = last_steps[j]
                 last_steps[j] = step_now
-                feasible = abs(step_now - last_step) <= a_t * (1.0 + 1e-9)
-                if not on_targets[j] or not feasible:
+                a_tol = a_tols[j]
+                feasible = -a_tol <= step_now - last_step <= a_tol
+                if not (feasible and on_targets[j]):
                     # Off the target (a clamp happened) or behind a stream that is not one an arm can follow:
                     # approach without passing the point where the target itself would stop if it braked now at
                     # max deceleration (a stream filtered with these limits can do no better). Like the jerk
