@@ -257,7 +257,7 @@ class SafetyFilter:
                 # one before (a message that came a tick late looks like a pause, then a double step: neither is
                 # its speed), the smaller of the two.
                 pt = prev_targets[j]
-                step_now = (tj - pt) * inv_t if pt == pt else 0.0
+                step_now = (tj - pt if pt == pt else tj - q) * inv_t  # after a reset or hold: from where it stands
                 last_step = last_steps[j]
                 last_steps[j] = step_now
                 a_tol = a_tols[j]
@@ -343,6 +343,7 @@ class SafetyFilter:
             if target is None:
                 prev_targets[j] = math.nan
                 on_targets[j] = False
+                last_steps[j] = 0.0
             else:
                 prev_targets[j] = tj
                 on_targets[j] = abs(qn - tj) <= 1e-9
