@@ -48,6 +48,36 @@ def test_jerk_clamp_hand_computed():
     assert filt.counts["jerk"] == 3
 
 
+def test_jerk_never_delays_a_stop_past_the_target():
+    """A target that moves, then brakes at max deceleration: the jerk clamp would let the deceleration build up
+    over several steps and carry the command past the stop. It yields there (acceleration still binds), so the
+    command stops on the target; it still limits how the motion started."""
+    filt = make_filter(small_robot(vmax=1.0, amax=10.0, jerk=100.0))
+    speeds = [0.5] * 40 + [0.5 - 0.1 * k for k in range(1, 6)] + [0.0] * 60  # rad/s, braking at 10 rad/s^2
+    stream = np.cumsum(np.array(speeds) * 0.01)
+    q = run(filt, [[x] for x in stream])[:, 0]
+    assert q.max() <= stream[-1] + 1e-12 and q[-1] == pytest.approx(stream[-1])
+    v = np.diff(np.concatenate([[0.0], q])) / 0.01
+    a = np.diff(np.concatenate([[0.0], v])) / 0.01
+    assert np.all(np.abs(np.diff(np.concatenate([[0.0], a]))[:5]) <= 100.0 * (1 + 1e-6))  # the start: jerk held
+    assert np.all(np.abs(a) <= 10.0 * (1 + 1e-9))
+    assert filt.counts["jerk_yielded"] > 0  # the stop: jerk yielded, and counted
+
+
+def test_a_late_message_does_not_speed_the_filter_past_the_stream():
+    """A stream of a braking arm, heard with one message late (the same command twice, then a double step):
+    the filter, behind the stream since jerk slowed its start, must not take the double step for the stream's
+    speed and pass the stop (2 mrad past it if it did)."""
+    filt = make_filter(small_robot(vmax=2.0, amax=10.0, jerk=400.0))
+    steps = [0.1 * min(k, 10) for k in range(1, 30)] + [1.0 - 0.1 * k for k in range(1, 11)]  # v in rad/s
+    stream = np.cumsum(np.array(steps) * 0.01)
+    heard = stream.copy()
+    heard[33] = heard[32]  # message 33 comes a tick late: the filter hears 32 twice, then 34
+    q = run(filt, [[x] for x in heard] + [[stream[-1]]] * 30)[:, 0]
+    assert q.max() <= stream[-1] + 1e-12
+    assert q[-1] == pytest.approx(stream[-1])
+
+
 def test_jerk_can_be_disabled():
     filt = make_filter(small_robot(jerk=100.0), config=SafetyConfig(enforce_jerk=False))
     assert run(filt, [[1.0]])[0, 0] == pytest.approx(0.001)

@@ -143,3 +143,28 @@ def test_twist_commands_respect_speeds_and_do_not_leave_the_box(steps):
         inside = (pos >= lo) & (pos <= hi)
         assert np.all(~inside | ((nxt >= lo - 1e-12) & (nxt <= hi + 1e-12)))  # inside stays inside
         assert np.all(inside | (np.abs(nxt - np.clip(nxt, lo, hi)) <= np.abs(pos - np.clip(pos, lo, hi)) + 1e-12))
+
+
+@settings(max_examples=150, deadline=None)
+@given(robots, st.lists(st.floats(-0.5, 1.0), min_size=3, max_size=3), st.lists(step, min_size=1, max_size=12))
+def test_a_filter_following_another_s_stream_reproduces_it(emb, start, steps):
+    """The command mux runs a second filter, with the same limits, on the policy node's filtered stream. Whatever
+    the policy's targets (wild, NaN, pushes past the limits, holds), the stream it sends is one the second filter
+    follows exactly: a second filter must never add motion of its own (before 2026-12-06 it enforced jerk on
+    the first one's stops and passed them)."""
+    space = CommandSpace.from_embodiment(emb)
+    config = SafetyConfig(relative_target_from_measured=False)
+    first, second = (SafetyFilter(emb, space, 1.0 / emb.rates.control_hz, config) for _ in range(2))
+    start = np.clip(start, first.lower, first.upper)
+    first.reset(start, 0.04)
+    second.reset(start, 0.04)
+    ticks = [(kind, a, b) for (kind, a, b), count in steps for _ in range(count)]
+    for i, (kind, a, b) in enumerate(ticks):
+        if kind == "target":
+            out = first.apply(np.array(a), b)
+        elif kind == "smooth":
+            out = first.apply(np.full(3, a * math.sin(0.05 * i)), b)
+        else:
+            out = first.apply(None, None, hold=True)
+        followed = second.apply(out.arm, out.gripper)
+        np.testing.assert_allclose(followed.arm, out.arm, rtol=0, atol=1e-9, err_msg=f"tick {i}")

@@ -48,11 +48,12 @@ def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what:
     and until t_end. Returns when that node's commands came to rest.
 
     The filters brake per control tick, and a filter following a held command (the mux behind a policy that
-    holds) settles on it with the time constant of its jerk-limited approach (a/j + T): three of those take it
-    within the rest tolerance. On a machine that runs the control loops slower than their nominal rate (the
-    commands' arrival rate, the nodes' own control_rate), those ticks take that much longer. A stall (no
-    command heard for longer than a period before the rest: the nodes or the monitor did not run) shifts every
-    arrival time by its length. Both are added to the allowance and reported.
+    holds, hearing it between its own ticks) settles on it within a few periods: the allowance is three times
+    a/j + T, the time constant of a jerk-limited approach (margin: jerk never delays a stop). On a machine
+    that runs the control loops slower than their nominal rate (the commands' arrival rate, the nodes' own
+    control_rate), those ticks take that much longer. A stall (no command heard for longer than a period
+    before the rest: the nodes or the monitor did not run) shifts every arrival time by its length. Both are
+    added to the allowance and reported.
 
     A hold the policy node decides is timed on its own commands; the mux, which follows them with its own
     filter, must then bring the controller to rest on the same position before the fault ends (how long that
@@ -84,26 +85,21 @@ def assert_hold(ns: NodeSet, t_fault: float, timeout: float, t_end: float, what:
         assert arm is not None, f"{what}: the controller's commands still moved when the fault ended"
         # The mux holds on its own when the policy's stream is silent for longer than its timeout (a stalled
         # machine). Seen in its status, or (a hold between two status messages) in the policy's stream itself.
-        # It then rests where its own filter stood when it stopped listening: following a policy that brakes
-        # (its filter lets jerk yield, the mux's enforces it), it passes the policy's stop and comes back
-        # (test_control_mux_following.py), and a hold of its own cuts that short. So it may rest beyond every
-        # position the policy commanded, but never by more than it could still travel at the speeds it had: its
-        # braking distance.
+        # It then brakes from where its own filter stood when it stopped listening, and its filter always kept
+        # able to stop short of where the policy's stream could stop, late messages included
+        # (test_control_mux_following.py): so it rests inside the range of positions the policy commanded.
         held, reached, start = m.position_at(t_end, log), m.position_at(t_end), m.position_at(t_fault)
         assert held is not None and reached is not None and start is not None
         if (any(s["active_source"] == "hold" for _, s in m.mux_status.window(t_fault, t_end))
                 or m.largest_gap(t_fault, t_end, log) > ns.mux_policy_timeout()):
             _, path, _ = m.command_arrays(t_fault, t_end, log)
             beyond = beyond_path(reached, start, path)
-            speed = m.peak_speed(t_fault, t_end)
-            allowed = m.limits.braking_distance(speed) + REST_TRAVEL
-            j = int(np.argmax(beyond - allowed))
+            j = int(np.argmax(beyond))
             low, high = min(start[j], path[:, j].min(initial=start[j])), max(start[j], path[:, j].max(initial=start[j]))
-            assert np.all(beyond <= allowed), (
+            assert np.all(beyond <= REST_TRAVEL), (
                 f"{what}: the mux held on its own and the controller came to rest {beyond[j]:.4f} rad beyond every "
                 f"position the policy commanded ({m.limits.names[j]} at {reached[j]:.4f}, the policy's between "
-                f"{low:.4f} and {high:.4f}); allowed {allowed[j]:.4f} rad: its braking distance at its peak speed "
-                f"{speed[j]:.3f} rad/s + {REST_TRAVEL} rad")
+                f"{low:.4f} and {high:.4f}); allowed {REST_TRAVEL} rad")
             return rest
         assert np.max(np.abs(reached - held)) <= REST_TRAVEL, (
             f"{what}: the controller came to rest {np.max(np.abs(reached - held)):.4f} rad away from where the "

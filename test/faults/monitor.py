@@ -96,17 +96,10 @@ class Limits:
         return out[:20]
 
     def braking_time(self, velocity: np.ndarray) -> float:
-        """How long the joints take to stop from `velocity`: at max deceleration, after building it up at the
-        max jerk (the filter limits jerk on the commands it follows)."""
+        """How long the joints take to stop from `velocity`: at max deceleration, plus the time to build it up at
+        the max jerk (the filters brake at max deceleration from the first step since jerk never delays a stop:
+        that term is margin)."""
         return float(np.max(np.abs(velocity) / self.max_acceleration + self.max_acceleration / self.max_jerk))
-
-    def braking_distance(self, speed: np.ndarray) -> np.ndarray:
-        """Per joint, how far a joint moving at `speed` may still travel before it stands: one period at that
-        speed, the jerk-limited build-up of the deceleration (at most 2 a/j at that speed), then braking at
-        max deceleration (v^2 / 2a)."""
-        speed = np.abs(np.asarray(speed, dtype=np.float64))
-        ramp = 2.0 * self.max_acceleration / self.max_jerk
-        return speed * (self.period + ramp) + speed ** 2 / (2.0 * self.max_acceleration)
 
 
 def beyond_path(reached: np.ndarray, start: np.ndarray, path: np.ndarray) -> np.ndarray:
@@ -233,17 +226,6 @@ class Monitor:
         """Largest change of any joint command over [t0, t1]."""
         _, q, _ = self.command_arrays(t0, t1, log)
         return float(np.max(np.ptp(q, axis=0))) if len(q) > 1 else 0.0
-
-    def peak_speed(self, t0: float, t1: float, log: Recorder | None = None) -> np.ndarray:
-        """Per joint, the fastest the commands of [t0, t1] moved: their trajectory velocities and their steps
-        per nominal period, whichever is larger (zeros without two commands)."""
-        _, q, v = self.command_arrays(t0, t1, log)
-        speed = np.zeros(len(self.limits.names))
-        if len(q) > 1:
-            speed = np.max(np.abs(np.diff(q, axis=0)), axis=0) / self.limits.period
-        if v is not None and len(v):
-            speed = np.maximum(speed, np.max(np.abs(v), axis=0))
-        return speed
 
     def velocity_at(self, t: float, log: Recorder | None = None) -> np.ndarray:
         """The trajectory velocity of the last command that arrived before t (zeros if none)."""

@@ -62,14 +62,6 @@ def test_braking_time_grows_with_speed(limits):
     assert 0 < still < fast and fast >= float(np.max(limits.max_velocity / limits.max_acceleration))
 
 
-def test_braking_distance_is_zero_at_rest_and_covers_v2_over_2a(limits):
-    assert np.all(limits.braking_distance(np.zeros(len(limits.names))) == 0.0)
-    v = 0.5 * limits.max_velocity
-    d = limits.braking_distance(-v)  # either direction
-    assert np.all(d > v ** 2 / (2 * limits.max_acceleration))
-    assert np.all(d < limits.braking_distance(limits.max_velocity))
-
-
 def test_beyond_path_measures_from_every_commanded_position_not_a_straight_segment():
     start = np.array([0.0, 0.0])
     path = np.array([[0.004, 0.0], [0.010, -0.002], [0.005, -0.001]])  # joint 0 goes out to 0.010 and back

@@ -150,8 +150,8 @@ class MuxConfig:
 class SafetyConfig:
     """Switches of the safety filter beyond the robot's own limits.
 
-    enforce_jerk: apply JointSpec.max_jerk where given (best effort: it yields to position/velocity/acceleration
-        when they cannot all be met, and that is counted).
+    enforce_jerk: apply JointSpec.max_jerk where given to how motion starts and speeds up (best effort: it never
+        delays a stop, and yields to position/velocity/acceleration when they cannot all be met; counted).
     relative_target_from_measured: LeRobot measures `max_relative_target` from the present (measured) position;
         otherwise it caps the step from the last command.
     """

@@ -10,7 +10,12 @@ The limits are applied as nested clamps on the step velocity, lowest priority fi
 Clamping a value that lies in one interval to an interval that intersects it lands in the intersection, so
 each clamp keeps all earlier ones whenever they are jointly feasible, and the hard ones (last) always hold.
 
-A clamp restricts motion towards a target; it never creates motion of its own. The relative-target interval
+A clamp restricts motion towards a target; it never creates motion of its own. The jerk clamp's result stays
+between standing still and the step asked for: it shapes how motion starts and speeds up, never delays a stop
+(a stop it delayed would carry the command past the target, and a second filter following this one's stream,
+the command mux, would pass that stream's stop). Off the target, the approach aims short of where the target
+would stop if it braked now at max deceleration, so a filter following another's stream stops with it, even
+when a message came late (the target's speed is then the smaller of its last two steps). The relative-target interval
 (around the *measured* position) always admits standing still, so a reading far from the command (a lagging
 arm, or a wrong reading that got past the plausibility check) can stop motion away from it but never pull
 the command towards it; and a command outside the position limits (anchored there at start) holds where it
@@ -80,6 +85,7 @@ class SafetyFilter:
         self._vmax = [j.max_velocity for j in embodiment.joints]
         self._amax = [j.max_acceleration for j in embodiment.joints]
         self._a_t = [a * self.period for a in self._amax]
+        self._a_tol = [a * (1.0 + 1e-9) for a in self._a_t]  # a step change within acceleration
         jerk = [j.max_jerk if (config.enforce_jerk and j.max_jerk) else math.inf for j in embodiment.joints]
         self._j_t = [jk * self.period for jk in jerk]
         step = embodiment.safety.max_relative_target
@@ -113,6 +119,7 @@ class SafetyFilter:
         self._v = [0.0] * n
         self._a = [0.0] * n
         self._prev_target = [math.nan] * n
+        self._last_step = [0.0] * n
         self._on_target = [False] * n
         self._gripper: float | None = None
         self.initialized = False
@@ -128,6 +135,7 @@ class SafetyFilter:
         self._v = [0.0] * n
         self._a = [0.0] * n
         self._prev_target = [math.nan] * n
+        self._last_step = [0.0] * n
         self._on_target = [False] * n
         if self.space.gripper_name is not None:
             g = float(gripper) if gripper is not None and math.isfinite(gripper) else self._g_lo
@@ -220,6 +228,7 @@ class SafetyFilter:
         step = self._step
         vmaxs, amaxs, a_ts, j_ts, los, his = self._vmax, self._amax, self._a_t, self._j_t, self._lo, self._hi
         brake_zones, on_targets, prev_targets = self._brake_zone, self._on_target, self._prev_target
+        last_steps, a_tols = self._last_step, self._a_tol
         inf = math.inf
         for j in range(len(qs)):
             q, v, a_prev = qs[j], vs[j], accs[j]
@@ -234,22 +243,46 @@ class SafetyFilter:
                     flags.add("position")
                 if j_t != inf:
                     hi_j, lo_j = v + (a_prev + j_t) * period, v + (a_prev - j_t) * period
+                    # Like every clamp, jerk restricts motion and never creates it: its result stays between
+                    # standing still and the step asked for. It smooths how motion starts and speeds up, never
+                    # how it stops (a stop it delayed would carry the command past its target).
                     if x > hi_j:
-                        x = hi_j
+                        if x > 0.0:
+                            x = hi_j if hi_j > 0.0 else 0.0
+                            flags.add("jerk")
+                    elif x < lo_j and x < 0.0:
+                        x = lo_j if lo_j < 0.0 else 0.0
                         flags.add("jerk")
-                    elif x < lo_j:
-                        x = lo_j
-                        flags.add("jerk")
-                if not on_targets[j]:
-                    # Off the previous target (a clamp happened): approach without overshooting it, which
-                    # outranks jerk (an overshoot that jerk forces would oscillate around the target).
-                    pt = prev_targets[j]
-                    vt = 0.0 if pt != pt else min(vmax, max(-vmax, (tj - pt) * inv_t))
-                    e = tj - q
-                    if e > 0.0:
-                        x = min(x, vt + self._approach_speed(j, e, max(a_prev, 0.0)))
-                    elif e < 0.0:
-                        x = max(x, vt - self._approach_speed(j, -e, max(-a_prev, 0.0)))
+                # Its velocity: the last step, or where that step is more than acceleration allows away from the
+                # one before (a message that came a tick late looks like a pause, then a double step: neither is
+                # its speed), the smaller of the two.
+                pt = prev_targets[j]
+                step_now = (tj - pt if pt == pt else tj - q) * inv_t  # after a reset or hold: from where it stands
+                last_step = last_steps[j]
+                last_steps[j] = step_now
+                a_tol = a_tols[j]
+                feasible = -a_tol <= step_now - last_step <= a_tol
+                if not (feasible and on_targets[j]):
+                    # Off the target (a clamp happened) or behind a stream that is not one an arm can follow:
+                    # approach without passing the point where the target itself would stop if it braked now at
+                    # max deceleration (a stream filtered with these limits can do no better). Like the jerk
+                    # clamp, this restricts the step between standing still and what was asked.
+                    if feasible:
+                        vt = step_now
+                    elif step_now > 0.0 < last_step:
+                        vt = min(step_now, last_step)
+                    elif step_now < 0.0 > last_step:
+                        vt = max(step_now, last_step)
+                    else:
+                        vt = 0.0
+                    vt = min(vmax, max(-vmax, vt))
+                    stop = tj - q
+                    if abs(vt) > a_t:  # its steps from here: |vt| - aT, |vt| - 2aT, ..., 0
+                        stop += math.copysign(stopping_distance(abs(vt) - a_t, amax, period), vt)
+                    if x > 0.0:
+                        x = min(x, max(braking_velocity(stop, amax, period), 0.0))
+                    elif x < 0.0:
+                        x = max(x, min(braking_velocity(stop, amax, period), 0.0))
                 if step != inf:
                     ref = measured[j] if measured is not None else q
                     # never an interval that excludes standing still: the clamp must not create motion
@@ -310,22 +343,11 @@ class SafetyFilter:
             if target is None:
                 prev_targets[j] = math.nan
                 on_targets[j] = False
+                last_steps[j] = 0.0
             else:
                 prev_targets[j] = tj
                 on_targets[j] = abs(qn - tj) <= 1e-9
         return None
-
-    def _approach_speed(self, j: int, distance: float, accel_towards: float) -> float:
-        """Fastest speed towards a target `distance` away that can still stop on it. With a jerk limit the
-        deceleration needs time to build up: the continuous estimate v = A (sqrt(tau^2 + 2d/A) - tau) with
-        tau = time to swing the acceleration to -A (plus a step) starts braking that much earlier."""
-        amax, period = self._amax[j], self.period
-        speed = braking_velocity(distance, amax, period)
-        j_t = self._j_t[j]
-        if j_t != math.inf:
-            tau = (amax + accel_towards) * period / j_t + period
-            speed = min(speed, amax * (math.sqrt(tau * tau + 2.0 * distance / amax) - tau))
-        return speed
 
     # -------------------------------------------------------------------------------------- Cartesian
     def _pose_step(self, target: list[float] | None, flags: set[str]) -> None:
