@@ -18,6 +18,20 @@ ROS2_MISSING = ros2_missing()
 ROS2_TESTS: set[str] = set()
 
 
+@pytest.fixture(autouse=True)
+def _no_real_time_left_behind() -> Any:
+    """No test may leave a thread of the test process in a real-time class: every process the suite starts
+    afterwards would inherit it (SVT-AV1 once put this process at SCHED_FIFO 99, and with it the node processes
+    and mypy of every later test). Such threads are set back, and the test fails."""
+    from vla_policy_node.train.normal_scheduling import normal_scheduling, realtime_threads
+
+    before = realtime_threads()
+    with normal_scheduling():
+        yield
+        left = realtime_threads() - before
+    assert not left, f"the test left {len(left)} thread(s) of the test process at real-time priority (set back)"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests under test/ros2/ carry the `ros2` marker (so `pytest -m ros2` runs exactly them); without a real
     ROS 2 every `ros2` test is skipped with one reason."""

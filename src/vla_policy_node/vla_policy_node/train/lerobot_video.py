@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_policy_node.train.normal_scheduling import normal_scheduling
+
 DEFAULT_CODEC = "libsvtav1"  # LeRobot's default: AV1 through SVT-AV1, yuv420p, GOP 2, CRF 30, preset 12
 CODECS = {"av1": "libsvtav1", "libsvtav1": "libsvtav1", "h264": "libx264", "libx264": "libx264"}
 TOLERANCE_S = 1e-4  # LeRobot's default tolerance between a wanted and a decoded frame time
@@ -121,7 +123,9 @@ class VideoFileWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames
         frame.time_base = Fraction(1, self.fps)
-        self._mux(self._stream.encode(frame))
+        with normal_scheduling():  # the first frame opens the encoder, which SVT-AV1 makes real-time as root
+            packets = self._stream.encode(frame)
+        self._mux(packets)
         self.frames += 1
 
     def _mux(self, packets: Any) -> None:
@@ -132,7 +136,9 @@ class VideoFileWriter:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._mux(self._stream.encode(None))
+            with normal_scheduling():
+                packets = self._stream.encode(None)
+            self._mux(packets)
             self._container.close()
 
 
