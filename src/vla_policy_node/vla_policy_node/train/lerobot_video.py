@@ -123,8 +123,11 @@ class VideoFileWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames
         frame.time_base = Fraction(1, self.fps)
-        with normal_scheduling():  # the first frame opens the encoder, which SVT-AV1 makes real-time as root
+        if self.frames:
             packets = self._stream.encode(frame)
+        else:
+            with normal_scheduling():  # the first frame opens the encoder, which SVT-AV1 makes real-time as root
+                packets = self._stream.encode(frame)
         self._mux(packets)
         self.frames += 1
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 
 _REALTIME = tuple(getattr(os, name) for name in ("SCHED_FIFO", "SCHED_RR") if hasattr(os, name))
+_POLICY = ~getattr(os, "SCHED_RESET_ON_FORK", 0)  # the policy without the flag
 
 
 def realtime_threads() -> set[int]:
@@ -24,7 +25,7 @@ def realtime_threads() -> set[int]:
     found = set()
     for name in os.listdir("/proc/self/task"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            if os.sched_getscheduler(int(name)) & ~getattr(os, "SCHED_RESET_ON_FORK", 0) in _REALTIME:
+            if os.sched_getscheduler(int(name)) & _POLICY in _REALTIME:
                 found.add(int(name))
     return found
 
