@@ -44,6 +44,34 @@ SLOW_START = textwrap.dedent("""
 """)
 
 
+CUT_SHORT = textwrap.dedent("""
+    import sys, time
+    from vla_policy_node.nodes.node_support import console_main
+
+    def run(args):
+        try:
+            print("loading", flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:  # as rclpy's C extension import reported a SIGINT in its middle
+            raise ImportError("The C extension '_rclpy_pybind11' isn't present on the system") from None
+        return 0
+
+    sys.argv[0] = "command_mux_node"
+    console_main(run)
+""")
+
+FAILS = textwrap.dedent("""
+    import sys
+    from vla_policy_node.nodes.node_support import console_main
+
+    def run(args):
+        raise ImportError("The C extension '_rclpy_pybind11' isn't present on the system")
+
+    sys.argv[0] = "command_mux_node"
+    console_main(run)
+""")
+
+
 def interrupted(code: str, ready: str) -> subprocess.CompletedProcess:
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -66,3 +94,15 @@ def test_sigint_while_the_node_starts_is_a_clean_stop() -> None:
     result = interrupted(SLOW_START, "loading")
     assert result.returncode == 0, result.stderr
     assert "policy_node: stopped during start-up (SIGINT)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_error_that_a_sigint_caused_during_start_up_is_still_a_clean_stop() -> None:
+    """A library that turns the interrupt into an error of its own (rclpy's extension import did, in CI: the
+    replay launch's mux exited 2 "isn't present on the system" when the bag ended while it started): exit 0,
+    one line that names what was cut short. Without a SIGINT the same error stays an error (exit 2)."""
+    result = interrupted(CUT_SHORT, "loading")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().startswith("command_mux_node: stopped during start-up (SIGINT; it cut short: "
+                                            "ImportError"), result.stderr
+    failed = subprocess.run([sys.executable, "-c", FAILS], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2 and "isn't present on the system" in failed.stderr, failed.stderr

@@ -172,7 +172,7 @@ class InferenceServer:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._worker is not None:
+        if self._worker is not None and self._worker.is_alive():  # not if start() was cut by a SIGINT
             self._worker.join(5.0)
         for subscription in self._subscriptions:
             subscription.close()

@@ -76,14 +76,37 @@ def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None
     args = sys.argv[1:] if argv is None else argv
     program = Path(sys.argv[0]).name if argv is None else getattr(run, "__module__", "node").rsplit(".", 1)[-1]
 
+    sigint = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        sigint.set()
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal.signal works there only
+    previous = signal.getsignal(signal.SIGINT)
+    if in_main_thread:  # serve's wait_for_shutdown takes SIGINT over once the node runs
+        signal.signal(signal.SIGINT, on_sigint)
+
     def body() -> int:
         try:
             return run(args)
         except KeyboardInterrupt:  # SIGINT before the node took it over (serve): the stop asked for, no error
             print(f"{program}: stopped during start-up (SIGINT)", file=sys.stderr)
             return 0
+        except Exception as error:
+            if not sigint.is_set():
+                raise
+            # the interrupt cut a step short that reported it as an error of its own (rclpy's C extension
+            # import: "isn't present on the system"; a thread not yet started): still the stop asked for
+            print(f"{program}: stopped during start-up (SIGINT; it cut short: {type(error).__name__}: {error})",
+                  file=sys.stderr)
+            return 0
 
-    code = run_guarded(program, body, wants_debug(args))  # bad input: one line, exit 2
+    try:
+        code = run_guarded(program, body, wants_debug(args))  # bad input: one line, exit 2
+    finally:
+        if in_main_thread and previous is not None:  # None: a handler set from C, which Python cannot put back
+            signal.signal(signal.SIGINT, previous)
     if argv is not None:
         return code
     logging.shutdown()

@@ -338,7 +338,7 @@ class PolicyRuntime:
         self._stop.set()
         self._wake.set()
         self._timers.stop()
-        if self._inference_thread is not None:
+        if self._inference_thread is not None and self._inference_thread.is_alive():  # not if start() was cut
             self._inference_thread.join(timeout)
         self._inference_thread = None
         self._stop = threading.Event()  # a thread left in `infer` keeps the old (set) event and ends after it

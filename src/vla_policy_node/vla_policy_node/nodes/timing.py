@@ -131,7 +131,9 @@ class ThreadTicker:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        # is_alive: a SIGINT inside start() can leave a thread not yet started, which join() refuses; it ends
+        # by itself at its first look at the stop event
+        if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def _run(self) -> None:

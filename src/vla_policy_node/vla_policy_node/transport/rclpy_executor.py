@@ -83,7 +83,9 @@ class SubscriptionLoop:
         """Stop waiting (a callback in progress finishes first); the loop's guard condition is destroyed."""
         self._stopped = True
         self._wake()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        # is_alive: a SIGINT inside start() can leave a thread not yet started, which join() refuses; it ends
+        # by itself at its first look at `_stopped`
+        if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._guard.destroy()
 
