@@ -113,6 +113,39 @@ def test_control_timers_are_threads_on_wall_time_and_node_timers_on_sim_time(spu
         spun_node.set_parameters([Parameter("use_sim_time", value=False)])
 
 
+def test_fake_arm_streams_from_threads_on_wall_time_and_follows_clock_on_sim_time(spun_node) -> None:
+    """The fake arm driver's joint and camera timers: threads of their own on wall time, like the nodes' control
+    timers; node timers that /clock drives with use_sim_time (no /clock: nothing published)."""
+    from rclpy.parameter import Parameter
+
+    from vla_policy_node.nodes.fake_arm_driver import FakeArm
+    from vla_policy_node.spec.robot_configs import load_robot
+
+    transport = RclpyTransport(spun_node)
+    published: list[str] = []
+    transport.subscribe("/joint_states", "sensor_msgs/msg/JointState",
+                        lambda _: published.append("joint_states"))
+    arm = FakeArm(transport, load_robot("sim_arm"))
+    arm.start()
+    try:
+        assert all(isinstance(t, ThreadTicker) for t in arm._tickers)
+        assert wait_until(lambda: len(published) >= 20)
+    finally:
+        arm.close()
+    spun_node.set_parameters([Parameter("use_sim_time", value=True)])
+    try:
+        arm = FakeArm(transport, load_robot("sim_arm"))
+        arm.start()
+        assert all(isinstance(t, RclpyTicker) for t in arm._tickers)
+        time.sleep(0.2)
+        count = len(published)
+        time.sleep(0.3)
+        assert len(published) == count
+    finally:
+        arm.close()
+        spun_node.set_parameters([Parameter("use_sim_time", value=False)])
+
+
 def test_transport_round_trip_through_real_rclpy(spun_node) -> None:
     transport = RclpyTransport(spun_node)
     received = []

@@ -52,7 +52,7 @@ from vla_policy_node.nodes.node_support import (
     node_clock,
     serve,
 )
-from vla_policy_node.nodes.timing import Ticker, make_ticker
+from vla_policy_node.nodes.timing import Ticker, follows_sim_clock, make_ticker
 from vla_policy_node.spec.embodiment import CameraSpec, ConfigError, Embodiment
 from vla_policy_node.spec.robot_configs import load_robot
 from vla_policy_node.transport.base import Transport
@@ -332,9 +332,14 @@ class FakeArm:
                 publisher.publish(encode_image(new, rgb, "rgb8", stamp=now, frame_id=f"{cam.name}_optical"))
 
     def start(self) -> None:
+        # threads of their own on wall time (as the nodes' control timers: rclpy's executor delays a 250 Hz timer
+        # by milliseconds), node timers that /clock drives on sim time
+        own = not follows_sim_clock(self.transport)
         self._tickers = [
-            make_ticker(self.transport, 1.0 / self.params.joint_rate, self.joint_step, "fake-arm-joints"),
-            make_ticker(self.transport, 1.0 / self.params.camera_rate, self.camera_step, "fake-arm-cameras"),
+            make_ticker(self.transport, 1.0 / self.params.joint_rate, self.joint_step, "fake-arm-joints",
+                        own_thread=own),
+            make_ticker(self.transport, 1.0 / self.params.camera_rate, self.camera_step, "fake-arm-cameras",
+                        own_thread=own),
         ]
         for ticker in self._tickers:
             ticker.start()
