@@ -106,3 +106,27 @@ def test_an_error_that_a_sigint_caused_during_start_up_is_still_a_clean_stop() -
                                             "ImportError"), result.stderr
     failed = subprocess.run([sys.executable, "-c", FAILS], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and "isn't present on the system" in failed.stderr, failed.stderr
+
+
+def test_a_node_whose_start_a_sigint_cuts_short_is_still_closed() -> None:
+    """serve: the runtime is closed (its threads stopped, its transport let go) when the interrupt lands inside
+    its start, and the interrupt goes on to console_main, which makes it the clean stop."""
+    import logging
+
+    import pytest
+
+    from vla_policy_node.nodes.node_support import serve
+
+    class HalfStarted:
+        closed = False
+
+        def start(self) -> None:
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            self.closed = True
+
+    node = HalfStarted()
+    with pytest.raises(KeyboardInterrupt):
+        serve(node, logging.getLogger("test"))
+    assert node.closed

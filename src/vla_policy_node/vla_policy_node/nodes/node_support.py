@@ -196,11 +196,14 @@ class Startable(Protocol):
 
 
 def serve(node: Startable, log: logging.Logger, message: str = "running; Ctrl-C to stop") -> int:
-    """A node executable's life: start its runtime, log, run until SIGINT/SIGTERM, close; 0 for a clean stop."""
-    node.start()
-    log.info("%s", message)
-    wait_for_shutdown()
-    node.close()
+    """A node executable's life: start its runtime, log, run until SIGINT/SIGTERM, close; 0 for a clean stop.
+    Closed also when a SIGINT cuts the start short (its KeyboardInterrupt then goes on to console_main)."""
+    try:
+        node.start()
+        log.info("%s", message)
+        wait_for_shutdown()
+    finally:
+        node.close()
     return 0
 
 
