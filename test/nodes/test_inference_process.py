@@ -236,3 +236,27 @@ def test_close_is_quick_while_an_inference_is_in_flight(sim_arm, tmp_path):
     worker.join(10)
     assert time.monotonic() - start < 5 and not worker.is_alive()
     assert errors and "restarting" not in str(errors[0]) and not policy.alive
+
+
+def _report_sigint_mask(conn) -> None:
+    conn.send(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_the_inference_process_starts_with_sigint_blocked_and_the_node_keeps_it():
+    """A Ctrl-C to the terminal's process group while the inference process's interpreter starts cannot end it
+    with a traceback: it starts with SIGINT blocked (until `_serve` ignores it), while the node's own mask is
+    back as it was once the start returns, so the node still gets its SIGINT."""
+    import multiprocessing
+
+    from vla_policy_node.inference.process import _start_sigint_blocked
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    process = ctx.Process(target=_report_sigint_mask, args=(child,), daemon=True)
+    _start_sigint_blocked(process)
+    try:
+        assert parent.poll(60) and parent.recv() is True
+    finally:
+        process.join(10)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before and signal.SIGINT not in before

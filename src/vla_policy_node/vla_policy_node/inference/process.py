@@ -124,12 +124,18 @@ class ProcessPolicy:
         process = self._ctx.Process(target=_serve, args=(child, self.factory, self.embodiment, self.warmup,
                                                          self.warmup_instruction),
                                     name="vla-inference", daemon=True)
-        process.start()
+        _start_sigint_blocked(process)
         child.close()
         message = None
-        if parent in wait([parent, process.sentinel], timeout):
-            with contextlib.suppress(EOFError, OSError):
-                message = parent.recv()
+        try:
+            if parent in wait([parent, process.sentinel], timeout):
+                with contextlib.suppress(EOFError, OSError):
+                    message = parent.recv()
+        except BaseException:  # a SIGINT while the model loads: the node stops, and its inference process with it
+            process.terminate()
+            process.join(1.0)
+            parent.close()
+            raise
         if not message or message[0] != "ready":
             _stop_process(process, 1.0)
             parent.close()
@@ -280,14 +286,16 @@ class ProcessPolicy:
 def _serve(conn: Connection, factory: PolicyFactory, embodiment: Embodiment, warmup: int, instruction: str) -> None:
     """The inference process: build the policy, warm it up, answer requests until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the node, which closes us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the spawn: a pending one is dropped
     try:
         policy = factory()
         warm_up(policy, embodiment, warmup, instruction)
     except BaseException as error:  # whatever it was, the parent gets it as text
-        conn.send(("failed", f"{type(error).__name__}: {error}", traceback.format_exc(limit=8)))
+        _send_if_heard(conn, ("failed", f"{type(error).__name__}: {error}", traceback.format_exc(limit=8)))
         return
     tokens = tuple(str(t) for t in getattr(policy, "special_tokens", ()))
-    conn.send(("ready", f"pid {os.getpid()}, {warmup} warm-up inference(s)", tokens))
+    if not _send_if_heard(conn, ("ready", f"pid {os.getpid()}, {warmup} warm-up inference(s)", tokens)):
+        return
     by_name = {cam.name: cam for cam in embodiment.cameras}
     segment: SharedMemory | None = None
     while True:
@@ -313,9 +321,32 @@ def _serve(conn: Connection, factory: PolicyFactory, embodiment: Embodiment, war
             reply = ("error", request.seq, f"{type(error).__name__}: {error}")
         finally:
             images = obs = None  # views of the segment must go before it may be closed
-        conn.send(reply)
+        if not _send_if_heard(conn, reply):
+            break
     if segment is not None:
         _release(segment, unlink=False)
+
+
+def _send_if_heard(conn: Connection, message: object) -> bool:
+    """Send to the node; False when it is gone (stopped or died while this process loaded or answered): this
+    process then ends quietly instead of with a BrokenPipeError traceback in the node's log."""
+    try:
+        conn.send(message)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return False
+    return True
+
+
+def _start_sigint_blocked(process: Any) -> None:
+    """Start the inference process with SIGINT blocked (the mask is inherited through fork and exec), so a Ctrl-C
+    to the terminal's process group during its interpreter start-up, before `_serve` ignores SIGINT, cannot end it
+    with a KeyboardInterrupt traceback. Only this thread blocks it, for the start alone: a SIGINT meant for the
+    node is delivered to it once the start returns (or to another of its threads meanwhile)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def warm_up(policy: Any, embodiment: Embodiment | None = None, runs: int = 2, instruction: str = "") -> float:
