@@ -4,6 +4,7 @@ with the reason in the status; after the restart the policy resumes without a ju
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -87,6 +88,9 @@ class Factory:
             raise RuntimeError("checkpoint not found: /nowhere")
         if self.kind == "tokens":
             return TokenPolicy(self.embodiment)
+        if self.kind == "slow_load":  # a big checkpoint loading: says where it is, then takes its time
+            Path(self.marker).write_text(str(os.getpid()))
+            time.sleep(120)
         return ScriptedPolicy(self.embodiment)
 
 
@@ -260,3 +264,45 @@ def test_the_inference_process_starts_with_sigint_blocked_and_the_node_keeps_it(
     finally:
         process.join(10)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before and signal.SIGINT not in before
+
+
+NODE_THAT_DIES = """
+import sys, threading
+from test.nodes.test_inference_process import Factory
+from vla_policy_node.inference.process import ProcessPolicy
+from vla_policy_node.spec.robot_configs import load_robot
+
+emb = load_robot("sim_arm")
+policy = ProcessPolicy(Factory("slow_load", emb, sys.argv[1]), emb)
+policy.start(timeout=300)
+"""
+
+
+def test_the_inference_process_ends_with_its_node_even_while_it_loads(tmp_path):
+    """A node that ends without closing its inference process (SIGKILL here; a crash, or a SIGINT that cut its
+    start short and its os._exit) does not leave it behind loading a model: it ends at once, not after the load
+    (minutes for a big checkpoint, with the GPU and the node's stdout held meanwhile)."""
+    import subprocess
+    import sys
+
+    from test.system.processes import REPO
+
+    marker = tmp_path / "inference.pid"
+    node = subprocess.Popen([sys.executable, "-c", NODE_THAT_DIES, str(marker)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and node.poll() is None
+            time.sleep(0.05)
+        child = int(marker.read_text())
+        node.kill()
+        node.wait(10)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the inference process outlived its node"
+            time.sleep(0.05)
+    finally:
+        node.kill()
+        if marker.exists() and marker.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)

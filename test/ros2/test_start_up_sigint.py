@@ -47,6 +47,11 @@ def test_sigint_anywhere_in_a_node_start_up_is_a_clean_stop(workspace: Workspace
             process.send_signal(signal.SIGINT)
         try:
             out, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # say which of its processes did not end, then end them
+            left = subprocess.run(["ps", "-o", "pid,stat,etime,args", "--sid", str(process.pid)],
+                                  capture_output=True, text=True).stdout
+            os.killpg(process.pid, signal.SIGKILL)
+            out = process.communicate()[0] + f"\n[still running 30 s after the SIGINT:\n{left}]"
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # the inference process too, should one be left

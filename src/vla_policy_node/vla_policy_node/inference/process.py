@@ -124,16 +124,17 @@ class ProcessPolicy:
         process = self._ctx.Process(target=_serve, args=(child, self.factory, self.embodiment, self.warmup,
                                                          self.warmup_instruction),
                                     name="vla-inference", daemon=True)
-        _start_sigint_blocked(process)
-        child.close()
         message = None
         try:
+            _start_sigint_blocked(process)
+            child.close()
             if parent in wait([parent, process.sentinel], timeout):
                 with contextlib.suppress(EOFError, OSError):
                     message = parent.recv()
         except BaseException:  # a SIGINT while the model loads: the node stops, and its inference process with it
-            process.terminate()
-            process.join(1.0)
+            if process.pid is not None:  # started (one the interrupt cut off before that ends with the node)
+                process.terminate()
+                process.join(1.0)
             parent.close()
             raise
         if not message or message[0] != "ready":
@@ -285,6 +286,7 @@ class ProcessPolicy:
 # ------------------------------------------------------------------------------------- inference process
 def _serve(conn: Connection, factory: PolicyFactory, embodiment: Embodiment, warmup: int, instruction: str) -> None:
     """The inference process: build the policy, warm it up, answer requests until the pipe closes."""
+    _end_with_the_node()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the node, which closes us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the spawn: a pending one is dropped
     try:
@@ -325,6 +327,23 @@ def _serve(conn: Connection, factory: PolicyFactory, embodiment: Embodiment, war
             break
     if segment is not None:
         _release(segment, unlink=False)
+
+
+def _end_with_the_node() -> None:
+    """End this process as soon as the node that spawned it is gone, whatever this process is doing (loading or
+    warming up a model takes seconds to minutes): a node that ends without closing it (SIGKILL, a crash, a SIGINT
+    that cut its start short, `os._exit`) must not leave a model process behind holding memory, a GPU and the
+    node's stdout."""
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="vla-inference-parent-watch", daemon=True).start()
 
 
 def _send_if_heard(conn: Connection, message: object) -> bool:
