@@ -246,24 +246,35 @@ def _report_sigint_mask(conn) -> None:
     conn.send(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
 
+SIGINT_MASK_AT_SPAWN = """
+import multiprocessing, signal
+from test.nodes.test_inference_process import _report_sigint_mask
+from vla_policy_node.inference.process import _start_sigint_blocked
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_report_sigint_mask, args=(child,), daemon=True)
+    _start_sigint_blocked(process)
+    print("child-blocked", parent.recv(), "node-blocked", signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    process.join(10)
+"""
+
+
 def test_the_inference_process_starts_with_sigint_blocked_and_the_node_keeps_it():
     """A Ctrl-C to the terminal's process group while the inference process's interpreter starts cannot end it
     with a traceback: it starts with SIGINT blocked (until `_serve` ignores it), while the node's own mask is
-    back as it was once the start returns, so the node still gets its SIGINT."""
-    import multiprocessing
+    back as it was once the start returns, so the node still gets its SIGINT. In a fresh interpreter, as in a
+    node: multiprocessing's resource tracker is not running yet, and starting it unblocks SIGINT."""
+    import subprocess
+    import sys
 
-    from vla_policy_node.inference.process import _start_sigint_blocked
+    from test.system.processes import REPO
 
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    process = ctx.Process(target=_report_sigint_mask, args=(child,), daemon=True)
-    _start_sigint_blocked(process)
-    try:
-        assert parent.poll(60) and parent.recv() is True
-    finally:
-        process.join(10)
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before and signal.SIGINT not in before
+    result = subprocess.run([sys.executable, "-c", SIGINT_MASK_AT_SPAWN], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["child-blocked", "True", "node-blocked", "False"], \
+        result.stdout + result.stderr
 
 
 NODE_THAT_DIES = """

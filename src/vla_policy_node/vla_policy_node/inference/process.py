@@ -361,6 +361,11 @@ def _start_sigint_blocked(process: Any) -> None:
     to the terminal's process group during its interpreter start-up, before `_serve` ignores SIGINT, cannot end it
     with a KeyboardInterrupt traceback. Only this thread blocks it, for the start alone: a SIGINT meant for the
     node is delivered to it once the start returns (or to another of its threads meanwhile)."""
+    from multiprocessing import resource_tracker
+
+    # started now if it is not yet running: starting it unblocks SIGINT in this thread (CPython 3.11), which
+    # inside process.start() below would undo the block before the fork
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         process.start()
