@@ -98,7 +98,8 @@ def console_main(run: Callable[[Sequence[str]], int], argv: Sequence[str] | None
                 raise
             # the interrupt cut a step short that reported it as an error of its own (rclpy's C extension
             # import: "isn't present on the system"; a thread not yet started): still the stop asked for
-            print(f"{program}: stopped during start-up (SIGINT; it cut short: {type(error).__name__}: {error})",
+            said = (str(error).splitlines() or [""])[0]
+            print(f"{program}: stopped during start-up (SIGINT; it cut short: {type(error).__name__}: {said})",
                   file=sys.stderr)
             return 0
 
