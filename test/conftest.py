@@ -4,6 +4,7 @@ marker's skip and count."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 def ros2_prefix() -> str:
     return os.environ.get("AMENT_PREFIX_PATH", "").split(":")[-1] or "?"
+
+
+@pytest.fixture
+def cut_thread_start() -> Any:
+    """Makes the next Thread.start() raise KeyboardInterrupt before the thread runs (a SIGINT landing inside
+    it), then lets later starts be; yields (the thread it cut, in a list once cut; the real start, to run that
+    thread later)."""
+    patch = pytest.MonkeyPatch()
+    real_start = threading.Thread.start
+    cut: list[threading.Thread] = []
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        patch.undo()
+        cut.append(thread)
+        raise KeyboardInterrupt
+
+    patch.setattr(threading.Thread, "start", interrupted_start)
+    yield cut, real_start
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

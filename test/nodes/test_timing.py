@@ -170,23 +170,15 @@ def test_work_waits_for_a_control_tick_due_within_its_room_and_starts_just_after
         timers.stop()
 
 
-def test_ticker_stops_quietly_after_a_start_cut_by_sigint(monkeypatch):
+def test_ticker_stops_quietly_after_a_start_cut_by_sigint(cut_thread_start):
     """A SIGINT landing inside Thread.start() (a launch stopped while the node starts; seen in CI as the mux's
     'cannot join thread before it is started', exit 2) leaves a thread that join() refuses. stop() returns
     quietly, so the node ends as asked, and the thread, should it get going after the stop, ends without a tick."""
-    real_start = threading.Thread.start
-    cut: list[threading.Thread] = []
-
-    def interrupted_start(thread: threading.Thread) -> None:
-        cut.append(thread)
-        raise KeyboardInterrupt
-
+    cut, real_start = cut_thread_start
     ticks: list[int] = []
     ticker = ThreadTicker(0.001, lambda: ticks.append(1), "cut")
-    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
     with pytest.raises(KeyboardInterrupt):
         ticker.start()
-    monkeypatch.undo()
     ticker.stop()
     real_start(cut[0])
     cut[0].join(1.0)

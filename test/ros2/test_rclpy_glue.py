@@ -189,24 +189,16 @@ def test_gripper_action_client_against_a_real_action_server(spun_node, franka) -
         server.destroy()
 
 
-def test_subscription_loop_stops_quietly_after_a_start_cut_by_sigint(rclpy_context, monkeypatch) -> None:
+def test_subscription_loop_stops_quietly_after_a_start_cut_by_sigint(rclpy_context, cut_thread_start) -> None:
     """A SIGINT inside the loop's Thread.start() (the replay launch's mux in CI: 'cannot join thread before it is
     started', exit 2 instead of a clean stop): stop() returns quietly and the thread, should it get going after
     the stop, ends without waiting on anything."""
     from vla_policy_node.transport.rclpy_executor import SubscriptionLoop
 
-    real_start = threading.Thread.start
-    cut: list[threading.Thread] = []
-
-    def interrupted_start(thread: threading.Thread) -> None:
-        cut.append(thread)
-        raise KeyboardInterrupt
-
+    cut, real_start = cut_thread_start
     loop = SubscriptionLoop(rclpy_context, name="cut-loop")
-    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
     with pytest.raises(KeyboardInterrupt):
         loop.start()
-    monkeypatch.undo()
     loop.stop()
     real_start(cut[0])
     cut[0].join(5.0)
