@@ -130,3 +130,16 @@ def test_a_node_whose_start_a_sigint_cuts_short_is_still_closed() -> None:
     with pytest.raises(KeyboardInterrupt):
         serve(node, logging.getLogger("test"))
     assert node.closed
+
+    class FailsToStartAndToClose(HalfStarted):
+        def start(self) -> None:
+            raise RuntimeError("inference process failed to start: not ready within 600 s")
+
+        def close(self) -> None:
+            self.closed = True
+            raise AttributeError("half-started: no inference thread")
+
+    node = FailsToStartAndToClose()
+    with pytest.raises(RuntimeError, match="failed to start"):  # the start's error is the one reported
+        serve(node, logging.getLogger("test"))
+    assert node.closed

@@ -198,13 +198,19 @@ class Startable(Protocol):
 
 def serve(node: Startable, log: logging.Logger, message: str = "running; Ctrl-C to stop") -> int:
     """A node executable's life: start its runtime, log, run until SIGINT/SIGTERM, close; 0 for a clean stop.
-    Closed also when a SIGINT cuts the start short (its KeyboardInterrupt then goes on to console_main)."""
+    Closed also when its start fails or a SIGINT cuts it short; that error (or the KeyboardInterrupt, which
+    console_main makes the clean stop) is the one reported, not one from closing a half-started node."""
     try:
         node.start()
         log.info("%s", message)
         wait_for_shutdown()
-    finally:
-        node.close()
+    except BaseException:
+        try:
+            node.close()
+        except Exception as error:  # secondary: logged, the start's own error goes on
+            log.warning("closing after the start was cut short: %s: %s", type(error).__name__, error)
+        raise
+    node.close()
     return 0
 
 
