@@ -41,6 +41,7 @@ from vla_policy_node.spec.types import Observation
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.factory import TRANSPORT_CHOICES, make_transport, strip_ros_args
 from vla_policy_node.transport.qos import DEFAULT_QOS, SENSOR_DATA_QOS
+from vla_policy_node.transport.threads import join_started
 
 log = logging.getLogger("inference_server")
 PROGRAM = "vla_inference_server"
@@ -172,8 +173,7 @@ class InferenceServer:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._worker is not None and self._worker.is_alive():  # not if start() was cut by a SIGINT
-            self._worker.join(5.0)
+        join_started(self._worker, 5.0)
         for subscription in self._subscriptions:
             subscription.close()
 

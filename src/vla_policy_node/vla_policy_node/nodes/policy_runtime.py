@@ -54,6 +54,7 @@ from vla_policy_node.nodes.timing import ControlTimers, drop_realtime_priority
 from vla_policy_node.spec.embodiment import Embodiment
 from vla_policy_node.transport.base import Transport
 from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_QOS
+from vla_policy_node.transport.threads import join_started
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +339,7 @@ class PolicyRuntime:
         self._stop.set()
         self._wake.set()
         self._timers.stop()
-        if self._inference_thread is not None and self._inference_thread.is_alive():  # not if start() was cut
-            self._inference_thread.join(timeout)
+        join_started(self._inference_thread, timeout)
         self._inference_thread = None
         self._stop = threading.Event()  # a thread left in `infer` keeps the old (set) event and ends after it
 

@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from vla_policy_node.transport.threads import join_started
+
 log = logging.getLogger(__name__)
 
 Job = Callable[[], object]
@@ -131,10 +133,7 @@ class ThreadTicker:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        # is_alive: a SIGINT inside start() can leave a thread not yet started, which join() refuses; it ends
-        # by itself at its first look at the stop event
-        if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        join_started(self._thread, timeout)
 
     def _run(self) -> None:
         clock, stop = self._clock, self._stop

@@ -28,6 +28,8 @@ import logging
 import threading
 from typing import Any
 
+from vla_policy_node.transport.threads import join_started
+
 log = logging.getLogger(__name__)
 
 
@@ -83,10 +85,7 @@ class SubscriptionLoop:
         """Stop waiting (a callback in progress finishes first); the loop's guard condition is destroyed."""
         self._stopped = True
         self._wake()
-        # is_alive: a SIGINT inside start() can leave a thread not yet started, which join() refuses; it ends
-        # by itself at its first look at `_stopped`
-        if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        join_started(self._thread, timeout)
         self._guard.destroy()
 
     def _run(self) -> None:
