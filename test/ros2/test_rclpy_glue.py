@@ -4,8 +4,10 @@ rclpy action server."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -82,11 +84,21 @@ def test_timers_are_node_timers_in_their_own_callback_groups(spun_node) -> None:
     assert len(calls) == count  # stopped means stopped
 
 
+@contextlib.contextmanager
+def on_sim_time(node) -> Iterator[None]:
+    """The node on simulated time (use_sim_time) for the block, back on wall time after it."""
+    from rclpy.parameter import Parameter
+
+    node.set_parameters([Parameter("use_sim_time", value=True)])
+    try:
+        yield
+    finally:
+        node.set_parameters([Parameter("use_sim_time", value=False)])
+
+
 def test_control_timers_are_threads_on_wall_time_and_node_timers_on_sim_time(spun_node) -> None:
     """A node's control and status timers: threads of their own on wall time (the executor's Python delayed a
     250 Hz tick by milliseconds), node timers that /clock drives with use_sim_time."""
-    from rclpy.parameter import Parameter
-
     transport = RclpyTransport(spun_node)
     ticks: list[str] = []
     statuses: list[str] = []
@@ -100,24 +112,21 @@ def test_control_timers_are_threads_on_wall_time_and_node_timers_on_sim_time(spu
         assert timers.wait_for_room(0.004) <= 0.004 + 1e-3  # a thread says when it ticks next
     finally:
         timers.stop()
-    spun_node.set_parameters([Parameter("use_sim_time", value=True)])
-    try:
-        timers.start()  # no /clock published: sim time stands still, and so do the node timers
-        assert all(isinstance(t, RclpyTicker) for t in timers._tickers)
-        assert timers.wait_for_room(0.004) == 0.0
-        count = len(ticks)
-        time.sleep(0.2)
-        assert len(ticks) == count
-    finally:
-        timers.stop()
-        spun_node.set_parameters([Parameter("use_sim_time", value=False)])
+    with on_sim_time(spun_node):
+        try:
+            timers.start()  # no /clock published: sim time stands still, and so do the node timers
+            assert all(isinstance(t, RclpyTicker) for t in timers._tickers)
+            assert timers.wait_for_room(0.004) == 0.0
+            count = len(ticks)
+            time.sleep(0.2)
+            assert len(ticks) == count
+        finally:
+            timers.stop()
 
 
 def test_fake_arm_streams_from_threads_on_wall_time_and_follows_clock_on_sim_time(spun_node) -> None:
     """The fake arm driver's joint and camera timers: threads of their own on wall time, like the nodes' control
     timers; node timers that /clock drives with use_sim_time (no /clock: nothing published)."""
-    from rclpy.parameter import Parameter
-
     from vla_policy_node.nodes.fake_arm_driver import FakeArm
     from vla_policy_node.spec.robot_configs import load_robot
 
@@ -132,18 +141,17 @@ def test_fake_arm_streams_from_threads_on_wall_time_and_follows_clock_on_sim_tim
         assert wait_until(lambda: len(published) >= 20)
     finally:
         arm.close()
-    spun_node.set_parameters([Parameter("use_sim_time", value=True)])
-    try:
+    with on_sim_time(spun_node):
         arm = FakeArm(transport, load_robot("sim_arm"))
-        arm.start()
-        assert all(isinstance(t, RclpyTicker) for t in arm._tickers)
-        time.sleep(0.2)
-        count = len(published)
-        time.sleep(0.3)
-        assert len(published) == count
-    finally:
-        arm.close()
-        spun_node.set_parameters([Parameter("use_sim_time", value=False)])
+        try:
+            arm.start()
+            assert all(isinstance(t, RclpyTicker) for t in arm._tickers)
+            time.sleep(0.2)
+            count = len(published)
+            time.sleep(0.3)
+            assert len(published) == count
+        finally:
+            arm.close()
 
 
 def test_transport_round_trip_through_real_rclpy(spun_node) -> None:
