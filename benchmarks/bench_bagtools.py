@@ -103,6 +103,7 @@ def stage_raw(bag: Path) -> dict:
 def stage_replay(bag: Path, robot: str) -> dict:
     from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
     from vla_policy_node.bagtools.synthetic import ReachPolicy
+    from vla_policy_node.control.native import native_status
     from vla_policy_node.spec import load_embodiment
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
@@ -118,7 +119,7 @@ def stage_replay(bag: Path, robot: str) -> dict:
             "camera_frames_per_s": frames / wall, "messages_per_s": summary["throughput"]["messages_per_s"],
             "bag_mb_per_s": summary["throughput"]["bag_mb_per_s"], "chunk_mae": summary["chunk_error"]["mae"],
             "command_mae": summary["command_error"]["mae"], "counts": summary["counts"],
-            "open_and_run_s": outer_wall, "cpu_s": cpu_s, "peak_rss_mb": _peak_rss_mb()}
+            "open_and_run_s": outer_wall, "cpu_s": cpu_s, "peak_rss_mb": _peak_rss_mb(), "build": native_status()}
 
 
 def stage_convert(bag: Path, robot: str, out: Path) -> dict:
@@ -213,6 +214,7 @@ def main() -> int:
                   f"opening), {replay['cpu_s']:.2f} s CPU, {replay['observations_per_s']:.0f} observations/s, "
                   f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
                   f"{replay['bag_mb_per_s']:.0f} MB/s = {ratio:.2f}x raw; peak RSS {replay['peak_rss_mb']:.0f} MB")
+        print(f"replay's {replays[0]['build']}")
         print(f"replay / raw read throughput: median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-"
               f"{max(ratios):.2f}x over {len(ratios)} alternating runs, {cache} (target >= 0.8x); {_load()}")
         result = {"generate": generated, "cold": args.cold, "raw": raws, "replay": replays, "replay_ratio": ratios}

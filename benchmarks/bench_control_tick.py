@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_policy_node.control import ControlConfig, ControlLoop, ExecutorConfig
+from vla_policy_node.control.native import native_status
 from vla_policy_node.spec import ActionChunk, load_embodiment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,8 @@ def run(ticks: int, strategy: str, interpolation: str, node_path: bool = False) 
     us = tick_ns[ticks // 10 :] / 1e3  # skip warm-up
     merge_us = np.array(merge_ns) / 1e3
     path = "measured state from the joint-state input" if node_path else "measured state passed to tick"
-    print(f"franka_fr3, {strategy}/{interpolation}, {rate:.0f} Hz, {ticks} ticks (first 10% skipped), {path}")
+    print(f"franka_fr3, {strategy}/{interpolation}, {rate:.0f} Hz, {ticks} ticks (first 10% skipped), {path}; "
+          f"{native_status()}")
     print(f"tick   p50 {np.percentile(us, 50):7.1f} us   p99 {np.percentile(us, 99):7.1f} us   max {us.max():7.1f} us")
     print(f"merge  p50 {np.percentile(merge_us, 50):7.1f} us   p99 {np.percentile(merge_us, 99):7.1f} us"
           f"   ({len(merge_us)} chunks, inference thread)")

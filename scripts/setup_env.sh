@@ -39,3 +39,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install -q -e "$ROOT/src/vla_policy_node[model,ros,bagtools,camera,sim,babyai,metaworld,test,colcon]"
   echo "$WANT" > "$STAMP"
 fi
+
+# The safety filter's per-joint limit arithmetic compiled with mypyc (the `test` extra brings it), beside its
+# source; a no-op while the build matches the source. Without a C compiler the Python source runs, as it does
+# wherever the build is missing or stale (vla_policy_node/control/native.py).
+if ! "$VENV/bin/python" "$ROOT/scripts/build_native.py"; then
+  echo "setup_env: the joint limits were not compiled; their Python source runs (same results, slower tick)" >&2
+fi

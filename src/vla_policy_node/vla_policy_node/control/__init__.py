@@ -4,6 +4,7 @@ the command mux, the safety filter; observation sync, chunk execution (sync / en
 step (inference.py), watchdog and status. numpy only: no torch, no ROS, so the safety path runs and is tested
 without either."""
 
+import vla_policy_node.control.fresh_native  # noqa: F401  (first: a stale compiled build must not be imported)
 from vla_policy_node.control.command import ArmTarget, ChunkError, Command, CommandSpace, LateChunkError
 from vla_policy_node.control.config import (
     ControlConfig,

@@ -29,6 +29,7 @@ from vla_policy_node.control.config import ControlConfig
 from vla_policy_node.control.gripper import gripper_gate_for
 from vla_policy_node.control.loop import ControlLoop
 from vla_policy_node.control.mux_file import MuxFile, MuxTopics, TeleopTopics
+from vla_policy_node.control.native import native_status
 from vla_policy_node.control.output_gate import OutputGate
 from vla_policy_node.control.sources import CommandStream
 from vla_policy_node.control.status import Diagnostic, Level
@@ -148,8 +149,8 @@ class MuxRuntime:
                                      params.status_hz, self.status_step)
         self.commands_sent = 0
         self.last_command: Command | None = None
-        log.info("%s: %s -> %s (%s), locks %s", params.node_name, topics.policy, embodiment.controller.topic,
-                 self.interface, dict(topics.locks))
+        log.info("%s: %s -> %s (%s), locks %s; %s", params.node_name, topics.policy, embodiment.controller.topic,
+                 self.interface, dict(topics.locks), native_status())
 
     def _subscribe(self, topic: str, msgtype: str, handler: Callable[[Any], None], qos: Any) -> Any:
         """Subscriptions whose rejected messages (bad fields, wrong joints) are counted per topic."""

@@ -39,6 +39,7 @@ from vla_policy_node.control.config import ControlConfig, with_estop_only
 from vla_policy_node.control.gripper import GripperGate
 from vla_policy_node.control.inference import InferencePolicy, InferenceStep
 from vla_policy_node.control.loop import ControlLoop
+from vla_policy_node.control.native import native_status
 from vla_policy_node.control.status import Diagnostic, Level
 from vla_policy_node.msgs.commands import CommandEncoder
 from vla_policy_node.msgs.errors import MessageErrorCounter
@@ -159,9 +160,9 @@ class PolicyRuntime:
             transport.service("~/reset_estop", RESET_ESTOP, self._serve_reset_estop),
             transport.service("~/set_actuation", SET_ACTUATION, self._serve_set_actuation),
         ]
-        log.info("%s: %s, %d camera(s), controller %s, %s", params.node_name, embodiment.name,
+        log.info("%s: %s, %d camera(s), controller %s, %s; %s", params.node_name, embodiment.name,
                  len(embodiment.cameras), embodiment.controller.interface,
-                 "actuating" if self._actuating else "dry run (preview only)")
+                 "actuating" if self._actuating else "dry run (preview only)", native_status())
 
     @property
     def policy(self) -> InferencePolicy:
