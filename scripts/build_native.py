@@ -1,19 +1,19 @@
-"""Compile the safety filter's per-joint limit arithmetic (vla_policy_node.native.NATIVE_GROUP) with mypyc.
+"""Compile the safety filter's per-joint limit arithmetic (control/native.py: NATIVE_GROUP) with mypyc.
 
-    python scripts/build_native.py [--clean] [--force]
+    python scripts/build_native.py [--clean] [--force] [--verbose]
 
 Builds one extension for the group in place, beside the `.py` files, and records each source's SHA-256 in
-`<module>.native-source`, so that `vla_policy_node.native` uses the build only while it matches the source.
-Nothing to do when the recorded digests match (run by scripts/setup_env.sh every time). C floating point is
-built with `-ffp-contract=off`: no fused multiply-adds, so the compiled arithmetic rounds exactly as Python's
-(aarch64 compilers fuse by default). --clean removes the build (the source runs); --force rebuilds.
+`<module>.native-source`, so that `vla_policy_node.control.native` uses the build only while it matches the
+source. Nothing to do when the recorded digests match (run by scripts/setup_env.sh every time). The C is built
+with `-ffp-contract=off`: no fused multiply-adds, so the compiled arithmetic rounds exactly as Python's
+(aarch64 compilers fuse by default). --clean removes the build (the source runs); --force rebuilds; --verbose
+prints the compiler's output.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import subprocess
 import sys
 import tempfile
@@ -44,9 +44,11 @@ SETUP = """
 from setuptools import setup
 from mypyc.build import mypycify
 
-setup(name="vla_native", ext_modules=mypycify(["--cache-dir", {cache!r}, *{paths!r}], only_compile_paths={paths!r},
-                                               separate=[({paths!r}, {group!r})], target_dir={target!r},
-                                               opt_level="3"))
+extensions = mypycify(["--cache-dir", {cache!r}, *{paths!r}], only_compile_paths={paths!r},
+                      separate=[({paths!r}, {group!r})], target_dir={target!r}, opt_level="3")
+for extension in extensions:  # after Python's own flags: no fused multiply-add, IEEE rounding as in Python
+    extension.extra_compile_args.append("-ffp-contract=off")
+setup(name="vla_native", ext_modules=extensions)
 """
 
 
@@ -67,7 +69,7 @@ def clean() -> None:
         path.unlink()
 
 
-def build() -> None:
+def build(verbose: bool = False) -> None:
     clean()
     sources = [source_path(m) for m in NATIVE_GROUP]
     digests = {m: source_digest(p) for m, p in zip(NATIVE_GROUP, sources, strict=True)}
@@ -76,10 +78,11 @@ def build() -> None:
         script = Path(work) / "setup_native.py"
         script.write_text(SETUP.format(paths=paths, group=GROUP_LIBRARY, cache=str(Path(work) / "mypy_cache"),
                                           target=str(Path(work) / "c")))
-        env = dict(os.environ, CFLAGS=(os.environ.get("CFLAGS", "") + " -ffp-contract=off").strip())
         command = [sys.executable, str(script), "build_ext", "--inplace", "--build-temp", str(Path(work) / "tmp"),
                    "--build-lib", str(Path(work) / "lib")]
-        result = subprocess.run(command, cwd=PACKAGE_ROOT, env=env, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=PACKAGE_ROOT, capture_output=True, text=True)
+        if verbose:
+            print(result.stdout + result.stderr)
         if result.returncode != 0:
             clean()
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
@@ -95,6 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean", action="store_true", help="remove the build: the Python source runs")
     parser.add_argument("--force", action="store_true", help="rebuild even when the build matches the source")
+    parser.add_argument("--verbose", action="store_true", help="print mypyc's and the C compiler's output")
     args = parser.parse_args()
     if args.clean:
         clean()
@@ -104,7 +108,7 @@ def main() -> int:
     if not reason and not args.force:
         print("build_native: up to date")
         return 0
-    build()
+    build(args.verbose)
     left = why_not_compiled()
     if left:
         raise SystemExit(f"build_native: built, but {left}")
