@@ -25,7 +25,9 @@ Cartesian commands: workspace box and linear/angular speed (ee_pose: step toward
 velocity norms, and velocities that would leave the box). Gripper: range, then speed.
 Non-finite values anywhere: hold and fault. Every clamp is counted once per tick by name.
 
-Per-joint arithmetic is plain Python floats: for <= ~10 joints it is faster than numpy's per-call overhead.
+Per-joint arithmetic is plain Python floats: for <= ~10 joints it is faster than numpy's per-call overhead. The
+joint step itself lives in joint_limits.py, which setup_env.sh compiles with mypyc (control/native.py runs its
+source wherever that build is missing or stale).
 """
 
 from __future__ import annotations
