@@ -1,21 +1,24 @@
 """Compile the safety filter's per-joint limit arithmetic (control/native.py: NATIVE_GROUP) with mypyc.
 
-    python scripts/build_native.py [--clean] [--force] [--verbose]
+    python scripts/build_native.py [--clean] [--force] [--verbose] [--can-build]
 
 Builds one extension for the group in place, beside the `.py` files, and records each source's SHA-256 in
 `<module>.native-source`, so that `vla_policy_node.control.native` uses the build only while it matches the
 source. Nothing to do when the recorded digests match (run by scripts/setup_env.sh every time). The C is built
 with `-ffp-contract=off`: no fused multiply-adds, so the compiled arithmetic rounds exactly as Python's
 (aarch64 compilers fuse by default). --clean removes the build (the source runs); --force rebuilds; --verbose
-prints the compiler's output.
+prints the compiler's output; --can-build says whether this machine has what the build needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -94,12 +97,32 @@ def build(verbose: bool = False) -> None:
         stamp_path(source).write_text(digests[module] + "\n")
 
 
+def missing_tools() -> str:
+    """'' when this interpreter can build the extension (mypyc, Python's C headers, a C compiler), else what is
+    missing. Where nothing is missing the build must succeed: scripts/test.sh then requires it."""
+    if importlib.util.find_spec("mypyc") is None:
+        return "mypyc (pip install mypy, or the `test` extra)"
+    include = sysconfig.get_paths().get("include", "")
+    if not (Path(include) / "Python.h").exists():
+        return f"Python's C headers ({include}/Python.h; e.g. the python3-dev package)"
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]  # as setuptools picks
+    if shutil.which(compiler) is None:
+        return f"a C compiler ({compiler})"
+    return ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean", action="store_true", help="remove the build: the Python source runs")
     parser.add_argument("--force", action="store_true", help="rebuild even when the build matches the source")
     parser.add_argument("--verbose", action="store_true", help="print mypyc's and the C compiler's output")
+    parser.add_argument("--can-build", action="store_true",
+                        help="only say whether this machine can build it (exit 0) or what is missing (exit 1)")
     args = parser.parse_args()
+    if args.can_build:
+        missing = missing_tools()
+        print(f"build_native: cannot build here: {missing} missing" if missing else "build_native: can build")
+        return 1 if missing else 0
     if args.clean:
         clean()
         print("build_native: removed; the Python source runs")
@@ -108,6 +131,10 @@ def main() -> int:
     if not reason and not args.force:
         print("build_native: up to date")
         return 0
+    missing = missing_tools()
+    if missing:
+        outcome = "the Python source runs" if reason else "the existing build, which matches the source, stays"
+        raise SystemExit(f"build_native: cannot build here ({missing} missing); {outcome}")
     build(args.verbose)
     left = why_not_compiled()
     if left:

@@ -13,9 +13,9 @@ if [ -z "${ROS_DISTRO:-}" ] && [ -f /opt/ros/jazzy/setup.bash ]; then
   set -u
 fi
 .venv/bin/ruff check .
-# Where a C compiler exists setup_env.sh compiled the joint limits: the tests that compare the build with its
-# source must then run, not skip.
-if command -v cc >/dev/null 2>&1; then
+# Where the joint limits can be compiled (mypyc, Python's headers, a C compiler) setup_env.sh compiled them: the
+# tests that compare the build with its source must then run, not skip.
+if .venv/bin/python scripts/build_native.py --can-build >/dev/null; then
   export VLA_REQUIRE_NATIVE=1
 fi
 .venv/bin/python -m pytest test "$@"

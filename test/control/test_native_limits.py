@@ -184,3 +184,15 @@ def test_an_edited_source_runs_instead_of_its_stale_build(tmp_path: Path) -> Non
     assert "STATUS joint limits: Python source (vla_policy_node.control.joint_limits: joint_limits.py changed" in out
     assert "WARNING running the Python source of the safety filter's joint limits" in result.stderr
     assert "STEP 0.00016 ['acceleration']" in out  # one step at max acceleration from rest: a*T*T
+
+
+def test_can_build_names_what_is_missing(tmp_path: Path) -> None:
+    """scripts/test.sh requires the build only where it can be made: without a C compiler on the PATH the check
+    says so (and the build is not attempted)."""
+    script = Path(native.PACKAGE_DIR).parents[2] / "scripts" / "build_native.py"
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env.update(PATH=str(tmp_path), CC="no-such-compiler-here")
+    result = subprocess.run([sys.executable, str(script), "--can-build"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot build here: a C compiler (no-such-compiler-here) missing" in result.stdout
