@@ -7,7 +7,6 @@ setup_env.sh built it), where a missing build fails them."""
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.util
 import math
 import os
 import shutil
@@ -31,21 +30,11 @@ needs_build = pytest.mark.skipif(
 )
 
 
-def _source_module(module: str, name: str) -> ModuleType:
-    """`module` loaded from its .py under another name, beside the (compiled) one that is imported."""
-    path = native.source_path(module)
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-    assert spec is not None
-    loaded = importlib.util.module_from_spec(spec)
-    loader.exec_module(loaded)
-    return loaded
-
-
 @pytest.fixture(scope="module")
 def source_limits() -> ModuleType:
-    source_braking = _source_module("vla_policy_node.control.braking", "source_braking")
-    limits = _source_module("vla_policy_node.control.joint_limits", "source_joint_limits")
+    source_braking = native.module_from_source("source_braking", native.source_path("vla_policy_node.control.braking"))
+    limits = native.module_from_source("source_joint_limits",
+                                       native.source_path("vla_policy_node.control.joint_limits"))
     limits.braking_velocity = source_braking.braking_velocity  # the source calls the source, all the way down
     limits.stopping_distance = source_braking.stopping_distance
     return limits

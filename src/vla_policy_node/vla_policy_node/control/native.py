@@ -27,7 +27,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # vla_policy_node/
 NATIVE_GROUP = ("vla_policy_node.control.braking", "vla_policy_node.control.joint_limits")
 GROUP_LIBRARY = "vla_policy_node.control.native_limits"  # mypyc's shared library of the group
 
-_state: dict[str, str] = {}  # "mode": "compiled" | "source"; "reason": why the source
+_source_reason = ""  # why use_source_where_stale() loaded the source ('' : it did not)
 
 
 def source_path(module: str, package_dir: Path = PACKAGE_DIR) -> Path:
@@ -67,19 +67,23 @@ def why_not_compiled(modules: tuple[str, ...] = NATIVE_GROUP, package_dir: Path 
     return ""
 
 
-def _load_source(module: str, source: Path) -> ModuleType:
-    """Import `module` from its `.py` although an extension of it sits beside it."""
-    loader = importlib.machinery.SourceFileLoader(module, str(source))
-    spec = importlib.util.spec_from_file_location(module, source, loader=loader)
+def module_from_source(name: str, source: Path, register: bool = False) -> ModuleType:
+    """The module `name` executed from the `.py` file `source`, although an extension of it sits beside it.
+    register: as an import does, in sys.modules (before its body runs) and as its package's attribute."""
+    loader = importlib.machinery.SourceFileLoader(name, str(source))
+    spec = importlib.util.spec_from_file_location(name, source, loader=loader)
     assert spec is not None
     loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module] = loaded
+    if not register:
+        loader.exec_module(loaded)
+        return loaded
+    sys.modules[name] = loaded
     try:
         loader.exec_module(loaded)
     except BaseException:
-        del sys.modules[module]
+        del sys.modules[name]
         raise
-    parent, _, leaf = module.rpartition(".")
+    parent, _, leaf = name.rpartition(".")
     if parent in sys.modules:
         setattr(sys.modules[parent], leaf, loaded)
     return loaded
@@ -88,17 +92,17 @@ def _load_source(module: str, source: Path) -> ModuleType:
 def use_source_where_stale(modules: tuple[str, ...] = NATIVE_GROUP) -> str:
     """Called by `control/__init__.py` before the group is imported. Returns '' when the compiled group is used,
     else why the source is (logged as a warning only when an extension exists but is stale)."""
+    global _source_reason
     reason = why_not_compiled(modules)
+    _source_reason = reason
     if not reason:
-        _state.update(mode="compiled", reason="")
         return ""
     has_extension = any(extension_path(source_path(m)) is not None for m in modules)
     for module in modules:  # dependencies first: NATIVE_GROUP is in import order
         if module not in sys.modules and extension_path(source_path(module)) is not None:
-            _load_source(module, source_path(module))
+            module_from_source(module, source_path(module), register=True)
     if has_extension:
         log.warning("running the Python source of the safety filter's joint limits: %s", reason)
-    _state.update(mode="source", reason=reason)
     return reason
 
 
@@ -108,5 +112,5 @@ def native_status() -> str:
     compiled = all(m is not None and not str(getattr(m, "__file__", "")).endswith(".py") for m in modules)
     if compiled:
         return "joint limits: compiled (mypyc)"
-    reason = _state.get("reason") or why_not_compiled()
+    reason = _source_reason or why_not_compiled()
     return f"joint limits: Python source ({reason})" if reason else "joint limits: Python source"
