@@ -15,10 +15,12 @@ import pytest
 
 from vla_policy_node.msgs.errors import MessageError
 from vla_policy_node.msgs.fast_cdr import (
+    STRING,
     image_from_cdr,
     joint_state_from_cdr,
     joint_trajectory_from_cdr,
     same_definitions,
+    string_from_cdr,
     trajectory_first_point_from_cdr,
 )
 from vla_policy_node.msgs.fields import rosbags_factory
@@ -231,7 +233,36 @@ def test_image_fields_are_rosbags_own_or_the_fast_path_defers():
     assert taken >= 400
 
 
+def test_string_is_rosbags_own_or_the_fast_path_defers():
+    """An instruction's text is what rosbags decodes, for empty, long and non-ASCII texts; damaged bytes (cut,
+    trailing bytes, a flipped byte, big-endian data) are refused by both or the fast path defers."""
+    store = default_typestore()
+    new = rosbags_factory(store)
+    rng = np.random.default_rng(3)
+    taken = 0
+    for trial in range(400):
+        text = "".join(rng.choice(list("pick the red block ÄÖü→🙂")) for _ in range(int(rng.integers(0, 40))))
+        raw = bytes(store.serialize_cdr(new(STRING, data=text), STRING, little_endian=trial % 11 != 5))
+        if trial % 5 == 3:
+            cut = int(rng.integers(0, len(raw)))
+            raw = [raw[:cut], raw + bytes(int(rng.integers(1, 12))),
+                   raw[:cut] + bytes([raw[cut] ^ 0xFF]) + raw[cut + 1:]][trial % 3]
+        try:
+            expected = store.deserialize_cdr(raw, STRING).data
+        except Exception:
+            expected = None
+        got = string_from_cdr(memoryview(raw) if trial % 2 else raw)
+        if trial % 5 != 3 and trial % 11 != 5:
+            assert got is not None and got.data == text, "a plain string must take the fast path"
+        if got is None:
+            continue
+        taken += 1
+        assert got.data == expected, raw
+    assert taken >= 250
+
+
 def test_fast_path_only_for_the_definitions_it_reads():
+    assert same_definitions(default_typestore(), STRING)
     assert same_definitions(default_typestore(), JOINT_STATE)
     assert same_definitions(build_typestore(), JOINT_TRAJECTORY)
     assert same_definitions(default_typestore(), IMAGE)

@@ -50,6 +50,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the flow-matching head")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--one-process", dest="parallel", action="store_false",
+                        help="compare with the recording in this process, not in a second one beside the policy "
+                             "(the same report; slower)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser.parse_args(list(argv))
 
@@ -79,7 +82,7 @@ def replay_config(args: argparse.Namespace, embodiment: Embodiment) -> ReplayCon
     strategy, _ = resolve_strategy(args.strategy, args.checkpoint)
     control = ControlConfig(executor=ExecutorConfig(strategy=strategy))
     return ReplayConfig(target=args.target, latency=latency, latency_source=source, instruction=args.instruction,
-                        control=control, progress=args.progress)
+                        control=control, progress=args.progress, parallel=args.parallel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vla_policy_node.msgs.commands import CONTROLLER_MSGTYPES
+from vla_policy_node.msgs.fast_cdr import STRING
 from vla_policy_node.msgs.images import COMPRESSED_IMAGE, IMAGE
 from vla_policy_node.msgs.joints import FLOAT64_ARRAY, JOINT_STATE
 from vla_policy_node.spec.embodiment import CameraSpec, Embodiment
@@ -20,7 +21,6 @@ from vla_policy_node.transport.qos import DEFAULT_QOS, LATCHED_QOS, SENSOR_DATA_
 INSTRUCTION_TOPIC = "/vla/instruction"
 EPISODE_EVENT_TOPIC = "/vla/episode_event"
 MARK_EPISODE_SERVICE = "/vla/recorder/mark_episode"
-STRING = "std_msgs/msg/String"
 EPISODE_EVENT = "vla_msgs/msg/EpisodeEvent"
 MARK_EPISODE = "vla_msgs/srv/MarkEpisode"
 

@@ -1,5 +1,6 @@
 """The replay's hot message types straight from CDR bytes: JointState and JointTrajectory to `JointStateData` /
-`JointTrajectoryData`, and sensor_msgs/Image to a light message object (`ImageMessage`).
+`JointTrajectoryData`, sensor_msgs/Image to a light message object (`ImageMessage`), and std_msgs/String (a
+replay's instructions: rosbags would compile a deserializer for the few of them) to `StringMessage`.
 
 Why: a replay reads a joint state and a controller command every 10 ms of a recording. rosbags builds a
 dataclass per message, header, stamp, point and duration, and the decoders then copy each array out of it
@@ -37,7 +38,9 @@ _LITTLE_ENDIAN_CDR = (b"\x00\x01",)
 _NATIVE_LITTLE = sys.byteorder == "little"
 _PADDING = 3  # bytes allowed after a message's end (rosbags refuses more: "CDR message size mismatch")
 _IMAGE = struct.Struct("<II")  # height, width
+STRING = "std_msgs/msg/String"
 _LAYOUTS = {  # the field definitions (rosbags fielddefs) the readers below follow
+    STRING: (STRING,),
     IMAGE: ("std_msgs/msg/Header", IMAGE),
     JOINT_STATE: ("std_msgs/msg/Header", "sensor_msgs/msg/JointState"),
     JOINT_TRAJECTORY: ("std_msgs/msg/Header", "trajectory_msgs/msg/JointTrajectory",
@@ -175,6 +178,25 @@ def image_from_cdr(raw: Any) -> ImageMessage | None:
         data = np.frombuffer(buf, dtype=np.uint8, count=size, offset=pos)
         return ImageMessage(Header(Stamp(sec, nanosec), frame_id), height, width, encoding, is_bigendian, step, data)
     except (_Unusual, struct.error, ValueError, UnicodeDecodeError, IndexError):
+        return None
+
+
+@dataclass(slots=True)
+class StringMessage:
+    """std_msgs/String's one field, as rosbags' dataclass has it."""
+
+    data: str
+
+
+def string_from_cdr(raw: Any) -> StringMessage | None:
+    """The std_msgs/String rosbags' deserializer gives; None for anything but plain little-endian data."""
+    try:
+        buf = _body(raw)
+        data, pos = _string(buf, 0)
+        if pos + _PADDING < len(buf):
+            raise _Unusual
+        return StringMessage(data)
+    except (_Unusual, struct.error, UnicodeDecodeError, IndexError):
         return None
 
 
