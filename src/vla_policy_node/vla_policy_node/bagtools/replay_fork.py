@@ -8,7 +8,9 @@ them in the same order, and `finish` brings back the child's outcome. The same c
 same report as the comparison in the node's own process (tested bit for bit).
 
 Fork, not spawn: the child starts with the comparison as it was built (the open bag's memory map, the typestore,
-the embodiment) without pickling any of it. Where fork is not available the replay compares in its own process.
+the embodiment) without pickling any of it. Elsewhere than on Linux the replay compares in its own process. The
+fork happens before the progress bar's thread starts; the child uses no lock that another thread of the node side
+may hold (no logging, no torch).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import signal
+import sys
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -33,7 +36,8 @@ class ComparisonProcessError(RuntimeError):
 
 
 def can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Linux only: macOS offers fork, but its system libraries (and so a loaded model's) are not safe across it."""
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
 class ForkedComparison:
@@ -46,7 +50,7 @@ class ForkedComparison:
                                         daemon=True)
         self._process.start()
         child_end.close()
-        self._calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._calls: list[tuple[str, tuple[Any, ...]] | float] = []  # (name, args); a float: after_message(it)
 
     # The node side's calls (replay_compare.CALLS), queued.
     def joint_state(self, stamp: float, names: tuple[str, ...], positions: list[float], t: float) -> None:
@@ -65,13 +69,19 @@ class ForkedComparison:
         self._queue("episode_event", (raw, timestamp_ns))
 
     def tick(self, now: float, arm: list[float], gripper: float | None, by_policy: bool) -> None:
-        self._queue("tick", (now, arm, gripper, by_policy))
+        calls = self._calls  # one per control tick: `_queue` inlined
+        calls.append(("tick", (now, arm, gripper, by_policy)))
+        if len(calls) >= BATCH:
+            self._send()
 
     def prediction(self, state: np.ndarray, chunk: ActionChunk) -> None:
         self._queue("prediction", (state, chunk))
 
     def after_message(self, t: float) -> None:
-        self._queue("after_message", (t,))
+        calls = self._calls  # one per message read: queued as the bare time, without a name or an argument tuple
+        calls.append(t)
+        if len(calls) >= BATCH:
+            self._send()
 
     def finish(self, start: float, end: float) -> ComparisonOutcome:
         """Everything queued, then the end of the bag; the child's outcome (its error raised here)."""
@@ -125,9 +135,14 @@ def _serve(comparison: ReplayComparison, conn: Connection) -> None:
     """The child: makes the calls as they come; answers `finish` with the outcome, or any error with itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node side's to handle; it ends this process
     methods = {name: getattr(comparison, name) for name in CALLS}
+    after_message = comparison.after_message
     try:
         while True:
-            for name, args in pickle.loads(conn.recv_bytes()):
+            for call in pickle.loads(conn.recv_bytes()):
+                if type(call) is float:
+                    after_message(call)
+                    continue
+                name, args = call
                 if name == "finish":
                     conn.send(("ok", comparison.finish(*args)))
                     return

@@ -16,7 +16,7 @@ The gripper is always an absolute position and travels separately.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -34,14 +34,15 @@ class LateChunkError(ChunkError):
     """A well-formed chunk that came too late or out of order: dropped and counted, not a fault."""
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """One control-tick output: what was actually sent after mux and safety filter.
 
     arm: command-space values in `names` order (joint positions, EE pose, or EE twist, see `kind`).
     gripper: gripper position, None when the robot has no gripper.
     source: "policy", "teleop" or "hold". hold: the safe state is being commanded (stopping at / holding the
     last command), whatever the reason; the status says why.
+    Immutable, as a frozen dataclass, and made on every control tick: a named tuple is built in a third of the
+    time.
     """
 
     stamp: float

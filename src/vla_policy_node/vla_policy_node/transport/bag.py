@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -59,8 +59,10 @@ class BagError(RuntimeError):
     """A bag that cannot be written or read (missing, corrupt, unknown storage, incompatible types)."""
 
 
-@dataclass(frozen=True)
-class BagMessage:
+class BagMessage(NamedTuple):
+    """One message read (immutable; a named tuple: one is made per message read, in a third of a frozen
+    dataclass's time)."""
+
     topic: str
     msgtype: str
     timestamp_ns: int  # record (receive) time
