@@ -2,7 +2,7 @@
 each next to rosbags' raw read throughput of the same bag in the same run.
 
     python benchmarks/bench_bagtools.py [--gb 3] [--robot franka_fr3] [--storage mcap] [--dir /tmp] [--keep]
-                                        [--bag EXISTING_BAG] [--repeat 2] [--skip-convert] [--cold]
+                                        [--bag EXISTING_BAG] [--repeat 2] [--skip-convert] [--cold] [--one-process]
 
 Writes a synthetic demonstration bag of about `--gb` GB into a temporary directory (two 640x480 rgb8 cameras at
 25 Hz, joint states and commands at 100 Hz, episode marks), then runs each stage in a fresh process so that its
@@ -12,8 +12,9 @@ peak resident memory (getrusage ru_maxrss) is its own:
   figure is the replay machinery itself: bag reading, message decoding, sync, executor, comparison (frames are
   fitted to the model's size only when a policy reads them, as in the live node; the scripted policy reads none).
   The comparison with the recording runs in a forked process beside the node side (as by default; two cores):
-  the CPU seconds printed are both processes'. Prints observations (chunks requested by the executor) per second,
-  camera frames per second, messages per second and bag MB per second;
+  the CPU seconds printed are both processes' (--one-process: the comparison in the node side's process).
+  Prints observations (chunks requested by the executor) per second, camera frames per second, messages per
+  second and bag MB per second;
 - convert: bag -> LeRobot v3 dataset (frames at the policy rate, PNG images): frames per second, bag MB per
   second;
 - raw: rosbags alone iterating every message's raw bytes (`Reader.messages()`, no deserialization), the
@@ -101,7 +102,7 @@ def stage_raw(bag: Path) -> dict:
             "bag_mb_per_s": _bag_mb(bag) / wall, "peak_rss_mb": _peak_rss_mb()}
 
 
-def stage_replay(bag: Path, robot: str) -> dict:
+def stage_replay(bag: Path, robot: str, parallel: bool = True) -> dict:
     from vla_policy_node.bagtools.replay import OpenLoopReplay, ReplayConfig
     from vla_policy_node.bagtools.synthetic import ReachPolicy
     from vla_policy_node.control.native import native_status
@@ -109,7 +110,7 @@ def stage_replay(bag: Path, robot: str) -> dict:
 
     emb = load_embodiment(ROBOTS / f"{robot}.yaml")
     start, cpu, child_cpu = time.perf_counter(), time.process_time(), _children_cpu()
-    result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(latency=0.05)).run(bag)
+    result = OpenLoopReplay(emb, ReachPolicy(emb), ReplayConfig(latency=0.05, parallel=parallel)).run(bag)
     outer_wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     comparison_cpu_s = _children_cpu() - child_cpu  # the forked comparison, joined by the end of the run
     summary = result.summary
@@ -122,7 +123,9 @@ def stage_replay(bag: Path, robot: str) -> dict:
             "bag_mb_per_s": summary["throughput"]["bag_mb_per_s"], "chunk_mae": summary["chunk_error"]["mae"],
             "command_mae": summary["command_error"]["mae"], "counts": summary["counts"],
             "open_and_run_s": outer_wall, "cpu_s": cpu_s + comparison_cpu_s, "node_side_cpu_s": cpu_s,
-            "comparison_cpu_s": comparison_cpu_s, "peak_rss_mb": _peak_rss_mb(), "build": native_status()}
+            "comparison_cpu_s": comparison_cpu_s, "peak_rss_mb": _peak_rss_mb(),
+            "comparison_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "build": native_status()}
 
 
 def _children_cpu() -> float:
@@ -177,6 +180,8 @@ def main() -> int:
     parser.add_argument("--skip-convert", action="store_true", help="replay only")
     parser.add_argument("--cold", action="store_true",
                         help="drop the bag from the page cache before every stage that reads it (reads the disk)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="the comparison in the node side's process (as `vla_replay_test --one-process`)")
     parser.add_argument("--stage", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
@@ -186,7 +191,7 @@ def main() -> int:
         elif name == "raw":
             result = stage_raw(Path(rest[0]))
         elif name == "replay":
-            result = stage_replay(Path(rest[0]), rest[1])
+            result = stage_replay(Path(rest[0]), rest[1], parallel=rest[2] == "parallel")
         else:
             result = stage_convert(Path(rest[0]), rest[1], Path(rest[2]))
         print(json.dumps(result))
@@ -211,7 +216,8 @@ def main() -> int:
         raws = [run_stage("raw", str(bag), cold=args.cold)]
         replays = []
         for _ in range(args.repeat):
-            replays.append(run_stage("replay", str(bag), args.robot, cold=args.cold))
+            mode = "one-process" if args.one_process else "parallel"
+            replays.append(run_stage("replay", str(bag), args.robot, mode, cold=args.cold))
             raws.append(run_stage("raw", str(bag), cold=args.cold))
         for raw in raws:
             print(f"raw rosbags read: {raw['wall_s']:.2f} s wall, {raw['cpu_s']:.2f} s CPU, {raw['messages']} "
@@ -222,7 +228,9 @@ def main() -> int:
                   f"opening), {replay['cpu_s']:.2f} s CPU ({replay['node_side_cpu_s']:.2f} node side + "
                   f"{replay['comparison_cpu_s']:.2f} comparison), {replay['observations_per_s']:.0f} observations/s, "
                   f"{replay['camera_frames_per_s']:.0f} camera frames/s, {replay['messages_per_s']:.0f} messages/s, "
-                  f"{replay['bag_mb_per_s']:.0f} MB/s = {ratio:.2f}x raw; peak RSS {replay['peak_rss_mb']:.0f} MB")
+                  f"{replay['bag_mb_per_s']:.0f} MB/s = {ratio:.2f}x raw; peak RSS {replay['peak_rss_mb']:.0f} MB "
+                  f"(comparison process {replay['comparison_peak_rss_mb']:.0f} MB, pages shared since the fork "
+                  "counted in both)")
         print(f"replay's {replays[0]['build']}")
         print(f"replay / raw read throughput: median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-"
               f"{max(ratios):.2f}x over {len(ratios)} alternating runs, {cache} (target >= 0.8x); {_load()}")

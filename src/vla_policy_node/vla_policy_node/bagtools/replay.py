@@ -143,7 +143,8 @@ class OpenLoopReplay:
 
 
 class _Session:
-    """One replay of one bag (the state of the three virtual threads and of the comparison)."""
+    """One replay of one bag: the node side (the state of the three virtual threads), which calls the comparison
+    (`ReplayComparison`, here or in a forked process) with what it read and did."""
 
     def __init__(self, owner: OpenLoopReplay, path: Path, reader: BagReader) -> None:
         self.config = config = owner.config
