@@ -45,6 +45,16 @@ def _replayed(monkeypatch, emb, bag, target, *, fast: bool, parallel: bool = Tru
     return commands, pickle.dumps(summary), plots, result.summary
 
 
+def _bag(tmp_path, emb, robot: str, faults: bool):
+    """A demonstration bag, with the recording faults of a real recording when `faults`."""
+    if not faults:
+        return demo_bag(tmp_path / "bag", emb)
+    if robot == "sim_arm":
+        return demo_bag(tmp_path / "bag", emb, faults=RecordingFaults(late_every=5, late_s=0.03,
+                                                                    swap_joint_states_every=4, shuffle_joints=True))
+    return demo_bag(tmp_path / "bag", emb, faults=FAULTS)
+
+
 @pytest.mark.parametrize("robot, faults, target", [
     ("franka", False, "auto"),
     ("franka", True, "auto"),
@@ -53,11 +63,7 @@ def _replayed(monkeypatch, emb, bag, target, *, fast: bool, parallel: bool = Tru
 ])
 def test_fast_path_replays_bit_identically(request, monkeypatch, tmp_path, robot, faults, target):
     emb = request.getfixturevalue(robot)
-    session = {"faults": FAULTS} if faults else {}
-    if faults and robot == "sim_arm":
-        session["faults"] = RecordingFaults(late_every=5, late_s=0.03, swap_joint_states_every=4,
-                                            shuffle_joints=True)
-    bag = demo_bag(tmp_path / "bag", emb, **session)
+    bag = _bag(tmp_path, emb, robot, faults)
     fast = _replayed(monkeypatch, emb, bag, target, fast=True)
     general = _replayed(monkeypatch, emb, bag, target, fast=False)
     summary = fast[3]
@@ -73,9 +79,7 @@ def test_batched_comparison_is_the_one_at_a_time_comparison(request, monkeypatch
     """Settled chunks and ticks are compared with the recording in batches; compared one at a time (as soon as
     each settles) every figure of the report and every plot are the same bits, on a bag with recording faults."""
     emb = request.getfixturevalue(robot)
-    faults = FAULTS if robot == "franka" else RecordingFaults(late_every=5, late_s=0.03, swap_joint_states_every=4,
-                                                              shuffle_joints=True)
-    bag = demo_bag(tmp_path / "bag", emb, faults=faults)
+    bag = _bag(tmp_path, emb, robot, faults=True)
     batched = _replayed(monkeypatch, emb, bag, target, fast=True)
     with monkeypatch.context() as patch:
         patch.setattr(replay_compare, "TICK_BATCH", 1)
@@ -93,11 +97,7 @@ def test_forked_comparison_is_the_inline_one(request, monkeypatch, tmp_path, rob
     """The comparison in a forked process beside the node side gives the report and the plots of the comparison
     in the node's own process, bit for bit (and the node side sends the same commands either way)."""
     emb = request.getfixturevalue(robot)
-    session = {"faults": FAULTS} if faults else {}
-    if faults and robot == "sim_arm":
-        session["faults"] = RecordingFaults(late_every=5, late_s=0.03, swap_joint_states_every=4,
-                                            shuffle_joints=True)
-    bag = demo_bag(tmp_path / "bag", emb, **session)
+    bag = _bag(tmp_path, emb, robot, faults)
     forked = _replayed(monkeypatch, emb, bag, target, fast=True, parallel=True)
     inline = _replayed(monkeypatch, emb, bag, target, fast=True, parallel=False)
     summary = forked[3]

@@ -93,3 +93,18 @@ def test_the_cli_compares_beside_the_policy_unless_told_one_process(tmp_path, si
     common = ["bag", "--robot", "sim_arm", "--checkpoint", str(tmp_path), "--latency", "0.05"]
     assert replay_cli.replay_config(replay_cli.parse_args(common), sim_arm).parallel
     assert not replay_cli.replay_config(replay_cli.parse_args([*common, "--one-process"]), sim_arm).parallel
+
+
+def _replay_in_a_pool_worker(bag: str) -> tuple[float, int]:
+    from vla_policy_node.spec.robot_configs import load_robot
+
+    summary = _replay(load_robot("sim_arm"), bag).summary
+    return summary["chunk_error"]["mae"], os.getpid()
+
+
+def test_a_replay_in_a_pool_worker_compares_in_the_worker(mcap_bag):
+    """A multiprocessing pool's workers are daemonic and may not fork children of their own: there the replay
+    compares in its own process instead of failing."""
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        mae, worker = pool.apply(_replay_in_a_pool_worker, (str(mcap_bag),))
+    assert worker != os.getpid() and mae < 1e-5

@@ -36,8 +36,10 @@ class ComparisonProcessError(RuntimeError):
 
 
 def can_fork() -> bool:
-    """Linux only: macOS offers fork, but its system libraries (and so a loaded model's) are not safe across it."""
-    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+    """Linux only (macOS offers fork, but its system libraries, and so a loaded model's, are not safe across it),
+    and not in a daemonic process (a multiprocessing pool's worker may not have children)."""
+    return (sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
 
 
 class ForkedComparison:
