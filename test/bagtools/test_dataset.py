@@ -149,3 +149,14 @@ def test_refusals_name_the_problem_and_leave_nothing(tmp_path, sim_arm, sqlite_b
                              "--no-progress"]) == 0
     assert dataset_cli.main([str(sqlite_bag), "--robot", "sim_arm", "-o", str(tmp_path / "cli")]) == 2  # exists
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_missing_bag_is_refused_before_the_output_is_touched(tmp_path, sim_arm, sqlite_bag):
+    """A mistyped bag path (the second of two) is named before anything is written: another conversion writing
+    to the same output meanwhile keeps its `.partial` (two such runs raced on it before)."""
+    other_run = tmp_path / "out.partial" / "spool"
+    other_run.mkdir(parents=True)
+    missing = tmp_path / "no_such_bag"
+    with pytest.raises(ConversionError, match=f"{missing}: bag {missing} does not exist"):
+        convert_bags([sqlite_bag, missing], sim_arm, tmp_path / "out")
+    assert other_run.is_dir() and not (tmp_path / "out").exists()

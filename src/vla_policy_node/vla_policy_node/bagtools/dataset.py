@@ -561,6 +561,9 @@ def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str
     fps = dataset_fps(embodiment, config.fps)
     start = time.perf_counter()
     environment_state = _environment_state(bags, config.environment_state_topic)
+    for bag in bags:  # before anything is written: a mistyped path leaves the output (and its .partial) alone
+        if not Path(bag).exists():
+            raise ConversionError(f"{bag}: bag {bag} does not exist")
     writer = LeRobotWriter(output, embodiment, fps, config, environment_state)
     total_bytes = 0
     action_sources = {}
