@@ -56,7 +56,7 @@ from vla_policy_node.spec.cli import CliParser, UsageError, run_guarded
 from vla_policy_node.spec.embodiment import ConfigError, Embodiment
 from vla_policy_node.train import lerobot_format as fmt
 from vla_policy_node.train.lerobot_video import VideoEncoding, VideoFileWriter
-from vla_policy_node.transport.bag import BagError, BagReader
+from vla_policy_node.transport.bag import BagError, BagReader, require_bag
 
 Outcome = Literal["success", "unknown", "failure", "discarded"]
 
@@ -562,8 +562,10 @@ def convert_bags(bags: Sequence[str | Path], embodiment: Embodiment, output: str
     start = time.perf_counter()
     environment_state = _environment_state(bags, config.environment_state_topic)
     for bag in bags:  # before anything is written: a mistyped path leaves the output (and its .partial) alone
-        if not Path(bag).exists():
-            raise ConversionError(f"{bag}: bag {bag} does not exist")
+        try:
+            require_bag(Path(bag))
+        except BagError as error:
+            raise ConversionError(f"{bag}: {error}") from error
     writer = LeRobotWriter(output, embodiment, fps, config, environment_state)
     total_bytes = 0
     action_sources = {}

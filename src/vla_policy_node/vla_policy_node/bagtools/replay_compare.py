@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -162,7 +163,7 @@ class ReplayComparison:
         if point is not None:
             arm = self.decode_errors.decode(point_command, *point, self.space.arm_names, topic=spec.topic)
         else:
-            msg = self.reader.deserialize(BagMessage(spec.topic, spec.msgtype, timestamp_ns, None, raw))
+            msg = self._deserialize(spec.topic, spec.msgtype, raw, timestamp_ns)
             arm = self.decode_errors.decode(decode_command, msg, self.embodiment.controller.interface,
                                             self.space.arm_names, topic=spec.topic)
         if arm is not None:
@@ -173,7 +174,7 @@ class ReplayComparison:
         """A recorded gripper command (CDR bytes) into the reference."""
         assert self.recorded_gripper is not None and self.gripper_spec is not None
         spec, t = self.gripper_spec, timestamp_ns * 1e-9
-        msg = self.reader.deserialize(BagMessage(spec.topic, spec.msgtype, timestamp_ns, None, raw))
+        msg = self._deserialize(spec.topic, spec.msgtype, raw, timestamp_ns)
         value = self.decode_errors.decode(decode_float64_array, msg, 1, topic=spec.topic)
         if value is not None:
             self.recorded_gripper.append(t, value)
@@ -183,7 +184,7 @@ class ReplayComparison:
 
     def episode_event(self, raw: bytes, timestamp_ns: int) -> None:
         """An episode mark (CDR bytes) applied; one that cannot be decoded is reported."""
-        msg = self.reader.deserialize(BagMessage(EPISODE_EVENT_TOPIC, EPISODE_EVENT, timestamp_ns, None, raw))
+        msg = self._deserialize(EPISODE_EVENT_TOPIC, EPISODE_EVENT, raw, timestamp_ns)
         try:
             event = decode_episode_event(msg)
         except ValueError as error:
@@ -240,6 +241,10 @@ class ReplayComparison:
                                  self._reference_description())
 
     # ----------------------------------------------------------------------------------------- reference
+    def _deserialize(self, topic: str, msgtype: str, raw: bytes, timestamp_ns: int) -> Any:
+        """A message read as CDR bytes, deserialized by rosbags (BagError naming it, as when reading)."""
+        return self.reader.deserialize(BagMessage(topic, msgtype, timestamp_ns, None, raw))
+
     def _episodes(self, start: float, end: float) -> list[Episode]:
         if self.implicit_episode is None:
             return self.tracker.finish(start, end)

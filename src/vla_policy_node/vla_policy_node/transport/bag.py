@@ -199,6 +199,12 @@ class BagWriter:
         self.close()
 
 
+def require_bag(path: Path) -> None:
+    """BagError unless `path` exists (before a reader opens it, or before a tool writes anything for it)."""
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+
+
 class BagReader:
     """Open a rosbag2 directory (mcap or sqlite3) and iterate its messages in time order."""
 
@@ -206,8 +212,7 @@ class BagReader:
         """zero_copy: chunk-indexed mcap files are read through a memory map (payloads are views into it, see
         `mcap_zero_copy`); False reads everything through rosbags."""
         self.path = Path(path)
-        if not self.path.exists():
-            raise BagError(f"bag {self.path} does not exist")
+        require_bag(self.path)
         try:
             self._reader = Reader(self.path)
             self._reader.open()
